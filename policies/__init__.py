@@ -1,0 +1,1 @@
+"""Guardrails: one module per rule, each a pure function of (plan, context) -> verdicts."""

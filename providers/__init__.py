@@ -1,0 +1,1 @@
+"""Cloud adapters behind one small interface (``providers.base.Provider``)."""

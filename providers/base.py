@@ -1,0 +1,143 @@
+"""The provider interface: the only place the product talks to a cloud.
+
+A provider instance serves one account of one cloud. It observes live state in
+bulk and performs single, idempotent mutations; the executor decides the order
+(red/black) and every guard. Providers raise only ``reconciler.errors``
+``ProviderError`` subclasses, with the call, account and region in the message.
+
+Third-party clouds register a class under the ``reconciler.providers`` entry-point
+group; the class needs a ``from_config(account, config, context)`` constructor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from reconciler import clock as clock_mod
+from reconciler import errors, model
+
+ENTRY_POINT_GROUP = "reconciler.providers"
+
+EXTRAS = {"aws": "aws", "gcp": "gcp"}
+"""Provider name -> the pip extra that installs its SDK."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What every provider may use besides its own account config."""
+
+    state_url: str
+    state_dir: Path
+    clock: clock_mod.Clock = field(default_factory=clock_mod.SystemClock)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """A new server group, fully described; ``tags`` carry ownership and provenance."""
+
+    name: str
+    application: str
+    cluster: str
+    region: str
+    launch: model.LaunchSpec
+    capacity: model.Capacity
+    spec_hash: str
+    commit: str
+    autoscaling: bool = False
+
+    def ownership_tags(self) -> dict[str, str]:
+        return {
+            model.TAG_MANAGED_BY: model.MANAGED_BY,
+            model.TAG_APPLICATION: self.application,
+            model.TAG_CLUSTER: self.cluster,
+            model.TAG_SPEC_HASH: self.spec_hash,
+            model.TAG_COMMIT: self.commit,
+        }
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One account of one cloud.
+
+    Contract for every method that mutates:
+    * idempotent: creating a group that already exists with our tags returns it;
+      disabling a disabled group, resizing to the current size, destroying a group
+      that is gone are no-ops;
+    * refuses (``errors.Conflict``) to mutate a group without our ownership tags.
+    """
+
+    name: str
+    account: str
+
+    def regions(self) -> tuple[str, ...]:
+        """Regions this account may use (empty: any region a spec names)."""
+
+    def list_server_groups(self, region: str) -> list[model.ServerGroup]:
+        """Every server group in the region (bulk, paginated), managed or not."""
+
+    def health(self, region: str, name: str) -> model.Health:
+        """Healthy / desired / instance counts for one group (what waits observe)."""
+
+    def create_server_group(self, request: CreateRequest) -> model.ServerGroup:
+        """Create the group at ``request.capacity``, out of traffic.
+
+        Where the cloud's load balancer health-checks its targets the provider
+        may attach at creation (traffic reaches only healthy instances).
+        """
+
+    def enable(self, region: str, name: str) -> None:
+        """Put the group into traffic and resume scaling."""
+
+    def disable(self, region: str, name: str) -> None:
+        """Take the group out of traffic and suspend scaling."""
+
+    def resize(self, region: str, name: str, capacity: model.Capacity) -> None:
+        """Set min/desired/max in place."""
+
+    def destroy(self, region: str, name: str) -> None:
+        """Delete an owned group and what was made for it (launch template, …)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def load_provider_class(name: str) -> Any:
+    """The class registered for ``name``; a clear error names the extra to install."""
+    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    matches = [ep for ep in eps if ep.name == name]
+    if not matches:
+        known = ", ".join(sorted({ep.name for ep in eps})) or "none"
+        raise errors.ProviderMissing(
+            f"no provider named {name!r} is installed (installed: {known}); "
+            "a plugin registers one under the 'reconciler.providers' entry-point group",
+            provider=name,
+        )
+    try:
+        return matches[0].load()
+    except ImportError as exc:
+        extra = EXTRAS.get(name, name)
+        raise errors.ProviderMissing(
+            f"provider {name!r} needs extra packages: pip install 'reconciler[{extra}]' "
+            f"({exc})",
+            provider=name,
+        ) from exc
+
+
+def make_provider(
+    name: str, account: str, config: Mapping[str, Any], context: ProviderContext
+) -> Provider:
+    cls = load_provider_class(name)
+    provider: Provider = cls.from_config(account, config, context)
+    return provider
+
+
+def owned(group: model.ServerGroup) -> bool:
+    return group.managed
+
+
+def tags_say_managed(tags: Mapping[str, str]) -> bool:
+    return tags.get(model.TAG_MANAGED_BY) == model.MANAGED_BY

@@ -1,0 +1,3 @@
+"""reconciler: a declarative GitOps reconciler for VM fleets."""
+
+__version__ = "0.1.0"

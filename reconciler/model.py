@@ -1,0 +1,443 @@
+"""The model every layer speaks: desired specs, live server groups, changes and plans.
+
+Frozen, slotted dataclasses; raw YAML dicts never get past ``specs/``. Nothing
+here performs I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NewType
+
+MANAGED_BY = "reconciler"
+"""Value of the ``managed-by`` tag/label on every group the reconciler creates."""
+
+TAG_MANAGED_BY = "managed-by"
+TAG_APPLICATION = "application"
+TAG_CLUSTER = "cluster"
+TAG_SPEC_HASH = "spec-hash"
+TAG_COMMIT = "commit"
+
+ServerGroupName = NewType("ServerGroupName", str)
+ChangeId = NewType("ChangeId", str)
+
+_VERSION_RE = re.compile(r"^(?P<cluster>.+)-v(?P<version>\d{3})$")
+
+
+class Criticality(enum.StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    CRITICAL = "critical"
+
+
+class Action(enum.StrEnum):
+    CREATE = "create"
+    REPLACE = "replace"
+    RESIZE = "resize"
+    DESTROY = "destroy"
+    ROLLBACK = "rollback"
+
+
+class Verdict(enum.StrEnum):
+    """Ordered from most to least permissive; ``strictest`` picks the maximum."""
+
+    ALLOW = "allow"
+    WARN = "warn"
+    APPROVE = "approve"
+    DENY = "deny"
+
+    @property
+    def rank(self) -> int:
+        return _VERDICT_RANK[self]
+
+    @staticmethod
+    def strictest(verdicts: list[Verdict] | tuple[Verdict, ...]) -> Verdict:
+        return max(verdicts, key=lambda v: v.rank, default=Verdict.ALLOW)
+
+
+_VERDICT_RANK = {Verdict.ALLOW: 0, Verdict.WARN: 1, Verdict.APPROVE: 2, Verdict.DENY: 3}
+
+
+class StepKind(enum.StrEnum):
+    CREATE = "create"  # create the server group, out of traffic unless the LB health-checks
+    WAIT_HEALTHY = "wait_healthy"  # wait until healthy_percent of desired is healthy
+    ENABLE = "enable"  # put into traffic, resume scaling
+    DISABLE = "disable"  # take out of traffic, suspend scaling (traffic-guarded)
+    RESIZE = "resize"  # set min/desired/max
+    DELAY = "delay"  # a plain pause (delay_before_disable, scale-down, wave pause)
+    DESTROY = "destroy"  # delete an owned group
+
+
+# --------------------------------------------------------------------------- desired
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    min: int
+    desired: int
+    max: int
+
+    def clamp(self, desired: int) -> Capacity:
+        """This capacity with ``desired`` moved inside [min, max]."""
+        return Capacity(self.min, max(self.min, min(self.max, desired)), self.max)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"min": self.min, "desired": self.desired, "max": self.max}
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSpec:
+    healthy_percent: int = 100
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    keep_disabled: int = 1
+    scale_down: bool = True
+    delay_before_disable_s: float = 0.0
+    delay_before_scale_down_s: float = 0.0
+    rollback_on_failure: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    waves: tuple[tuple[str, ...], ...] = ()
+    pause_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where a value came from, for error messages and plan links."""
+
+    file: str
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """Everything immutable about a server group: a change to any of it means a new group."""
+
+    image: str
+    instance_type: str
+    user_data: str = ""
+    security_groups: tuple[str, ...] = ()
+    load_balancers: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def spec_hash(self) -> str:
+        """Stable short hash of the immutable fields; stored on every group we create."""
+        payload = json.dumps(
+            {
+                "image": self.image,
+                "instance_type": self.instance_type,
+                "user_data": self.user_data,
+                "security_groups": sorted(self.security_groups),
+                "load_balancers": sorted(self.load_balancers),
+                "tags": sorted(self.tags),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    application: str
+    provider: str
+    account: str
+    regions: tuple[str, ...]
+    launch: LaunchSpec
+    capacity: Capacity
+    stack: str = ""
+    detail: str = ""
+    autoscaling: bool = False
+    health: HealthSpec = field(default_factory=HealthSpec)
+    strategy: Strategy = field(default_factory=Strategy)
+    rollout: Rollout = field(default_factory=Rollout)
+    source: SourceRef = field(default_factory=lambda: SourceRef(""))
+
+    @property
+    def name(self) -> str:
+        return cluster_name(self.application, self.stack, self.detail)
+
+    @property
+    def waves(self) -> tuple[tuple[str, ...], ...]:
+        """Region waves; default is the first region alone, then the rest (DESIGN §4)."""
+        if self.rollout.waves:
+            return self.rollout.waves
+        if len(self.regions) <= 1:
+            return (self.regions,)
+        return ((self.regions[0],), self.regions[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    name: str
+    owner: str
+    criticality: Criticality
+    clusters: tuple[ClusterSpec, ...]
+    source: SourceRef
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    """What Git says at one commit, plus the problems found while reading it.
+
+    ``broken_files`` lists spec files that did not render or validate: their
+    applications keep their last live state (nothing is planned for them and
+    nothing anywhere is pruned while any file is broken).
+    """
+
+    commit: str
+    applications: Mapping[str, Application]
+    problems: tuple[Any, ...] = ()  # reconciler.errors.SpecProblem
+    broken_files: frozenset[str] = frozenset()
+
+    def clusters(self) -> list[ClusterSpec]:
+        return [c for app in self.applications.values() for c in app.clusters]
+
+
+# --------------------------------------------------------------------------- live
+
+
+@dataclass(frozen=True, slots=True)
+class ServerGroup:
+    """One live server group as a provider reports it."""
+
+    name: str
+    provider: str
+    account: str
+    region: str
+    cluster: str
+    application: str
+    managed: bool
+    launch: LaunchSpec
+    capacity: Capacity
+    enabled: bool
+    healthy: int
+    instances: int
+    spec_hash: str = ""
+    commit: str = ""
+    created_at: float = 0.0
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def version(self) -> int:
+        return parse_version(self.name)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "server_group": self.name,
+            "image": self.launch.image,
+            "instance_type": self.launch.instance_type,
+            "capacity": self.capacity.as_dict(),
+            "enabled": self.enabled,
+            "healthy": self.healthy,
+            "instances": self.instances,
+            "spec_hash": self.spec_hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    healthy: int
+    desired: int
+    instances: int
+
+    def satisfies(self, percent: int) -> bool:
+        if self.desired == 0:
+            return True
+        return self.healthy * 100 >= percent * self.desired
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    kind: StepKind
+    server_group: str
+    capacity: Capacity | None = None
+    seconds: float = 0.0
+    healthy_percent: int = 100
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind.value, "server_group": self.server_group}
+        if self.capacity is not None:
+            out["capacity"] = self.capacity.as_dict()
+        if self.kind in (StepKind.DELAY, StepKind.WAIT_HEALTHY):
+            out["seconds"] = self.seconds
+        if self.kind is StepKind.WAIT_HEALTHY:
+            out["healthy_percent"] = self.healthy_percent
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+    def describe(self) -> str:
+        if self.kind is StepKind.CREATE and self.capacity is not None:
+            c = self.capacity
+            return f"create {self.server_group} (min {c.min}, desired {c.desired}, max {c.max})"
+        if self.kind is StepKind.RESIZE and self.capacity is not None:
+            c = self.capacity
+            return f"resize {self.server_group} to min {c.min}, desired {c.desired}, max {c.max}"
+        if self.kind is StepKind.WAIT_HEALTHY:
+            return (
+                f"wait until {self.healthy_percent}% of {self.server_group} is healthy "
+                f"(timeout {_fmt_seconds(self.seconds)})"
+            )
+        if self.kind is StepKind.DELAY:
+            return f"wait {_fmt_seconds(self.seconds)} ({self.reason or 'delay'})"
+        return f"{self.kind.value} {self.server_group}"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyVerdict:
+    policy: str
+    verdict: Verdict
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"policy": self.policy, "verdict": self.verdict.value, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One (application, cluster, provider, account, region) that must change."""
+
+    application: str
+    cluster: str
+    provider: str
+    account: str
+    region: str
+    action: Action
+    steps: tuple[Step, ...]
+    current: ServerGroup | None = None
+    desired_server_group: str | None = None
+    desired: ClusterSpec | None = None
+    spec_hash: str = ""
+    wave: int = 0
+    reason: str = ""
+    verdicts: tuple[PolicyVerdict, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.account}/{self.region}/{self.cluster}"
+
+    @property
+    def change_id(self) -> ChangeId:
+        """Hash of the change's content (not its verdicts): stable across re-plans."""
+        payload = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
+        return ChangeId(hashlib.sha256(payload.encode()).hexdigest()[:12])
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.strictest([v.verdict for v in self.verdicts])
+
+    def content(self) -> dict[str, Any]:
+        return {
+            "application": self.application,
+            "cluster": self.cluster,
+            "provider": self.provider,
+            "account": self.account,
+            "region": self.region,
+            "action": self.action.value,
+            "current": self.current.view() if self.current else None,
+            "desired_server_group": self.desired_server_group,
+            "spec_hash": self.spec_hash,
+            "desired": desired_view(self.desired),
+            "wave": self.wave,
+            "steps": [s.as_dict() for s in self.steps],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    commit: str
+    changes: tuple[Change, ...]
+    problems: tuple[Any, ...] = ()  # SpecProblem values from the spec tree
+    base_commit: str = ""
+    live_fingerprint: str = ""
+    plan_verdicts: tuple[PolicyVerdict, ...] = ()
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.strictest(
+            [c.verdict for c in self.changes] + [v.verdict for v in self.plan_verdicts]
+        )
+
+    @property
+    def plan_id(self) -> str:
+        """Hash of the canonical content: same inputs, same id (verdicts excluded)."""
+        payload = json.dumps(
+            {
+                "commit": self.commit,
+                "base_commit": self.base_commit,
+                "changes": [c.content() for c in self.changes],
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- naming
+
+
+def cluster_name(application: str, stack: str = "", detail: str = "") -> str:
+    """Frigga naming: ``app``, ``app-stack``, ``app-stack-detail`` or ``app--detail``."""
+    if detail:
+        return f"{application}-{stack}-{detail}"
+    if stack:
+        return f"{application}-{stack}"
+    return application
+
+
+def server_group_name(cluster: str, version: int) -> str:
+    return f"{cluster}-v{version % 1000:03d}"
+
+
+def parse_version(name: str) -> int:
+    """The ``NNN`` of ``cluster-vNNN``; -1 for a name without a version."""
+    m = _VERSION_RE.match(name)
+    return int(m.group("version")) if m else -1
+
+
+def cluster_of(name: str) -> str:
+    m = _VERSION_RE.match(name)
+    return m.group("cluster") if m else name
+
+
+def desired_view(spec: ClusterSpec | None) -> dict[str, Any] | None:
+    """The reviewable fields of a spec (user data shown only as a hash: it may hold secrets)."""
+    if spec is None:
+        return None
+    launch = spec.launch
+    return {
+        "image": launch.image,
+        "instance_type": launch.instance_type,
+        "capacity": spec.capacity.as_dict(),
+        "autoscaling": spec.autoscaling,
+        "load_balancers": list(launch.load_balancers),
+        "security_groups": list(launch.security_groups),
+        "user_data_sha256": hashlib.sha256(launch.user_data.encode()).hexdigest()[:12]
+        if launch.user_data
+        else "",
+        "tags": dict(launch.tags),
+    }
+
+
+def _fmt_seconds(seconds: float) -> str:
+    s = int(seconds)
+    if s and s % 3600 == 0:
+        return f"{s // 3600}h"
+    if s and s % 60 == 0:
+        return f"{s // 60}m"
+    return f"{s}s"
