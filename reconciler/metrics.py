@@ -1,0 +1,49 @@
+"""Prometheus metrics in a registry of our own (so tests and embedders get a clean slate)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+PASS_DURATION = Histogram(
+    "reconciler_pass_duration_seconds",
+    "Wall time of one reconcile pass (fetch, plan, dispatch).",
+    registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+LAST_SUCCESS = Gauge(
+    "reconciler_last_successful_pass_timestamp_seconds",
+    "When the last pass that read the repository and planned without error ended.",
+    registry=REGISTRY,
+)
+CHANGES = Counter(
+    "reconciler_changes_total",
+    "Changes by action and outcome (planned, applied, failed, rolled_back, denied).",
+    ["action", "outcome"],
+    registry=REGISTRY,
+)
+API_CALLS = Counter(
+    "reconciler_provider_calls_total",
+    "Provider calls by provider and operation.",
+    ["provider", "call"],
+    registry=REGISTRY,
+)
+API_ERRORS = Counter(
+    "reconciler_provider_errors_total",
+    "Provider call failures by provider and error class.",
+    ["provider", "error"],
+    registry=REGISTRY,
+)
+PENDING_APPROVALS = Gauge(
+    "reconciler_pending_approvals", "Changes waiting for an approval.", registry=REGISTRY
+)
+DRIFT = Gauge(
+    "reconciler_drifted_clusters", "Clusters whose live state drifted from Git.", registry=REGISTRY
+)
+SPEC_ERRORS = Gauge(
+    "reconciler_spec_errors", "Spec problems in the commit in force.", registry=REGISTRY
+)
+EXECUTIONS_RUNNING = Gauge(
+    "reconciler_executions_running", "Executions in progress.", registry=REGISTRY
+)
