@@ -326,6 +326,7 @@ class Change:
     wave: int = 0
     reason: str = ""
     verdicts: tuple[PolicyVerdict, ...] = ()
+    commit: str = ""
 
     @property
     def key(self) -> str:
@@ -349,7 +350,8 @@ class Change:
             "account": self.account,
             "region": self.region,
             "action": self.action.value,
-            "current": self.current.view() if self.current else None,
+            "commit": self.commit,
+            "current": _stable_view(self.current),
             "desired_server_group": self.desired_server_group,
             "spec_hash": self.spec_hash,
             "desired": desired_view(self.desired),
@@ -432,6 +434,16 @@ def desired_view(spec: ClusterSpec | None) -> dict[str, Any] | None:
         else "",
         "tags": dict(launch.tags),
     }
+
+
+def _stable_view(group: ServerGroup | None) -> dict[str, Any] | None:
+    """What a change depends on of a live group: not health counts, which flap."""
+    if group is None:
+        return None
+    view = group.view()
+    view.pop("healthy")
+    view.pop("instances")
+    return view
 
 
 def _fmt_seconds(seconds: float) -> str:

@@ -1,0 +1,421 @@
+"""The ``reconciler`` command. Exit codes are a contract (DESIGN §5): see each command's help."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from reconciler import __version__, errors
+from reconciler import config as config_mod
+
+log = logging.getLogger("reconciler")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_ERROR
+    if args.command != "run":
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+    try:
+        code: int = args.func(args)
+        return code
+    except errors.SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_ERROR
+    except errors.ReconcilerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config file (default: $RECONCILER_CONFIG, else built-in defaults)")
+    common.add_argument("--state", help="state store URL (sqlite:///PATH or postgresql://...)")
+    common.add_argument("--branch", help="tracked branch (default: the config's, else main)")
+    common.add_argument("--spec-path", help="spec directory inside the repo (default: apps)")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    p = argparse.ArgumentParser(prog="reconciler", description="GitOps reconciler for VM fleets.")
+    p.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    s = sub.add_parser("validate", parents=[common], help="render and validate a spec tree (exit 0 ok, 1 invalid)")
+    s.add_argument("path", nargs="?", default=".", help="repo root or spec directory (default: .)")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
+    s.set_defaults(func=cmd_schema, verbose=False)
+
+    s = sub.add_parser("plan", parents=[common],
+                       help="show what would change (exit 0 no changes, 2 changes, 1 error)")
+    s.add_argument("--repo", help="repository URL or local path (default: the config's)")
+    s.add_argument("--ref", help="commit, branch or tag to plan (default: the tracked branch head)")
+    s.add_argument("--base", help="compare desired at REF against desired at BASE (offline PR preview)")
+    s.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    s.add_argument("--out", help="write the plan to FILE (with --format json: a saved plan for apply --plan)")
+    s.add_argument("--detailed-exitcode", action="store_true",
+                   help="accepted for familiarity: plan always exits 0 none, 2 changes, 1 error")
+    s.add_argument("--max-comment-chars", type=int, default=65536,
+                   help="split Markdown into numbered parts of at most this many characters")
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("apply", parents=[common], help="apply the plan (exit 0 done, 1 failed or refused)")
+    s.add_argument("--plan", help="apply exactly this saved plan; refused if the commit or live state moved")
+    s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    s.set_defaults(func=cmd_apply)
+
+    s = sub.add_parser("run", parents=[common], help="the daemon; --once for one reconcile pass")
+    s.add_argument("--once", action="store_true", help="one pass, waiting for its deployments, then exit")
+    s.add_argument("--log-format", choices=("auto", "text", "json"), default="auto")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("status", parents=[common], help="applications, conditions, server groups")
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("history", parents=[common], help="what happened, newest first")
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.add_argument("--limit", type=int, default=50)
+    s.add_argument("--application")
+    s.set_defaults(func=cmd_history)
+
+    for name, helptext in (("approve", "approve a change or plan id"), ("reject", "reject a change or plan id")):
+        s = sub.add_parser(name, parents=[common], help=helptext)
+        s.add_argument("id", help="change id or plan id from `reconciler plan`")
+        s.add_argument("--comment", default="")
+        s.add_argument("--by", default=None, help="who decides (default: the current user)")
+        s.set_defaults(func=cmd_decide, decision=name)
+
+    s = sub.add_parser("rollback", parents=[common], help="re-enable the retained previous group of CLUSTER")
+    s.add_argument("cluster")
+    s.add_argument("--region")
+    s.set_defaults(func=cmd_rollback)
+
+    for name in ("pause", "resume"):
+        s = sub.add_parser(name, parents=[common], help=f"{name} reconciling an application or cluster")
+        s.add_argument("target", help="application or cluster name")
+        s.add_argument("--reason", default="")
+        s.set_defaults(func=cmd_pause, action=name)
+
+    s = sub.add_parser("freeze", parents=[common], help="stop all changes except rollbacks")
+    s.add_argument("--reason", required=True)
+    s.set_defaults(func=cmd_freeze, action="freeze")
+    s = sub.add_parser("unfreeze", parents=[common], help="lift a freeze set with `reconciler freeze`")
+    s.set_defaults(func=cmd_freeze, action="unfreeze", reason="")
+    return p
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _config(args: argparse.Namespace, *, repo: str | None = None) -> config_mod.Config:
+    return config_mod.load_config(
+        args.config, repo=repo, branch=getattr(args, "branch", None),
+        spec_path=getattr(args, "spec_path", None), state=getattr(args, "state", None),
+    )
+
+
+def _engine(args: argparse.Namespace, *, repo: str | None = None, progress: bool = False) -> Any:
+    from reconciler import engine as engine_mod
+
+    cfg = _config(args, repo=repo)
+    return engine_mod.Engine(cfg, progress=_progress if progress else None)
+
+
+def _progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def _user(args: argparse.Namespace) -> str:
+    if getattr(args, "by", None):
+        return str(args.by)
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _emit(text: str, out: str | None, stream: TextIO = sys.stdout) -> None:
+    if out:
+        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    else:
+        stream.write(text if text.endswith("\n") else text + "\n")
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from specs import loader
+
+    spec_path = args.spec_path or "apps"
+    if args.config and not args.spec_path:
+        spec_path = _config(args).spec_path
+    desired = loader.load_directory(Path(args.path), spec_path=spec_path)
+    if desired.problems:
+        for p in desired.problems:
+            print(str(p))
+        print(f"{len(desired.problems)} problem(s) in {len(desired.broken_files)} file(s)", file=sys.stderr)
+        return EXIT_ERROR
+    clusters = sum(len(a.clusters) for a in desired.applications.values())
+    print(f"ok: {len(desired.applications)} application(s), {clusters} cluster(s)")
+    return EXIT_OK
+
+
+def cmd_schema(_args: argparse.Namespace) -> int:
+    from specs import schema
+
+    print(json.dumps(schema.json_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from reconciler import gitsource, planfile, render
+
+    cfg_repo = args.repo
+    eng = _engine(args, repo=cfg_repo)
+    try:
+        local = None
+        url = eng.config.repo_url
+        if (args.ref or args.base) and gitsource.is_local_path(url):
+            local = url
+        ev = eng.plan(ref=args.ref, base=args.base, local_repo=local, offline=args.base is not None)
+    finally:
+        eng.close()
+    plan = ev.plan
+    if args.format == "json":
+        text = planfile.dump_plan(plan)
+        _emit(text, args.out)
+    elif args.format == "markdown":
+        parts = render.render_markdown(plan, max_chars=args.max_comment_chars)
+        if args.out and len(parts) > 1:
+            base = Path(args.out)
+            for i, part in enumerate(parts, 1):
+                base.with_name(f"{base.stem}.{i}{base.suffix}").write_text(part, encoding="utf-8")
+            base.write_text(parts[0], encoding="utf-8")
+        else:
+            _emit("\n\n".join(parts), args.out)
+    else:
+        text = render.render_text(plan, color=sys.stdout.isatty() and not args.out)
+        notes = _notes(ev)
+        _emit(text + ("\n" + notes if notes else ""), args.out)
+    if args.out:
+        print(f"plan {plan.plan_id}: {len(plan.changes)} change(s) written to {args.out}", file=sys.stderr)
+    if plan.problems:
+        print(f"{len(plan.problems)} spec problem(s); the other applications were planned", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_CHANGES if plan.changes else EXIT_OK
+
+
+def _notes(ev: Any) -> str:
+    lines: list[str] = []
+    for change, why in ev.held:
+        lines.append(f"  held: {change.cluster} in {change.region}: {why}")
+    for s in ev.outcome.skipped:
+        lines.append(f"  skipped: {s.cluster} ({s.key}): {s.reason}")
+    return "\n".join(lines)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from reconciler import planfile, render
+
+    eng = _engine(args, progress=True)
+    try:
+        if args.plan:
+            try:
+                text = Path(args.plan).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise errors.ReconcilerError(f"{args.plan}: cannot read the saved plan: {exc.strerror}") from exc
+            saved = planfile.load_plan(text, file=args.plan)
+            head, err = eng.fetch()
+            if err:
+                raise errors.PlanRefused(f"{args.plan}: cannot check the branch head: {err}")
+            if head != saved.commit:
+                raise errors.PlanRefused(
+                    f"{args.plan}: the plan is for commit {saved.commit[:8]} but {eng.config.branch} is now at "
+                    f"{(head or '?')[:8]}; run `reconciler plan` again"
+                )
+            desired, pol = eng.desired_at(head)
+            ev = eng.evaluate(desired, pol, exclude_running=False)
+            if ev.plan.live_fingerprint != saved.live_fingerprint:
+                raise errors.PlanRefused(
+                    f"{args.plan}: live state changed since the plan was made "
+                    f"(fingerprint {saved.live_fingerprint} -> {ev.plan.live_fingerprint}); run `reconciler plan` again"
+                )
+            if ev.plan.plan_id != saved.plan_id:
+                raise errors.PlanRefused(
+                    f"{args.plan}: the plan would now be {ev.plan.plan_id}, not {saved.plan_id}; "
+                    "run `reconciler plan` again"
+                )
+        else:
+            head, err = eng.fetch()
+            if head is None:
+                raise errors.SourceError(err or "no commit to apply")
+            desired, pol = eng.desired_at(head)
+            ev = eng.evaluate(desired, pol, exclude_running=False)
+            if err:
+                print(f"warning: {err}", file=sys.stderr)
+        print(render.render_text(ev.plan, color=sys.stdout.isatty()))
+        notes = _notes(ev)
+        if notes:
+            print(notes)
+        if not ev.runnable:
+            return EXIT_ERROR if ev.held else EXIT_OK
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise errors.ReconcilerError("refusing to apply without --yes when stdin is not a terminal")
+            answer = input(f"Apply {len(ev.runnable)} change(s)? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("not applied")
+                return EXIT_ERROR
+        results = eng.executor.run_rollouts(ev.plan.plan_id, list(ev.runnable))
+        eng.store.put("source/last_good_commit", ev.plan.commit, eng.clock.now())
+        failed = [r for r in results if r.state != "succeeded"]
+        for r in failed:
+            print(f"{r.change.cluster} in {r.change.region}: {r.state}: {r.error}", file=sys.stderr)
+        ok = len(results) - len(failed)
+        print(f"Applied {ok} of {len(results)} change(s)" + (f"; {len(ev.held)} held" if ev.held else ""))
+        return EXIT_ERROR if failed or ev.held else EXIT_OK
+    finally:
+        eng.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from reconciler import daemon
+
+    if args.state or args.branch or args.spec_path:
+        os.environ.setdefault("RECONCILER_CLI_OVERRIDES", json.dumps(
+            {"state": args.state, "branch": args.branch, "spec_path": args.spec_path}))
+    return int(daemon.main(args.config, once=args.once, log_format=args.log_format))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    try:
+        status = eng.status()
+    finally:
+        eng.close()
+    if args.format == "json":
+        print(json.dumps(status, indent=2, sort_keys=True, default=str))
+        return EXIT_OK
+    if not status.get("commit"):
+        print("no reconcile pass has run yet (try `reconciler run --once`)")
+        return EXIT_OK
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["updated_at"]))
+    print(f"commit {status['commit'][:8]} (pass at {when})")
+    if status.get("source_error"):
+        print(f"source: {status['source_error']}")
+    if status.get("freeze"):
+        print(f"FROZEN by {status['freeze'].get('by')}: {status['freeze'].get('reason')}")
+    for name, app in sorted(status.get("applications", {}).items()):
+        conds = ", ".join(f"{c['type']} ({c['reason']})" for c in app["conditions"])
+        print(f"\n{name}: {conds}")
+        for c in app["conditions"]:
+            if c["type"] != "Ready":
+                print(f"    {c['message']}")
+        for g in sorted(status.get("server_groups", []), key=lambda g: (g["cluster"], g["region"], g["server_group"])):
+            if g.get("application") != name:
+                continue
+            state = "enabled " if g["enabled"] else "disabled"
+            cap = g["capacity"]
+            print(f"  {g['region']:<14} {g['server_group']:<32} {state} {g['healthy']}/{cap['desired']} healthy "
+                  f"image={g['image']}")
+    for name, p in sorted((status.get("paused") or {}).items()):
+        print(f"\npaused: {name} by {p['by']} {p.get('reason', '')}")
+    running = [e for e in status.get("executions", []) if e["state"] == "running"]
+    if running:
+        print("\nrunning:")
+        for e in running:
+            print(f"  {e['id']} {e['action']} {e['cluster']} {e['region']}")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    try:
+        events = eng.store.history(limit=args.limit, application=args.application)
+        execs = eng.store.executions(limit=args.limit, application=args.application)
+    finally:
+        eng.close()
+    if args.format == "json":
+        print(json.dumps({"events": events, "executions": execs}, indent=2, sort_keys=True, default=str))
+        return EXIT_OK
+    for e in events:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
+        where = " ".join(x for x in (e["application"], e["cluster"], e["region"]) if x)
+        print(f"{when} {e['kind']:<22} {where:<40} {e['message']}")
+    return EXIT_OK
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    try:
+        fn = eng.approve if args.decision == "approve" else eng.reject
+        row = fn(args.id, by=_user(args), comment=args.comment)
+    finally:
+        eng.close()
+    print(f"{row['id']} {row['decision']} by {row['by']} (valid until "
+          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['expires_at']))})")
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    eng = _engine(args, progress=True)
+    try:
+        results = eng.rollback(args.cluster, region=args.region, by=_user(args))
+    finally:
+        eng.close()
+    failed = [r for r in results if r.state != "succeeded"]
+    print(f"rolled back {len(results) - len(failed)} of {len(results)} region(s); {args.cluster} is paused: "
+          "revert the deploy in Git, then `reconciler resume " + args.cluster + "`")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    try:
+        if args.action == "pause":
+            eng.pause(args.target, by=_user(args), reason=args.reason)
+        else:
+            eng.resume(args.target, by=_user(args))
+    finally:
+        eng.close()
+    print(f"{args.target} {'paused' if args.action == 'pause' else 'resumed'}")
+    return EXIT_OK
+
+
+def cmd_freeze(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    try:
+        if args.action == "freeze":
+            eng.freeze(by=_user(args), reason=args.reason)
+        else:
+            eng.unfreeze(by=_user(args))
+    finally:
+        eng.close()
+    print("frozen: only rollbacks run" if args.action == "freeze" else "freeze lifted")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,609 @@
+"""One reconcile pass, and everything the CLI, daemon and HTTP API ask of the product.
+
+A pass: fetch Git (keep the last good commit on any source error) -> load specs
+(cached by blob id) -> read live state per provider account and region (a
+broken account only hides its own clusters) -> plan -> judge with the
+guardrails -> dispatch the allowed changes. In background mode executions run
+in worker threads, so one application's slow rollout never delays another's
+pass; a cluster with an execution in flight is not planned again until it ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from policies import base as policy_base
+from policies import registry as policy_registry
+from providers import base as provider_base
+from reconciler import clock as clock_mod
+from reconciler import config as config_mod
+from reconciler import errors, executor, gitsource, metrics, model, planner
+from reconciler import store as store_mod
+from specs import loader as spec_loader
+from specs import policy_file
+
+log = logging.getLogger(__name__)
+
+KEY_LAST_GOOD = "source/last_good_commit"
+KEY_SOURCE_ERROR = "source/error"
+KEY_FILE_APPS = "specs/file_apps"
+KEY_STATUS = "status/last_pass"
+KEY_FREEZE = "policy/freeze_switch"
+KEY_KNOWN_REGIONS = "live/known_regions"
+APPROVAL_TTL_S = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    commit: str | None
+    new_commit: bool
+    changes: int
+    dispatched: int
+    problems: int
+    error: str | None
+    results: tuple[executor.ExecutionResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A judged plan and what the planner skipped, before anything runs."""
+
+    desired: model.DesiredState
+    live: planner.LiveState
+    outcome: planner.Outcome
+    plan: model.Plan
+    runnable: tuple[model.Change, ...]
+    held: tuple[tuple[model.Change, str], ...]  # change, why it is not run now
+
+
+class Engine:
+    def __init__(
+        self,
+        config: config_mod.Config,
+        *,
+        clock: clock_mod.Clock | None = None,
+        background: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or clock_mod.SystemClock()
+        self.background = background
+        self.store = store_mod.Store(config.state_url)
+        self.source = gitsource.GitSource(config.repo_url, config.branch, mirror_root=config.state_dir)
+        self.cache = spec_loader.SpecCache()
+        self._providers: dict[tuple[str, str], provider_base.Provider] = {}
+        self._provider_errors: dict[tuple[str, str], str] = {}
+        self._providers_lock = threading.Lock()
+        self._pass_lock = threading.Lock()
+        self.executor = executor.Executor(
+            store=self.store, providers=self.provider, clock=self.clock,
+            settings=config.execution, progress=progress,
+        )
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[str, Future[list[executor.ExecutionResult]]] = {}
+        self._running_lock = threading.Lock()
+        self._last_read_ok: float | None = None
+        self._interrupt_orphans()
+
+    # ------------------------------------------------------------------ providers
+
+    def provider(self, name: str, account: str) -> provider_base.Provider:
+        key = (name, account)
+        with self._providers_lock:
+            if key in self._providers:
+                return self._providers[key]
+            accounts = self.config.accounts(name)
+            if account not in accounts:
+                known = ", ".join(sorted(accounts)) or "none"
+                raise errors.ConfigError(
+                    f"provider {name!r} has no account {account!r} in the config "
+                    f"(providers.{name}.accounts; configured: {known})"
+                )
+            ctx = provider_base.ProviderContext(
+                state_url=self.config.state_url, state_dir=self.config.state_dir, clock=self.clock
+            )
+            prov = provider_base.make_provider(name, account, accounts[account] or {}, ctx)
+            self._providers[key] = prov
+            return prov
+
+    # ------------------------------------------------------------------ reading
+
+    def fetch(self) -> tuple[str | None, str | None]:
+        """(commit in force, source error). On any error the last good commit stays in force."""
+        now = self.clock.now()
+        last_good: str | None = self.store.get(KEY_LAST_GOOD)
+        try:
+            res = self.source.fetch(last_good)
+        except errors.SourceError as exc:
+            self.store.put(KEY_SOURCE_ERROR, str(exc), now)
+            log.error("%s; keeping %s", exc, (last_good or "nothing")[:8])
+            return last_good, str(exc)
+        if res.force_pushed and not self.config.allow_force_push and last_good:
+            msg = (f"branch {self.config.branch} was force-pushed: {res.head[:8]} does not descend from "
+                   f"{last_good[:8]}; keeping {last_good[:8]} in force (set repo.allow_force_push: true "
+                   "to follow rewritten history)")
+            self.store.put(KEY_SOURCE_ERROR, msg, now)
+            log.error("%s", msg)
+            return last_good, msg
+        self.store.put(KEY_SOURCE_ERROR, None, now)
+        self._last_read_ok = now
+        return res.head, None
+
+    def desired_at(self, commit: str, source: Any = None) -> tuple[model.DesiredState, Any]:
+        """Specs and the policy file at ``commit`` (from the mirror, or another reader)."""
+        src = source or self.source
+        files, refusals = src.tree_files(commit, self.config.spec_path)
+        spec_files = [spec_loader.SpecFile(path=f.path, blob_id=f.blob_id, read=f.read) for f in files]
+        desired = spec_loader.load_specs(
+            spec_files, spec_path=self.config.spec_path, commit=commit, cache=self.cache
+        )
+        extra = [errors.SpecProblem(r.split(":", 1)[0], 0, "", r.split(": ", 1)[-1]) for r in refusals]
+        policy_name = f"{self.config.spec_path}/policies.yaml".lstrip("/")
+        settings_file = next((f for f in files if f.path == policy_name), None)
+        pol: Any = None
+        if settings_file is not None:
+            pol, problems = policy_file.load_policy_file(
+                settings_file.read().decode("utf-8", errors="replace"), file=policy_name
+            )
+            extra += problems
+        else:
+            pol, _ = policy_file.load_policy_file("", file=policy_name)
+        if extra:
+            desired = dataclasses.replace(
+                desired,
+                problems=tuple(desired.problems) + tuple(extra),
+                broken_files=desired.broken_files | {p.file for p in extra},
+            )
+        return desired, pol
+
+    def read_live(self, desired: model.DesiredState | None) -> planner.LiveState:
+        """Every region any spec names, any account lists, or we deployed to before."""
+        wanted: dict[tuple[str, str], set[str]] = {}
+        if desired is not None:
+            for c in desired.clusters():
+                wanted.setdefault((c.provider, c.account), set()).update(c.regions)
+        known = self.store.get(KEY_KNOWN_REGIONS, {}) or {}
+        for k, regions in known.items():
+            prov, acc = k.split("/", 1)
+            wanted.setdefault((prov, acc), set()).update(regions)
+        groups: list[model.ServerGroup] = []
+        unreadable: dict[tuple[str, str, str], str] = {}
+        for (prov_name, account), regions in sorted(wanted.items()):
+            try:
+                prov = self.provider(prov_name, account)
+            except errors.ReconcilerError as exc:
+                for r in regions:
+                    unreadable[(prov_name, account, r)] = str(exc)
+                continue
+            for region in sorted(regions):
+                try:
+                    groups += prov.list_server_groups(region)
+                except errors.ReconcilerError as exc:
+                    unreadable[(prov_name, account, region)] = str(exc)
+                    metrics.API_ERRORS.labels(prov_name, type(exc).__name__).inc()
+        return planner.LiveState(tuple(groups), unreadable)
+
+    def _remember_regions(self, plan: model.Plan) -> None:
+        known: dict[str, list[str]] = self.store.get(KEY_KNOWN_REGIONS, {}) or {}
+        changed = False
+        for c in plan.changes:
+            k = f"{c.provider}/{c.account}"
+            if c.region not in known.get(k, []):
+                known.setdefault(k, []).append(c.region)
+                changed = True
+        if changed:
+            self.store.put(KEY_KNOWN_REGIONS, known, self.clock.now())
+
+    # ------------------------------------------------------------------ planning
+
+    def evaluate(
+        self,
+        desired: model.DesiredState,
+        policy_settings: Any,
+        *,
+        live: planner.LiveState | None = None,
+        base_commit: str = "",
+        exclude_running: bool = True,
+    ) -> Evaluation:
+        now = self.clock.now()
+        live = live if live is not None else self.read_live(desired)
+        stalled, backing_off = self._failure_state(now)
+        pauses = self.store.pauses()
+        outcome = planner.plan(desired, live, planner.Options(
+            prune=self.config.prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
+        ))
+        ctx = policy_base.PolicyContext(
+            now=now, live=live.groups, desired=desired, prune=self.config.prune,
+            settings=policy_registry.context_settings(
+                policy_settings, prune=self.config.prune, freeze_switch=self.store.get(KEY_FREEZE),
+            ),
+            approvals=self._approvals(now), paused=frozenset(pauses),
+        )
+        judged = policy_base.judge(outcome.plan, ctx, policy_registry.default_policies())
+        runnable: list[model.Change] = []
+        held: list[tuple[model.Change, str]] = []
+        with self._running_lock:
+            running = {k for k, f in self._running.items() if not f.done()}
+        for change in judged.changes:
+            verdict = change.verdict
+            if verdict is model.Verdict.DENY:
+                held.append((change, "denied: " + "; ".join(
+                    v.message for v in change.verdicts if v.verdict is model.Verdict.DENY)))
+            elif verdict is model.Verdict.APPROVE and not self._is_approved(judged, change, now):
+                held.append((change, f"waiting for approval (reconciler approve {change.change_id})"))
+            elif exclude_running and change.key in running:
+                held.append((change, "an execution is in progress"))
+            elif change.key in backing_off:
+                held.append((change, backing_off[change.key]))
+            else:
+                runnable.append(change)
+        if any(v.verdict is model.Verdict.DENY for v in judged.plan_verdicts):
+            held += [(c, "denied by a plan-wide policy") for c in runnable]
+            runnable = []
+        return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held))
+
+    def plan(self, *, ref: str | None = None, base: str | None = None, local_repo: str | None = None,
+             offline: bool = False) -> Evaluation:
+        """For ``reconciler plan``: desired at REF against live (or against desired at BASE)."""
+        reader: Any = self.source
+        if local_repo is not None:
+            reader = gitsource.LocalCheckout(local_repo)
+            commit = reader.resolve(ref or "HEAD")
+        elif ref:
+            self.fetch()
+            commit = reader.resolve(ref)
+        else:
+            head, err = self.fetch()
+            if head is None:
+                raise errors.SourceError(err or "no commit to plan")
+            commit = head
+        desired, pol = self.desired_at(commit, reader)
+        if base is None:
+            return self.evaluate(desired, pol, exclude_running=False)
+        base_commit = reader.resolve(base)
+        base_desired, _ = self.desired_at(base_commit, reader)
+        live = self._assumed_live(base_desired) if offline else self.read_live(desired)
+        return self.evaluate(desired, pol, live=live, base_commit=base_commit, exclude_running=False)
+
+    def _assumed_live(self, base: model.DesiredState) -> planner.LiveState:
+        """Live state as if BASE had been fully applied: the offline PR preview needs no cloud."""
+        groups: list[model.ServerGroup] = []
+        for spec in base.clusters():
+            for region in spec.regions:
+                groups.append(model.ServerGroup(
+                    name=model.server_group_name(spec.name, 0), provider=spec.provider,
+                    account=spec.account, region=region, cluster=spec.name, application=spec.application,
+                    managed=True, launch=spec.launch, capacity=spec.capacity, enabled=True,
+                    healthy=spec.capacity.desired, instances=spec.capacity.desired,
+                    spec_hash=spec.launch.spec_hash(), commit=base.commit,
+                ))
+        return planner.LiveState(tuple(groups))
+
+    # ------------------------------------------------------------------ a pass
+
+    def reconcile(self, *, reason: str = "poll") -> PassResult:
+        with self._pass_lock:
+            t0 = time.monotonic()
+            try:
+                return self._reconcile(reason)
+            finally:
+                metrics.PASS_DURATION.observe(time.monotonic() - t0)
+
+    def _reconcile(self, reason: str) -> PassResult:
+        now = self.clock.now()
+        previous = self.store.get(KEY_LAST_GOOD)
+        commit, source_error = self.fetch()
+        if commit is None:
+            raise errors.SourceError(source_error or "no commit could be read")
+        desired, pol = self.desired_at(commit)
+        self._remember_file_apps(desired)
+        metrics.SPEC_ERRORS.set(len(desired.problems))
+        if source_error is None:
+            self.store.put(KEY_LAST_GOOD, commit, now)
+        if commit != previous:
+            self.store.record("commit", f"reconciling {commit[:8]} ({reason})", now, commit=commit)
+        ev = self.evaluate(desired, pol)
+        self._remember_regions(ev.plan)
+        metrics.DRIFT.set(len(ev.outcome.drift))
+        metrics.PENDING_APPROVALS.set(sum(1 for _, why in ev.held if why.startswith("waiting for approval")))
+        for change in ev.plan.changes:
+            metrics.CHANGES.labels(change.action.value, "planned").inc()
+        for change, why in ev.held:
+            if why.startswith("denied"):
+                metrics.CHANGES.labels(change.action.value, "denied").inc()
+        results: list[executor.ExecutionResult] = []
+        dispatched = 0
+        if ev.runnable:
+            if self.background:
+                dispatched = self._dispatch(ev.plan.plan_id, list(ev.runnable))
+            else:
+                results = self.executor.run_rollouts(ev.plan.plan_id, list(ev.runnable))
+                dispatched = len(ev.runnable)
+        self._save_status(ev, commit, source_error, reason)
+        if source_error is None and not desired.problems:
+            metrics.LAST_SUCCESS.set(self.clock.now())
+        return PassResult(
+            commit=commit, new_commit=commit != previous, changes=len(ev.plan.changes),
+            dispatched=dispatched, problems=len(desired.problems), error=source_error,
+            results=tuple(results),
+        )
+
+    def _dispatch(self, plan_id: str, changes: list[model.Change]) -> int:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.config.execution.max_parallel, thread_name_prefix="rollout")
+        by_cluster: dict[tuple[str, ...], list[model.Change]] = {}
+        for c in changes:
+            by_cluster.setdefault((c.application, c.cluster, c.provider, c.account), []).append(c)
+        n = 0
+        with self._running_lock:
+            for rollout in by_cluster.values():
+                if any(c.key in self._running and not self._running[c.key].done() for c in rollout):
+                    continue
+                fut = self._pool.submit(self.executor.run_rollout, plan_id, rollout)
+                for c in rollout:
+                    self._running[c.key] = fut
+                n += len(rollout)
+        return n
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the executions dispatched so far end (tests, ``--once``)."""
+        with self._running_lock:
+            futures = list(self._running.values())
+        for f in futures:
+            f.result(timeout=timeout)
+
+    # ------------------------------------------------------------------ failures, approvals
+
+    def _failure_state(self, now: float) -> tuple[dict[str, str], dict[str, str]]:
+        stalled: dict[str, str] = {}
+        backing_off: dict[str, str] = {}
+        settings = self.config.execution
+        for (key, spec_hash), row in self.store.failures().items():
+            if row["count"] >= settings.max_attempts:
+                stalled[key] = spec_hash
+            else:
+                retry_at = row["updated_at"] + settings.retry_backoff_s * 2 ** (row["count"] - 1)
+                if retry_at > now:
+                    backing_off[key] = (f"retrying after failure {row['count']}/{settings.max_attempts} "
+                                        f"in {retry_at - now:.0f}s: {row['last_error']}")
+        return stalled, backing_off
+
+    def _approvals(self, now: float) -> dict[str, Any]:
+        valid: dict[str, Any] = {}
+        for a in self.store.approvals():
+            if a["expires_at"] <= now:
+                continue
+            for ident in (a["plan_id"], a["change_id"]):
+                if ident:
+                    valid[ident] = a
+        return valid
+
+    def _is_approved(self, plan: model.Plan, change: model.Change, now: float) -> bool:
+        approvals = self._approvals(now)
+        for ident in (change.change_id, plan.plan_id):
+            a = approvals.get(ident)
+            if a is not None:
+                return bool(a["decision"] == "approved")
+        return False
+
+    def approve(self, ident: str, *, by: str, comment: str = "") -> dict[str, Any]:
+        return self._decide(ident, "approved", by=by, comment=comment)
+
+    def reject(self, ident: str, *, by: str, comment: str = "") -> dict[str, Any]:
+        return self._decide(ident, "rejected", by=by, comment=comment)
+
+    def _decide(self, ident: str, decision: str, *, by: str, comment: str) -> dict[str, Any]:
+        """Bind a decision to a change id or plan id of the plan in force (a new commit needs a new one)."""
+        commit, _ = self.fetch()
+        if commit is None:
+            raise errors.SourceError("no commit to approve against")
+        desired, pol = self.desired_at(commit)
+        ev = self.evaluate(desired, pol, exclude_running=False)
+        ids = {c.change_id: c for c in ev.plan.changes}
+        if ident != ev.plan.plan_id and ident not in ids:
+            pending = [c.change_id for c in ev.plan.changes if c.verdict is model.Verdict.APPROVE]
+            raise errors.ReconcilerError(
+                f"{ident} is neither the current plan ({ev.plan.plan_id}) nor one of its changes "
+                f"(waiting for approval: {', '.join(pending) or 'none'}); re-run `reconciler plan`"
+            )
+        ttl = float(self.config.raw.get("approvals", {}).get("ttl_s", APPROVAL_TTL_S)) \
+            if isinstance(self.config.raw.get("approvals"), dict) else APPROVAL_TTL_S
+        row = self.store.add_approval(
+            plan_id=ev.plan.plan_id if ident == ev.plan.plan_id else "",
+            change_id=ident if ident in ids else "", decision=decision, by=by, comment=comment,
+            now=self.clock.now(), ttl=ttl,
+        )
+        target = ids.get(ident)
+        self.store.record(decision, f"{ident} {decision} by {by}" + (f": {comment}" if comment else ""),
+                          self.clock.now(), application=target.application if target else "",
+                          cluster=target.cluster if target else "", region=target.region if target else "",
+                          commit=commit)
+        return {**row, "id": ident}
+
+    def pause(self, target: str, *, by: str, reason: str = "") -> None:
+        self.store.pause(target, by=by, reason=reason, now=self.clock.now())
+        self.store.record("paused", f"{target} paused by {by}" + (f": {reason}" if reason else ""),
+                          self.clock.now(), application=target)
+
+    def resume(self, target: str, *, by: str) -> None:
+        if not self.store.resume(target):
+            raise errors.ReconcilerError(f"{target} is not paused")
+        self.store.record("resumed", f"{target} resumed by {by}", self.clock.now(), application=target)
+
+    def freeze(self, *, by: str, reason: str) -> None:
+        self.store.put(KEY_FREEZE, {"by": by, "reason": reason, "at": self.clock.now()}, self.clock.now())
+        self.store.record("freeze", f"changes frozen by {by}: {reason}", self.clock.now())
+
+    def unfreeze(self, *, by: str) -> None:
+        self.store.put(KEY_FREEZE, None, self.clock.now())
+        self.store.record("unfreeze", f"freeze lifted by {by}", self.clock.now())
+
+    # ------------------------------------------------------------------ rollback from the CLI
+
+    def rollback(self, cluster: str, *, region: str | None = None, by: str = "cli") -> list[executor.ExecutionResult]:
+        """Re-enable the newest retained group of CLUSTER (Git now disagrees until reverted)."""
+        commit, _ = self.fetch()
+        desired, _ = self.desired_at(commit) if commit else (None, None)
+        specs = [c for c in (desired.clusters() if desired else []) if c.name == cluster]
+        if not specs:
+            raise errors.ReconcilerError(f"no cluster named {cluster!r} in the desired state")
+        spec = specs[0]
+        live = self.read_live(desired)
+        changes: list[model.Change] = []
+        for r in spec.regions:
+            if region and r != region:
+                continue
+            groups = [g for g in live.groups if g.cluster == cluster and g.region == r and g.provider == spec.provider
+                      and g.account == spec.account and g.managed]
+            groups.sort(key=lambda g: (g.created_at, g.version), reverse=True)
+            enabled = [g for g in groups if g.enabled]
+            retained = [g for g in groups if not g.enabled and (not enabled or g.created_at < enabled[0].created_at)]
+            if not retained:
+                raise errors.ReconcilerError(f"{cluster} in {r}: no retained disabled group to roll back to")
+            target = retained[0]
+            fake_spec = dataclasses.replace(spec, launch=target.launch)
+            change = planner.plan_cluster(fake_spec, r, 0, [g for g in live.groups if g.cluster == cluster
+                                                            and g.region == r], commit or "")
+            if change is None:
+                continue
+            changes.append(dataclasses.replace(change, reason=f"manual rollback to {target.name} by {by}; "
+                                               "Git disagrees until the deploy is reverted"))
+        if not changes:
+            raise errors.ReconcilerError(f"{cluster}: nothing to roll back")
+        self.pause(cluster, by=by, reason="manual rollback; revert the commit in Git, then resume")
+        return self.executor.run_rollouts("manual-rollback", changes)
+
+    # ------------------------------------------------------------------ status
+
+    def _remember_file_apps(self, desired: model.DesiredState) -> None:
+        known: dict[str, str] = self.store.get(KEY_FILE_APPS, {}) or {}
+        fresh = {app.source.file: name for name, app in desired.applications.items()}
+        merged = {**{f: a for f, a in known.items() if f in desired.broken_files}, **fresh}
+        if merged != known:
+            self.store.put(KEY_FILE_APPS, merged, self.clock.now())
+
+    def _save_status(self, ev: Evaluation, commit: str, source_error: str | None, reason: str) -> None:
+        now = self.clock.now()
+        file_apps: dict[str, str] = self.store.get(KEY_FILE_APPS, {}) or {}
+        apps: dict[str, dict[str, Any]] = {}
+        for name, app in ev.desired.applications.items():
+            apps[name] = {"file": app.source.file, "owner": app.owner, "criticality": app.criticality.value,
+                          "conditions": [], "clusters": sorted({c.name for c in app.clusters})}
+        stalled_files: dict[str, list[str]] = {}
+        for p in ev.desired.problems:
+            stalled_files.setdefault(p.file, []).append(str(p))
+        for file, problems in stalled_files.items():
+            app = file_apps.get(file, file)
+            apps.setdefault(app, {"file": file, "conditions": [], "clusters": []})
+            apps[app]["conditions"].append(_cond("Stalled", "SpecInvalid", "; ".join(problems[:5]), commit, now))
+        pending: dict[str, list[str]] = {}
+        for c in ev.runnable:
+            pending.setdefault(c.application, []).append(f"{c.action.value} {c.cluster} in {c.region}")
+        held: dict[str, list[str]] = {}
+        for c, why in ev.held:
+            held.setdefault(c.application, []).append(f"{c.cluster} in {c.region}: {why}")
+        skipped: dict[str, list[str]] = {}
+        for s in ev.outcome.skipped:
+            skipped.setdefault(s.application, []).append(f"{s.cluster}: {s.reason}")
+        for name, entry in apps.items():
+            conds = entry["conditions"]
+            if name in pending:
+                conds.append(_cond("Reconciling", "Applying", "; ".join(pending[name]), commit, now))
+            stalls = [s for s in skipped.get(name, []) if "stalled" in s or "unreadable" in s]
+            if stalls:
+                conds.append(_cond("Stalled", "ChangeFailing", "; ".join(stalls), commit, now))
+            if name in held:
+                conds.append(_cond("Reconciling", "Held", "; ".join(held[name]), commit, now))
+            if not conds:
+                conds.append(_cond("Ready", "Reconciled", f"live state matches {commit[:8]}", commit, now))
+        if source_error:
+            for entry in apps.values():
+                entry["conditions"].append(_cond("Stalled", "SourceError", source_error, commit, now))
+        status = {
+            "commit": commit,
+            "updated_at": now,
+            "reason": reason,
+            "source_error": source_error,
+            "plan_id": ev.plan.plan_id,
+            "applications": apps,
+            "changes": [{"change_id": c.change_id, "key": c.key, "action": c.action.value,
+                         "verdict": c.verdict.value, "reason": c.reason} for c in ev.plan.changes],
+            "held": [{"key": c.key, "change_id": c.change_id, "why": why} for c, why in ev.held],
+            "skipped": [dataclasses.asdict(s) for s in ev.outcome.skipped],
+            "drift": list(ev.outcome.drift),
+            "problems": [str(p) for p in ev.desired.problems],
+            "server_groups": [
+                {**g.view(), "provider": g.provider, "account": g.account, "region": g.region,
+                 "cluster": g.cluster, "application": g.application, "managed": g.managed}
+                for g in ev.live.groups
+            ],
+            "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},
+        }
+        self.store.put(KEY_STATUS, status, now)
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = dict(self.store.get(KEY_STATUS) or {})
+        status["executions"] = [
+            {k: v for k, v in e.items() if k != "change"} for e in self.store.executions(limit=20)
+        ]
+        status["paused"] = self.store.pauses()
+        status["freeze"] = self.store.get(KEY_FREEZE)
+        return status
+
+    def ready(self) -> tuple[bool, str]:
+        now = self.clock.now()
+        if not self.store.writable(now):
+            return False, "state store is not writable"
+        if self._last_read_ok is None:
+            return False, "the repository has not been read yet"
+        limit = max(3 * self.config.poll_interval_s, 60.0)
+        if now - self._last_read_ok > limit:
+            return False, f"the repository was last read {now - self._last_read_ok:.0f}s ago"
+        return True, "ok"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _interrupt_orphans(self) -> None:
+        """Executions left 'running' by a dead process: mark them; the next pass re-plans from live."""
+        for ex in self.store.active_executions():
+            if ex["owner"] != self.store.owner and executor._owner_dead(ex["owner"]):
+                self.store.finish_execution(ex["id"], self.clock.now(), state="interrupted",
+                                            error="the process running it died; resumed from live state")
+                self.store.record("execution_interrupted", f"{ex['key']}: resuming after a restart",
+                                  self.clock.now(), application=ex["application"], cluster=ex["cluster"],
+                                  region=ex["region"], execution_id=ex["id"], commit=ex["commit"])
+
+    def stop(self, deadline_s: float) -> bool:
+        self.executor.stopping.set()
+        self.clock.wake()
+        if self._pool is None:
+            return True
+        end = time.monotonic() + deadline_s
+        with self._running_lock:
+            futures = list(self._running.values())
+        for f in futures:
+            try:
+                f.result(timeout=max(end - time.monotonic(), 0.0))
+            except Exception:
+                return False
+        return True
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        for p in self._providers.values():
+            p.close()
+        self.store.close()
+
+
+def _cond(kind: str, reason: str, message: str, commit: str, now: float) -> dict[str, Any]:
+    return {"type": kind, "status": True, "reason": reason, "message": message, "commit": commit,
+            "at": now}
+

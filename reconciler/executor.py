@@ -1,0 +1,407 @@
+"""Run planned steps against providers, durably.
+
+Every step is recorded before it starts and after it ends; every step is
+idempotent, so after a crash the engine re-plans from live state and the next
+execution simply continues. An error becomes an outcome, never a dead loop:
+transient provider errors are retried with backoff, a failed health wait rolls
+the change back (DESIGN §4 step 6), and the runtime traffic guard refuses any
+disable or shrink that would leave a serving cluster without healthy capacity.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import groupby
+
+from providers import base as provider_base
+from reconciler import clock as clock_mod
+from reconciler import config as config_mod
+from reconciler import errors, metrics, model
+from reconciler import store as store_mod
+from reconciler.model import Action, Step, StepKind
+
+log = logging.getLogger(__name__)
+
+ENV_CRASH_AFTER = "RECONCILER_TEST_CRASH_AFTER_STEP"
+"""Test-only: SIGKILL this process right after the N-th step of the process ends (1-based)."""
+
+_step_counter = 0
+_step_counter_lock = threading.Lock()
+
+STEP_RETRIES = 5
+STEP_BACKOFF_S = 1.0
+
+
+class Interrupted(errors.ReconcilerError):
+    """The process is stopping; the execution stays resumable at a step boundary."""
+
+
+@dataclass
+class ExecutionResult:
+    change: model.Change
+    execution_id: str
+    state: str  # succeeded | failed | rolled_back | interrupted | skipped
+    error: str = ""
+    steps_run: int = 0
+
+
+ProviderLookup = Callable[[str, str], provider_base.Provider]
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Executor:
+    store: store_mod.Store
+    providers: ProviderLookup
+    clock: clock_mod.Clock
+    settings: config_mod.ExecutionSettings = field(default_factory=config_mod.ExecutionSettings)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    progress: Progress | None = None
+
+    # ------------------------------------------------------------------ rollouts
+
+    def run_rollouts(self, plan_id: str, changes: list[model.Change]) -> list[ExecutionResult]:
+        """Run changes grouped by cluster; clusters in parallel, waves in order, regions of a wave in parallel."""
+        key = lambda c: (c.application, c.cluster, c.provider, c.account)  # noqa: E731
+        rollouts = [list(g) for _, g in groupby(sorted(changes, key=key), key=key)]
+        if len(rollouts) <= 1:
+            return [r for ro in rollouts for r in self.run_rollout(plan_id, ro)]
+        with ThreadPoolExecutor(max_workers=self.settings.max_parallel, thread_name_prefix="rollout") as pool:
+            futures = [pool.submit(self.run_rollout, plan_id, ro) for ro in rollouts]
+            return [r for f in futures for r in f.result()]
+
+    def run_rollout(self, plan_id: str, changes: list[model.Change]) -> list[ExecutionResult]:
+        """One cluster across its regions, wave by wave; a failed wave stops the later ones."""
+        results: list[ExecutionResult] = []
+        waves = sorted({c.wave for c in changes})
+        for i, wave in enumerate(waves):
+            batch = [c for c in changes if c.wave == wave]
+            if i > 0:
+                spec = batch[0].desired
+                pause = spec.rollout.pause_s if spec else 0.0
+                if pause > 0:
+                    self._say(f"{batch[0].cluster}: pausing {pause:.0f}s before wave {wave + 1}")
+                    self._sleep(pause)
+            if len(batch) == 1:
+                wave_results = [self.run_change(plan_id, batch[0])]
+            else:
+                with ThreadPoolExecutor(max_workers=min(len(batch), self.settings.max_parallel),
+                                        thread_name_prefix="region") as pool:
+                    wave_results = list(pool.map(lambda c: self.run_change(plan_id, c), batch))
+            results += wave_results
+            bad = [r for r in wave_results if r.state not in ("succeeded",)]
+            if bad:
+                for later in [c for c in changes if c.wave > wave]:
+                    msg = (f"not started: wave {wave + 1} did not succeed in "
+                           f"{', '.join(r.change.region for r in bad)}")
+                    self.store.record("skipped", msg, self.clock.now(), application=later.application,
+                                      cluster=later.cluster, region=later.region, commit=later.commit)
+                    results.append(ExecutionResult(later, "", "skipped", msg))
+                break
+        return results
+
+    # ------------------------------------------------------------------ one change
+
+    def run_change(self, plan_id: str, change: model.Change) -> ExecutionResult:
+        now = self.clock.now()
+        lease_key = change.key
+        if not self._acquire(lease_key):
+            holder = self.store.lease_holder(lease_key, now)
+            msg = f"{change.key}: another execution holds the lease ({holder}); not started"
+            self._say(msg)
+            return ExecutionResult(change, "", "skipped", msg)
+        try:
+            return self._run_locked(plan_id, change)
+        finally:
+            self.store.release_lease(lease_key)
+
+    def _acquire(self, key: str) -> bool:
+        now = self.clock.now()
+        if self.store.acquire_lease(key, now, self.settings.lease_ttl_s):
+            return True
+        holder = self.store.lease_holder(key, now)
+        if holder and _owner_dead(holder):
+            log.warning("taking over lease %s from dead owner %s", key, holder)
+            return self.store.acquire_lease(key, now + self.settings.lease_ttl_s + 1, self.settings.lease_ttl_s)
+        return False
+
+    def _run_locked(self, plan_id: str, change: model.Change) -> ExecutionResult:
+        provider = self.providers(change.provider, change.account)
+        now = self.clock.now()
+        ex_id = self.store.start_execution(
+            {
+                "plan_id": plan_id, "change_id": change.change_id, "commit": change.commit,
+                "key": change.key, "application": change.application, "cluster": change.cluster,
+                "provider": change.provider, "account": change.account, "region": change.region,
+                "action": change.action.value, "spec_hash": change.spec_hash,
+                "change": change.reason,
+            },
+            [{"kind": s.kind.value, "server_group": s.server_group, "description": s.describe()}
+             for s in change.steps],
+            now,
+        )
+        metrics.EXECUTIONS_RUNNING.inc()
+        ctx = f"{change.application}/{change.cluster} {change.region}"
+        self.store.record("execution_started", f"{change.action.value} {change.desired_server_group or ''}"
+                          f" ({change.reason})", now, application=change.application, cluster=change.cluster,
+                          region=change.region, execution_id=ex_id, commit=change.commit)
+        self._say(f"{ctx}: {change.action.value} ({change.reason})")
+        result = ExecutionResult(change, ex_id, "succeeded")
+        disabled_any = False
+        try:
+            for idx, step in enumerate(change.steps):
+                self._check_stop()
+                self.store.step_started(ex_id, idx, self.clock.now())
+                self._say(f"{ctx}: {step.describe()}")
+                try:
+                    self._run_step(provider, change, step)
+                except Interrupted:
+                    self.store.step_ended(ex_id, idx, self.clock.now(), state="interrupted")
+                    raise
+                except errors.ReconcilerError as exc:
+                    self.store.step_ended(ex_id, idx, self.clock.now(), state="failed", error=str(exc))
+                    result = self._fail(ex_id, change, step, exc, provider, disabled_any)
+                    return result
+                self.store.step_ended(ex_id, idx, self.clock.now(), state="done")
+                result.steps_run += 1
+                if step.kind is StepKind.DISABLE:
+                    disabled_any = True
+                _maybe_crash()
+            self.store.finish_execution(ex_id, self.clock.now(), state="succeeded")
+            self.store.clear_failures(change.key)
+            metrics.CHANGES.labels(change.action.value, "applied").inc()
+            self.store.record("execution_succeeded", f"{change.action.value} done: "
+                              f"{change.desired_server_group or change.cluster} serves", self.clock.now(),
+                              application=change.application, cluster=change.cluster, region=change.region,
+                              execution_id=ex_id, commit=change.commit)
+            self._say(f"{ctx}: done")
+            return result
+        except Interrupted:
+            self.store.finish_execution(ex_id, self.clock.now(), state="interrupted",
+                                        error="process stopping; the next pass continues from live state")
+            return ExecutionResult(change, ex_id, "interrupted", "stopping")
+        finally:
+            metrics.EXECUTIONS_RUNNING.dec()
+
+    # ------------------------------------------------------------------ steps
+
+    def _run_step(self, provider: provider_base.Provider, change: model.Change, step: Step) -> None:
+        region = change.region
+        if step.kind is StepKind.CREATE:
+            assert change.desired is not None and step.capacity is not None
+            spec = change.desired
+            req = provider_base.CreateRequest(
+                name=step.server_group, application=change.application, cluster=change.cluster,
+                region=region, launch=spec.launch, capacity=step.capacity, spec_hash=change.spec_hash,
+                commit=change.commit, autoscaling=spec.autoscaling,
+            )
+            self._retry(change, "create", lambda: provider.create_server_group(req))
+            self.store.put(_unproven_key(change, step.server_group), True, self.clock.now())
+        elif step.kind is StepKind.WAIT_HEALTHY:
+            self._wait_healthy(provider, change, step)
+            self.store.put(_unproven_key(change, step.server_group), False, self.clock.now())
+        elif step.kind is StepKind.ENABLE:
+            self._retry(change, "enable", lambda: provider.enable(region, step.server_group))
+        elif step.kind is StepKind.DISABLE:
+            if change.action is not Action.DESTROY:
+                self._traffic_guard(provider, change, step.server_group, "disable")
+            self._retry(change, "disable", lambda: provider.disable(region, step.server_group))
+        elif step.kind is StepKind.RESIZE:
+            assert step.capacity is not None
+            cap = step.capacity
+            if cap.desired == 0:
+                self._traffic_guard(provider, change, step.server_group, "scale down")
+            self._retry(change, "resize", lambda: provider.resize(region, step.server_group, cap))
+        elif step.kind is StepKind.DELAY:
+            self._sleep(step.seconds)
+        elif step.kind is StepKind.DESTROY:
+            if change.action is not Action.DESTROY:
+                self._traffic_guard(provider, change, step.server_group, "destroy")
+            self._retry(change, "destroy", lambda: provider.destroy(region, step.server_group))
+
+    def _retry(self, change: model.Change, call: str, fn: Callable[[], object]) -> None:
+        delay = STEP_BACKOFF_S
+        for attempt in range(1, STEP_RETRIES + 1):
+            self._check_stop()
+            try:
+                metrics.API_CALLS.labels(change.provider, call).inc()
+                fn()
+                return
+            except errors.ProviderError as exc:
+                metrics.API_ERRORS.labels(change.provider, type(exc).__name__).inc()
+                if not exc.retryable or attempt == STEP_RETRIES:
+                    raise
+                log.warning("%s: %s failed (%s); retry %d/%d in %.0fs", change.key, call, exc,
+                            attempt, STEP_RETRIES - 1, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _wait_healthy(self, provider: provider_base.Provider, change: model.Change, step: Step) -> None:
+        start = self.clock.now()
+        name = step.server_group
+        last = model.Health(0, 0, 0)
+        while True:
+            self._check_stop()
+            try:
+                last = provider.health(change.region, name)
+            except errors.ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("%s: health read failed (%s); retrying", change.key, exc)
+            else:
+                if last.satisfies(step.healthy_percent):
+                    return
+            elapsed = self.clock.now() - start
+            if elapsed >= step.seconds:
+                raise errors.ReconcilerError(
+                    f"{name} in {change.region}: {last.healthy} of {last.desired} instances healthy "
+                    f"after {model._fmt_seconds(elapsed)} (needs {step.healthy_percent}% within "
+                    f"{model._fmt_seconds(step.seconds)})"
+                )
+            self._sleep(min(self.settings.poll_health_s, max(step.seconds - elapsed, 0.01)))
+
+    def _traffic_guard(self, provider: provider_base.Provider, change: model.Change, name: str, what: str) -> None:
+        """Refuse to take ``name`` out of service if it is the cluster's last healthy enabled capacity."""
+        groups = [g for g in provider.list_server_groups(change.region) if g.cluster == change.cluster]
+        target = next((g for g in groups if g.name == name), None)
+        if target is None or not target.enabled or target.healthy == 0:
+            return
+        others = [g for g in groups if g.name != name and g.enabled and g.healthy > 0]
+        if not others:
+            raise errors.PolicyDenied(
+                f"traffic guard: refusing to {what} {name} in {change.region}: it is the last group of "
+                f"{change.cluster} with healthy enabled capacity ({target.healthy} healthy)"
+            )
+
+    # ------------------------------------------------------------------ failure
+
+    def _fail(self, ex_id: str, change: model.Change, step: Step, exc: errors.ReconcilerError,
+              provider: provider_base.Provider, disabled_any: bool) -> ExecutionResult:
+        now = self.clock.now()
+        reason = f"{step.kind.value} {step.server_group} failed: {exc}"
+        count = self.store.add_failure(change.key, change.spec_hash, reason, now)
+        metrics.CHANGES.labels(change.action.value, "failed").inc()
+        self._say(f"{change.application}/{change.cluster} {change.region}: FAILED: {reason}")
+        spec = change.desired
+        target = change.desired_server_group
+        can_roll_back = (
+            spec is not None and spec.strategy.rollback_on_failure and target is not None
+            and not disabled_any and change.action in (Action.CREATE, Action.REPLACE, Action.ROLLBACK)
+        )
+        if not can_roll_back or target is None:
+            self.store.finish_execution(ex_id, now, state="failed", error=reason)
+            self.store.record("execution_failed", f"{reason} (attempt {count})", now,
+                              application=change.application, cluster=change.cluster, region=change.region,
+                              execution_id=ex_id, commit=change.commit)
+            return ExecutionResult(change, ex_id, "failed", reason)
+        undo: list[Step] = []
+        unproven = bool(self.store.get(_unproven_key(change, target), False))
+        if change.action is Action.ROLLBACK:
+            undo = [Step(StepKind.DISABLE, target, reason="undo rollback"),
+                    Step(StepKind.RESIZE, target, capacity=model.Capacity(0, 0, 0), reason="undo rollback")]
+        elif unproven:
+            undo = [Step(StepKind.DISABLE, target, reason="roll back"),
+                    Step(StepKind.DESTROY, target, reason="roll back failed group")]
+        else:
+            undo = [Step(StepKind.DISABLE, target, reason="roll back")]
+        start = self.store.add_steps(ex_id, [{"kind": s.kind.value, "server_group": s.server_group,
+                                              "description": s.describe()} for s in undo])
+        rb_error = ""
+        for i, s in enumerate(undo):
+            self.store.step_started(ex_id, start + i, self.clock.now())
+            try:
+                self._undo_step(provider, change, s)
+            except errors.ReconcilerError as rb_exc:
+                rb_error = str(rb_exc)
+                self.store.step_ended(ex_id, start + i, self.clock.now(), state="failed", error=rb_error)
+                break
+            self.store.step_ended(ex_id, start + i, self.clock.now(), state="done")
+        if not rb_error and unproven:
+            self.store.put(_unproven_key(change, target), False, self.clock.now())
+        state = "failed" if rb_error else "rolled_back"
+        message = f"{reason}; " + (f"rollback failed: {rb_error}" if rb_error else
+                                   f"rolled back ({', '.join(s.describe() for s in undo)}); "
+                                   f"the previous group keeps serving")
+        self.store.finish_execution(ex_id, self.clock.now(), state=state, error=message)
+        self.store.record("execution_" + state, f"{message} (attempt {count})", self.clock.now(),
+                          application=change.application, cluster=change.cluster, region=change.region,
+                          execution_id=ex_id, commit=change.commit)
+        metrics.CHANGES.labels(change.action.value, state).inc()
+        self._say(f"{change.application}/{change.cluster} {change.region}: {state.replace('_', ' ')}")
+        return ExecutionResult(change, ex_id, state, message)
+
+    def _undo_step(self, provider: provider_base.Provider, change: model.Change, s: Step) -> None:
+        region, name = change.region, s.server_group
+        if s.kind is StepKind.DISABLE:
+            self._traffic_guard(provider, change, name, "disable")
+            self._retry(change, "disable", functools.partial(provider.disable, region, name))
+        elif s.kind is StepKind.DESTROY:
+            self._retry(change, "destroy", functools.partial(provider.destroy, region, name))
+        elif s.kind is StepKind.RESIZE and s.capacity is not None:
+            self._retry(change, "resize", functools.partial(provider.resize, region, name, s.capacity))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_stop(self) -> None:
+        if self.stopping.is_set():
+            raise Interrupted("stopping")
+
+    def _sleep(self, seconds: float) -> None:
+        self._check_stop()
+        self.clock.sleep(seconds)
+        self._check_stop()
+
+    def _say(self, message: str) -> None:
+        log.info("%s", message)
+        if self.progress is not None:
+            self.progress(message)
+
+
+def _unproven_key(change: model.Change, name: str) -> str:
+    return f"unproven/{change.provider}/{change.account}/{change.region}/{name}"
+
+
+def _owner_dead(owner: str) -> bool:
+    """An owner ``host:pid:nonce`` on this host whose process is gone."""
+    parts = owner.split(":")
+    if len(parts) != 3 or parts[0] != os.uname().nodename:
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _maybe_crash() -> None:
+    global _step_counter  # noqa: PLW0603 - a process-wide count is what the test hook needs
+    target = os.environ.get(ENV_CRASH_AFTER)
+    if not target:
+        return
+    with _step_counter_lock:
+        _step_counter += 1
+        if _step_counter == int(target):
+            os.kill(os.getpid(), signal.SIGKILL)

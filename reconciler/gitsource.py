@@ -1,0 +1,290 @@
+"""The Git source: a bare mirror of the desired-state repository, read without a checkout.
+
+Only this module touches pygit2. The daemon fetches the tracked branch into
+``refs/remotes/origin/<branch>`` of a mirror kept in the state directory and
+reads the spec tree at that commit straight from the object database. Spec
+files are identified by blob id, so the spec cache skips unchanged files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from reconciler import errors
+
+log = logging.getLogger(__name__)
+
+MAX_SPEC_FILES = 20_000
+_SYMLINK = 0o120000
+_TREE = 0o040000
+_COMMIT = 0o160000
+
+
+@dataclass(frozen=True, slots=True)
+class TreeFile:
+    """A file of the spec tree at one commit (``read`` is called only on a cache miss)."""
+
+    path: str
+    blob_id: str
+    read: Callable[[], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    head: str
+    previous: str | None
+    force_pushed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    verified: bool
+    key: str
+    reason: str
+
+
+def is_local_path(url: str) -> bool:
+    return "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url)
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    """ssh-agent for ssh URLs; user and token from the URL or $RECONCILER_GIT_TOKEN for https."""
+
+    def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
+        if allowed_types & pygit2.enums.CredentialType.SSH_KEY:
+            return pygit2.KeypairFromAgent(username_from_url or "git")
+        if allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT:
+            token = os.environ.get("RECONCILER_GIT_TOKEN", "")
+            return pygit2.UserPass(username_from_url or "x-access-token", token)
+        return None
+
+
+class GitSource:
+    """One desired-state repository, mirrored under ``mirror_root``."""
+
+    def __init__(self, url: str, branch: str, *, mirror_root: Path) -> None:
+        self.url = url
+        self.branch = branch
+        key = hashlib.sha256(url.encode()).hexdigest()[:16]
+        self.mirror_path = mirror_root / "mirrors" / key
+        self._repo: pygit2.Repository | None = None
+        self.fetches = 0
+
+    # ------------------------------------------------------------------ mirror
+
+    def _mirror(self) -> pygit2.Repository:
+        if self._repo is not None:
+            return self._repo
+        try:
+            if (self.mirror_path / "HEAD").exists():
+                repo = pygit2.Repository(str(self.mirror_path))
+            else:
+                self.mirror_path.parent.mkdir(parents=True, exist_ok=True)
+                repo = pygit2.init_repository(str(self.mirror_path), bare=True)
+                repo.remotes.create("origin", self.url)
+        except pygit2.GitError as exc:
+            raise errors.SourceError(f"cannot open the mirror of {self.url}: {exc}") from exc
+        if repo.remotes["origin"].url != self.url:
+            repo.remotes.set_url("origin", self.url)
+        self._repo = repo
+        return repo
+
+    def fetch(self, last_good: str | None = None) -> FetchResult:
+        """Fetch every branch and tag; report the tracked branch head and whether it was force-pushed."""
+        repo = self._mirror()
+        if is_local_path(self.url) and not Path(self.url).exists():
+            raise errors.SourceError(f"repository {self.url} does not exist (repo.url in the config)")
+        try:
+            repo.remotes["origin"].fetch(
+                ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+                callbacks=_Callbacks(),
+            )
+        except pygit2.GitError as exc:
+            raise errors.SourceError(f"cannot fetch {self.url}: {exc}") from exc
+        self.fetches += 1
+        ref = f"refs/remotes/origin/{self.branch}"
+        try:
+            head = str(repo.references[ref].resolve().target)
+        except (KeyError, pygit2.GitError) as exc:
+            branches = sorted(
+                r[len("refs/remotes/origin/"):] for r in repo.references if r.startswith("refs/remotes/origin/")
+            )
+            raise errors.SourceError(
+                f"branch {self.branch!r} not found in {self.url} "
+                f"(branches: {', '.join(branches) or 'none'}; repo.branch in the config)"
+            ) from exc
+        forced = False
+        if last_good and last_good != head:
+            try:
+                forced = not repo.descendant_of(pygit2.Oid(hex=head), pygit2.Oid(hex=last_good))
+            except (pygit2.GitError, ValueError, KeyError):
+                forced = True
+        return FetchResult(head=head, previous=last_good, force_pushed=forced)
+
+    def has_commit(self, commit: str) -> bool:
+        try:
+            return isinstance(self._mirror()[commit], pygit2.Commit)
+        except (KeyError, ValueError):
+            return False
+
+    # ------------------------------------------------------------------ reading
+
+    def resolve(self, ref: str) -> str:
+        """A commit id for ``ref``: a branch of the remote, a tag, a commit id, or a rev expression."""
+        return resolve_in(self._mirror(), ref, remote_prefix="refs/remotes/origin/")
+
+    def tree_files(self, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
+        return tree_files(self._mirror(), commit, spec_path)
+
+    def commit_info(self, commit: str) -> dict[str, Any]:
+        return commit_info(self._mirror(), commit)
+
+    def verify_signature(self, commit: str, allowed_signers: Path | None) -> Signature:
+        return verify_signature(self._mirror(), commit, allowed_signers)
+
+
+class LocalCheckout:
+    """A working repository read in place (``plan --ref`` in CI, where refs are local)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            found = pygit2.discover_repository(path)
+        except pygit2.GitError as exc:
+            raise errors.SourceError(f"{path} is not inside a Git repository: {exc}") from exc
+        if found is None:
+            raise errors.SourceError(f"{path} is not inside a Git repository")
+        self.repo = pygit2.Repository(found)
+
+    def resolve(self, ref: str) -> str:
+        return resolve_in(self.repo, ref, remote_prefix="refs/remotes/origin/")
+
+    def tree_files(self, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
+        return tree_files(self.repo, commit, spec_path)
+
+    def commit_info(self, commit: str) -> dict[str, Any]:
+        return commit_info(self.repo, commit)
+
+
+def resolve_in(repo: pygit2.Repository, ref: str, *, remote_prefix: str) -> str:
+    for candidate in (f"{remote_prefix}{ref}", f"refs/heads/{ref}", f"refs/tags/{ref}"):
+        if candidate in repo.references:
+            return str(repo.references[candidate].peel(pygit2.Commit).id)
+    try:
+        obj = repo.revparse_single(ref)
+        return str(obj.peel(pygit2.Commit).id)
+    except (KeyError, ValueError, pygit2.GitError) as exc:
+        raise errors.SourceError(f"cannot resolve {ref!r} to a commit: {exc}") from exc
+
+
+def tree_files(repo: pygit2.Repository, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
+    """Every regular file under ``spec_path`` at ``commit``, plus refusals (symlinks, too many files)."""
+    try:
+        root = repo[commit].peel(pygit2.Commit).tree
+    except (KeyError, ValueError) as exc:
+        raise errors.SourceError(f"commit {commit} is not in the repository") from exc
+    spec_path = spec_path.strip("/")
+    problems: list[str] = []
+    if spec_path:
+        try:
+            entry = root[spec_path]
+        except KeyError:
+            return [], []
+        if entry.filemode != _TREE:
+            return [], [f"{spec_path}: the spec path is not a directory"]
+        tree = repo[entry.id]
+    else:
+        tree = root
+    out: list[TreeFile] = []
+
+    def reader(oid: pygit2.Oid) -> Callable[[], bytes]:
+        def read() -> bytes:
+            blob = repo[oid]
+            assert isinstance(blob, pygit2.Blob)
+            return blob.data
+
+        return read
+
+    def walk(t: pygit2.Tree, prefix: str) -> None:
+        for e in t:
+            name = e.name or ""
+            path = f"{prefix}/{name}" if prefix else name
+            if e.filemode == _TREE:
+                sub = repo[e.id]
+                assert isinstance(sub, pygit2.Tree)
+                walk(sub, path)
+            elif e.filemode == _SYMLINK:
+                problems.append(f"{path}: symbolic links are not followed in the spec tree")
+            elif e.filemode == _COMMIT:
+                continue
+            else:
+                out.append(TreeFile(path=path, blob_id=str(e.id), read=reader(e.id)))
+            if len(out) > MAX_SPEC_FILES:
+                raise errors.SourceError(f"more than {MAX_SPEC_FILES} files under {spec_path}/")
+
+    if not isinstance(tree, pygit2.Tree):
+        return [], [f"{spec_path}: the spec path is not a directory"]
+    walk(tree, spec_path)
+    return out, problems
+
+
+def commit_info(repo: pygit2.Repository, commit: str) -> dict[str, Any]:
+    c = repo[commit].peel(pygit2.Commit)
+    return {
+        "id": str(c.id),
+        "short": str(c.id)[:8],
+        "summary": c.message.splitlines()[0] if c.message else "",
+        "author": c.author.name,
+        "time": c.commit_time,
+    }
+
+
+def verify_signature(repo: pygit2.Repository, commit: str, allowed_signers: Path | None) -> Signature:
+    """Check the commit's signature with ``ssh-keygen -Y verify`` or ``gpg --verify`` (local tools)."""
+    c = repo[commit].peel(pygit2.Commit)
+    signature, payload = c.gpg_signature
+    if not signature:
+        return Signature(False, "", f"commit {str(c.id)[:8]} is not signed")
+    with tempfile.TemporaryDirectory() as tmp:
+        sig_file = Path(tmp) / "sig"
+        sig_file.write_bytes(signature)
+        data_file = Path(tmp) / "data"
+        data_file.write_bytes(payload)
+        if b"SSH SIGNATURE" in signature:
+            if allowed_signers is None:
+                return Signature(False, "", "SSH-signed commit but no allowed_signers file is configured")
+            ident = c.committer.email
+            try:
+                with data_file.open("rb") as stdin:
+                    res = subprocess.run(
+                        ["ssh-keygen", "-Y", "verify", "-f", str(allowed_signers), "-I", ident,
+                         "-n", "git", "-s", str(sig_file)],
+                        stdin=stdin, capture_output=True, timeout=30, check=False,
+                    )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return Signature(False, "", f"ssh-keygen could not verify: {exc}")
+            ok = res.returncode == 0
+            text = (res.stdout or res.stderr).decode(errors="replace").strip()
+            return Signature(ok, ident if ok else "", text)
+        try:
+            res = subprocess.run(
+                ["gpg", "--status-fd", "1", "--verify", str(sig_file), str(data_file)],
+                capture_output=True, timeout=30, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return Signature(False, "", f"gpg could not verify: {exc}")
+        status = res.stdout.decode(errors="replace")
+        m = re.search(r"\[GNUPG:\] VALIDSIG (\w+)", status)
+        if res.returncode == 0 and m:
+            return Signature(True, m.group(1), "good signature")
+        return Signature(False, "", "bad or unknown GPG signature")
