@@ -1,0 +1,185 @@
+"""Shared fixtures: real Git repositories (pygit2), config files, and the CLI in-process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygit2
+import pytest
+import yaml
+
+from reconciler import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class DesiredRepo:
+    """A desired-state repository on disk, committed with pygit2 (no git CLI)."""
+
+    def __init__(self, path: Path, branch: str = "main") -> None:
+        self.path = path
+        self.branch = branch
+        self.repo = pygit2.init_repository(str(path), bare=False, initial_head=branch)
+        self.sig = pygit2.Signature("Ops", "ops@example.com", 1_700_000_000, 0)
+
+    def write(self, rel: str, text: str) -> DesiredRepo:
+        target = self.path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return self
+
+    def remove(self, rel: str) -> DesiredRepo:
+        (self.path / rel).unlink()
+        return self
+
+    def commit(self, message: str = "change") -> str:
+        index = self.repo.index
+        index.add_all()
+        index.write()
+        tree = index.write_tree()
+        ref = f"refs/heads/{self.branch}"
+        parents = [self.repo.references[ref].target] if ref in self.repo.references else []
+        oid = self.repo.create_commit(ref, self.sig, self.sig, message, tree, parents)
+        return str(oid)
+
+    def reset_hard(self, commit: str) -> None:
+        """Rewrite the branch (a force-push, for the source's point of view)."""
+        self.repo.references[f"refs/heads/{self.branch}"].set_target(pygit2.Oid(hex=commit))
+        self.repo.checkout_tree(self.repo[commit], strategy=pygit2.enums.CheckoutStrategy.FORCE)
+        self.repo.index.read_tree(self.repo[commit].peel(pygit2.Commit).tree)
+        self.repo.index.write()
+
+    def head(self) -> str:
+        return str(self.repo.references[f"refs/heads/{self.branch}"].target)
+
+
+def app_spec(
+    name: str = "checkout",
+    *,
+    image: str = "checkout-1.0",
+    regions: tuple[str, ...] = ("us-east-1", "eu-west-1"),
+    desired: int = 2,
+    provider: str = "local",
+    account: str = "default",
+    extra: str = "",
+    criticality: str = "normal",
+    stack: str = "main",
+) -> str:
+    regions_yaml = "[" + ", ".join(regions) + "]"
+    return textwrap.dedent(f"""\
+        application: {name}
+        owner: team@example.com
+        criticality: {criticality}
+        clusters:
+          - stack: {stack}
+            provider: {provider}
+            account: {account}
+            regions: {regions_yaml}
+            image: "{image}"
+            instance_type: m5.large
+            capacity: {{min: 1, desired: {desired}, max: 6}}
+            health: {{healthy_percent: 100, timeout: 60s}}
+        """) + textwrap.indent(textwrap.dedent(extra), "    ")
+
+
+@dataclass
+class Env:
+    """A repo, a config file and a state dir: everything one CLI invocation needs."""
+
+    repo: DesiredRepo
+    config: Path
+    state_dir: Path
+
+    def cli(self, *args: str) -> CliResult:
+        return run_cli("--config", str(self.config), *args, config_first=False)
+
+    def status(self) -> dict[str, Any]:
+        res = self.cli("status", "--format", "json")
+        assert res.code == 0, res.err
+        return dict(json.loads(res.out))
+
+    def groups(self, region: str | None = None) -> list[dict[str, Any]]:
+        groups = self.status().get("server_groups", [])
+        return [g for g in groups if region is None or g["region"] == region]
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+_cli_lock = threading.Lock()
+
+
+def run_cli(*args: str, config_first: bool = False) -> CliResult:
+    """Run ``reconciler`` in-process; subcommand-level flags like --config go after the command."""
+    argv = list(args)
+    if not config_first and argv and argv[0] == "--config":
+        # move "--config X" after the subcommand, where argparse expects it
+        cfg = argv[:2]
+        argv = [argv[2], *cfg, *argv[3:]]
+    out, err = io.StringIO(), io.StringIO()
+    with _cli_lock, redirect_stdout(out), redirect_stderr(err):
+        code = cli.main(argv)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def write_config(path: Path, repo: Path, state_dir: Path, **overrides: Any) -> Path:
+    cfg: dict[str, Any] = {
+        "repo": {"url": str(repo), "branch": "main", "path": "apps"},
+        "poll": {"interval": "1s", "jitter": "0s"},
+        "state_dir": str(state_dir),
+        "state": f"sqlite:///{state_dir / 'state.db'}",
+        "prune": False,
+        "providers": {"local": {"accounts": {"default": {"boot_seconds": 0, "unhealthy_images": ["*-bad"]}}}},
+        "execution": {"poll_health": "50ms", "retry_backoff": "0s"},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    repo = DesiredRepo(tmp_path / "desired")
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "config.yaml", repo.path, state)
+    return Env(repo, cfg, state)
+
+
+def reconciler_subprocess(args: list[str], *, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[str]:
+    """A real ``reconciler`` process (for daemon, signal and crash tests)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", *args],
+        env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_threads() -> Iterator[None]:
+    """A test must not leave non-daemon threads behind (they would hang the run)."""
+    before = set(threading.enumerate())
+    yield
+    leftovers = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    for t in leftovers:
+        t.join(timeout=5)
+    still = [t.name for t in leftovers if t.is_alive()]
+    assert not still, f"threads left running: {still}"
