@@ -39,6 +39,8 @@ class ExecutionSettings:
     lease_ttl_s: float = 120.0  # a lease not renewed for this long may be taken over
     poll_health_s: float = 2.0  # how often a health wait re-reads the provider
     max_parallel: int = 8  # executions running at once (threads around blocking SDKs)
+    step_retries: int = 5  # attempts of one provider call on throttling or unavailability
+    step_backoff_s: float = 1.0  # first delay between those attempts, doubled each time (max 30s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +178,15 @@ def _build(
             ex_raw.get("poll_health", 2), where=f"{name}: execution.poll_health"
         ),
         max_parallel=int(ex_raw.get("max_parallel", 8)),
+        step_retries=int(ex_raw.get("step_retries", 5)),
+        step_backoff_s=parse_duration(
+            ex_raw.get("step_backoff", 1), where=f"{name}: execution.step_backoff"
+        ),
     )
+    unknown = set(ex_raw) - {"max_attempts", "retry_backoff", "lease_ttl", "poll_health", "max_parallel",
+                             "step_retries", "step_backoff"}
+    if unknown:
+        raise errors.ConfigError(f"{name}: execution.{sorted(unknown)[0]}: unknown field")
     token_file = http.get("token_file")
     prune = raw.get("prune", False)
     if not isinstance(prune, bool):

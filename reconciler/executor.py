@@ -35,9 +35,6 @@ ENV_CRASH_AFTER = "RECONCILER_TEST_CRASH_AFTER_STEP"
 _step_counter = 0
 _step_counter_lock = threading.Lock()
 
-STEP_RETRIES = 5
-STEP_BACKOFF_S = 1.0
-
 
 class Interrupted(errors.ReconcilerError):
     """The process is stopping; the execution stays resumable at a step boundary."""
@@ -227,8 +224,9 @@ class Executor:
             self._retry(change, "destroy", lambda: provider.destroy(region, step.server_group))
 
     def _retry(self, change: model.Change, call: str, fn: Callable[[], object]) -> None:
-        delay = STEP_BACKOFF_S
-        for attempt in range(1, STEP_RETRIES + 1):
+        delay = self.settings.step_backoff_s
+        retries = max(self.settings.step_retries, 1)
+        for attempt in range(1, retries + 1):
             self._check_stop()
             try:
                 metrics.API_CALLS.labels(change.provider, call).inc()
@@ -236,10 +234,10 @@ class Executor:
                 return
             except errors.ProviderError as exc:
                 metrics.API_ERRORS.labels(change.provider, type(exc).__name__).inc()
-                if not exc.retryable or attempt == STEP_RETRIES:
+                if not exc.retryable or attempt == retries:
                     raise
-                log.warning("%s: %s failed (%s); retry %d/%d in %.0fs", change.key, call, exc,
-                            attempt, STEP_RETRIES - 1, delay)
+                log.warning("%s: %s failed (%s); retry %d/%d in %.1fs", change.key, call, exc,
+                            attempt, retries - 1, delay)
                 self._sleep(delay)
                 delay = min(delay * 2, 30.0)
 

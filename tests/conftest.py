@@ -145,7 +145,7 @@ def write_config(path: Path, repo: Path, state_dir: Path, **overrides: Any) -> P
         "state": f"sqlite:///{state_dir / 'state.db'}",
         "prune": False,
         "providers": {"local": {"accounts": {"default": {"boot_seconds": 0, "unhealthy_images": ["*-bad"]}}}},
-        "execution": {"poll_health": "50ms", "retry_backoff": "0s"},
+        "execution": {"poll_health": "20ms", "retry_backoff": "0s", "step_backoff": "10ms"},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
