@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from reconciler import __version__, errors
 from reconciler import config as config_mod
@@ -155,11 +155,11 @@ def _user(args: argparse.Namespace) -> str:
         return "unknown"
 
 
-def _emit(text: str, out: str | None, stream: TextIO = sys.stdout) -> None:
+def _emit(text: str, out: str | None) -> None:
     if out:
         Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     else:
-        stream.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -288,8 +288,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
             if answer.strip().lower() not in ("y", "yes"):
                 print("not applied")
                 return EXIT_ERROR
+        eng.remember_regions(ev.plan)
         results = eng.executor.run_rollouts(ev.plan.plan_id, list(ev.runnable))
         eng.store.put("source/last_good_commit", ev.plan.commit, eng.clock.now())
+        eng.refresh_status("apply")
         failed = [r for r in results if r.state != "succeeded"]
         for r in failed:
             print(f"{r.change.cluster} in {r.change.region}: {r.state}: {r.error}", file=sys.stderr)
@@ -312,6 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     eng = _engine(args)
     try:
+        eng.refresh_status()
         status = eng.status()
     finally:
         eng.close()

@@ -190,7 +190,7 @@ class Engine:
                     metrics.API_ERRORS.labels(prov_name, type(exc).__name__).inc()
         return planner.LiveState(tuple(groups), unreadable)
 
-    def _remember_regions(self, plan: model.Plan) -> None:
+    def remember_regions(self, plan: model.Plan) -> None:
         known: dict[str, list[str]] = self.store.get(KEY_KNOWN_REGIONS, {}) or {}
         changed = False
         for c in plan.changes:
@@ -310,7 +310,7 @@ class Engine:
         if commit != previous:
             self.store.record("commit", f"reconciling {commit[:8]} ({reason})", now, commit=commit)
         ev = self.evaluate(desired, pol)
-        self._remember_regions(ev.plan)
+        self.remember_regions(ev.plan)
         metrics.DRIFT.set(len(ev.outcome.drift))
         metrics.PENDING_APPROVALS.set(sum(1 for _, why in ev.held if why.startswith("waiting for approval")))
         for change in ev.plan.changes:
@@ -547,6 +547,15 @@ class Engine:
             "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},
         }
         self.store.put(KEY_STATUS, status, now)
+
+    def refresh_status(self, reason: str = "status") -> None:
+        """Re-read Git and live state and save what ``status`` shows (nothing is applied)."""
+        commit, source_error = self.fetch()
+        if commit is None:
+            return
+        desired, pol = self.desired_at(commit)
+        self._remember_file_apps(desired)
+        self._save_status(self.evaluate(desired, pol), commit, source_error, reason)
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = dict(self.store.get(KEY_STATUS) or {})

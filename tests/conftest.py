@@ -75,6 +75,7 @@ def app_spec(
     extra: str = "",
     criticality: str = "normal",
     stack: str = "main",
+    timeout: str = "5s",
 ) -> str:
     regions_yaml = "[" + ", ".join(regions) + "]"
     return textwrap.dedent(f"""\
@@ -89,7 +90,7 @@ def app_spec(
             image: "{image}"
             instance_type: m5.large
             capacity: {{min: 1, desired: {desired}, max: 6}}
-            health: {{healthy_percent: 100, timeout: 60s}}
+            health: {{healthy_percent: 100, timeout: {timeout}}}
         """) + textwrap.indent(textwrap.dedent(extra), "    ")
 
 

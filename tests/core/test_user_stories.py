@@ -69,11 +69,11 @@ def test_a_capacity_change_resizes_in_place(env: Env) -> None:
 def test_an_unhealthy_image_is_rolled_back_and_the_old_group_keeps_serving(env: Env) -> None:
     env.repo.write("apps/checkout.yaml", app_spec(regions=("us-east-1",))).commit("v1")
     assert env.cli("apply", "--yes").code == 0
-    env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0-bad", regions=("us-east-1",))).commit("bad")
+    env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0-bad", regions=("us-east-1",), timeout="1s")).commit("bad")
 
     res = env.cli("apply", "--yes")
     assert res.code == 1
-    assert "checkout-main-v001" in res.err and "0 of 2 instances healthy after" in res.err
+    assert "checkout-main-v001" in res.err and "0 of 2 instances healthy after 1s" in res.err
     groups = _groups(env, "us-east-1")
     assert set(groups) == {"checkout-main-v000"}, "the failed group is removed"
     assert groups["checkout-main-v000"]["enabled"] and groups["checkout-main-v000"]["healthy"] == 2

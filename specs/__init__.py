@@ -1,0 +1,1 @@
+"""The spec language: render, parse, validate and model desired state."""

@@ -1,0 +1,300 @@
+"""The spec format: one cerberus schema (kept lean: validation is the costliest part of a load),
+cross-field rules cerberus cannot express, and a JSON Schema export for editors.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import cerberus
+
+from reconciler import errors
+from specs import yamlnodes
+
+NAME_LIMIT = 58
+"""Longest cluster name: ``cluster-vNNN`` must fit GCE's 63-character resource names."""
+
+_DURATION_RE = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
+_duration = {"type": ["string", "integer", "float"], "regex": _DURATION_RE}
+_names = {"type": "list", "schema": {"type": "string", "empty": False}}
+
+CLUSTER: dict[str, Any] = {
+    "stack": {"type": "string", "regex": r"^[a-z0-9]*$", "nullable": True},
+    "detail": {"type": "string", "regex": r"^([a-z0-9]+(-[a-z0-9]+)*)?$", "nullable": True},
+    "provider": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9_]*$"},
+    "account": {"type": "string", "required": True, "empty": False},
+    "regions": {
+        "type": "list",
+        "required": True,
+        "minlength": 1,
+        "schema": {"type": "string", "regex": r"^[a-z0-9][a-z0-9-]*$"},
+    },
+    "image": {"type": "string", "required": True, "empty": False},
+    "instance_type": {"type": "string", "required": True, "empty": False},
+    "capacity": {
+        "type": "dict",
+        "required": True,
+        "schema": {k: {"type": "integer", "required": True, "min": 0} for k in ("min", "desired", "max")},
+    },
+    "autoscaling": {"type": "boolean"},
+    "load_balancers": _names,
+    "security_groups": _names,
+    "user_data": {"type": "string"},
+    "tags": {
+        "type": "dict",
+        "keysrules": {"type": "string", "regex": r"^[A-Za-z0-9_.:/=+@ -]{1,128}$"},
+        "valuesrules": {"type": ["string", "integer", "float", "boolean"]},
+    },
+    "health": {
+        "type": "dict",
+        "schema": {
+            "healthy_percent": {"type": "integer", "min": 1, "max": 100},
+            "timeout": _duration,
+        },
+    },
+    "strategy": {
+        "type": "dict",
+        "schema": {
+            "type": {"type": "string", "allowed": ["red_black"]},
+            "keep_disabled": {"type": "integer", "min": 0, "max": 20},
+            "scale_down": {"type": "boolean"},
+            "delay_before_disable": _duration,
+            "delay_before_scale_down": _duration,
+            "rollback_on_failure": {"type": "boolean"},
+        },
+    },
+    "rollout": {
+        "type": "dict",
+        "schema": {
+            "waves": {"type": "list", "schema": {"type": "list", "minlength": 1, "schema": {"type": "string"}}},
+            "pause": _duration,
+        },
+    },
+}
+
+APPLICATION: dict[str, Any] = {
+    "application": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9]*$", "maxlength": 40},
+    "owner": {"type": "string", "required": True, "empty": False},
+    "criticality": {"type": "string", "allowed": ["low", "normal", "critical"]},
+    "clusters": {"type": "list", "required": True, "minlength": 1, "schema": {"type": "dict", "schema": CLUSTER}},
+}
+
+_MESSAGES = {
+    r"^[a-z][a-z0-9]*$": "lowercase letters and digits, starting with a letter",
+    r"^[a-z0-9]*$": "lowercase letters and digits only (no hyphens: they separate app-stack-detail)",
+    r"^([a-z0-9]+(-[a-z0-9]+)*)?$": "lowercase letters, digits and inner hyphens",
+    _DURATION_RE: "a duration like 30s, 10m or 1h",
+}
+
+_local = threading.local()
+
+
+def _validator() -> cerberus.Validator:
+    """One validator per thread, built once (building it is costly)."""
+    v = getattr(_local, "validator", None)
+    if v is None:
+        v = cerberus.Validator(APPLICATION)
+        _local.validator = v
+    return v
+
+
+def validate(doc: dict[str, Any], lines: dict[str, int], *, file: str) -> list[errors.SpecProblem]:
+    """Every problem of one rendered spec, with lines from ``lines``."""
+    v = _validator()
+    problems: list[errors.SpecProblem] = []
+    if not v.validate(doc):
+        for path, message in _flatten(v.errors, ""):
+            problems.append(
+                errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, _explain(path, message, doc))
+            )
+    seen = {(p.field, p.line) for p in problems}
+    problems += [p for p in _cross_field(doc, lines, file) if (p.field, p.line) not in seen]
+    return sorted(problems, key=lambda p: (p.line, p.field))
+
+
+def _flatten(errs: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(errs, dict):
+        for key, value in errs.items():
+            sub = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+            yield from _flatten(value, sub)
+    elif isinstance(errs, list):
+        for item in errs:
+            yield from _flatten(item, path) if isinstance(item, dict | list) else [(path, str(item))]
+    else:
+        yield path, str(errs)
+
+
+def _explain(path: str, message: str, doc: dict[str, Any]) -> str:
+    if message == "unknown field":
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        allowed = _allowed_at(parent)
+        return f"unknown field; allowed: {', '.join(sorted(allowed))}" if allowed else message
+    m = re.match(r"value does not match regex '(.*)'", message)
+    if m and m.group(1) in _MESSAGES:
+        return f"must be {_MESSAGES[m.group(1)]}"
+    return message
+
+
+def _allowed_at(parent: str) -> list[str]:
+    parts = re.sub(r"\[\d+\]", "", parent).split(".") if parent else []
+    node: dict[str, Any] = APPLICATION
+    for part in parts:
+        rule = node.get(part, {})
+        rule = rule.get("schema", {}) if rule.get("type") == "list" else rule
+        node = rule.get("schema", {})
+    return list(node)
+
+
+def _cross_field(doc: dict[str, Any], lines: dict[str, int], file: str) -> list[errors.SpecProblem]:
+    out: list[errors.SpecProblem] = []
+
+    def bad(path: str, message: str) -> None:
+        out.append(errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, message))
+
+    app = doc.get("application") if isinstance(doc.get("application"), str) else "app"
+    names: dict[str, int] = {}
+    clusters = doc.get("clusters") if isinstance(doc.get("clusters"), list) else []
+    for i, c in enumerate(clusters):
+        try:
+            _check_cluster(app, i, c, names, bad)
+        except (TypeError, KeyError, AttributeError, ValueError):
+            continue  # the shape is wrong; the schema errors above already say how
+    return out
+
+
+def _check_cluster(app: str, i: int, c: Any, names: dict[str, int], bad: Any) -> None:
+    at = f"clusters[{i}]"
+    cap = c["capacity"]
+    if not cap["min"] <= cap["desired"] <= cap["max"]:
+        bad(
+            f"{at}.capacity",
+            f"needs min <= desired <= max, got min {cap['min']}, desired {cap['desired']}, max {cap['max']}",
+        )
+    regions = c["regions"]
+    dupes = sorted({r for r in regions if regions.count(r) > 1})
+    if dupes:
+        bad(f"{at}.regions", f"regions must be unique; repeated: {', '.join(dupes)}")
+    waves = (c.get("rollout") or {}).get("waves")
+    if waves:
+        flat = [r for w in waves for r in w]
+        missing = sorted(set(regions) - set(flat))
+        extra = sorted(set(flat) - set(regions))
+        twice = sorted({r for r in flat if flat.count(r) > 1})
+        if missing or extra or twice:
+            detail = "; ".join(
+                x
+                for x in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"not in regions: {', '.join(extra)}" if extra else "",
+                    f"in more than one wave: {', '.join(twice)}" if twice else "",
+                )
+                if x
+            )
+            bad(f"{at}.rollout.waves", f"waves must cover exactly the regions, each once ({detail})")
+    stack, detail = c.get("stack") or "", c.get("detail") or ""
+    name = app if not (stack or detail) else f"{app}-{stack}-{detail}" if detail else f"{app}-{stack}"
+    if len(name) > NAME_LIMIT:
+        bad(
+            f"{at}.stack",
+            f"cluster name {name!r} is {len(name)} characters; at most {NAME_LIMIT} so that "
+            f"'{name}-vNNN' fits GCE's 63-character limit",
+        )
+    if name in names:
+        bad(at, f"cluster {name!r} is defined twice (also clusters[{names[name]}])")
+    names.setdefault(name, i)
+    hp = (c.get("health") or {}).get("healthy_percent")
+    if cap["desired"] > 0 and hp is not None and cap["desired"] * hp < 100 and hp < 100:
+        bad(
+            f"{at}.health.healthy_percent",
+            f"{hp}% of {cap['desired']} instances is less than one instance; the health wait would pass "
+            "with none healthy",
+        )
+
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of the spec format, for editors and CI linters."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "reconciler-spec.schema.json",
+        "title": "reconciler application spec",
+        "description": "One application per file; rendered as a Jinja2 template before validation.",
+        **_to_json(APPLICATION),
+    }
+
+
+_DESCRIPTIONS = {
+    "application": "Application name: lowercase letters and digits.",
+    "owner": "Who to contact about this application.",
+    "criticality": "Picks default guardrails: low, normal or critical.",
+    "clusters": "Clusters of this application; each deploys to one provider account in some regions.",
+    "stack": "Cluster name part: application-stack-detail.",
+    "detail": "Cluster name part: application-stack-detail.",
+    "provider": "local, aws, gcp or a plugin's name.",
+    "account": "A provider account from the daemon's config.",
+    "regions": "Regions to deploy to.",
+    "image": "AMI id, GCE image URL or local image name. A change means a new server group.",
+    "instance_type": "Instance or machine type. A change means a new server group.",
+    "capacity": "min <= desired <= max instances per region.",
+    "autoscaling": "When true, desired capacity belongs to the autoscaler and is never a diff.",
+    "load_balancers": "Target groups (AWS) or backend services (GCP), by name.",
+    "security_groups": "Security groups (AWS) or network tags (GCP).",
+    "user_data": "Boot script; never shown in plans (may hold secrets).",
+    "tags": "Extra tags/labels on every server group.",
+    "health": "How the health wait of a deployment judges the new group.",
+    "strategy": "Red/black settings.",
+    "rollout": "Region waves and the pause between them.",
+}
+
+
+def _to_json(schema: dict[str, Any]) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    required = []
+    for name, rule in schema.items():
+        props[name] = _rule_to_json(rule)
+        if name in _DESCRIPTIONS:
+            props[name]["description"] = _DESCRIPTIONS[name]
+        if rule.get("required"):
+            required.append(name)
+    out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        out["required"] = required
+    return out
+
+
+def _rule_to_json(rule: dict[str, Any]) -> dict[str, Any]:
+    kinds = rule.get("type", "string")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    mapping = {
+        "string": "string",
+        "integer": "integer",
+        "float": "number",
+        "boolean": "boolean",
+        "list": "array",
+        "dict": "object",
+    }
+    types = sorted({mapping[k] for k in kinds})
+    if rule.get("nullable"):
+        types.append("null")
+    out: dict[str, Any] = {"type": types[0] if len(types) == 1 else types}
+    if "allowed" in rule:
+        out["enum"] = rule["allowed"]
+    if "regex" in rule:
+        out["pattern"] = rule["regex"]
+    if "min" in rule:
+        out["minimum"] = rule["min"]
+    if "max" in rule:
+        out["maximum"] = rule["max"]
+    if "minlength" in rule:
+        out["minItems" if "list" in kinds else "minLength"] = rule["minlength"]
+    if "maxlength" in rule:
+        out["maxLength"] = rule["maxlength"]
+    if "list" in kinds and "schema" in rule:
+        out["items"] = _rule_to_json(rule["schema"])
+    if "dict" in kinds and "schema" in rule:
+        out.update(_to_json(rule["schema"]))
+    if "dict" in kinds and "valuesrules" in rule:
+        out["additionalProperties"] = _rule_to_json(rule["valuesrules"])
+    return out
