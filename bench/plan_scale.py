@@ -22,10 +22,10 @@ import pygit2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from policies import base as policy_base  # noqa: E402
-from policies import registry  # noqa: E402
-from reconciler import gitsource, model, planner  # noqa: E402
-from specs import loader  # noqa: E402
+from policies import base as policy_base
+from policies import registry
+from reconciler import gitsource, model, planner
+from specs import loader
 
 SPEC = """application: app{i}
 owner: team{i}@example.com

@@ -406,7 +406,7 @@ class Engine:
             raise errors.SourceError("no commit to approve against")
         desired, pol = self.desired_at(commit)
         ev = self.evaluate(desired, pol, exclude_running=False)
-        ids = {c.change_id: c for c in ev.plan.changes}
+        ids: dict[str, model.Change] = {c.change_id: c for c in ev.plan.changes}
         if ident != ev.plan.plan_id and ident not in ids:
             pending = [c.change_id for c in ev.plan.changes if c.verdict is model.Verdict.APPROVE]
             raise errors.ReconcilerError(
@@ -500,9 +500,9 @@ class Engine:
         for p in ev.desired.problems:
             stalled_files.setdefault(p.file, []).append(str(p))
         for file, problems in stalled_files.items():
-            app = file_apps.get(file, file)
-            apps.setdefault(app, {"file": file, "conditions": [], "clusters": []})
-            apps[app]["conditions"].append(_cond("Stalled", "SpecInvalid", "; ".join(problems[:5]), commit, now))
+            app_name = file_apps.get(file, file)
+            apps.setdefault(app_name, {"file": file, "conditions": [], "clusters": []})
+            apps[app_name]["conditions"].append(_cond("Stalled", "SpecInvalid", "; ".join(problems[:5]), commit, now))
         pending: dict[str, list[str]] = {}
         for c in ev.runnable:
             pending.setdefault(c.application, []).append(f"{c.action.value} {c.cluster} in {c.region}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler import errors, model, render
@@ -16,26 +17,27 @@ def dump_plan(plan: model.Plan) -> str:
     return json.dumps(doc, indent=2, sort_keys=True)
 
 
-def load_plan(text: str, *, file: str) -> model.Plan:
-    """A stub Plan carrying what the stale-plan checks compare: plan id, commit and live fingerprint."""
+@dataclass(frozen=True, slots=True)
+class SavedPlan:
+    """What ``apply --plan`` checks against the present: the plan id, its commit and live fingerprint."""
+
+    plan_id: str
+    commit: str
+    live_fingerprint: str
+    document: dict[str, Any]
+
+
+def load_plan(text: str, *, file: str) -> SavedPlan:
     try:
-        doc: dict[str, Any] = json.loads(text)
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise errors.ReconcilerError(f"{file}:{exc.lineno}: not a saved plan (invalid JSON: {exc.msg})") from exc
-    for key in ("plan_id", "commit", "live_fingerprint", "format_version"):
+    if not isinstance(doc, dict):
+        raise errors.ReconcilerError(f"{file}: not a saved plan (expected a JSON object)")
+    for key in ("plan_id", "commit", "live_fingerprint", "format_version", "changes"):
         if key not in doc:
-            raise errors.ReconcilerError(f"{file}: not a saved plan (missing {key!r}); use plan --format json --out")
-    return _SavedPlan(doc["commit"], (), live_fingerprint=doc["live_fingerprint"], saved_id=doc["plan_id"])
-
-
-class _SavedPlan(model.Plan):
-    __slots__ = ("saved_id",)
-
-    def __init__(self, commit: str, changes: tuple[model.Change, ...], *, live_fingerprint: str,
-                 saved_id: str) -> None:
-        super().__init__(commit, changes, live_fingerprint=live_fingerprint)
-        object.__setattr__(self, "saved_id", saved_id)
-
-    @property
-    def plan_id(self) -> str:
-        return str(self.saved_id)
+            raise errors.ReconcilerError(
+                f"{file}: not a saved plan (missing {key!r}); write one with `reconciler plan --format json --out`")
+    if doc["format_version"] != FORMAT_VERSION:
+        raise errors.ReconcilerError(f"{file}: saved plan format {doc['format_version']} is not supported")
+    return SavedPlan(str(doc["plan_id"]), str(doc["commit"]), str(doc["live_fingerprint"]), doc)

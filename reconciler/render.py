@@ -77,7 +77,8 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
     for c in plan.changes:
         current = c.current.name if c.current else "-"
         target = c.desired_server_group or "-"
-        head = f"{c.action.value:<8} {c.application}/{c.cluster} {c.provider}/{c.account}/{c.region}: {current} -> {target}"
+        where = f"{c.provider}/{c.account}/{c.region}"
+        head = f"{c.action.value:<8} {c.application}/{c.cluster} {where}: {current} -> {target}"
         lines.append("")
         lines.append(paint(head, _COLOR[c.action]))
         if c.reason:

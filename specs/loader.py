@@ -150,12 +150,16 @@ def load_directory(root: Path, *, spec_path: str = "apps", cache: SpecCache | No
             continue
         data = p.read_bytes() if p.stat().st_size <= MAX_FILE_BYTES else b"\0" * (MAX_FILE_BYTES + 1)
         blob = hashlib.sha1(data).hexdigest()  # noqa: S324 - a content id, like git's, not security
-        files.append(SpecFile(rel, blob, lambda data=data: data))
+        files.append(SpecFile(rel, blob, _constant(data)))
     state = load_specs(files, spec_path=rel_prefix if rel_prefix != "." else "", cache=cache)
     if refusals:
         return model.DesiredState(state.commit, state.applications, tuple(refusals) + state.problems,
                                   state.broken_files | {r.file for r in refusals})
     return state
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
 
 
 # ---------------------------------------------------------------------------- one file

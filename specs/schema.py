@@ -154,9 +154,10 @@ def _cross_field(doc: dict[str, Any], lines: dict[str, int], file: str) -> list[
     def bad(path: str, message: str) -> None:
         out.append(errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, message))
 
-    app = doc.get("application") if isinstance(doc.get("application"), str) else "app"
+    app = str(doc.get("application") or "app")
     names: dict[str, int] = {}
-    clusters = doc.get("clusters") if isinstance(doc.get("clusters"), list) else []
+    raw = doc.get("clusters")
+    clusters: list[Any] = raw if isinstance(raw, list) else []
     for i, c in enumerate(clusters):
         try:
             _check_cluster(app, i, c, names, bad)

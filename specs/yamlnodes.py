@@ -12,10 +12,7 @@ import yaml
 
 from reconciler import errors
 
-try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - libyaml missing
-    _Loader = yaml.SafeLoader
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
 
 
 def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[str, int]]:

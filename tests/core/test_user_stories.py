@@ -69,7 +69,8 @@ def test_a_capacity_change_resizes_in_place(env: Env) -> None:
 def test_an_unhealthy_image_is_rolled_back_and_the_old_group_keeps_serving(env: Env) -> None:
     env.repo.write("apps/checkout.yaml", app_spec(regions=("us-east-1",))).commit("v1")
     assert env.cli("apply", "--yes").code == 0
-    env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0-bad", regions=("us-east-1",), timeout="1s")).commit("bad")
+    bad = app_spec(image="checkout-2.0-bad", regions=("us-east-1",), timeout="1s")
+    env.repo.write("apps/checkout.yaml", bad).commit("bad")
 
     res = env.cli("apply", "--yes")
     assert res.code == 1
@@ -85,7 +86,7 @@ def test_an_unhealthy_image_is_rolled_back_and_the_old_group_keeps_serving(env: 
 def test_a_broken_spec_names_file_line_and_field_and_the_others_still_apply(env: Env) -> None:
     env.repo.write("apps/checkout.yaml", app_spec()).write("apps/cart.yaml", app_spec("cart")).commit("two apps")
     assert env.cli("apply", "--yes").code == 0
-    broken = app_spec("cart").replace("capacity: {min: 1, desired: 2, max: 6}", "capacity: {min: 5, desired: 2, max: 6}")
+    broken = app_spec("cart").replace("{min: 1, desired: 2, max: 6}", "{min: 5, desired: 2, max: 6}")
     env.repo.write("apps/cart.yaml", broken)
     env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0")).commit("break cart, bump checkout")
 
