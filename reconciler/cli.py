@@ -6,7 +6,6 @@ import argparse
 import getpass
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -305,10 +304,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from reconciler import daemon
 
-    if args.state or args.branch or args.spec_path:
-        os.environ.setdefault("RECONCILER_CLI_OVERRIDES", json.dumps(
-            {"state": args.state, "branch": args.branch, "spec_path": args.spec_path}))
-    return int(daemon.main(args.config, once=args.once, log_format=args.log_format))
+    return daemon.main(args.config, once=args.once, log_format=args.log_format, state=args.state,
+                       branch=args.branch, spec_path=args.spec_path)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

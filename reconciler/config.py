@@ -25,7 +25,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 
 _TOP_KEYS = {
     "repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
-    "execution", "webhook", "schedules", "policies", "approvals",
+    "execution", "webhook", "schedules", "policies", "approvals", "daemon",
 }
 _REPO_KEYS = {"url", "branch", "path", "allow_force_push", "verify_signatures"}
 

@@ -149,14 +149,14 @@ class Executor:
         self.store.record("execution_started", f"{change.action.value} {change.desired_server_group or ''}"
                           f" ({change.reason})", now, application=change.application, cluster=change.cluster,
                           region=change.region, execution_id=ex_id, commit=change.commit)
-        self._say(f"{ctx}: {change.action.value} ({change.reason})")
+        self._say(f"{ctx}: {change.action.value} ({change.reason})", change, ex_id)
         result = ExecutionResult(change, ex_id, "succeeded")
         disabled_any = False
         try:
             for idx, step in enumerate(change.steps):
                 self._check_stop()
                 self.store.step_started(ex_id, idx, self.clock.now())
-                self._say(f"{ctx}: {step.describe()}")
+                self._say(f"{ctx}: {step.describe()}", change, ex_id)
                 try:
                     self._run_step(provider, change, step)
                 except Interrupted:
@@ -178,7 +178,7 @@ class Executor:
                               f"{change.desired_server_group or change.cluster} serves", self.clock.now(),
                               application=change.application, cluster=change.cluster, region=change.region,
                               execution_id=ex_id, commit=change.commit)
-            self._say(f"{ctx}: done")
+            self._say(f"{ctx}: done", change, ex_id)
             return result
         except Interrupted:
             self.store.finish_execution(ex_id, self.clock.now(), state="interrupted",
@@ -286,7 +286,7 @@ class Executor:
         reason = f"{step.kind.value} {step.server_group} failed: {exc}"
         count = self.store.add_failure(change.key, change.spec_hash, reason, now)
         metrics.CHANGES.labels(change.action.value, "failed").inc()
-        self._say(f"{change.application}/{change.cluster} {change.region}: FAILED: {reason}")
+        self._say(f"{change.application}/{change.cluster} {change.region}: FAILED: {reason}", change, ex_id)
         spec = change.desired
         target = change.desired_server_group
         can_roll_back = (
@@ -356,8 +356,11 @@ class Executor:
         self.clock.sleep(seconds)
         self._check_stop()
 
-    def _say(self, message: str) -> None:
-        log.info("%s", message)
+    def _say(self, message: str, change: model.Change | None = None, ex_id: str = "") -> None:
+        extra = {} if change is None else {
+            "application": change.application, "cluster": change.cluster, "region": change.region,
+            "commit": change.commit[:12], "execution_id": ex_id}
+        log.info("%s", message, extra=extra)
         if self.progress is not None:
             self.progress(message)
 

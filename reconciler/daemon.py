@@ -1,0 +1,231 @@
+"""``reconciler run``: the long-running service.
+
+APScheduler runs a poll pass every ``poll.interval`` (with jitter, coalesced),
+optional cron passes, and passes triggered by webhooks or the API; the engine's
+pass lock means two passes never run at once, and deployments run in worker
+threads so one application's slow rollout never delays another's pass.
+
+systemd: ``READY=1`` after the first successful repository read, ``STATUS=``
+lines, ``WATCHDOG=1`` at half of ``WATCHDOG_USEC`` only while the scheduler is
+alive and passes are not stuck, ``STOPPING=1`` on shutdown. SIGTERM stops
+scheduling and lets running steps reach a step boundary within
+``daemon.shutdown_deadline`` (steps are persisted, so the next start resumes);
+a second SIGTERM exits at once. SIGHUP reloads the config without dropping
+in-flight work (an invalid new config is logged and the old one kept).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from reconciler import config as config_mod
+from reconciler import engine as engine_mod
+from reconciler import errors, httpapi, logs, notify
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHUTDOWN_DEADLINE_S = 30.0
+
+
+def main(
+    config_path: str | None,
+    *,
+    once: bool = False,
+    log_format: str = "auto",
+    state: str | None = None,
+    branch: str | None = None,
+    spec_path: str | None = None,
+) -> int:
+    logs.setup(log_format)
+    overrides = {"state": state, "branch": branch, "spec_path": spec_path}
+    try:
+        cfg = config_mod.load_config(config_path, **overrides)
+    except errors.ReconcilerError as exc:
+        log.error("%s", exc)
+        return 1
+    if once:
+        return _once(cfg)
+    return Daemon(config_path, cfg, overrides).run()
+
+
+def _once(cfg: config_mod.Config) -> int:
+    eng = engine_mod.Engine(cfg)
+    try:
+        result = eng.reconcile(reason="once")
+    except errors.ReconcilerError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        eng.close()
+    failed = [r for r in result.results if r.state not in ("succeeded", "skipped")]
+    log.info("pass at %s: %d change(s), %d applied, %d failed, %d spec problem(s)",
+             (result.commit or "?")[:8], result.changes, len(result.results) - len(failed), len(failed),
+             result.problems)
+    return 0
+
+
+def _shutdown_deadline(cfg: config_mod.Config) -> float:
+    section = cfg.raw.get("daemon") or {}
+    value = section.get("shutdown_deadline", DEFAULT_SHUTDOWN_DEADLINE_S) if isinstance(section, dict) else 30
+    return config_mod.parse_duration(value, where="daemon.shutdown_deadline")
+
+
+class Daemon:
+    def __init__(self, config_path: str | None, cfg: config_mod.Config, overrides: dict[str, Any]) -> None:
+        self.config_path = config_path
+        self.overrides = overrides
+        self.cfg = cfg
+        self.engine = engine_mod.Engine(cfg, background=True)
+        self.notifier = notify.Notifier()
+        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None})
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self._signals = 0
+        self._ready = False
+        self._pass_started: float | None = None
+        self._server: httpapi.Server | None = None
+
+    # ------------------------------------------------------------------ passes
+
+    def _pass(self, reason: str) -> None:
+        if self.stop_event.is_set():
+            return
+        self._pass_started = time.monotonic()
+        self.notifier.status(f"reconciling ({reason})")
+        try:
+            result = self.engine.reconcile(reason=reason)
+        except errors.ReconcilerError as exc:
+            log.error("pass failed: %s", exc)
+            self.notifier.status(f"error: {exc}")
+            return
+        except Exception:
+            log.exception("pass failed unexpectedly; the next pass will try again")
+            return
+        finally:
+            self._pass_started = None
+        if result.error is None and not self._ready:
+            self._ready = True
+            self.notifier.ready(f"ready at {(result.commit or '')[:8]}")
+            log.info("ready: reconciling %s", (result.commit or "")[:8])
+        when = datetime.now(UTC).strftime("%H:%M:%S")
+        summary = (f"idle; last pass {when} at {(result.commit or '?')[:8]}: {result.changes} change(s), "
+                   f"{result.dispatched} started, {result.problems} spec problem(s)")
+        if result.error:
+            summary += f"; source: {result.error}"
+        self.notifier.status(summary)
+        log.info("%s", summary)
+
+    def trigger(self, reason: str) -> None:
+        """Run a pass now (webhook, API); it waits for a pass in progress, never overlaps it."""
+        self.scheduler.add_job(self._pass, args=[reason], id=f"trigger-{reason}", replace_existing=True,
+                               max_instances=1, coalesce=True)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _schedule(self, cfg: config_mod.Config) -> None:
+        interval = IntervalTrigger(seconds=max(cfg.poll_interval_s, 0.1), jitter=cfg.poll_jitter_s or None)
+        if self.scheduler.get_job("poll"):
+            self.scheduler.reschedule_job("poll", trigger=interval)
+        else:
+            self.scheduler.add_job(self._pass, trigger=interval, args=["poll"], id="poll", max_instances=1,
+                                   coalesce=True, next_run_time=datetime.now(UTC))
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("cron-"):
+                job.remove()
+        for i, item in enumerate(cfg.raw.get("schedules") or []):
+            if not isinstance(item, dict) or "cron" not in item:
+                raise errors.ConfigError(f"schedules[{i}]: expected {{cron: '0 3 * * *', reason: ...}}")
+            try:
+                trigger = CronTrigger.from_crontab(str(item["cron"]), timezone=str(item.get("timezone", "UTC")))
+            except ValueError as exc:
+                raise errors.ConfigError(f"schedules[{i}].cron: {exc}") from exc
+            self.scheduler.add_job(self._pass, trigger=trigger, args=[str(item.get("reason", "schedule"))],
+                                   id=f"cron-{i}", max_instances=1, coalesce=True)
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = config_mod.load_config(self.config_path, **self.overrides)
+            if (new.repo_url, new.state_url) != (self.cfg.repo_url, self.cfg.state_url):
+                log.warning("repo.url and state changes take effect after a restart")
+            self._schedule(new)
+        except errors.ReconcilerError as exc:
+            log.error("config reload failed, keeping the previous config: %s", exc)
+            self.notifier.status(f"config reload failed: {exc}")
+            return
+        self.cfg = new
+        self.engine.config = new
+        log.info("config reloaded: poll every %.1fs", new.poll_interval_s)
+        self.notifier.status(f"config reloaded; poll every {new.poll_interval_s:.0f}s")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.reload_event.set()
+            return
+        self._signals += 1
+        if self._signals > 1:
+            os.write(2, b"second signal: exiting now (steps are persisted; the next start resumes)\n")
+            os._exit(0)
+        self.stop_event.set()
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        try:
+            self._schedule(self.cfg)
+        except errors.ReconcilerError as exc:
+            log.error("%s", exc)
+            return 1
+        if self.cfg.http_listen:
+            webhook = self.cfg.raw.get("webhook") or {}
+            secret = webhook.get("secret_file") if isinstance(webhook, dict) else None
+            base = self.cfg.path.parent if self.cfg.path else Path.cwd()
+            api = httpapi.Api(self.engine, self.trigger, token_file=self.cfg.http_token_file,
+                              webhook_secret_file=(base / secret) if secret else None, branch=self.cfg.branch)
+            self._server = httpapi.Server(api, self.cfg.http_listen)
+            self._server.start()
+            log.info("http endpoint on %s (port %d)", self.cfg.http_listen, self._server.port)
+        self.scheduler.start()
+        log.info("daemon started: %s@%s every %.0fs", self.cfg.repo_url, self.cfg.branch, self.cfg.poll_interval_s)
+        tick = notify.watchdog_interval()
+        while not self.stop_event.wait(tick or 1.0):
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                self.reload()
+            if tick and self._healthy():
+                self.notifier.watchdog()
+        return self._shutdown()
+
+    def _healthy(self) -> bool:
+        """For the watchdog: the scheduler runs and no pass is stuck far beyond its usual time."""
+        if not self.scheduler.running:
+            return False
+        started = self._pass_started
+        return started is None or time.monotonic() - started < max(600.0, 10 * self.cfg.poll_interval_s)
+
+    def _shutdown(self) -> int:
+        deadline = _shutdown_deadline(self.cfg)
+        log.info("stopping: letting running steps reach a safe point (deadline %.0fs)", deadline)
+        self.notifier.stopping()
+        self.scheduler.shutdown(wait=False)
+        clean = self.engine.stop(deadline)
+        if self._server is not None:
+            self._server.close()
+        self.engine.close()
+        self.notifier.close()
+        log.info("stopped %s", "cleanly" if clean else "at the deadline; the next start resumes from live state")
+        return 0

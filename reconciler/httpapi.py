@@ -1,0 +1,199 @@
+"""The daemon's small HTTP endpoint: health, readiness, Prometheus metrics, status, operations, webhooks.
+
+A WSGI app (werkzeug routing) served by waitress. Reading is open (bind it to
+loopback, the default); every route that changes state needs
+``Authorization: Bearer <token>`` with the token from ``http.token_file`` —
+with no token file those routes answer 403. The webhook has its own secret
+(``webhook.secret_file``): GitHub/Gitea HMAC-SHA256 signatures or GitLab's token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import waitress.server
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from reconciler import errors, metrics
+
+log = logging.getLogger(__name__)
+
+Trigger = Callable[[str], None]
+
+
+def _read_secret(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        log.error("cannot read secret file %s: %s", path, exc.strerror)
+        return None
+    return value or None
+
+
+class Api:
+    def __init__(self, engine: Any, trigger: Trigger, *, token_file: Path | None,
+                 webhook_secret_file: Path | None, branch: str) -> None:
+        self.engine = engine
+        self.trigger = trigger
+        self.token_file = token_file
+        self.webhook_secret_file = webhook_secret_file
+        self.branch = branch
+        self.url_map = Map([
+            Rule("/healthz", endpoint="healthz", methods=["GET"]),
+            Rule("/readyz", endpoint="readyz", methods=["GET"]),
+            Rule("/metrics", endpoint="metrics", methods=["GET"]),
+            Rule("/api/v1/status", endpoint="status", methods=["GET"]),
+            Rule("/api/v1/reconcile", endpoint="reconcile", methods=["POST"]),
+            Rule("/api/v1/approve/<ident>", endpoint="approve", methods=["POST"]),
+            Rule("/api/v1/reject/<ident>", endpoint="reject", methods=["POST"]),
+            Rule("/api/v1/pause/<target>", endpoint="pause", methods=["POST"]),
+            Rule("/api/v1/resume/<target>", endpoint="resume", methods=["POST"]),
+            Rule("/webhook", endpoint="webhook", methods=["POST"]),
+        ])
+
+    # ------------------------------------------------------------------ WSGI
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        try:
+            endpoint, args = self.url_map.bind_to_environ(environ).match()
+            response = getattr(self, f"on_{endpoint}")(request, **args)
+        except HTTPException as exc:
+            response = _json({"error": exc.description}, exc.code or 500)
+        except errors.ReconcilerError as exc:
+            response = _json({"error": str(exc)}, 409)
+        except Exception:
+            log.exception("HTTP %s %s failed", request.method, request.path)
+            response = _json({"error": "internal error; see the daemon's log"}, 500)
+        return response(environ, start_response)
+
+    def _authorized(self, request: Request) -> Response | None:
+        token = _read_secret(self.token_file)
+        if token is None:
+            return _json({"error": "state-changing routes are disabled: set http.token_file"}, 403)
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else ""
+        if not given or not hmac.compare_digest(given.encode(), token.encode()):
+            return _json({"error": "missing or wrong bearer token"}, 401)
+        return None
+
+    # ------------------------------------------------------------------ routes
+
+    def on_healthz(self, _request: Request) -> Response:
+        return _json({"status": "alive"})
+
+    def on_readyz(self, _request: Request) -> Response:
+        ok, reason = self.engine.ready()
+        return _json({"ready": ok, "reason": reason}, 200 if ok else 503)
+
+    def on_metrics(self, _request: Request) -> Response:
+        return Response(generate_latest(metrics.REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+
+    def on_status(self, _request: Request) -> Response:
+        return _json(self.engine.status())
+
+    def on_reconcile(self, request: Request) -> Response:
+        if (denied := self._authorized(request)) is not None:
+            return denied
+        self.trigger("api")
+        return _json({"triggered": True}, 202)
+
+    def on_approve(self, request: Request, ident: str) -> Response:
+        return self._decide(request, ident, "approve")
+
+    def on_reject(self, request: Request, ident: str) -> Response:
+        return self._decide(request, ident, "reject")
+
+    def _decide(self, request: Request, ident: str, decision: str) -> Response:
+        if (denied := self._authorized(request)) is not None:
+            return denied
+        body = _body(request)
+        fn = self.engine.approve if decision == "approve" else self.engine.reject
+        row = fn(ident, by=str(body.get("by") or "api"), comment=str(body.get("comment") or ""))
+        self.trigger(decision)
+        return _json(row)
+
+    def on_pause(self, request: Request, target: str) -> Response:
+        if (denied := self._authorized(request)) is not None:
+            return denied
+        body = _body(request)
+        self.engine.pause(target, by=str(body.get("by") or "api"), reason=str(body.get("reason") or ""))
+        return _json({"paused": target})
+
+    def on_resume(self, request: Request, target: str) -> Response:
+        if (denied := self._authorized(request)) is not None:
+            return denied
+        self.engine.resume(target, by=str(_body(request).get("by") or "api"))
+        self.trigger("resume")
+        return _json({"resumed": target})
+
+    def on_webhook(self, request: Request) -> Response:
+        secret = _read_secret(self.webhook_secret_file)
+        if secret is None:
+            raise NotFound("webhooks are disabled: set webhook.secret_file")
+        raw = request.get_data(cache=True)
+        if not _webhook_ok(request, raw, secret):
+            return _json({"error": "bad webhook signature or token"}, 401)
+        payload = _body(request)
+        ref = str(payload.get("ref") or "")
+        if ref and ref != f"refs/heads/{self.branch}":
+            return _json({"ignored": f"push to {ref}, tracking refs/heads/{self.branch}"}, 202)
+        self.trigger("webhook")
+        return _json({"triggered": True}, 202)
+
+
+def _webhook_ok(request: Request, raw: bytes, secret: str) -> bool:
+    gitlab = request.headers.get("X-Gitlab-Token")
+    if gitlab is not None:
+        return hmac.compare_digest(gitlab.encode(), secret.encode())
+    expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    github = request.headers.get("X-Hub-Signature-256", "")
+    if github.startswith("sha256="):
+        return hmac.compare_digest(github[7:], expected)
+    gitea = request.headers.get("X-Gitea-Signature") or request.headers.get("X-Gogs-Signature")
+    if gitea:
+        return hmac.compare_digest(gitea, expected)
+    return False
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not request.get_data(cache=True):
+        return {}
+    try:
+        doc = json.loads(request.get_data(cache=True))
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(json.dumps(doc, default=str, sort_keys=True), status=status, mimetype="application/json")
+
+
+class Server:
+    """waitress in a daemon thread; ``port`` is the bound port (0 in the config picks a free one)."""
+
+    def __init__(self, app: Api, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        self._server = waitress.server.create_server(app, host=host or "127.0.0.1", port=int(port), threads=4,
+                                              ident="reconciler")
+        self.port = int(self._server.effective_port)  # type: ignore[union-attr,unused-ignore]
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.close()

@@ -1,0 +1,75 @@
+"""Logging: readable in a terminal, one JSON object per line under systemd; secrets redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+CONTEXT_FIELDS = ("application", "cluster", "region", "commit", "execution_id")
+_SECRET = re.compile(r"(?i)(bearer\s+|token[=:]\s*|secret[=:]\s*|password[=:]\s*)[^\s,;\"']+")
+
+
+def redact(text: str) -> str:
+    return _SECRET.sub(r"\1[redacted]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for key in CONTEXT_FIELDS:
+            value = getattr(record, key, None)
+            if value:
+                doc[key] = value
+        if record.exc_info:
+            doc["error"] = redact(self.formatException(record.exc_info))
+        return json.dumps(doc, sort_keys=False)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ctx = " ".join(f"{k}={getattr(record, k)}" for k in CONTEXT_FIELDS if getattr(record, k, None))
+        when = time.strftime("%H:%M:%S", time.localtime(record.created))
+        line = f"{when} {record.levelname:<7} {redact(record.getMessage())}" + (f"  [{ctx}]" if ctx else "")
+        if record.exc_info:
+            line += "\n" + redact(self.formatException(record.exc_info))
+        return line
+
+
+class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
+    """A logger that carries application, cluster, region, commit and execution id on every record."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+def context(logger: logging.Logger, **fields: str) -> ContextAdapter:
+    return ContextAdapter(logger, {k: v for k, v in fields.items() if v})
+
+
+def choose_format(fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    under_systemd = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+    return "json" if under_systemd and not sys.stderr.isatty() else "text"
+
+
+def setup(fmt: str = "auto", level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if choose_format(fmt) == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("apscheduler", "waitress", "botocore", "urllib3", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
