@@ -92,6 +92,7 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None})
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
+        self._wake = threading.Event()  # set by signal handlers so the main loop reacts at once
         self._signals = 0
         self._ready = False
         self._pass_started: float | None = None
@@ -175,12 +176,14 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             self.reload_event.set()
+            self._wake.set()
             return
         self._signals += 1
         if self._signals > 1:
             os.write(2, b"second signal: exiting now (steps are persisted; the next start resumes)\n")
             os._exit(0)
         self.stop_event.set()
+        self._wake.set()
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -202,7 +205,11 @@ class Daemon:
         self.scheduler.start()
         log.info("daemon started: %s@%s every %.0fs", self.cfg.repo_url, self.cfg.branch, self.cfg.poll_interval_s)
         tick = notify.watchdog_interval()
-        while not self.stop_event.wait(tick or 1.0):
+        while True:
+            self._wake.wait(tick or 1.0)
+            self._wake.clear()
+            if self.stop_event.is_set():
+                break
             if self.reload_event.is_set():
                 self.reload_event.clear()
                 self.reload()

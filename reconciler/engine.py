@@ -347,10 +347,21 @@ class Engine:
                 if any(c.key in self._running and not self._running[c.key].done() for c in rollout):
                     continue
                 fut = self._pool.submit(self.executor.run_rollout, plan_id, rollout)
+                fut.add_done_callback(self._rollout_done)
                 for c in rollout:
                     self._running[c.key] = fut
                 n += len(rollout)
         return n
+
+    def _rollout_done(self, fut: Future[list[executor.ExecutionResult]]) -> None:
+        """A background rollout ended: refresh what status shows (under the pass lock: one reader of Git)."""
+        if self.executor.stopping.is_set():
+            return
+        try:
+            with self._pass_lock:
+                self.refresh_status("rollout finished")
+        except errors.ReconcilerError as exc:
+            log.warning("status refresh after a rollout failed: %s", exc)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the executions dispatched so far end (tests, ``--once``)."""
