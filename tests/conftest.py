@@ -138,9 +138,9 @@ def run_cli(*args: str, config_first: bool = False) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
-def write_config(path: Path, repo: Path, state_dir: Path, **overrides: Any) -> Path:
+def write_config(path: Path, repo_path: Path, state_dir: Path, **overrides: Any) -> Path:
     cfg: dict[str, Any] = {
-        "repo": {"url": str(repo), "branch": "main", "path": "apps"},
+        "repo": {"url": str(repo_path), "branch": "main", "path": "apps"},
         "poll": {"interval": "1s", "jitter": "0s"},
         "state_dir": str(state_dir),
         "state": f"sqlite:///{state_dir / 'state.db'}",
