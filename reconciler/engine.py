@@ -273,7 +273,11 @@ class Engine:
         return self.evaluate(desired, pol, live=live, base_commit=base_commit, exclude_running=False)
 
     def _assumed_live(self, base: model.DesiredState) -> planner.LiveState:
-        """Live state as if BASE had been fully applied: the offline PR preview needs no cloud."""
+        """For the offline PR preview (no cloud access): the last live state this store saw, if any,
+        else live state as if BASE had been fully applied."""
+        known = (self.store.get(KEY_STATUS) or {}).get("server_groups") or []
+        if known:
+            return planner.LiveState(tuple(_group_from_status(g) for g in known))
         groups: list[model.ServerGroup] = []
         for spec in base.clusters():
             for region in spec.regions:
@@ -621,6 +625,17 @@ class Engine:
         for p in self._providers.values():
             p.close()
         self.store.close()
+
+
+def _group_from_status(g: dict[str, Any]) -> model.ServerGroup:
+    cap = g["capacity"]
+    return model.ServerGroup(
+        name=g["server_group"], provider=g["provider"], account=g["account"], region=g["region"],
+        cluster=g["cluster"], application=g.get("application", ""), managed=bool(g["managed"]),
+        launch=model.LaunchSpec(image=g["image"], instance_type=g["instance_type"]),
+        capacity=model.Capacity(int(cap["min"]), int(cap["desired"]), int(cap["max"])), enabled=bool(g["enabled"]),
+        healthy=int(g["healthy"]), instances=int(g["instances"]), spec_hash=g.get("spec_hash", ""),
+    )
 
 
 def _cond(kind: str, reason: str, message: str, commit: str, now: float) -> dict[str, Any]:
