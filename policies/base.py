@@ -37,6 +37,28 @@ class PolicyContext:
     def setting(self, key: str, default: Any) -> Any:
         return self.settings.get(key, default)
 
+    def for_change(self, change: model.Change) -> dict[str, Any]:
+        """Guardrail settings for one change: policies.yaml layers resolved for its application and cluster."""
+        file = self.settings.get("policies")
+        criticality = "normal"
+        if self.desired is not None and change.application in self.desired.applications:
+            criticality = self.desired.applications[change.application].criticality.value
+        if file is None or not hasattr(file, "for_cluster"):
+            from specs import policy_file  # noqa: PLC0415 - the built-in defaults, only without a file
+
+            file = policy_file.PolicySettings()
+        resolved: dict[str, Any] = file.for_cluster(change.application, change.cluster, criticality)
+        return resolved
+
+    def global_settings(self) -> dict[str, Any]:
+        file = self.settings.get("policies")
+        if file is None or not hasattr(file, "global_settings"):
+            from specs import policy_file  # noqa: PLC0415
+
+            file = policy_file.PolicySettings()
+        resolved: dict[str, Any] = file.global_settings()
+        return resolved
+
 
 Evaluate = Callable[[model.Plan, PolicyContext], Iterable[Judgement]]
 

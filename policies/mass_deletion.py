@@ -8,15 +8,13 @@ from policies.base import Judgement, Policy, PolicyContext, deny
 from reconciler import model
 
 NAME = "mass-deletion"
-DEFAULT_MAX_SHARE = 0.5
 
 
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
     destroys = [c for c in plan.changes if c.action is model.Action.DESTROY]
     if not destroys:
         return
-    settings = ctx.setting("mass_deletion", {}) or {}
-    max_share = float(settings.get("max_share", DEFAULT_MAX_SHARE))
+    max_share = float(ctx.global_settings()["mass_deletion"]["max_share"])
     live = {(g.provider, g.account, g.region, g.cluster) for g in ctx.live if g.managed}
     total = max(len(live), 1)
     share = len(destroys) / total

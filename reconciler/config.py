@@ -27,7 +27,7 @@ _TOP_KEYS = {
     "repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
     "execution", "webhook", "schedules", "policies", "approvals", "daemon",
 }
-_REPO_KEYS = {"url", "branch", "path", "allow_force_push", "verify_signatures"}
+_REPO_KEYS = {"url", "branch", "path", "allow_force_push", "allowed_signers"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,7 @@ class Config:
     poll_jitter_s: float = 5.0
     prune: bool = False
     allow_force_push: bool = False
+    allowed_signers: Path | None = None  # ssh-keygen allowed_signers file for SSH-signed commits
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     http_listen: str | None = None
     http_token_file: Path | None = None
@@ -202,6 +203,7 @@ def _build(
         poll_jitter_s=parse_duration(poll.get("jitter", "5s"), where=f"{name}: poll.jitter"),
         prune=prune,
         allow_force_push=bool(repo_raw.get("allow_force_push", False)),
+        allowed_signers=(base_dir / str(repo_raw["allowed_signers"])) if repo_raw.get("allowed_signers") else None,
         providers=providers,
         http_listen=str(http["listen"]) if http.get("listen") else None,
         http_token_file=(base_dir / str(token_file)) if token_file else None,

@@ -223,6 +223,7 @@ class Engine:
             now=now, live=live.groups, desired=desired, prune=self.config.prune,
             settings=policy_registry.context_settings(
                 policy_settings, prune=self.config.prune, freeze_switch=self.store.get(KEY_FREEZE),
+                commit_signature=self._signature(desired.commit, policy_settings),
             ),
             approvals=self._approvals(now), paused=frozenset(pauses),
         )
@@ -248,6 +249,15 @@ class Engine:
             held += [(c, "denied by a plan-wide policy") for c in runnable]
             runnable = []
         return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held))
+
+    def _signature(self, commit: str, policy_settings: Any) -> dict[str, Any] | None:
+        """Verify the commit's signature only when policies.yaml requires signed commits."""
+        if not commit or not policy_settings.global_settings()["signed_commits"]["required"]:
+            return None
+        if not self.source.has_commit(commit):
+            return {"verified": False, "key": "", "reason": f"commit {commit[:8]} is not in the mirror"}
+        sig = self.source.verify_signature(commit, self.config.allowed_signers)
+        return {"verified": sig.verified, "key": sig.key, "reason": sig.reason}
 
     def plan(self, *, ref: str | None = None, base: str | None = None, local_repo: str | None = None,
              offline: bool = False) -> Evaluation:

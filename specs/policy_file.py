@@ -1,22 +1,190 @@
-"""Loading ``policies.yaml`` from the spec root (validated like specs, with file:line errors)."""
+"""``policies.yaml`` at the spec root: guardrail settings reviewed in pull requests like the specs.
+
+Settings are layered; the most specific wins, key by key:
+built-in defaults < ``defaults`` < ``criticality.<level>`` < ``applications.<app>`` < ``clusters.<cluster>``.
+Validated with cerberus; every problem is reported as ``file:line: field.path: message``.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+import cerberus
 
 from reconciler import errors
 from specs import yamlnodes
 
+_TIME = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_DURATION = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
 
-def load_policy_file(text: str, *, file: str) -> tuple[dict[str, Any], list[errors.SpecProblem]]:
+_WINDOW = {"type": "dict", "schema": {
+    "days": {"type": "list", "schema": {"type": "string", "allowed": _DAYS}},
+    "from": {"type": "string", "regex": _TIME, "required": True},
+    "to": {"type": "string", "regex": _TIME, "required": True},
+    "timezone": {"type": "string", "empty": False},
+}}
+
+RULES: dict[str, Any] = {
+    "mass_deletion": {"type": "dict", "schema": {"max_share": {"type": "float", "coerce": float, "min": 0, "max": 1}}},
+    "blast_radius": {"type": "dict", "schema": {"max_clusters": {"type": "integer", "min": 1}}},
+    "production_accounts": {"type": "list", "schema": {"type": "string"}},
+    "protected_accounts": {"type": "list", "schema": {"type": "string"}},
+    "require_approval": {"type": "string", "allowed": ["never", "production", "always"]},
+    "allowed_images": {"type": "dict", "valuesrules": {"type": "list", "schema": {"type": "string"}}},
+    "allowed_instance_types": {"type": "dict", "valuesrules": {"type": "list", "schema": {"type": "string"}}},
+    "windows": {"type": "dict", "schema": {
+        "timezone": {"type": "string", "empty": False},
+        "allow": {"type": "list", "schema": _WINDOW},
+        "deny": {"type": "list", "schema": _WINDOW},
+    }},
+    "waves": {"type": "dict", "schema": {
+        "max_regions_per_wave": {"type": "integer", "min": 0},
+        "first_wave_size": {"type": "integer", "min": 0},
+        "min_pause": {"type": ["string", "integer"], "regex": _DURATION},
+    }},
+    "capacity": {"type": "dict", "schema": {"min_serving": {"type": "integer", "min": 0}}},
+    "signed_commits": {"type": "dict", "schema": {"required": {"type": "boolean"}}},
+    "freeze": {"type": "dict", "nullable": True, "schema": {"reason": {"type": "string", "required": True},
+                                                             "by": {"type": "string"}}},
+}
+
+SCHEMA: dict[str, Any] = {
+    "defaults": {"type": "dict", "schema": RULES},
+    "criticality": {"type": "dict", "keysrules": {"type": "string", "allowed": ["low", "normal", "critical"]},
+                    "valuesrules": {"type": "dict", "schema": RULES}},
+    "applications": {"type": "dict", "valuesrules": {"type": "dict", "schema": RULES}},
+    "clusters": {"type": "dict", "valuesrules": {"type": "dict", "schema": RULES}},
+}
+
+BUILTIN: dict[str, Any] = {
+    "mass_deletion": {"max_share": 0.5},
+    "blast_radius": {"max_clusters": 50},
+    "production_accounts": ["prod*", "production*"],
+    "protected_accounts": [],
+    "require_approval": "never",
+    "allowed_images": {},
+    "allowed_instance_types": {},
+    "windows": {},
+    "waves": {"max_regions_per_wave": 0, "first_wave_size": 1, "min_pause": "0s"},
+    "capacity": {"min_serving": 1},
+    "signed_commits": {"required": False},
+    "freeze": None,
+}
+
+CRITICALITY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "low": {"waves": {"first_wave_size": 0}},
+    "normal": {},
+    "critical": {"require_approval": "production", "waves": {"max_regions_per_wave": 1, "first_wave_size": 1}},
+}
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """The parsed file; ``for_cluster`` resolves the layers for one change."""
+
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    criticality: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    applications: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    clusters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    file: str = ""
+
+    def for_cluster(self, application: str, cluster: str, criticality: str) -> dict[str, Any]:
+        out = _merge(BUILTIN, self.defaults)
+        out = _merge(out, CRITICALITY_DEFAULTS.get(criticality, {}))
+        out = _merge(out, self.criticality.get(criticality, {}))
+        out = _merge(out, self.applications.get(application, {}))
+        return _merge(out, self.clusters.get(cluster, {}))
+
+    def global_settings(self) -> dict[str, Any]:
+        return _merge(BUILTIN, self.defaults)
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_validator = cerberus.Validator(SCHEMA)
+
+
+def load_policy_file(text: str, *, file: str) -> tuple[PolicySettings, list[errors.SpecProblem]]:
+    """Parse and validate; on any problem the built-in defaults apply and the problems are returned."""
     if not text.strip():
-        return {}, []
+        return PolicySettings(file=file), []
     try:
-        value, _lines = yamlnodes.load_yaml_with_lines(text, file=file)
+        value, lines = yamlnodes.load_yaml_with_lines(text, file=file)
     except errors.SpecError as exc:
-        return {}, list(exc.problems)
+        return PolicySettings(file=file), list(exc.problems)
     if value is None:
-        return {}, []
+        return PolicySettings(file=file), []
     if not isinstance(value, dict):
-        return {}, [errors.SpecProblem(file, 1, "", "policies.yaml must be a mapping of settings")]
-    return value, []
+        return PolicySettings(file=file), [errors.SpecProblem(file, 1, "", "policies.yaml must be a mapping")]
+    problems: list[errors.SpecProblem] = []
+    if not _validator.validate(value):
+        for path, raw in _flatten(_validator.errors, ""):
+            message = f"unknown field; allowed here: {', '.join(sorted(_allowed(path)))}" if raw == "unknown field" \
+                else raw
+            problems.append(errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, message))
+    for scope in ("defaults", "criticality", "applications", "clusters"):
+        for path, tz in _timezones(value.get(scope), scope):
+            if not _zone_ok(tz):
+                problems.append(errors.SpecProblem(file, yamlnodes.line_of(lines, path), path,
+                                                   f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)"))
+    if problems:
+        return PolicySettings(file=file), sorted(problems, key=lambda p: p.line)
+    doc = _validator.document
+    return PolicySettings(
+        defaults=doc.get("defaults") or {}, criticality=doc.get("criticality") or {},
+        applications=doc.get("applications") or {}, clusters=doc.get("clusters") or {}, file=file,
+    ), []
+
+
+def _allowed(path: str) -> list[str]:
+    depth = len(re.findall(r"\.", path))
+    return list(SCHEMA) if depth == 0 else list(RULES)
+
+
+def _flatten(errs: Any, path: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if isinstance(errs, dict):
+        for key, value in errs.items():
+            sub = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+            out += _flatten(value, sub)
+    elif isinstance(errs, list):
+        for item in errs:
+            out += _flatten(item, path) if isinstance(item, dict | list) else [(path, str(item))]
+    return out
+
+
+def _timezones(node: Any, path: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            sub = f"{path}.{key}"
+            if key == "timezone" and isinstance(value, str):
+                found.append((sub, value))
+            else:
+                found += _timezones(value, sub)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            found += _timezones(item, f"{path}[{i}]")
+    return found
+
+
+def _zone_ok(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415 - only when a zone is named
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

@@ -1,0 +1,29 @@
+"""Freeze: a repository setting (``freeze:`` in policies.yaml) or the CLI/API switch stops every change
+except rollbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from policies.base import Judgement, Policy, PolicyContext, allow, deny
+from reconciler import model
+
+NAME = "freeze"
+
+
+def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
+    switch = ctx.setting("freeze_switch", None)
+    for change in plan.changes:
+        repo = ctx.for_change(change).get("freeze")
+        frozen = switch or repo
+        if not frozen:
+            continue
+        source = "reconciler freeze" if switch else "policies.yaml"
+        who = f" by {frozen.get('by')}" if frozen.get("by") else ""
+        if change.action is model.Action.ROLLBACK:
+            yield allow(NAME, change, f"frozen{who} ({source}), but rollbacks may proceed")
+        else:
+            yield deny(NAME, change, f"changes are frozen{who} ({source}): {frozen.get('reason', '')}")
+
+
+POLICY = Policy(NAME, evaluate)

@@ -1,0 +1,26 @@
+"""Signed commits: when required, nothing is applied from a commit whose signature was not verified
+(by the git source, with gpg or ``ssh-keygen -Y verify`` against an allow-list)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from policies.base import Judgement, Policy, PolicyContext, allow, deny
+from reconciler import model
+
+NAME = "signed-commits"
+
+
+def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
+    if not ctx.global_settings()["signed_commits"]["required"]:
+        return
+    sig = ctx.setting("commit_signature", None) or {}
+    for change in plan.changes:
+        if sig.get("verified"):
+            yield allow(NAME, change, f"commit {plan.commit[:8]} is signed by {sig.get('key')}")
+        else:
+            yield deny(NAME, change, f"commit {plan.commit[:8]} is not signed by an allowed key: "
+                                     f"{sig.get('reason', 'not verified')}")
+
+
+POLICY = Policy(NAME, evaluate)

@@ -1,0 +1,247 @@
+"""Each guardrail as a pure function: table-driven, with DST transitions and a fake clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from policies import base, registry, windows
+from reconciler import model
+from reconciler.model import Action, Capacity, Step, StepKind, Verdict
+from specs import policy_file
+
+
+def ts(text: str, zone: str = "UTC") -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp()
+
+
+def spec(*, regions=("r1", "r2"), waves=(), lbs=(), cap=Capacity(1, 2, 4), image="img-1", itype="m5.large",
+         app="checkout", pause=0.0) -> model.ClusterSpec:
+    return model.ClusterSpec(
+        application=app, provider="aws", account="prod", regions=regions, stack="main",
+        launch=model.LaunchSpec(image=image, instance_type=itype, load_balancers=lbs), capacity=cap,
+        rollout=model.Rollout(waves=waves, pause_s=pause),
+    )
+
+
+def group(name: str, *, enabled=True, desired=2, healthy=2, s: model.ClusterSpec | None = None) -> model.ServerGroup:
+    s = s or spec()
+    return model.ServerGroup(name=name, provider="aws", account="prod", region="r1", cluster=s.name,
+                             application=s.application, managed=True, launch=s.launch,
+                             capacity=Capacity(1, desired, 4), enabled=enabled, healthy=healthy, instances=desired)
+
+
+def change(action=Action.REPLACE, *, s: model.ClusterSpec | None = None, steps=(), current=None,
+           account="prod", region="r1") -> model.Change:
+    s = s or spec()
+    return model.Change(application=s.application, cluster=s.name, provider="aws", account=account, region=region,
+                        action=action, steps=tuple(steps), current=current, desired_server_group="checkout-main-v001",
+                        desired=s if action is not Action.DESTROY else None, spec_hash="h", commit="c" * 40)
+
+
+def judge(changes, *, yaml_text="", live=(), now=0.0, criticality="normal", broken=frozenset(), **settings):
+    pol, problems = policy_file.load_policy_file(yaml_text, file="apps/policies.yaml")
+    assert problems == []
+    apps = {"checkout": model.Application("checkout", "o", model.Criticality(criticality), (),
+                                          model.SourceRef("apps/checkout.yaml"))}
+    desired = model.DesiredState("c" * 40, apps, broken_files=broken)
+    ctx = base.PolicyContext(now=now, live=tuple(live), desired=desired,
+                             settings=registry.context_settings(pol, prune=True, **settings))
+    plan = model.Plan("c" * 40, tuple(changes))
+    return base.judge(plan, ctx, registry.default_policies())
+
+
+def verdicts(plan: model.Plan, policy: str) -> list[Verdict]:
+    return [v.verdict for c in plan.changes for v in c.verdicts if v.policy == policy]
+
+
+REDBLACK = [Step(StepKind.CREATE, "v001", Capacity(1, 2, 4)), Step(StepKind.WAIT_HEALTHY, "v001"),
+            Step(StepKind.ENABLE, "v001"), Step(StepKind.DISABLE, "v000"), Step(StepKind.RESIZE, "v000", Capacity(0, 0, 0))]
+
+
+@pytest.mark.parametrize(("steps", "expected"), [
+    (REDBLACK, Verdict.ALLOW),
+    ([Step(StepKind.DISABLE, "v000"), *REDBLACK[:3]], Verdict.DENY),            # disable before the new one serves
+    ([REDBLACK[0], REDBLACK[2], REDBLACK[3]], Verdict.DENY),                   # enabled without a health wait
+    ([Step(StepKind.RESIZE, "v000", Capacity(0, 0, 0))], Verdict.DENY),        # scale the only group to zero
+    ([Step(StepKind.RESIZE, "v000", Capacity(1, 3, 4))], Verdict.ALLOW),
+])
+def test_traffic_guard(steps, expected) -> None:
+    plan = judge([change(steps=steps)], live=[group("v000")])
+    assert verdicts(plan, "traffic-guard") == [expected]
+
+
+def test_traffic_guard_warns_on_a_deliberate_destroy() -> None:
+    plan = judge([change(Action.DESTROY, steps=[Step(StepKind.DISABLE, "v000")])], live=[group("v000")])
+    assert verdicts(plan, "traffic-guard") == [Verdict.WARN]
+
+
+@pytest.mark.parametrize(("destroys", "live", "broken", "expected"), [
+    (1, 4, frozenset(), []),
+    (3, 4, frozenset(), [Verdict.DENY] * 3),
+    (1, 4, frozenset({"apps/x.yaml"}), [Verdict.DENY]),
+])
+def test_mass_deletion(destroys, live, broken, expected) -> None:
+    groups = [dataclasses.replace(group(f"c{i}-v000"), cluster=f"c{i}") for i in range(live)]
+    changes = [dataclasses.replace(change(Action.DESTROY), cluster=f"c{i}") for i in range(destroys)]
+    assert verdicts(judge(changes, live=groups, broken=broken), "mass-deletion") == expected
+
+
+BERLIN_WEEKDAYS = """
+defaults:
+  windows:
+    timezone: Europe/Berlin
+    allow: [{days: [mon, tue, wed, thu, fri], from: "09:00", to: "17:00"}]
+    deny: [{days: [fri], from: "15:00", to: "17:00"}]
+"""
+
+
+@pytest.mark.parametrize(("when", "zone", "allowed", "fragment"), [
+    ("2026-11-24T10:00", "Europe/Berlin", True, "until 2026-11-24T17:00+01:00"),      # Tuesday
+    ("2026-11-24T18:00", "Europe/Berlin", False, "next opening 2026-11-25T09:00+01:00"),
+    ("2026-11-27T15:30", "Europe/Berlin", False, "denied window until 2026-11-27T17:00"),  # Friday afternoon
+    ("2026-11-28T10:00", "Europe/Berlin", False, "next opening 2026-11-30T09:00+01:00"),  # Saturday -> Monday
+    # DST: Berlin springs forward on 2026-03-29 (Sunday); Monday opens at 09:00 CEST = 07:00 UTC
+    ("2026-03-28T12:00", "Europe/Berlin", False, "next opening 2026-03-30T09:00+02:00"),
+    ("2026-03-30T07:30", "UTC", True, "until 2026-03-30T17:00+02:00"),
+    ("2026-03-30T06:30", "UTC", False, "next opening 2026-03-30T09:00+02:00"),
+    # DST ends 2026-10-25: 09:00 CET Monday is 08:00 UTC
+    ("2026-10-26T07:30", "UTC", False, "next opening 2026-10-26T09:00+01:00"),
+    ("2026-10-26T08:00", "UTC", True, "until 2026-10-26T17:00+01:00"),
+])
+def test_deployment_windows_are_dst_correct(when, zone, allowed, fragment) -> None:
+    pol, _ = policy_file.load_policy_file(BERLIN_WEEKDAYS, file="p")
+    ok, message = windows.check(pol.global_settings()["windows"], ts(when, zone))
+    assert ok is allowed and fragment in message, message
+
+
+def test_overnight_windows_and_new_york_dst() -> None:
+    text = """
+defaults:
+  windows: {allow: [{days: [sat], from: "22:00", to: "04:00", timezone: America/New_York}]}
+"""
+    w = policy_file.load_policy_file(text, file="p")[0].global_settings()["windows"]
+    # New York springs forward at 02:00 on Sunday 2026-03-08: Saturday 22:00 EST is 03:00 UTC,
+    # and Sunday 04:00 EDT is 08:00 UTC.
+    assert not windows.check(w, ts("2026-03-08T02:30", "UTC"))[0]    # Sat 21:30 EST
+    assert windows.check(w, ts("2026-03-08T03:30", "UTC"))[0]        # Sat 22:30 EST
+    assert windows.check(w, ts("2026-03-08T07:30", "UTC"))[0]        # Sun 03:30 EDT
+    assert not windows.check(w, ts("2026-03-08T08:30", "UTC"))[0]    # Sun 04:30 EDT
+
+
+def test_a_window_that_opens_while_a_change_waits_lets_it_proceed() -> None:
+    c = change(steps=REDBLACK)
+    now = ts("2026-11-24T08:59", "Europe/Berlin")
+    waiting = judge([c], yaml_text=BERLIN_WEEKDAYS, live=[group("v000")], now=now)
+    assert verdicts(waiting, "deployment-window") == [Verdict.DENY]
+    assert waiting.changes[0].verdict is Verdict.DENY
+    opened = judge([c], yaml_text=BERLIN_WEEKDAYS, live=[group("v000")], now=now + 120)
+    assert verdicts(opened, "deployment-window") == [Verdict.ALLOW]
+    assert opened.changes[0].verdict is Verdict.ALLOW
+
+
+def test_rollbacks_ignore_windows_and_freezes() -> None:
+    rb = change(Action.ROLLBACK, steps=REDBLACK)
+    plan = judge([rb], yaml_text=BERLIN_WEEKDAYS + "  freeze: {reason: incident}\n", live=[group("v000")],
+                 now=ts("2026-11-28T10:00", "Europe/Berlin"))
+    assert plan.changes[0].verdict is Verdict.ALLOW
+
+
+@pytest.mark.parametrize(("switch", "repo", "expected"), [
+    (None, "", []),
+    ({"by": "ann", "reason": "incident"}, "", [Verdict.DENY]),
+    (None, "defaults: {freeze: {reason: black friday}}", [Verdict.DENY]),
+])
+def test_freeze(switch, repo, expected) -> None:
+    plan = judge([change(steps=REDBLACK)], yaml_text=repo, live=[group("v000")], freeze_switch=switch)
+    assert verdicts(plan, "freeze") == expected
+
+
+@pytest.mark.parametrize(("criticality", "waves", "pause", "policy_yaml", "expected"), [
+    ("normal", (("r1",), ("r2", "r3")), 0, "", Verdict.ALLOW),
+    ("normal", (("r1", "r2", "r3"),), 0, "", Verdict.DENY),            # all at once
+    ("low", (("r1", "r2", "r3"),), 0, "", Verdict.ALLOW),              # low may run all regions in one wave
+    ("critical", (("r1",), ("r2", "r3")), 0, "", Verdict.DENY),        # one region per wave
+    ("critical", (("r1",), ("r2",), ("r3",)), 0, "", Verdict.ALLOW),
+    ("normal", (("r1",), ("r2", "r3")), 0, "defaults: {waves: {min_pause: 10m}}", Verdict.DENY),
+    ("normal", (("r1",), ("r2", "r3")), 600, "defaults: {waves: {min_pause: 10m}}", Verdict.ALLOW),
+])
+def test_region_waves(criticality, waves, pause, policy_yaml, expected) -> None:
+    s = spec(regions=("r1", "r2", "r3"), waves=waves, pause=pause)
+    plan = judge([change(s=s, steps=REDBLACK)], yaml_text=policy_yaml, live=[group("v000", s=s)],
+                 criticality=criticality)
+    assert verdicts(plan, "region-waves")[0] is expected
+
+
+def test_capacity_guard() -> None:
+    smaller = [Step(StepKind.CREATE, "v001", Capacity(1, 1, 4)), *REDBLACK[1:]]
+    plan = judge([change(steps=smaller, current=group("v000", desired=3))], live=[group("v000", desired=3)])
+    assert verdicts(plan, "capacity-guard") == [Verdict.WARN]
+    s = spec(lbs=("web",), cap=Capacity(0, 0, 2))
+    plan = judge([change(s=s, steps=REDBLACK)], live=[group("v000")])
+    assert verdicts(plan, "capacity-guard") == [Verdict.DENY]
+
+
+def test_allow_lists_per_account() -> None:
+    text = 'defaults: {allowed_images: {prod: ["img-*"]}, allowed_instance_types: {"*": ["m5.*"]}}'
+    ok = judge([change(steps=REDBLACK)], yaml_text=text, live=[group("v000")])
+    assert verdicts(ok, "allow-list") == []
+    bad = judge([change(s=spec(image="evil", itype="x1.32xlarge"), steps=REDBLACK)], yaml_text=text,
+                live=[group("v000")])
+    assert verdicts(bad, "allow-list") == [Verdict.DENY, Verdict.DENY]
+
+
+def test_blast_radius_asks_for_approval() -> None:
+    changes = [dataclasses.replace(change(steps=REDBLACK), cluster=f"c{i}") for i in range(3)]
+    plan = judge(changes, yaml_text="defaults: {blast_radius: {max_clusters: 2}}", live=[group("v000")])
+    assert verdicts(plan, "blast-radius") == [Verdict.APPROVE] * 3
+
+
+def test_protected_accounts_and_critical_production_need_approval() -> None:
+    plan = judge([change(steps=REDBLACK)], yaml_text="defaults: {protected_accounts: [prod]}", live=[group("v000")])
+    assert verdicts(plan, "protected-account") == [Verdict.APPROVE]
+    plan = judge([change(steps=REDBLACK)], live=[group("v000")], criticality="critical")
+    assert verdicts(plan, "criticality") == [Verdict.APPROVE]
+    plan = judge([change(steps=REDBLACK, account="staging")], live=[group("v000")], criticality="critical")
+    assert verdicts(plan, "criticality") == []
+    rb = judge([change(Action.ROLLBACK, steps=REDBLACK)], live=[group("v000")], criticality="critical")
+    assert rb.changes[0].verdict is not Verdict.APPROVE
+
+
+def test_signed_commits() -> None:
+    text = "defaults: {signed_commits: {required: true}}"
+    plan = judge([change(steps=REDBLACK)], yaml_text=text, live=[group("v000")],
+                 commit_signature={"verified": False, "key": "", "reason": "not signed"})
+    assert verdicts(plan, "signed-commits") == [Verdict.DENY]
+    plan = judge([change(steps=REDBLACK)], yaml_text=text, live=[group("v000")],
+                 commit_signature={"verified": True, "key": "ops@example.com", "reason": "good"})
+    assert verdicts(plan, "signed-commits") == [Verdict.ALLOW]
+
+
+def test_layers_resolve_most_specific_first() -> None:
+    text = """
+defaults: {blast_radius: {max_clusters: 10}, require_approval: never}
+criticality: {critical: {require_approval: always}}
+applications: {checkout: {protected_accounts: [staging]}}
+clusters: {checkout-main: {require_approval: never}}
+"""
+    pol, problems = policy_file.load_policy_file(text, file="p")
+    assert problems == []
+    s = pol.for_cluster("checkout", "checkout-main", "critical")
+    assert s["require_approval"] == "never" and s["protected_accounts"] == ["staging"]
+    assert pol.for_cluster("checkout", "checkout-other", "critical")["require_approval"] == "always"
+    assert s["waves"]["max_regions_per_wave"] == 1, "built-in critical default kept where not overridden"
+
+
+def test_policy_file_errors_have_lines() -> None:
+    text = "defaults:\n  windows:\n    allow: [{days: [funday], from: '25:00', to: '10:00'}]\n  colour: red\n" \
+           "  waves: {max_regions_per_wave: -1}\ncriticality: {critical: {windows: {timezone: Mars/Olympus}}}\n"
+    _pol, problems = policy_file.load_policy_file(text, file="apps/policies.yaml")
+    text_problems = [str(p) for p in problems]
+    assert any(p.startswith("apps/policies.yaml:3: defaults.windows.allow[0]") for p in text_problems), text_problems
+    assert any("apps/policies.yaml:4: defaults.colour: unknown field" in p for p in text_problems)
+    assert any(":5: defaults.waves.max_regions_per_wave" in p for p in text_problems)
+    assert any("unknown time zone 'Mars/Olympus'" in p for p in text_problems)
