@@ -207,6 +207,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _emit(text, args.out)
     elif args.format == "markdown":
         parts = render.render_markdown(plan, max_chars=args.max_comment_chars)
+        notes = render.notes_markdown(ev.held, ev.outcome.skipped)
+        if notes:
+            parts[-1] = parts[-1] + "\n" + notes
         if args.out and len(parts) > 1:
             base = Path(args.out)
             for i, part in enumerate(parts, 1):

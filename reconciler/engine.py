@@ -438,8 +438,9 @@ class Engine:
                 f"{ident} is neither the current plan ({ev.plan.plan_id}) nor one of its changes "
                 f"(waiting for approval: {', '.join(pending) or 'none'}); re-run `reconciler plan`"
             )
-        ttl = float(self.config.raw.get("approvals", {}).get("ttl_s", APPROVAL_TTL_S)) \
-            if isinstance(self.config.raw.get("approvals"), dict) else APPROVAL_TTL_S
+        section = self.config.raw.get("approvals")
+        ttl = config_mod.parse_duration(section.get("ttl", APPROVAL_TTL_S), where="approvals.ttl") \
+            if isinstance(section, dict) else APPROVAL_TTL_S
         row = self.store.add_approval(
             plan_id=ev.plan.plan_id if ident == ev.plan.plan_id else "",
             change_id=ident if ident in ids else "", decision=decision, by=by, comment=comment,

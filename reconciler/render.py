@@ -312,5 +312,12 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def notes_markdown(held: Iterable[tuple[model.Change, str]], skipped: Iterable[Any]) -> str:
+    """What was not planned or will not run now (paused, stalled, waiting), for the comment's end."""
+    lines = [f"- ✋ {c.cluster} in {c.region}: {_md(why)}" for c, why in held]
+    lines += [f"- ⏸ {s.cluster} ({s.key}): {_md(s.reason)}" for s in skipped]
+    return ("#### Not applied now\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def render_problems(problems: Iterable[Any]) -> str:
     return "\n".join(str(p) for p in problems)
