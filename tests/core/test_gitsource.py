@@ -54,7 +54,7 @@ def test_a_missing_branch_and_an_unreachable_remote_are_clear_errors(tmp_path: P
     with pytest.raises(errors.SourceError, match="does not exist"):
         src.fetch()
     src = gitsource.GitSource("https://127.0.0.1:9/none.git", "main", mirror_root=tmp_path / "state")
-    with pytest.raises(errors.SourceError, match="cannot fetch https://127.0.0.1:9/none.git"):
+    with pytest.raises(errors.SourceError, match=r"cannot fetch https://127\.0\.0\.1:9/none\.git"):
         src.fetch()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -93,10 +94,8 @@ def test_sd_notify_ready_watchdog_and_stopping(daemon_factory) -> None:
         got: list[str] = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not ({"READY=1", "WATCHDOG=1"} <= set(got)):
-            try:
+            with contextlib.suppress(TimeoutError):
                 got += sock.recv(4096).decode().split("\n")
-            except TimeoutError:
-                pass
         assert d.stop() == 0
         while True:
             try:

@@ -115,7 +115,8 @@ def test_a_change_that_keeps_failing_is_stalled_until_git_changes(env: Env) -> N
     assert stalled and "kept failing" in stalled[0]["message"]
     plan = env.cli("plan", "--format", "markdown")
     assert plan.code == 0 and "stalled" in plan.out
-    runs = [e for e in json.loads(env.cli("history", "--format", "json").out)["executions"] if e["state"] != "succeeded"]
+    executions = json.loads(env.cli("history", "--format", "json").out)["executions"]
+    runs = [e for e in executions if e["state"] != "succeeded"]
     assert len(runs) == 2, "two attempts, then no more"
     env.repo.write("apps/checkout.yaml", app_spec(image="checkout-3", regions=one)).commit("fix")
     assert env.cli("run", "--once").code == 0

@@ -18,7 +18,10 @@ def ts(text: str, zone: str = "UTC") -> float:
     return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp()
 
 
-def spec(*, regions=("r1", "r2"), waves=(), lbs=(), cap=Capacity(1, 2, 4), image="img-1", itype="m5.large",
+DEFAULT_CAP = Capacity(1, 2, 4)
+
+
+def spec(*, regions=("r1", "r2"), waves=(), lbs=(), cap=DEFAULT_CAP, image="img-1", itype="m5.large",
          app="checkout", pause=0.0) -> model.ClusterSpec:
     return model.ClusterSpec(
         application=app, provider="aws", account="prod", regions=regions, stack="main",
@@ -59,7 +62,8 @@ def verdicts(plan: model.Plan, policy: str) -> list[Verdict]:
 
 
 REDBLACK = [Step(StepKind.CREATE, "v001", Capacity(1, 2, 4)), Step(StepKind.WAIT_HEALTHY, "v001"),
-            Step(StepKind.ENABLE, "v001"), Step(StepKind.DISABLE, "v000"), Step(StepKind.RESIZE, "v000", Capacity(0, 0, 0))]
+            Step(StepKind.ENABLE, "v001"), Step(StepKind.DISABLE, "v000"),
+            Step(StepKind.RESIZE, "v000", Capacity(0, 0, 0))]
 
 
 @pytest.mark.parametrize(("steps", "expected"), [

@@ -116,8 +116,8 @@ def test_a_large_plan_is_split_into_parts_that_stand_alone(env: Env) -> None:
     out = env.cli("plan", "--format", "markdown", "--max-comment-chars", "6000").out
     parts = out.split(render.MARKER)[1:]
     assert len(parts) > 3
-    for i, part in enumerate(parts, 1):
-        part = render.MARKER + part
+    for i, rest in enumerate(parts, 1):
+        part = render.MARKER + rest
         assert len(part.rstrip("\n")) <= 6000
         assert f"Part {i} of {len(parts)}" in part
         assert "| application |" in part and "**Plan: 80 to create" in part
@@ -180,8 +180,8 @@ def test_a_saved_plan_applies_and_is_refused_when_stale(env: Env, tmp_path: Path
     assert res.code == 1 and "is now at" in res.err
 
     assert env.cli("plan", "--format", "json", "--out", str(saved)).code == 2
-    from providers.local import LocalProvider
     from providers.base import ProviderContext
+    from providers.local import LocalProvider
     from reconciler import config as config_mod
 
     cfg = config_mod.load_config(env.config)
