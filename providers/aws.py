@@ -99,8 +99,8 @@ class AwsProvider:
         self.endpoint_url = endpoint_url
         self.subnets = dict(subnets or {})
         self.subnet_tag = subnet_tag
-        self.retry = botocore.config.Config(retries={"mode": retry_mode, "max_attempts": max_attempts},
-                                            connect_timeout=5, read_timeout=30)
+        retries: Any = {"mode": retry_mode, "max_attempts": max_attempts}
+        self.retry = botocore.config.Config(retries=retries, connect_timeout=5, read_timeout=30)
         self.rate_limit = rate_limit
         self.calls: collections.Counter[str] = collections.Counter()
         self._clients: dict[tuple[str, str], Any] = {}
@@ -143,8 +143,8 @@ class AwsProvider:
             client = self._clients.get(key)
             if client is None:
                 try:
-                    client = self.session.client(service, region_name=region, endpoint_url=self.endpoint_url,
-                                                 config=self.retry)
+                    make: Any = self.session.client  # typed per service by the stubs; we pick services by name
+                    client = make(service, region_name=region, endpoint_url=self.endpoint_url, config=self.retry)
                 except (botocore.exceptions.BotoCoreError, ValueError) as exc:
                     raise errors.ProviderError(f"cannot create the {service} client: {exc}", provider=NAME,
                                                account=self.account, region=region) from exc
@@ -447,5 +447,6 @@ def _assume_role_session(source: boto3.Session, role_arn: str, external_id: Any,
                 "expiry_time": (expiry if isinstance(expiry, datetime) else datetime.now(UTC)).isoformat()}
 
     bc = botocore.session.get_session()
-    bc._credentials = DeferredRefreshableCredentials(refresh_using=refresh, method="sts-assume-role")
+    bc._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]  # botocore has no public setter
+        refresh_using=refresh, method="sts-assume-role")
     return boto3.Session(botocore_session=bc)
