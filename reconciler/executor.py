@@ -61,6 +61,7 @@ class Executor:
     settings: config_mod.ExecutionSettings = field(default_factory=config_mod.ExecutionSettings)
     stopping: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
+    _held: threading.local = field(default_factory=threading.local)
 
     # ------------------------------------------------------------------ rollouts
 
@@ -114,10 +115,24 @@ class Executor:
             msg = f"{change.key}: another execution holds the lease ({holder}); not started"
             self._say(msg)
             return ExecutionResult(change, "", "skipped", msg)
+        self._held.key = lease_key
+        self._abandon_stale(change)
         try:
             return self._run_locked(plan_id, change)
         finally:
+            self._held.key = None
             self.store.release_lease(lease_key)
+
+    def _abandon_stale(self, change: model.Change) -> None:
+        """No zombies: executions of this cluster left running by an owner whose lease lapsed are closed."""
+        for ex in self.store.active_executions():
+            if ex["key"] == change.key and ex["owner"] != self.store.owner:
+                msg = ("no progress: its process stopped renewing the lease; "
+                       "the next execution continued from live state")
+                self.store.finish_execution(ex["id"], self.clock.now(), state="abandoned", error=msg)
+                self.store.record("execution_abandoned", msg, self.clock.now(), application=ex["application"],
+                                  cluster=ex["cluster"], region=ex["region"], execution_id=ex["id"],
+                                  commit=ex["commit"])
 
     def _acquire(self, key: str) -> bool:
         now = self.clock.now()
@@ -350,6 +365,9 @@ class Executor:
     def _check_stop(self) -> None:
         if self.stopping.is_set():
             raise Interrupted("stopping")
+        key = getattr(self._held, "key", None)
+        if key and not self.store.renew_lease(key, self.clock.now(), self.settings.lease_ttl_s):
+            raise Interrupted(f"lost the lease on {key}: another process took the cluster over")
 
     def _sleep(self, seconds: float) -> None:
         self._check_stop()

@@ -57,7 +57,8 @@ class Daemon:
             with urllib.request.urlopen(self.url(path), timeout=5) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+            with e:
+                return e.code, e.read().decode()
         except OSError:
             return 0, ""
 
@@ -67,7 +68,8 @@ class Daemon:
             with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+            with e:
+                return e.code, e.read().decode()
 
     def status(self) -> dict[str, Any]:
         code, text = self.get("/api/v1/status")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -40,9 +40,17 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @dataclass
 class Cloud:
     endpoint: str
+    clients: dict = field(default_factory=dict)
 
     def client(self, service: str, region: str = "us-east-1"):  # type: ignore[no-untyped-def]
-        return boto3.client(service, region_name=region, endpoint_url=self.endpoint)
+        key = (service, region)
+        if key not in self.clients:
+            self.clients[key] = boto3.client(service, region_name=region, endpoint_url=self.endpoint)
+        return self.clients[key]
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
 
     def target_group(self, name: str, region: str = "us-east-1") -> str:
         vpc = self.client("ec2", region).describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])
@@ -69,14 +77,19 @@ class Cloud:
 
 
 @pytest.fixture
-def cloud(moto_endpoint: str) -> Cloud:
+def cloud(moto_endpoint: str) -> Iterator[Cloud]:
     req = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(req).read()
-    return Cloud(moto_endpoint)
+    with urllib.request.urlopen(req) as r:
+        r.read()
+    c = Cloud(moto_endpoint)
+    yield c
+    c.close()
 
 
 @pytest.fixture
-def aws(cloud: Cloud, tmp_path: Path) -> AwsProvider:
+def aws(cloud: Cloud, tmp_path: Path) -> Iterator[AwsProvider]:
     ctx = ProviderContext(state_url=f"sqlite:///{tmp_path / 's.db'}", state_dir=tmp_path, clock=clock_mod.FakeClock())
-    return AwsProvider.from_config("test", {"endpoint_url": cloud.endpoint, "regions": list(REGIONS),
-                                            "rate_limit": 0, "max_attempts": 3}, ctx)
+    provider = AwsProvider.from_config("test", {"endpoint_url": cloud.endpoint, "regions": list(REGIONS),
+                                                "rate_limit": 0, "max_attempts": 3}, ctx)
+    yield provider
+    provider.close()

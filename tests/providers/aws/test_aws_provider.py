@@ -163,3 +163,5 @@ def test_bad_account_config_is_a_clear_error_for_that_account_only(tmp_path, clo
         down.list_server_groups(REGION)
     good = AwsProvider.from_config("good", {"endpoint_url": cloud.endpoint}, ctx)
     assert good.list_server_groups(REGION) == []
+    down.close()
+    good.close()

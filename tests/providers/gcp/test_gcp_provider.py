@@ -146,6 +146,7 @@ def test_errors_name_status_method_project_and_region(gcp: GcpProvider, compute,
                                             "rate_limit": 0}, ctx)
     with pytest.raises(errors.Unavailable, match="project p"):
         down.list_server_groups(REGION)
+    down.close()
     with pytest.raises(errors.ProviderError, match="credentials_file"):
         GcpProvider.from_config("bad", {"project": "p", "credentials_file": str(tmp_path / "missing.json")}, ctx)
 
@@ -159,7 +160,8 @@ def test_a_wrong_field_name_is_rejected_by_the_double(compute) -> None:
                                  headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req)
-    assert info.value.code == 400
+    with info.value:
+        assert info.value.code == 400
 
 
 def test_label_values_follow_gce_rules() -> None:
