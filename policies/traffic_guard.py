@@ -8,6 +8,7 @@ Deliberate removal (``destroy`` under prune) is the exception: it warns.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 
 from policies.base import Judgement, Policy, PolicyContext, allow, deny, warn
@@ -18,13 +19,15 @@ NAME = "traffic-guard"
 
 
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
+    by_cluster: dict[tuple[str, str, str, str], list[model.ServerGroup]] = defaultdict(list)
+    for g in ctx.live:  # one index per plan: a scan per change would be quadratic
+        by_cluster[(g.provider, g.account, g.region, g.cluster)].append(g)
     for change in plan.changes:
         if change.action is model.Action.DESTROY:
             yield warn(NAME, change, f"removes every server group of {change.cluster} in {change.region}: "
                                      "the cluster stops serving there")
             continue
-        live = [g for g in ctx.live if g.cluster == change.cluster and g.region == change.region
-                and g.provider == change.provider and g.account == change.account]
+        live = by_cluster[(change.provider, change.account, change.region, change.cluster)]
         serving = {g.name: g.healthy > 0 for g in live if g.enabled}
         proven: set[str] = set()
         problem = ""

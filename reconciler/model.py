@@ -327,6 +327,7 @@ class Change:
     reason: str = ""
     verdicts: tuple[PolicyVerdict, ...] = ()
     commit: str = ""
+    _id: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -334,9 +335,11 @@ class Change:
 
     @property
     def change_id(self) -> ChangeId:
-        """Hash of the change's content (not its verdicts): stable across re-plans."""
-        payload = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
-        return ChangeId(hashlib.sha256(payload.encode()).hexdigest()[:12])
+        """Hash of the change's content (not its verdicts): stable across re-plans. Computed once."""
+        if not self._id:
+            payload = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
+            object.__setattr__(self, "_id", hashlib.sha256(payload.encode()).hexdigest()[:12])
+        return ChangeId(self._id)
 
     @property
     def verdict(self) -> Verdict:
@@ -368,6 +371,7 @@ class Plan:
     base_commit: str = ""
     live_fingerprint: str = ""
     plan_verdicts: tuple[PolicyVerdict, ...] = ()
+    _id: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def verdict(self) -> Verdict:
@@ -377,17 +381,16 @@ class Plan:
 
     @property
     def plan_id(self) -> str:
-        """Hash of the canonical content: same inputs, same id (verdicts excluded)."""
-        payload = json.dumps(
-            {
-                "commit": self.commit,
-                "base_commit": self.base_commit,
-                "changes": [c.content() for c in self.changes],
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        """Hash of the canonical content: same inputs, same id (verdicts excluded). Computed once."""
+        if not self._id:
+            payload = json.dumps(
+                {"commit": self.commit, "base_commit": self.base_commit,
+                 "changes": [c.change_id for c in self.changes]},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+            object.__setattr__(self, "_id", hashlib.sha256(payload.encode()).hexdigest()[:16])
+        return self._id
 
 
 # --------------------------------------------------------------------------- naming

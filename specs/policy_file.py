@@ -91,8 +91,16 @@ class PolicySettings:
     applications: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     clusters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     file: str = ""
+    _memo: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
 
     def for_cluster(self, application: str, cluster: str, criticality: str) -> dict[str, Any]:
+        """Resolved once per (application, cluster, criticality); callers must not mutate the result."""
+        key = (application, cluster, criticality)
+        if key not in self._memo:
+            self._memo[key] = self._resolve(application, cluster, criticality)
+        return self._memo[key]
+
+    def _resolve(self, application: str, cluster: str, criticality: str) -> dict[str, Any]:
         out = _merge(BUILTIN, self.defaults)
         out = _merge(out, CRITICALITY_DEFAULTS.get(criticality, {}))
         out = _merge(out, self.criticality.get(criticality, {}))
