@@ -165,3 +165,16 @@ def test_bad_account_config_is_a_clear_error_for_that_account_only(tmp_path, clo
     assert good.list_server_groups(REGION) == []
     down.close()
     good.close()
+
+
+def test_role_arn_assumes_the_role_lazily_and_works(cloud, tmp_path) -> None:
+    iam = cloud.client("iam")
+    role = iam.create_role(RoleName="reconciler", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    ctx = ProviderContext(state_url="sqlite://", state_dir=tmp_path, clock=clock_mod.FakeClock())
+    provider = AwsProvider.from_config("assumed", {"endpoint_url": cloud.endpoint, "role_arn": role}, ctx)
+    try:
+        assert provider.list_server_groups(REGION) == []
+        creds = provider.session.get_credentials().get_frozen_credentials()
+        assert creds.access_key != "testing", "the assumed role's credentials are used"
+    finally:
+        provider.close()
