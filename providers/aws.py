@@ -111,10 +111,7 @@ class AwsProvider:
     @classmethod
     def from_config(cls, account: str, config: Mapping[str, Any], context: base.ProviderContext) -> AwsProvider:
         where = f"providers.aws.accounts.{account}"
-        unknown = set(config) - _KEYS
-        if unknown:
-            allowed = ", ".join(sorted(_KEYS))
-            raise errors.ConfigError(f"{where}.{sorted(unknown)[0]}: unknown field; allowed: {allowed}")
+        base.check_keys(NAME, account, config, _KEYS)
         mode = config.get("retry_mode", "standard")
         if mode not in ("standard", "adaptive", "legacy"):
             raise errors.ConfigError(f"{where}.retry_mode: {mode!r}; use standard or adaptive")

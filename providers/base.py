@@ -135,6 +135,14 @@ def make_provider(
     return provider
 
 
+def check_keys(provider: str, account: str, config: Mapping[str, Any], allowed: set[str]) -> None:
+    """Unknown account settings are an error naming the field and listing the allowed ones."""
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise errors.ConfigError(f"providers.{provider}.accounts.{account}.{unknown[0]}: unknown field; "
+                                 f"allowed: {', '.join(sorted(allowed))}")
+
+
 def owned(group: model.ServerGroup) -> bool:
     return group.managed
 

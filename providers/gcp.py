@@ -91,10 +91,7 @@ class GcpProvider:
     @classmethod
     def from_config(cls, account: str, config: Mapping[str, Any], context: base.ProviderContext) -> GcpProvider:
         where = f"providers.gcp.accounts.{account}"
-        unknown = set(config) - _KEYS
-        if unknown:
-            allowed = ", ".join(sorted(_KEYS))
-            raise errors.ConfigError(f"{where}.{sorted(unknown)[0]}: unknown field; allowed: {allowed}")
+        base.check_keys(NAME, account, config, _KEYS)
         if not config.get("project"):
             raise errors.ConfigError(f"{where}.project: required (the GCP project id)")
         creds: gcreds.Credentials | None = None

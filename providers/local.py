@@ -87,11 +87,7 @@ class LocalProvider:
         cls, account: str, config: Mapping[str, Any], context: base.ProviderContext
     ) -> LocalProvider:
         where = f"providers.local.accounts.{account}"
-        unknown = set(config) - _KEYS
-        if unknown:
-            raise errors.ConfigError(
-                f"{where}.{sorted(unknown)[0]}: unknown field; allowed: {', '.join(sorted(_KEYS))}"
-            )
+        base.check_keys("local", account, config, _KEYS)
         boot = config.get("boot_seconds", 0)
         if not isinstance(boot, int | float) or isinstance(boot, bool) or boot < 0:
             raise errors.ConfigError(f"{where}.boot_seconds: expected seconds >= 0, got {boot!r}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 
+from reconciler import config as config_mod
 from reconciler import errors, model
 from specs import schema as schema_mod
 from specs import yamlnodes
@@ -29,8 +29,6 @@ MAX_FILE_BYTES = 1024 * 1024
 VALUES_FILE = "values.yaml"
 RESERVED = {"values.yaml", "policies.yaml"}
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +58,11 @@ class SpecCache:
 
 
 def parse_duration(text: str | int | float, *, field: str) -> float:
-    """``30s``, ``10m``, ``1h``, ``500ms`` or a number of seconds; ValueError names the field."""
-    if isinstance(text, bool):
-        raise ValueError(f"{field}: expected a duration like 30s, got {text!r}")
-    if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError(f"{field}: a duration cannot be negative")
-        return float(text)
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ValueError(f"{field}: {text!r} is not a duration (use e.g. 30s, 10m, 1h)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    """``30s``, ``10m``, ``1h``, ``500ms`` or a number of seconds (the config's parser); ValueError names the field."""
+    try:
+        return config_mod.parse_duration(text, where=field)
+    except errors.ConfigError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 _env = jinja2.sandbox.SandboxedEnvironment(

@@ -14,6 +14,9 @@ from tests.conftest import Env, app_spec, write_config
 @pytest.mark.parametrize(("provider", "sdk"), [("aws", "boto3"), ("gcp", "google.cloud.compute_v1")])
 def test_a_missing_extra_names_the_pip_extra(provider: str, sdk: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, sdk, None)  # as if the package were not installed
+    parent, _, leaf = sdk.rpartition(".")
+    if parent in sys.modules:  # `from google.cloud import compute_v1` reads the parent's attribute first
+        monkeypatch.delattr(sys.modules[parent], leaf, raising=False)
     monkeypatch.delitem(sys.modules, f"providers.{provider}", raising=False)
     with pytest.raises(errors.ProviderMissing, match=rf"pip install 'reconciler\[{provider}\]'"):
         base.load_provider_class(provider)
