@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -86,11 +87,9 @@ class Daemon:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited ({self.proc.returncode}) waiting for {what}:\n"
                                      f"{self.proc.stderr.read() if self.proc.stderr else ''}")
-            try:
+            with contextlib.suppress(AssertionError, KeyError, ValueError):  # not there yet: poll again
                 if cond():
                     return time.monotonic() - start
-            except (AssertionError, KeyError, ValueError):
-                pass
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}")
 
