@@ -1,43 +1,179 @@
-"""Saved plans: the JSON contract plus what ``apply --plan`` needs to check it is still current."""
+"""Saved plans: what ``plan --out`` writes and ``apply --plan`` reads back as the exact same ``model.Plan``.
+
+A saved plan is the DESIGN §5 JSON (for people and tools) plus, under ``plan``, every model value the
+plan was made of: each change's full desired ``ClusterSpec`` and current ``ServerGroup``, its steps and
+verdicts. ``apply --plan`` therefore runs exactly the reviewed steps, and compares the plan's commit and
+live fingerprint with the present before it does (Terraform's stale-plan rule).
+
+Because it must rebuild the exact launch settings, a saved plan holds user data and tag values in full,
+unlike every rendered form: keep it where CI secrets are kept. ``digest`` covers the whole document and
+``plan_id`` is recomputed from the content, so edited or damaged files are refused, naming the key.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import hashlib
 import json
-from dataclasses import dataclass
+import types
+import typing
 from typing import Any
 
 from reconciler import errors, model, render
 
 FORMAT_VERSION = 1
 
+_FIELD_TYPES: dict[tuple[type, str], Any] = {
+    # ``Plan.problems`` is typed loosely to keep model.py free of errors.py; in a plan they are SpecProblems.
+    (model.Plan, "problems"): tuple[errors.SpecProblem, ...],
+}
+
 
 def dump_plan(plan: model.Plan) -> str:
+    """The plan as a saved-plan document (sorted keys, stable bytes for the same plan)."""
     doc = render.render_json(plan)
     doc["format_version"] = FORMAT_VERSION
-    return json.dumps(doc, indent=2, sort_keys=True)
+    doc["plan"] = _encode(plan)
+    doc["digest"] = _digest(doc)
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-@dataclass(frozen=True, slots=True)
-class SavedPlan:
-    """What ``apply --plan`` checks against the present: the plan id, its commit and live fingerprint."""
-
-    plan_id: str
-    commit: str
-    live_fingerprint: str
-    document: dict[str, Any]
-
-
-def load_plan(text: str, *, file: str) -> SavedPlan:
+def load_plan(text: str, *, file: str) -> model.Plan:
+    """The ``model.Plan`` that ``dump_plan`` wrote; ``ReconcilerError`` naming ``file`` and the key otherwise."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise errors.ReconcilerError(f"{file}:{exc.lineno}: not a saved plan (invalid JSON: {exc.msg})") from exc
+    except RecursionError:
+        raise errors.ReconcilerError(f"{file}: not a saved plan (JSON nested too deeply)") from None
     if not isinstance(doc, dict):
         raise errors.ReconcilerError(f"{file}: not a saved plan (expected a JSON object)")
-    for key in ("plan_id", "commit", "live_fingerprint", "format_version", "changes"):
+    for key in ("format_version", "plan_id", "plan", "digest"):
         if key not in doc:
             raise errors.ReconcilerError(
-                f"{file}: not a saved plan (missing {key!r}); write one with `reconciler plan --format json --out`")
+                f"{file}: not a saved plan (no {key!r}); write one with `reconciler plan --format json --out FILE`"
+            )
     if doc["format_version"] != FORMAT_VERSION:
-        raise errors.ReconcilerError(f"{file}: saved plan format {doc['format_version']} is not supported")
-    return SavedPlan(str(doc["plan_id"]), str(doc["commit"]), str(doc["live_fingerprint"]), doc)
+        raise errors.ReconcilerError(
+            f"{file}: format_version: saved plan format {doc['format_version']!r} is not supported "
+            f"(this reconciler reads format {FORMAT_VERSION}); plan again"
+        )
+    body = {k: v for k, v in doc.items() if k != "digest"}
+    if doc["digest"] != _digest(body):
+        raise errors.ReconcilerError(
+            f"{file}: digest: the saved plan was edited or damaged since it was written; plan again"
+        )
+    try:
+        plan: model.Plan = _decode(doc["plan"], model.Plan, "plan")
+    except _Malformed as exc:
+        raise errors.ReconcilerError(f"{file}: {exc.path}: {exc.problem}") from None
+    if plan.plan_id != doc["plan_id"]:
+        raise errors.ReconcilerError(
+            f"{file}: plan_id: {doc['plan_id']!r} does not match the plan's content ({plan.plan_id}); "
+            "the saved plan was altered; plan again"
+        )
+    for key in ("commit", "base_commit", "live_fingerprint"):
+        if doc.get(key) != getattr(plan, key):
+            raise errors.ReconcilerError(f"{file}: {key}: does not match plan.{key}; the saved plan was altered")
+    return plan
+
+
+# ---------------------------------------------------------------------------- codec
+
+
+class _Malformed(Exception):
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def _digest(doc: dict[str, Any]) -> str:
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _encode(value: Any) -> Any:
+    """Model values as plain JSON: dataclasses by constructor field, enums by value, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if value is None or isinstance(value, str | int | float):
+        return value
+    raise TypeError(f"cannot save a {type(value).__name__} in a plan")
+
+
+def _decode(value: Any, hint: Any, path: str) -> Any:
+    """Rebuild a value of type ``hint``; ints stay ints where floats are allowed so hashes do not move."""
+    origin = typing.get_origin(hint)
+    if origin is types.UnionType or origin is typing.Union:
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _decode(value, inner, path)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise _Malformed(path, f"expected a list, got {_kind(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise _Malformed(path, f"expected {len(args)} items, got {len(value)}")
+        return tuple(_decode(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            allowed = ", ".join(str(m.value) for m in hint)
+            raise _Malformed(path, f"{value!r} is not one of {allowed}") from None
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _decode_dataclass(value, hint, path)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"{path}: no decoder for {hint!r}")
+    raise _Malformed(path, f"expected {hint.__name__}, got {_kind(value)}")
+
+
+def _decode_dataclass(value: Any, cls: type, path: str) -> Any:
+    if not isinstance(value, dict):
+        raise _Malformed(path, f"expected an object, got {_kind(value)}")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # not caches such as Change._id
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise _Malformed(f"{path}.{unknown[0]}", "unknown key")
+    kwargs = {}
+    for name in names:
+        if name not in value:
+            raise _Malformed(f"{path}.{name}", "missing")
+        kwargs[name] = _decode(value[name], _FIELD_TYPES.get((cls, name), hints[name]), f"{path}.{name}")
+    return cls(**kwargs)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

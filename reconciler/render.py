@@ -1,51 +1,72 @@
-"""Plans as text (terminals), JSON (the DESIGN §5 contract) and Markdown (pull-request comments). No I/O.
+"""Plans for people and tools: text for terminals, the DESIGN §5 JSON contract, Markdown for pull requests.
 
-Secrets never leave this module: user data is shown only as "changed", and tag
-values whose key looks secret are hidden.
+Pure functions of ``model.Plan`` values (no I/O, no clock) so the CLI, the daemon and the tests render
+identically. Secrets never leave this module: user data appears only as a hash (JSON) or as "hidden"
+(text, Markdown), and the values of tags whose key looks secret are hidden everywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from reconciler import model
+from reconciler import errors, model
 
 MARKER = "<!-- reconciler-plan -->"
-_MARK = {model.Verdict.ALLOW: "✅", model.Verdict.WARN: "⚠️", model.Verdict.APPROVE: "✋", model.Verdict.DENY: "⛔"}
-_COLOR = {model.Action.CREATE: "32", model.Action.REPLACE: "33", model.Action.RESIZE: "36",
-          model.Action.DESTROY: "31", model.Action.ROLLBACK: "35"}
-_SECRET_KEY = re.compile(r"(?i)secret|password|token|credential|private")
+"""First line of every Markdown part: CI finds its previous (sticky) comment by it."""
+
+MARKS = {
+    model.Verdict.ALLOW: "✅",
+    model.Verdict.WARN: "⚠️",
+    model.Verdict.APPROVE: "✋",
+    model.Verdict.DENY: "⛔",
+}
+_FLAGS = {model.Verdict.APPROVE: "needs approval", model.Verdict.DENY: "denied"}
+_ACTION_COLOR = {
+    model.Action.CREATE: "32",
+    model.Action.REPLACE: "33",
+    model.Action.RESIZE: "36",
+    model.Action.DESTROY: "31",
+    model.Action.ROLLBACK: "35",
+}
+_VERDICT_COLOR = {model.Verdict.ALLOW: "32", model.Verdict.WARN: "33", model.Verdict.APPROVE: "33",
+                  model.Verdict.DENY: "1;31"}
+_SECRET_KEY = re.compile(r"(?i)secret|passw|token|credential|private|api[_-]?key")
+_HIDDEN = "(hidden)"
+_PART_PLACEHOLDER = "Part 9999 of 9999"
 
 
 # ---------------------------------------------------------------------------- summary
 
 
 def summary(plan: model.Plan) -> dict[str, int]:
-    counts = Counter(c.action.value for c in plan.changes)
-    return {
-        "create": counts["create"], "replace": counts["replace"], "resize": counts["resize"],
-        "rollback": counts["rollback"], "destroy": counts["destroy"],
-        "need_approval": sum(1 for c in plan.changes if c.verdict is model.Verdict.APPROVE),
-        "denied": sum(1 for c in plan.changes if c.verdict is model.Verdict.DENY),
-    }
+    """Counts per action plus what a reviewer must act on; the same numbers in every format."""
+    counts = Counter(c.action for c in plan.changes)
+    out = {action.value: counts[action] for action in model.Action}
+    out["need_approval"] = sum(1 for c in plan.changes if c.verdict is model.Verdict.APPROVE)
+    out["denied"] = sum(1 for c in plan.changes if c.verdict is model.Verdict.DENY)
+    return out
 
 
 def summary_line(plan: model.Plan) -> str:
     s = summary(plan)
-    return (f"Plan: {s['create']} to create, {s['replace']} to replace, {s['resize']} to resize, "
-            f"{s['rollback']} to roll back, {s['destroy']} to destroy; {s['need_approval']} need approval, "
-            f"{s['denied']} denied")
+    return (
+        f"Plan: {s['create']} to create, {s['replace']} to replace, {s['resize']} to resize, "
+        f"{s['rollback']} to roll back, {s['destroy']} to destroy; {s['need_approval']} need approval, "
+        f"{s['denied']} denied"
+    )
 
 
 # ---------------------------------------------------------------------------- JSON
 
 
 def render_json(plan: model.Plan) -> dict[str, Any]:
-    """The plan-JSON contract of DESIGN §5 (keys are only ever added, never renamed)."""
+    """The plan-JSON contract of DESIGN §5; keys are only ever added, never renamed or removed."""
     return {
         "plan_id": plan.plan_id,
         "commit": plan.commit,
@@ -53,16 +74,23 @@ def render_json(plan: model.Plan) -> dict[str, Any]:
         "verdict": plan.verdict.value,
         "live_fingerprint": plan.live_fingerprint,
         "summary": summary(plan),
-        "problems": [{"file": p.file, "line": p.line, "field": p.field, "message": p.message} for p in plan.problems],
+        "problems": [_problem_json(p) for p in plan.problems],
         "plan_verdicts": [v.as_dict() for v in plan.plan_verdicts],
         "changes": [_change_json(c) for c in plan.changes],
     }
 
 
+def _problem_json(p: Any) -> dict[str, Any]:
+    return {"file": p.file, "line": p.line, "field": p.field, "message": p.message}
+
+
 def _change_json(c: model.Change) -> dict[str, Any]:
-    desired = model.desired_view(c.desired)
-    if desired is not None:
-        desired["tags"] = _safe_tags(desired["tags"])
+    desired: dict[str, Any] | None = None
+    view = model.desired_view(c.desired)
+    if view is not None or c.desired_server_group is not None:
+        desired = {"server_group": c.desired_server_group, **(view or {})}
+        if "tags" in desired:
+            desired["tags"] = {k: _HIDDEN if _is_secret(k) else v for k, v in desired["tags"].items()}
     return {
         "change_id": c.change_id,
         "application": c.application,
@@ -74,7 +102,7 @@ def _change_json(c: model.Change) -> dict[str, Any]:
         "wave": c.wave,
         "reason": c.reason,
         "current": c.current.view() if c.current else None,
-        "desired": {"server_group": c.desired_server_group, **(desired or {})} if c.desired_server_group else None,
+        "desired": desired,
         "steps": [{**s.as_dict(), "description": s.describe()} for s in c.steps],
         "verdicts": [v.as_dict() for v in c.verdicts],
         "verdict": c.verdict.value,
@@ -84,184 +112,272 @@ def _change_json(c: model.Change) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- field diff
 
 
-def field_diff(c: model.Change) -> list[tuple[str, str, str | None, str | None]]:
-    """(marker, field, old, new) rows: ' ' unchanged, '-'/'+' changed; secrets hidden."""
-    old = _fields(c.current.launch, c.current.capacity, False) if c.current else {}
-    new = _fields(c.desired.launch, c.desired.capacity, c.desired.autoscaling) if c.desired else {}
-    if c.action is model.Action.DESTROY:
-        new = {}
-    rows: list[tuple[str, str, str | None, str | None]] = []
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One reviewable field of a change: ``None`` means absent on that side."""
+
+    field: str
+    old: str | None
+    new: str | None
+    hidden: bool = False  # a secret: say whether it changed, never what it is
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+
+def field_diff(c: model.Change) -> list[FieldChange]:
+    """Live group (old) against desired spec (new), field by field; a destroy has no new side."""
+    old = _fields(c.current.launch, c.current.capacity) if c.current else {}
+    new = _fields(c.desired.launch, c.desired.capacity) if c.desired and c.action is not model.Action.DESTROY else {}
+    out = []
     for key in dict.fromkeys([*old, *new]):
         a, b = old.get(key), new.get(key)
-        if key == "user_data":
-            if a != b:
-                rows.append(("~", key, None, "(changed, hidden)" if a is not None and b is not None else "(hidden)"))
-            continue
-        if key == "tags" and a == b and c.current and c.desired and c.current.launch.tags != c.desired.launch.tags:
-            rows.append(("~", key, None, f"{b} (a hidden value changed)"))
-            continue
-        if key == "autoscaling":
-            if b == "true":
-                rows.append((" ", key, None, "true (desired capacity belongs to the autoscaler)"))
-            continue
-        rows.append((" " if a == b else "±", key, a, b))
-    return rows
+        hidden = key == "user_data" or (key.startswith("tags.") and _is_secret(key[5:]))
+        out.append(FieldChange(key, a, b, hidden))
+    return out
 
 
-def _fields(launch: model.LaunchSpec, cap: model.Capacity, autoscaling: bool) -> dict[str, str]:
+def _fields(launch: model.LaunchSpec, cap: model.Capacity) -> dict[str, str]:
     out = {
         "image": launch.image,
         "instance_type": launch.instance_type,
         "capacity": f"min {cap.min}, desired {cap.desired}, max {cap.max}",
         "load_balancers": ", ".join(launch.load_balancers) or "(none)",
         "security_groups": ", ".join(launch.security_groups) or "(none)",
-        "tags": ", ".join(f"{k}={v}" for k, v in sorted(_safe_tags(dict(launch.tags)).items())) or "(none)",
-        "autoscaling": "true" if autoscaling else "false",
     }
     if launch.user_data:
         out["user_data"] = _digest(launch.user_data)
+    for key, value in sorted(launch.tags):
+        out[f"tags.{key}"] = _digest(value) if _is_secret(key) else value
     return out
 
 
+def _is_secret(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _safe_tags(tags: dict[str, str]) -> dict[str, str]:
-    return {k: ("(hidden)" if _SECRET_KEY.search(k) else v) for k, v in tags.items()}
-
-
-def _diff_block(c: model.Change) -> list[str]:
+def diff_lines(c: model.Change) -> list[str]:
+    """Unified-diff-like lines: context for unchanged fields, ``-``/``+`` for changes, ``!`` for hidden ones."""
     lines = []
-    for marker, key, a, b in field_diff(c):
-        if marker == " ":
-            lines.append(f"  {key}: {a}")
-        elif marker == "~":
-            lines.append(f"! {key}: {b}")
+    for f in field_diff(c):
+        if f.hidden:
+            if not f.changed:
+                lines.append(f"  {f.field}: {_HIDDEN}")
+            elif f.old is None:
+                lines.append(f"+ {f.field}: (set, hidden)")
+            elif f.new is None:
+                lines.append(f"- {f.field}: {_HIDDEN}")
+            else:
+                lines.append(f"! {f.field}: (changed, hidden)")
+        elif not f.changed:
+            lines.append(f"  {f.field}: {f.old}")
         else:
-            if a is not None:
-                lines.append(f"- {key}: {a}")
-            if b is not None:
-                lines.append(f"+ {key}: {b}")
+            if f.old is not None:
+                lines.append(f"- {f.field}: {f.old}")
+            if f.new is not None:
+                lines.append(f"+ {f.field}: {f.new}")
     return lines
 
 
-def _change_cell(c: model.Change, key: str) -> str:
-    for marker, k, a, b in field_diff(c):
-        if k == key:
-            if marker == " ":
-                return "—"
-            if a is None:
-                return f"`{b}`"
-            if b is None:
-                return f"~~`{a}`~~"
-            return f"`{a}` → `{b}`"
-    return "—"
+def _cell_change(c: model.Change, key: str, short: bool = False) -> str:
+    f = next((f for f in field_diff(c) if f.field == key), None)
+    if f is None or not f.changed:
+        return "—"
+    old, new = (_short_capacity(f.old), _short_capacity(f.new)) if short else (f.old, f.new)
+    if old is None:
+        return _code(new or "")
+    if new is None:
+        return f"~~{_code(old)}~~"
+    return f"{_code(old)} → {_code(new)}"
+
+
+def _short_capacity(text: str | None) -> str | None:
+    """``min 1, desired 2, max 6`` as ``1/2/6`` for the narrow table column."""
+    return "/".join(re.findall(r"\d+", text)) if text is not None else None
 
 
 # ---------------------------------------------------------------------------- text
 
 
 def render_text(plan: model.Plan, *, color: bool) -> str:
+    """For terminals: only what changed, ANSI colour only when asked (the CLI passes ``isatty()``)."""
+
     def paint(text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if color else text
 
-    lines = [f"Plan {plan.plan_id} for commit {plan.commit[:8]}"
-             + (f" (against {plan.base_commit[:8]})" if plan.base_commit else "")]
+    lines = [f"reconciler plan {_commits(plan, plain=True)} (plan {plan.plan_id}, verdict "
+             + paint(plan.verdict.value, _VERDICT_COLOR[plan.verdict]) + ")"]
     if plan.problems:
-        lines.append(paint(f"{len(plan.problems)} spec problem(s); those applications are not planned:", "31"))
-        lines += [f"  {p}" for p in plan.problems]
+        lines += ["", paint(f"{_count(len(plan.problems), 'spec problem')}; these applications are not planned:",
+                            "1;31")]
+        lines += [f"  {p}" for p in _sorted_problems(plan.problems)]
+    for v in plan.plan_verdicts:
+        lines.append(paint(f"{v.verdict.value.upper()} {v.policy}: {v.message}", _VERDICT_COLOR[v.verdict]))
     if not plan.changes:
-        lines.append("No changes: live state matches the desired state.")
+        lines += ["", "No changes: live state matches the desired state."]
     for c in plan.changes:
         current = c.current.name if c.current else "-"
         target = c.desired_server_group or "-"
-        where = f"{c.provider}/{c.account}/{c.region}"
         lines.append("")
-        lines.append(paint(f"{c.action.value:<8} {c.application}/{c.cluster} {where}: {current} -> {target}",
-                           _COLOR[c.action]) + f"  [{c.change_id}]")
+        lines.append(
+            paint(f"{c.action.value} {c.cluster}", "1;" + _ACTION_COLOR[c.action])
+            + f" {c.provider}/{c.account} {c.region}: {current} -> {target}"
+            + f"  (wave {c.wave + 1}, change {c.change_id})"
+        )
         if c.reason:
             lines.append(f"    why: {c.reason}")
-        for row in _diff_block(c):
-            if row[0] in "+-!":
+        for row in diff_lines(c):
+            if row[0] != " ":
                 lines.append("    " + paint(row, {"+": "32", "-": "31", "!": "33"}[row[0]]))
-        for i, s in enumerate(c.steps, 1):
-            lines.append(f"    {i}. {s.describe()}")
+        lines += [f"    {i}. {s.describe()}" for i, s in enumerate(c.steps, 1)]
         for v in c.verdicts:
-            if v.verdict is not model.Verdict.ALLOW:
-                lines.append(paint(f"    {v.verdict.value.upper()} [{v.policy}] {v.message}",
-                                   "31" if v.verdict is model.Verdict.DENY else "33"))
-    for v in plan.plan_verdicts:
-        lines.append(f"{v.verdict.value.upper()} [{v.policy}] {v.message}")
-    lines.append("")
-    lines.append(summary_line(plan))
-    return "\n".join(lines)
+            flag = f" ({_FLAGS[v.verdict]})" if v.verdict in _FLAGS else ""
+            lines.append("    " + paint(f"{v.verdict.value}{flag}", _VERDICT_COLOR[v.verdict]) + f" {v.policy}: "
+                         + v.message)
+    lines += ["", summary_line(plan)]
+    return "\n".join(lines) + "\n"
+
+
+def render_problems(problems: Iterable[Any]) -> str:
+    """``file:line: field.path: message`` per problem, sorted by file and line, for ``reconciler validate``."""
+    return "".join(f"{p}\n" for p in _sorted_problems(problems))
+
+
+def _sorted_problems(problems: Iterable[Any]) -> list[Any]:
+    return sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line, p.field))
 
 
 # ---------------------------------------------------------------------------- Markdown
 
 
-def render_markdown(plan: model.Plan, *, max_chars: int = 65536, title: str = "reconciler plan") -> list[str]:
-    """One comment, or numbered parts of at most ``max_chars`` that each stand alone."""
-    clusters = _by_cluster(plan.changes)
-    sections = [_section(changes) for changes in clusters]
-    rows = [[_row(c) for c in changes] for changes in clusters]
-    problems = _problems_block(plan.problems)
-    whole = _assemble(plan, title, "", problems, [r for rs in rows for r in rs], sections)
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """What must stay together in one comment: a cluster's table rows and its folded section."""
+
+    rows: tuple[str, ...]
+    section: str
+
+    @property
+    def size(self) -> int:
+        return sum(len(r) + 1 for r in self.rows) + len(self.section) + 1
+
+
+def render_markdown(
+    plan: model.Plan, *, max_chars: int = 65536, title: str = "reconciler plan", notes: str = ""
+) -> list[str]:
+    """One pull-request comment, or numbered parts of at most ``max_chars`` that each stand alone.
+
+    Every part repeats the headline, the overall verdict, plan-wide verdicts, the table header and
+    the whole plan's summary line, so a reviewer can read any one of them. A cluster's rows and
+    section are never split between parts; ``notes`` (held or skipped work) goes last.
+    """
+    if not plan.changes and not plan.problems:
+        return [_no_changes(plan, title, notes)]
+    units = [_unit(changes) for changes in _by_cluster(plan.changes)]
+    if notes:
+        units.append(_Unit((), notes.rstrip("\n")))
+    problems = _problems_block(plan.problems, max_chars // 2)
+    whole = _compose(plan, title, "", problems, units)
     if len(whole) <= max_chars:
         return [whole]
-    parts: list[tuple[list[str], list[str]]] = []
-    cur_rows: list[str] = []
-    cur_secs: list[str] = []
-    budget = max_chars - len(_assemble(plan, title, "Part 99 of 99", problems, [], [])) - 200
-    used = 0
-    for r, sec in zip(rows, sections, strict=True):
-        size = sum(len(x) + 1 for x in r) + len(sec) + 2
-        if cur_secs and used + size > budget:
-            parts.append((cur_rows, cur_secs))
-            cur_rows, cur_secs, used = [], [], 0
-            problems_here = ""
-        cur_rows += r
-        cur_secs.append(sec if size <= budget else _truncate(sec, budget - sum(len(x) + 1 for x in r)))
-        used += min(size, budget)
-    if cur_secs or not parts:
-        parts.append((cur_rows, cur_secs))
+
+    pointer = f"> ⛔ {_count(len(plan.problems), 'spec problem')}: see part 1." if plan.problems else ""
+    first_fixed = len(_compose(plan, title, _PART_PLACEHOLDER, problems, []))
+    rest_fixed = len(_compose(plan, title, _PART_PLACEHOLDER, pointer, []))
+    parts: list[list[_Unit]] = [[]]
+    used = first_fixed
+    for unit in units:
+        budget = max_chars - (first_fixed if len(parts) == 1 else rest_fixed)
+        if parts[-1] and used + unit.size > max_chars:
+            parts.append([])
+            used = rest_fixed
+            budget = max_chars - rest_fixed
+        fitted = _fit(unit, budget)
+        parts[-1].append(fitted)
+        used += fitted.size
     n = len(parts)
-    out = []
-    for i, (r, secs) in enumerate(parts, 1):
-        problems_here = problems if i == 1 else ""
-        out.append(_assemble(plan, title, f"Part {i} of {n}", problems_here, r, secs))
-    return out
+    return [
+        _compose(plan, title, f"Part {i} of {n}", problems if i == 1 else pointer, part)
+        for i, part in enumerate(parts, 1)
+    ]
 
 
-def _assemble(plan: model.Plan, title: str, part: str, problems: str, rows: list[str], sections: list[str]) -> str:
-    commits = f"`{plan.base_commit[:8]}` → `{plan.commit[:8]}`" if plan.base_commit else f"`{plan.commit[:8]}`"
-    head = [MARKER, f"### {title}: {commits}" + (f" — {part}" if part else "")]
-    verdict = plan.verdict
-    head.append(f"Overall verdict: {_MARK[verdict]} **{verdict.value}** · plan `{plan.plan_id}`")
-    out = [*head, ""]
+def _compose(plan: model.Plan, title: str, part: str, problems: str, units: Sequence[_Unit]) -> str:
+    """One comment; its length is the fixed blocks plus ``unit.size`` per unit, which the packer relies on."""
+    blocks = [MARKER, f"### {_md(title)}: {_commits(plan, plain=False)}" + (f" — {part}" if part else "")]
+    blocks.append(f"{MARKS[plan.verdict]} **{plan.verdict.value}** · {_count(len(plan.changes), 'change')} in "
+                  f"{_count(len(_by_cluster(plan.changes)), 'cluster')} · plan `{plan.plan_id}`")
+    blocks.append("")
     if problems:
-        out += [problems, ""]
+        blocks += [problems, ""]
+    if plan.plan_verdicts:
+        blocks += [_verdict_line(v) for v in plan.plan_verdicts]
+        blocks.append("")
     if not plan.changes:
-        out.append("**No changes**: live state already matches the desired state." if not plan.problems
-                   else "No changes for the applications that validate.")
-    elif rows:
-        out += ["| application | cluster | account | region | action | server group | image | capacity | verdict |",
-                "|---|---|---|---|---|---|---|---|---|", *rows, ""]
-        out += sections
-    for v in plan.plan_verdicts:
-        out.append(f"- {_MARK[v.verdict]} **{v.policy}**: {_md(v.message)}")
-    out += ["", f"**{summary_line(plan)}**"]
-    return "\n".join(out).rstrip() + "\n"
+        blocks += ["No changes for the applications that validate.", ""]
+    else:
+        blocks += [
+            "| application | cluster | provider/account | region | action | server group | image "
+            "| capacity (min/desired/max) | verdict |\n|---|---|---|---|---|---|---|---|---|"
+        ]
+    for u in units:
+        blocks += u.rows
+    blocks.append("")
+    blocks += [u.section for u in units]
+    blocks.append(f"**{summary_line(plan)}**")
+    return "\n".join(blocks) + "\n"
 
 
-def _problems_block(problems: Iterable[Any]) -> str:
-    problems = list(problems)
+def _fit(unit: _Unit, budget: int) -> _Unit:
+    """A unit that alone exceeds a part: keep its rows, fold its section to a pointer to the JSON plan."""
+    if unit.size <= budget:
+        return unit
+    head = unit.section.split("\n", 1)[0]
+    note = "\n\nToo long for one comment: see `reconciler plan --format json` for this cluster's steps.\n</details>\n"
+    folded = _Unit(unit.rows, head + note if head.startswith("<details>") else note.strip())
+    if folded.size <= budget:
+        return folded
+    rows = list(unit.rows)
+    while rows and _Unit((*rows, "| … |"), folded.section).size > budget:
+        rows.pop()
+    omitted = len(unit.rows) - len(rows)
+    if not rows:
+        raise errors.ReconcilerError(
+            f"the comment limit leaves {budget} characters after the headline, too few for one table row; "
+            "raise the limit"
+        )
+    return _Unit((*rows, f"| … | {omitted} more row(s) in the JSON plan | | | | | | | |"), folded.section)
+
+
+def _no_changes(plan: model.Plan, title: str, notes: str) -> str:
+    blocks = [MARKER, f"### {_md(title)}: {_commits(plan, plain=False)}", "",
+              "**No changes**: live state already matches the desired state."]
+    if plan.plan_verdicts:
+        blocks += ["", *[_verdict_line(v) for v in plan.plan_verdicts]]
+    if notes:
+        blocks += ["", notes.rstrip("\n")]
+    return "\n".join(blocks) + "\n"
+
+
+def _problems_block(problems: Sequence[Any], limit: int) -> str:
     if not problems:
         return ""
-    lines = [f"#### ⛔ {len(problems)} spec problem(s): these applications are not planned", "", "```"]
-    lines += [str(p) for p in problems]
-    return "\n".join([*lines, "```"])
+    ordered = [str(p) for p in _sorted_problems(problems)]
+    head = f"#### ⛔ {_count(len(problems), 'spec problem')}: these applications are not planned until fixed"
+    shown: list[str] = []
+    used = len(head) + 40
+    for line in ordered:
+        if used + len(line) + 1 > limit:
+            break
+        shown.append(line)
+        used += len(line) + 1
+    tail = [f"… and {len(ordered) - len(shown)} more: run `reconciler validate`"] if len(shown) < len(ordered) else []
+    return "\n".join([head, "", *_fence(shown, "text"), *tail])
 
 
 def _by_cluster(changes: Iterable[model.Change]) -> list[list[model.Change]]:
@@ -271,53 +387,103 @@ def _by_cluster(changes: Iterable[model.Change]) -> list[list[model.Change]]:
     return list(groups.values())
 
 
+def _unit(changes: list[model.Change]) -> _Unit:
+    return _Unit(tuple(_row(c) for c in changes), _section(changes))
+
+
 def _row(c: model.Change) -> str:
     current = c.current.name if c.current else "—"
     target = c.desired_server_group or "—"
-    cells = [c.application, c.cluster, f"{c.provider}/{c.account}", c.region, f"**{c.action.value}**",
-             f"{current} → {target}", _change_cell(c, "image"), _change_cell(c, "capacity"),
-             f"{_MARK[c.verdict]} {c.verdict.value}"]
-    return "| " + " | ".join(_md(x) for x in cells) + " |"
+    cells = [
+        _text(c.application), _text(c.cluster), _text(f"{c.provider}/{c.account}"), _text(c.region),
+        f"**{c.action.value}**", _text(f"{current} → {target}"), _cell_change(c, "image"),
+        _cell_change(c, "capacity", short=True), f"{MARKS[c.verdict]} {c.verdict.value}",
+    ]
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 def _section(changes: list[model.Change]) -> str:
     first = changes[0]
-    regions = ", ".join(c.region for c in changes)
     verdict = model.Verdict.strictest([c.verdict for c in changes])
-    out = [f"<details><summary><b>{first.cluster}</b> ({first.provider}/{first.account}): "
-           f"{first.action.value} in {regions} — {_MARK[verdict]} {verdict.value}</summary>", ""]
-    diff = _diff_block(first)
-    if diff:
-        out += ["```diff", *diff, "```", ""]
+    by_action: dict[model.Action, dict[str, None]] = {}
     for c in changes:
-        out.append(f"**{c.region}** (wave {c.wave + 1}, change `{c.change_id}`): {_md(c.reason)}")
+        by_action.setdefault(c.action, {})[c.region] = None
+    what = "; ".join(f"{a.value} in {', '.join(regions)}" for a, regions in by_action.items())
+    out = [
+        f"<details><summary><b>{html.escape(first.cluster)}</b> · {html.escape(first.provider)}/"
+        f"{html.escape(first.account)} · {html.escape(what)} · {MARKS[verdict]} {verdict.value}</summary>",
+        "",
+    ]
+    diffs = [diff_lines(c) for c in changes]
+    shared = all(d == diffs[0] for d in diffs)
+    if shared and diffs[0]:
+        out += [*_fence(diffs[0], "diff"), ""]
+    if any(c.desired is not None and c.desired.autoscaling for c in changes):
+        out += ["_Desired capacity belongs to the autoscaler: its drift is not a change._", ""]
+    for c, diff in zip(changes, diffs, strict=True):
+        moves = f"{c.current.name if c.current else '—'} → {c.desired_server_group or '—'}"
+        out.append(f"**{_md(c.region)}** · {c.action.value} {_md(moves)} · wave {c.wave + 1} · change "
+                   f"`{c.change_id}`" + (f" · {_md(c.reason)}" if c.reason else ""))
         out.append("")
-        out += [f"{i}. {_md(s.describe())}" for i, s in enumerate(c.steps, 1)]
-        out.append("")
-        for v in c.verdicts:
-            flag = " **needs approval**" if v.verdict is model.Verdict.APPROVE else (
-                " **denied**" if v.verdict is model.Verdict.DENY else "")
-            out.append(f"- {_MARK[v.verdict]} `{v.policy}`{flag}: {_md(v.message)}")
-        out.append("")
+        if not shared and diff:
+            out += [*_fence(diff, "diff"), ""]
+        if c.steps:
+            out += [f"{i}. {_md(s.describe())}" for i, s in enumerate(c.steps, 1)]
+            out.append("")
+        if c.verdicts:
+            out += [_verdict_line(v) for v in c.verdicts]
+            out.append("")
     out.append("</details>")
     return "\n".join(out) + "\n"
 
 
-def _truncate(section: str, limit: int) -> str:
-    note = "\n…(truncated to fit the comment limit; see the JSON plan)\n</details>\n"
-    return section[: max(limit - len(note), 0)] + note
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _verdict_line(v: model.PolicyVerdict) -> str:
+    flag = f" **{_FLAGS[v.verdict]}**" if v.verdict in _FLAGS else ""
+    return f"- {MARKS[v.verdict]} {_code(v.policy)}{flag}: {_md(v.message)}"
 
 
 def notes_markdown(held: Iterable[tuple[model.Change, str]], skipped: Iterable[Any]) -> str:
-    """What was not planned or will not run now (paused, stalled, waiting), for the comment's end."""
-    lines = [f"- ✋ {c.cluster} in {c.region}: {_md(why)}" for c, why in held]
-    lines += [f"- ⏸ {s.cluster} ({s.key}): {_md(s.reason)}" for s in skipped]
+    """What was planned but will not run now (held, paused, stalled), for the last part's end."""
+    lines = [f"- ✋ {_md(c.cluster)} in {_md(c.region)}: {_md(why)}" for c, why in held]
+    lines += [f"- ⏸ {_md(s.cluster)} ({_md(s.key)}): {_md(s.reason)}" for s in skipped]
     return ("#### Not applied now\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
-def render_problems(problems: Iterable[Any]) -> str:
-    return "\n".join(str(p) for p in problems)
+# ---------------------------------------------------------------------------- small helpers
+
+
+def _commits(plan: model.Plan, *, plain: bool) -> str:
+    base = plan.base_commit[:8] if plan.base_commit else ""
+    head = plan.commit[:8] or "?"
+    if plain:
+        return f"{base or 'live'} -> {head}"
+    return f"{_code(base) if base else 'live state'} → {_code(head)}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _text(text: str) -> str:
+    """Plain text that cannot open HTML (a stray ``<details>`` would swallow the comment), on one line."""
+    return html.escape(text, quote=False).replace("\r", " ").replace("\n", " ")
+
+
+def _md(text: str) -> str:
+    """Plain text safe inside Markdown prose and table cells."""
+    return _text(text).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """An inline code span that survives backticks and newlines in the value."""
+    text = text.replace("\n", " ")
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fence(lines: list[str], lang: str) -> list[str]:
+    """A fenced block no value can close early: the fence is longer than any backtick run inside."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}{lang}", *lines, fence]

@@ -1,0 +1,115 @@
+"""Saved plans come back as the exact same plan, and edited or damaged files are refused by key."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from reconciler import errors, model, planfile, render
+from tests.render import factory
+
+
+@pytest.mark.parametrize("name", [*sorted(factory.SCENARIOS), "large"])
+def test_a_saved_plan_loads_back_equal(name: str) -> None:
+    plan = factory.large(5) if name == "large" else factory.SCENARIOS[name]()
+    loaded = planfile.load_plan(planfile.dump_plan(plan), file="plan.json")
+    assert loaded == plan and loaded.plan_id == plan.plan_id
+    assert planfile.dump_plan(loaded) == planfile.dump_plan(plan)
+
+
+def test_the_saved_plan_is_the_json_contract_plus_what_apply_needs() -> None:
+    plan = factory.image_change()
+    doc = json.loads(planfile.dump_plan(plan))
+    contract = render.render_json(plan)
+    assert {k: doc[k] for k in contract} == contract
+    assert doc["format_version"] == planfile.FORMAT_VERSION and doc["digest"].startswith("sha256:")
+    change = doc["plan"]["changes"][0]
+    assert change["desired"]["strategy"]["delay_before_disable_s"] == 30
+    assert change["desired"]["source"] == {"file": "apps/checkout.yaml", "line": 3}
+    assert change["current"]["extra"] == [["launch-template", "lt-004"]]
+
+
+def test_ints_stay_ints_so_the_plan_id_does_not_move() -> None:
+    s = factory.spec()
+    s = model.ClusterSpec(**{**{f: getattr(s, f) for f in s.__dataclass_fields__},
+                             "health": model.HealthSpec(90, 300)})
+    plan = factory.plan(factory.create(s, "us-east-1"))
+    loaded = planfile.load_plan(planfile.dump_plan(plan), file="plan.json")
+    assert loaded.plan_id == plan.plan_id
+    assert loaded.changes[0].steps[1].seconds == 300 and isinstance(loaded.changes[0].steps[1].seconds, int)
+
+
+def _tampered(edit: Any, *, redigest: bool) -> str:
+    doc = json.loads(planfile.dump_plan(factory.image_change()))
+    edit(doc)
+    if redigest:
+        doc["digest"] = planfile._digest({k: v for k, v in doc.items() if k != "digest"})
+    return json.dumps(doc)
+
+
+def _refusal(text: str) -> str:
+    with pytest.raises(errors.ReconcilerError) as info:
+        planfile.load_plan(text, file="ci/plan.json")
+    assert str(info.value).startswith("ci/plan.json")
+    return str(info.value)
+
+
+def _set_capacity(doc: dict[str, Any]) -> None:
+    doc["plan"]["changes"][0]["steps"][0]["capacity"]["desired"] = 30
+
+
+def test_any_edit_is_refused_by_the_digest() -> None:
+    assert "digest: the saved plan was edited or damaged" in _refusal(_tampered(_set_capacity, redigest=False))
+
+
+def test_an_edit_with_a_recomputed_digest_is_refused_by_the_plan_id() -> None:
+    message = _refusal(_tampered(_set_capacity, redigest=True))
+    assert "plan_id:" in message and "does not match the plan's content" in message
+
+
+def test_top_level_fields_must_agree_with_the_plan() -> None:
+    def move_commit(doc: dict[str, Any]) -> None:
+        doc["live_fingerprint"] = "0" * 16
+
+    assert "live_fingerprint: does not match" in _refusal(_tampered(move_commit, redigest=True))
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d["plan"]["changes"][0].pop("region"), "plan.changes[0].region: missing"),
+        (lambda d: d["plan"]["changes"][0].update(colour="red"), "plan.changes[0].colour: unknown key"),
+        (lambda d: d["plan"]["changes"][1].update(action="explode"),
+         "plan.changes[1].action: 'explode' is not one of create, replace, resize, destroy, rollback"),
+        (lambda d: d["plan"]["changes"][0]["desired"]["capacity"].update(min="2"),
+         "plan.changes[0].desired.capacity.min: expected int, got str"),
+        (lambda d: d["plan"]["changes"][0]["current"].update(enabled=1),
+         "plan.changes[0].current.enabled: expected bool, got int"),
+        (lambda d: d["plan"]["changes"][0]["desired"]["launch"].update(tags=[["a", "b", "c"]]),
+         "plan.changes[0].desired.launch.tags[0]: expected 2 items, got 3"),
+        (lambda d: d["plan"].update(changes={}), "plan.changes: expected a list, got dict"),
+        (lambda d: d.update(plan=[]), "plan: expected an object, got list"),
+    ],
+)
+def test_malformed_content_names_the_key(edit: Any, expected: str) -> None:
+    assert _refusal(_tampered(edit, redigest=True)) == f"ci/plan.json: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{not json", "ci/plan.json:1: not a saved plan (invalid JSON"),
+        ("[1, 2]", "not a saved plan (expected a JSON object)"),
+        ('{"plan_id": "x"}', "not a saved plan (no 'format_version')"),
+        ("[" * 100_000, "not a saved plan"),
+    ],
+)
+def test_files_that_are_not_saved_plans_are_refused(text: str, expected: str) -> None:
+    assert expected in _refusal(text)
+
+
+def test_a_plan_from_another_format_version_is_refused() -> None:
+    text = _tampered(lambda d: d.update(format_version=99), redigest=True)
+    assert "format_version: saved plan format 99 is not supported" in _refusal(text)
