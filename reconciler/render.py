@@ -11,7 +11,7 @@ import hashlib
 import html
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,7 +205,7 @@ def _short_capacity(text: str | None) -> str | None:
 
 
 def render_text(plan: model.Plan, *, color: bool) -> str:
-    """For terminals: only what changed, ANSI colour only when asked (the CLI passes ``isatty()``)."""
+    """For terminals: only what changes and what is not simply allowed; ANSI colour only when asked."""
 
     def paint(text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if color else text
@@ -216,8 +216,7 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
         lines += ["", paint(f"{_count(len(plan.problems), 'spec problem')}; these applications are not planned:",
                             "1;31")]
         lines += [f"  {p}" for p in _sorted_problems(plan.problems)]
-    for v in plan.plan_verdicts:
-        lines.append(paint(f"{v.verdict.value.upper()} {v.policy}: {v.message}", _VERDICT_COLOR[v.verdict]))
+    lines += [_text_verdict(v, paint) for v in plan.plan_verdicts]
     if not plan.changes:
         lines += ["", "No changes: live state matches the desired state."]
     for c in plan.changes:
@@ -235,12 +234,14 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
             if row[0] != " ":
                 lines.append("    " + paint(row, {"+": "32", "-": "31", "!": "33"}[row[0]]))
         lines += [f"    {i}. {s.describe()}" for i, s in enumerate(c.steps, 1)]
-        for v in c.verdicts:
-            flag = f" ({_FLAGS[v.verdict]})" if v.verdict in _FLAGS else ""
-            lines.append("    " + paint(f"{v.verdict.value}{flag}", _VERDICT_COLOR[v.verdict]) + f" {v.policy}: "
-                         + v.message)
+        lines += ["    " + _text_verdict(v, paint) for v in c.verdicts if v.verdict is not model.Verdict.ALLOW]
     lines += ["", summary_line(plan)]
     return "\n".join(lines) + "\n"
+
+
+def _text_verdict(v: model.PolicyVerdict, paint: Callable[[str, str], str]) -> str:
+    """``DENY [policy] message``: the form scripts and people grep for; allows are left out of terminals."""
+    return paint(f"{v.verdict.value.upper()} [{v.policy}]", _VERDICT_COLOR[v.verdict]) + f" {v.message}"
 
 
 def render_problems(problems: Iterable[Any]) -> str:

@@ -67,8 +67,9 @@ def test_text_without_colour_has_no_escape_codes() -> None:
     assert "replace checkout-main aws/payments-prod us-east-1: checkout-main-v007 -> checkout-main-v008" in text
     assert "- image: checkout-1.0\n" in text and "+ image: checkout-2.0\n" in text
     assert "  instance_type: m5.large" not in text, "terminals show only what changes"
-    assert "approve (needs approval) protected-account: account payments-prod" in text
-    assert "deny (denied) instance-types:" in text
+    assert "    APPROVE [protected-account] account payments-prod is protected" in text
+    assert "    DENY [instance-types] x2iedn.32xlarge is not in the allowed" in text
+    assert "WARN [change-window] Friday" in text and "traffic-guard" not in text
     assert text.endswith(render.summary_line(factory.deny_and_approve()) + "\n")
 
 
@@ -76,7 +77,7 @@ def test_text_with_colour_paints_actions_diffs_and_verdicts() -> None:
     text = render.render_text(factory.deny_and_approve(), color=True)
     assert "\033[1;33mreplace checkout-main\033[0m" in text
     assert "\033[31m- image: checkout-1.0\033[0m" in text and "\033[32m+ image: checkout-2.0\033[0m" in text
-    assert "\033[1;31mdeny (denied)\033[0m instance-types" in text
+    assert "\033[1;31mDENY [instance-types]\033[0m x2iedn" in text
     assert render.render_text(factory.deny_and_approve(), color=False) == _strip_ansi(text)
 
 
