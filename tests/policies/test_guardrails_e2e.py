@@ -95,7 +95,9 @@ def test_every_verdict_is_in_text_markdown_and_json(env: Env) -> None:
     text = env.cli("plan").out
     md = env.cli("plan", "--format", "markdown").out
     doc = json.loads(env.cli("plan", "--format", "json").out)
-    assert "DENY [allow-list]" in text
+    message = "image 'checkout-1.0' is not allowed in account default"
+    assert any("allow-list" in line and "deny" in line.lower() and message in line for line in text.splitlines()), \
+        text
     assert "`allow-list` **denied**" in md
     assert any(v["policy"] == "allow-list" and v["verdict"] == "deny" for v in doc["changes"][0]["verdicts"])
     assert doc["verdict"] == "deny"
