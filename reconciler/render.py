@@ -353,24 +353,28 @@ def _compose(frame: _Frame, part: str, problems: str, units: Sequence[_Unit]) ->
 
 
 def _fit(unit: _Unit, budget: int) -> _Unit:
-    """A unit that alone exceeds a part: keep its rows, fold its section to a pointer to the JSON plan."""
+    """A unit that alone exceeds a part: fold its section to a pointer to the JSON plan, then drop rows."""
     if unit.size <= budget:
         return unit
-    head = unit.section.split("\n", 1)[0]
-    note = "\n\nToo long for one comment: see `reconciler plan --format json` for this cluster's steps.\n</details>\n"
-    folded = _Unit(unit.rows, head + note if head.startswith("<details>") else note.strip())
-    if folded.size <= budget:
-        return folded
-    rows = list(unit.rows)
-    while rows and _Unit((*rows, "| … |"), folded.section).size > budget:
-        rows.pop()
-    omitted = len(unit.rows) - len(rows)
-    if not rows:
-        raise errors.ReconcilerError(
-            f"the comment limit leaves {budget} characters after the headline, too few for one table row; "
-            "raise the limit"
-        )
-    return _Unit((*rows, f"| … | {omitted} more row(s) in the JSON plan | | | | | | | |"), folded.section)
+    if not unit.rows:  # the notes
+        tail = "\n… (truncated: see `reconciler status`)"
+        if budget > len(tail) + 1:
+            return _Unit((), unit.section[: budget - len(tail) - 1].rstrip() + tail)
+    else:
+        head = unit.section.split("\n", 1)[0]
+        note = "Too long for one comment: see `reconciler plan --format json` for this cluster's steps."
+        folded = _Unit(unit.rows, f"{head}\n\n{note}\n</details>\n")
+        if folded.size <= budget:
+            return folded
+        for kept in range(len(unit.rows) - 1, 0, -1):
+            omitted = f"| … | {len(unit.rows) - kept} more row(s) in the JSON plan | | | | | | | |"
+            trimmed = _Unit((*unit.rows[:kept], omitted), folded.section)
+            if trimmed.size <= budget:
+                return trimmed
+    raise errors.ReconcilerError(
+        f"the comment limit leaves {budget} characters after the headline, too few for one table row; "
+        "raise the limit"
+    )
 
 
 def _no_changes(plan: model.Plan, title: str, notes: str) -> str:

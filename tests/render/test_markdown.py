@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler import errors, model, render
 from tests.render import factory
@@ -187,3 +189,25 @@ def test_secrets_never_appear_in_any_rendering() -> None:
                render.render_text(plan, color=True), repr(render.render_json(plan))]
     for out in outputs:
         assert "hunter" not in out and "s3cr3t" not in out
+
+
+@settings(max_examples=60, deadline=None)
+@given(clusters=st.integers(1, 25), regions=st.integers(1, 12), limit=st.integers(1_500, 30_000),
+       problems=st.booleans(), notes=st.integers(0, 40))
+def test_parts_never_exceed_the_limit_and_keep_every_cluster_once(
+    clusters: int, regions: int, limit: int, problems: bool, notes: int
+) -> None:
+    names = tuple(f"region-{r}" for r in range(regions))
+    changes = [factory.create(factory.spec(f"a{i}", regions=names), r, wave=w)
+               for i in range(clusters) for w, r in enumerate(names)]
+    plan = factory.plan(*changes, problems=factory.broken_spec().problems if problems else ())
+    note_text = "#### Not applied now\n\n" + "".join(f"- ✋ a{i}-main in region-0: held\n" for i in range(notes))
+    try:
+        parts = render.render_markdown(plan, max_chars=limit, notes=note_text if notes else "")
+    except errors.ReconcilerError as exc:
+        assert "raise the limit" in str(exc)
+        return
+    assert all(len(p) <= limit for p in parts)
+    seen = [n for p in parts for n in re.findall(r"<summary><b>([^<]+)</b>", p)]
+    assert seen == [f"a{i}-main" for i in range(clusters)]
+    assert all(p.count("<details>") == p.count("</details>") for p in parts)
