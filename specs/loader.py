@@ -10,14 +10,18 @@ parses nothing, and a commit that changes one file re-parses one file.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.exceptions
+import jinja2.runtime
 import jinja2.sandbox
 
 from reconciler import config as config_mod
@@ -25,36 +29,65 @@ from reconciler import errors, model
 from specs import schema as schema_mod
 from specs import yamlnodes
 
+__all__ = ["MAX_FILE_BYTES", "MAX_RENDERED_CHARS", "SpecCache", "SpecFile", "load_directory", "load_specs",
+           "parse_duration"]
+
+log = logging.getLogger(__name__)
+
 MAX_FILE_BYTES = 1024 * 1024
+"""Larger spec files are refused unread: a spec is a page of YAML, not a data dump."""
+MAX_RENDERED_CHARS = 4 * 1024 * 1024
+"""Rendering stops past this size, so a runaway loop cannot exhaust memory."""
 VALUES_FILE = "values.yaml"
 RESERVED = {"values.yaml", "policies.yaml"}
+"""Files at the spec root that are not application specs."""
 
+_Result = tuple[model.Application | None, tuple[errors.SpecProblem, ...]]
 
 
 @dataclass(frozen=True, slots=True)
 class SpecFile:
+    """One file under the spec path, read lazily so a cache hit costs no blob read."""
+
     path: str
+    """Repo-relative, e.g. ``apps/checkout.yaml``; error messages show it."""
     blob_id: str
+    """Git blob id, or a sha1 of the content for directories."""
     read: Callable[[], bytes]
+    """Called only on a cache miss."""
 
 
 @dataclass
 class SpecCache:
-    """Per-file results keyed by (path, blob id, values blob id); ``parses`` counts real work."""
+    """Per-file results keyed by (path, blob id, values blob id); ``parses`` counts real work.
+
+    The path is part of the key because problems name their file: the same
+    content at two paths gives two differently worded results. The values
+    blob id is part of it because every template may read ``values``.
+    """
 
     parses: int = 0
-    _entries: dict[tuple[str, str, str], tuple[model.Application | None, tuple[errors.SpecProblem, ...]]] = field(
-        default_factory=dict)
+    max_entries: int = 50_000
+    """Least recently used entries go first: a daemon's cache must not grow with every commit forever."""
+    _entries: OrderedDict[tuple[str, str, str], _Result] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, key: tuple[str, str, str]) -> tuple[model.Application | None, tuple[errors.SpecProblem, ...]] | None:
+    def get(self, key: tuple[str, str, str]) -> _Result | None:
         with self._lock:
-            return self._entries.get(key)
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+            return hit
 
-    def put(self, key: tuple[str, str, str],
-            value: tuple[model.Application | None, tuple[errors.SpecProblem, ...]]) -> None:
+    def put(self, key: tuple[str, str, str], value: _Result) -> None:
         with self._lock:
             self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def parse_duration(text: str | int | float, *, field: str) -> float:
@@ -65,14 +98,36 @@ def parse_duration(text: str | int | float, *, field: str) -> float:
         raise ValueError(str(exc)) from exc
 
 
-_env = jinja2.sandbox.SandboxedEnvironment(
-    undefined=jinja2.StrictUndefined, autoescape=False, loader=None, keep_trailing_newline=True,
-)
+class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
+    """The Jinja2 sandbox, plus a size check on ``*`` and ``**`` (``{{ 'x' * 10**10 }}`` would eat memory)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) \
+                        and len(seq) * times > MAX_RENDERED_CHARS:
+                    raise jinja2.exceptions.SecurityError(f"'*' would build {len(seq) * times:,} items")
+        if operator == "**" and isinstance(left, int) and isinstance(right, int) \
+                and abs(left) > 1 and right > 0 and (abs(left).bit_length() - 1) * right > 4096:
+            raise jinja2.exceptions.SecurityError(f"'**' result too large ({left} ** {right})")
+        return super().call_binop(context, operator, left, right)
+
+
+_env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, loader=None, keep_trailing_newline=True)
 
 
 def load_specs(
     files: Sequence[SpecFile], *, spec_path: str = "apps", commit: str = "", cache: SpecCache | None = None
 ) -> model.DesiredState:
+    """The desired state of one tree: every spec file under ``spec_path`` rendered, parsed and validated.
+
+    ``files`` is every file under ``spec_path`` (non-YAML files and the
+    reserved ``values.yaml``/``policies.yaml`` at its root are skipped).
+    Never raises for bad input: problems come back in ``DesiredState.problems``
+    (sorted by file, then line) and their files in ``broken_files``.
+    """
     cache = cache if cache is not None else SpecCache()
     root = spec_path.strip("/")
     prefix = f"{root}/" if root else ""
@@ -92,6 +147,7 @@ def load_specs(
     apps: dict[str, model.Application] = {}
     broken: set[str] = {p.file for p in problems}
     first_file: dict[str, str] = {}
+    dupes: set[str] = set()
     for f in sorted(spec_files, key=lambda f: f.path):
         key = (f.path, f.blob_id, values_id)
         hit = cache.get(key)
@@ -106,46 +162,71 @@ def load_specs(
             continue
         assert app is not None
         if app.name in first_file:
+            first = first_file[app.name]
             problems.append(errors.SpecProblem(
                 f.path, app.source.line, "application",
-                f"application {app.name!r} is already defined in {first_file[app.name]}"))
-            problems.append(errors.SpecProblem(
-                first_file[app.name], apps[app.name].source.line, "application",
-                f"application {app.name!r} is also defined in {f.path}"))
-            broken.update({f.path, first_file[app.name]})
-            del apps[app.name]
+                f"application {app.name!r} is already defined in {first}"))
+            if app.name not in dupes:
+                problems.append(errors.SpecProblem(
+                    first, apps[app.name].source.line, "application",
+                    f"application {app.name!r} is also defined in {f.path}"))
+                dupes.add(app.name)
+                del apps[app.name]
+            broken.update({f.path, first})
             continue
         first_file[app.name] = f.path
         apps[app.name] = app
     for name in [n for n, a in apps.items() if a.source.file in broken]:
         del apps[name]
+    problems.sort(key=lambda p: (p.file, p.line, p.field))
+    if problems:
+        log.debug("%d spec problem(s) in %d file(s) at %s", len(problems), len(broken), commit or "(tree)")
     return model.DesiredState(commit=commit, applications=apps, problems=tuple(problems),
                               broken_files=frozenset(broken))
 
 
 def load_directory(root: Path, *, spec_path: str = "apps", cache: SpecCache | None = None) -> model.DesiredState:
-    """For ``reconciler validate PATH``: PATH is a repo root containing SPEC_PATH, or the spec directory."""
+    """For ``reconciler validate PATH``: PATH is a repo root containing SPEC_PATH, or the spec directory.
+
+    Error file names are relative to the repo root (PATH, or its parent when
+    PATH is the spec directory), as the Git source names them. Symbolic links
+    are refused like the Git source refuses them, so ``validate`` passes only
+    what the daemon will load; a link that leaves PATH is never read.
+    """
+    given = root
     root = root.resolve()
-    if not root.exists():
-        raise errors.SpecError([errors.SpecProblem(str(root), 0, "", "no such file or directory")])
-    spec_dir = root / spec_path if (root / spec_path).is_dir() else root
+    if not root.is_dir():
+        raise errors.SpecError([errors.SpecProblem(str(given), 1, "", "no such directory")])
+    spec_dir = root / spec_path if spec_path and (root / spec_path).is_dir() else root
     base = root if spec_dir != root else root.parent
     rel_prefix = os.path.relpath(spec_dir, base)
     files: list[SpecFile] = []
     refusals: list[errors.SpecProblem] = []
-    for p in sorted(spec_dir.rglob("*")):
-        if not p.is_file() or p.suffix not in (".yaml", ".yml"):
-            continue
-        rel = os.path.relpath(p, base)
-        if p.is_symlink() and not p.resolve().is_relative_to(spec_dir):
-            refusals.append(errors.SpecProblem(rel, 0, "", "symbolic link leaves the spec tree; not followed"))
-            continue
-        data = p.read_bytes() if p.stat().st_size <= MAX_FILE_BYTES else b"\0" * (MAX_FILE_BYTES + 1)
-        blob = hashlib.sha1(data).hexdigest()  # noqa: S324 - a content id, like git's, not security
-        files.append(SpecFile(rel, blob, _constant(data)))
-    state = load_specs(files, spec_path=rel_prefix if rel_prefix != "." else "", cache=cache)
+    for dirpath, dirnames, filenames in os.walk(spec_dir):  # never follows links to directories
+        here = Path(dirpath)
+        dirnames.sort()
+        for name in sorted(filenames) + [d for d in dirnames if (here / d).is_symlink()]:
+            p = here / name
+            rel = os.path.relpath(p, base).replace(os.sep, "/")
+            if p.is_symlink():
+                target = p.resolve()
+                where = "inside" if target.is_relative_to(root) else "outside"
+                refusals.append(errors.SpecProblem(
+                    rel, 1, "", f"symbolic link to a path {where} {given}; links are not followed in the spec tree"))
+                continue
+            if p.suffix not in (".yaml", ".yml") or not p.is_file():
+                continue
+            size = p.stat().st_size
+            if size > MAX_FILE_BYTES:
+                files.append(SpecFile(rel, f"size:{size}", _oversize))
+                continue
+            data = p.read_bytes()
+            blob = hashlib.sha1(data).hexdigest()  # noqa: S324 - a content id, like git's, not security
+            files.append(SpecFile(rel, blob, _constant(data)))
+    state = load_specs(files, spec_path=rel_prefix.replace(os.sep, "/") if rel_prefix != "." else "", cache=cache)
     if refusals:
-        return model.DesiredState(state.commit, state.applications, tuple(refusals) + state.problems,
+        problems = sorted(refusals + list(state.problems), key=lambda p: (p.file, p.line, p.field))
+        return model.DesiredState(state.commit, state.applications, tuple(problems),
                                   state.broken_files | {r.file for r in refusals})
     return state
 
@@ -154,17 +235,23 @@ def _constant(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
+def _oversize() -> bytes:
+    """Stands in for a file too large to read: only its length is looked at."""
+    return b"\0" * (MAX_FILE_BYTES + 1)
+
+
 # ---------------------------------------------------------------------------- one file
 
 
 def _read(f: SpecFile) -> tuple[str | None, errors.SpecProblem | None]:
     data = f.read()
     if len(data) > MAX_FILE_BYTES:
-        return None, errors.SpecProblem(f.path, 0, "", f"file is larger than {MAX_FILE_BYTES // 1024} KiB")
+        return None, errors.SpecProblem(
+            f.path, 1, "", f"file is larger than {MAX_FILE_BYTES // 1024} KiB; not parsed (split it up)")
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError as exc:
-        return None, errors.SpecProblem(f.path, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+        return None, errors.SpecProblem(f.path, 1, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
 
 
 def _load_values(f: SpecFile) -> tuple[dict[str, Any], list[errors.SpecProblem]]:
@@ -188,19 +275,9 @@ def _load_one(
     text, problem = _read(f)
     if problem is not None or text is None:
         return None, (problem,) if problem else ()
-    try:
-        rendered = _env.from_string(text).render(values=values)
-    except jinja2.TemplateSyntaxError as exc:
-        return None, (errors.SpecProblem(f.path, exc.lineno or 1, "", f"template syntax error: {exc.message}"),)
-    except jinja2.UndefinedError as exc:
-        hint = "" if values_ok else " (values.yaml has errors)"
-        return None, (errors.SpecProblem(f.path, _template_line(exc), "", f"template: {exc.message}{hint}"),)
-    except jinja2.exceptions.SecurityError as exc:
-        return None, (errors.SpecProblem(f.path, _template_line(exc), "", f"template refused by the sandbox: {exc}"),)
-    except jinja2.TemplateError as exc:
-        return None, (errors.SpecProblem(f.path, _template_line(exc), "", f"template error: {exc}"),)
-    except (ArithmeticError, TypeError, ValueError) as exc:
-        return None, (errors.SpecProblem(f.path, _template_line(exc), "", f"template error: {exc}"),)
+    rendered, problem = _render(f.path, text, values, values_ok=values_ok)
+    if problem is not None or rendered is None:
+        return None, (problem,) if problem else ()
     try:
         doc, lines = yamlnodes.load_yaml_with_lines(rendered, file=f.path)
     except errors.SpecError as exc:
@@ -211,7 +288,49 @@ def _load_one(
     problems = schema_mod.validate(doc, lines, file=f.path)
     if problems:
         return None, tuple(problems)
-    return _to_model(doc, lines, f.path), ()
+    try:
+        return _to_model(doc, lines, f.path), ()
+    except (ValueError, TypeError, KeyError) as exc:  # the schema should have caught it; still the file's problem
+        log.warning("spec %s passed validation but could not be modelled: %r", f.path, exc)
+        return None, (errors.SpecProblem(f.path, 1, "", f"cannot be used: {exc}"),)
+
+
+def _render(
+    path: str, text: str, values: dict[str, Any], *, values_ok: bool
+) -> tuple[str | None, errors.SpecProblem | None]:
+    """Render one template; any failure is this file's problem, never the caller's exception."""
+
+    def fail(exc: BaseException, message: str) -> tuple[None, errors.SpecProblem]:
+        return None, errors.SpecProblem(path, _template_line(exc), "", message)
+
+    try:
+        template = _env.from_string(text)
+        chunks: list[str] = []
+        size = 0
+        for chunk in template.generate(values=values):
+            size += len(chunk)
+            if size > MAX_RENDERED_CHARS:
+                return None, errors.SpecProblem(
+                    path, 1, "", f"template renders to more than {MAX_RENDERED_CHARS // (1024 * 1024)} MiB")
+            chunks.append(chunk)
+        return "".join(chunks), None
+    except jinja2.TemplateSyntaxError as exc:
+        return fail(exc, f"template syntax error: {exc.message}")
+    except jinja2.UndefinedError as exc:
+        hint = "" if values_ok else " (values.yaml has errors)"
+        return fail(exc, f"template: {exc.message}{hint}")
+    except jinja2.exceptions.SecurityError as exc:
+        return fail(exc, f"template refused by the sandbox: {exc}")
+    except jinja2.TemplateError as exc:
+        return fail(exc, f"template error: {exc}")
+    except RecursionError as exc:
+        return fail(exc, "template error: recursion too deep")
+    except TypeError as exc:
+        if "no loader" in str(exc):  # {% include %}, {% import %}, {% extends %}
+            return fail(exc, "template error: include, import and extends are not available in specs")
+        return fail(exc, f"template error: {exc}")
+    except Exception as exc:  # a template may raise anything: it is the file's problem
+        return fail(exc, f"template error: {type(exc).__name__}: {exc}")
 
 
 def _template_line(exc: BaseException) -> int:
@@ -245,7 +364,7 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str) -> model.Ap
                 user_data=str(c.get("user_data") or ""),
                 security_groups=tuple(c.get("security_groups") or ()),
                 load_balancers=tuple(c.get("load_balancers") or ()),
-                tags=tuple(sorted((str(k), str(v)) for k, v in (c.get("tags") or {}).items())),
+                tags=tuple(sorted((str(k), _tag_value(v)) for k, v in (c.get("tags") or {}).items())),
             ),
             capacity=model.Capacity(int(cap["min"]), int(cap["desired"]), int(cap["max"])),
             autoscaling=bool(c.get("autoscaling", False)),
@@ -270,3 +389,8 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str) -> model.Ap
         name=name, owner=str(doc["owner"]), criticality=model.Criticality(doc.get("criticality", "normal")),
         clusters=tuple(clusters), source=model.SourceRef(file, yamlnodes.line_of(lines, "application")),
     )
+
+
+def _tag_value(value: Any) -> str:
+    """Tag values as written: YAML ``true`` becomes ``"true"``, not Python's ``"True"``."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)

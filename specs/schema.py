@@ -14,23 +14,32 @@ import cerberus
 from reconciler import errors
 from specs import yamlnodes
 
-NAME_LIMIT = 58
-"""Longest cluster name: ``cluster-vNNN`` must fit GCE's 63-character resource names."""
+__all__ = ["APPLICATION", "CLUSTER", "NAME_LIMIT", "json_schema", "validate"]
 
+NAME_LIMIT = 58
+"""Longest cluster name: ``cluster-vNNN`` must fit GCE's 63-character resource names.
+
+GCE names match ``[a-z]([-a-z0-9]*[a-z0-9])?`` and are at most 63 characters;
+AWS Auto Scaling group names allow 255, so GCE is the binding limit. The
+application, stack and detail patterns below keep names inside GCE's pattern.
+"""
+
+_REGION_RE = r"^[a-z0-9][a-z0-9-]*$"
+_PROVIDER_RE = r"^[a-z][a-z0-9_]*$"
 _DURATION_RE = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
-_duration = {"type": ["string", "integer", "float"], "regex": _DURATION_RE}
+_duration = {"type": ["string", "integer", "float"], "regex": _DURATION_RE, "min": 0}
 _names = {"type": "list", "schema": {"type": "string", "empty": False}}
 
 CLUSTER: dict[str, Any] = {
     "stack": {"type": "string", "regex": r"^[a-z0-9]*$", "nullable": True},
     "detail": {"type": "string", "regex": r"^([a-z0-9]+(-[a-z0-9]+)*)?$", "nullable": True},
-    "provider": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9_]*$"},
+    "provider": {"type": "string", "required": True, "regex": _PROVIDER_RE},
     "account": {"type": "string", "required": True, "empty": False},
     "regions": {
         "type": "list",
         "required": True,
         "minlength": 1,
-        "schema": {"type": "string", "regex": r"^[a-z0-9][a-z0-9-]*$"},
+        "schema": {"type": "string", "regex": _REGION_RE},
     },
     "image": {"type": "string", "required": True, "empty": False},
     "instance_type": {"type": "string", "required": True, "empty": False},
@@ -83,11 +92,23 @@ APPLICATION: dict[str, Any] = {
 }
 
 _MESSAGES = {
+    _REGION_RE: "a region name such as us-east-1 or europe-west1 (lowercase letters, digits, hyphens)",
+    _PROVIDER_RE: "a provider name such as local, aws or gcp (lowercase letters, digits, underscores)",
     r"^[a-z][a-z0-9]*$": "lowercase letters and digits, starting with a letter",
     r"^[a-z0-9]*$": "lowercase letters and digits only (no hyphens: they separate app-stack-detail)",
     r"^([a-z0-9]+(-[a-z0-9]+)*)?$": "lowercase letters, digits and inner hyphens",
     _DURATION_RE: "a duration like 30s, 10m or 1h",
 }
+
+class _Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no type hints
+    """Cerberus with YAML's booleans kept out of numbers (``min: true`` is a mistake, not 1)."""
+
+    types_mapping = {
+        **cerberus.Validator.types_mapping,
+        "integer": cerberus.TypeDefinition("integer", (int,), (bool,)),
+        "float": cerberus.TypeDefinition("float", (float, int), (bool,)),
+    }
+
 
 _local = threading.local()
 
@@ -96,7 +117,7 @@ def _validator() -> cerberus.Validator:
     """One validator per thread, built once (building it is costly)."""
     v = getattr(_local, "validator", None)
     if v is None:
-        v = cerberus.Validator(APPLICATION)
+        v = _Validator(APPLICATION)
         _local.validator = v
     return v
 
@@ -105,7 +126,7 @@ def validate(doc: dict[str, Any], lines: dict[str, int], *, file: str) -> list[e
     """Every problem of one rendered spec, with lines from ``lines``."""
     v = _validator()
     problems: list[errors.SpecProblem] = []
-    if not v.validate(doc):
+    if not v.validate(doc, normalize=False):
         for path, message in _flatten(v.errors, ""):
             problems.append(
                 errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, _explain(path, message, doc))
@@ -132,6 +153,10 @@ def _explain(path: str, message: str, doc: dict[str, Any]) -> str:
         parent = path.rsplit(".", 1)[0] if "." in path else ""
         allowed = _allowed_at(parent)
         return f"unknown field; allowed: {', '.join(sorted(allowed))}" if allowed else message
+    if message == "must be of ['string', 'integer', 'float'] type":
+        return f"must be {_MESSAGES[_DURATION_RE]}"
+    if message == "min value is 0":
+        return "must be 0 or more"
     m = re.match(r"value does not match regex '(.*)'", message)
     if m and m.group(1) in _MESSAGES:
         return f"must be {_MESSAGES[m.group(1)]}"
@@ -247,6 +272,19 @@ _DESCRIPTIONS = {
     "health": "How the health wait of a deployment judges the new group.",
     "strategy": "Red/black settings.",
     "rollout": "Region waves and the pause between them.",
+    "min": "Fewest instances per region.",
+    "desired": "Instances per region (owned by the autoscaler when autoscaling is true).",
+    "max": "Most instances per region.",
+    "healthy_percent": "Share of desired instances that must be healthy before the new group is enabled (1-100).",
+    "timeout": "How long to wait for health, e.g. 10m; then the deployment fails (and rolls back).",
+    "type": "Deployment strategy; only red_black.",
+    "keep_disabled": "Older disabled server groups kept for fast rollback.",
+    "scale_down": "Scale disabled groups to zero after disabling them.",
+    "delay_before_disable": "Pause after enabling the new group before disabling the old ones, e.g. 5m.",
+    "delay_before_scale_down": "Pause after disabling before scaling down, e.g. 30m.",
+    "rollback_on_failure": "On a failed health wait, remove the new group (the old one was never touched).",
+    "waves": "Region waves in order; together they list every region exactly once.",
+    "pause": "Pause between waves, e.g. 10m.",
 }
 
 
@@ -298,4 +336,6 @@ def _rule_to_json(rule: dict[str, Any]) -> dict[str, Any]:
         out.update(_to_json(rule["schema"]))
     if "dict" in kinds and "valuesrules" in rule:
         out["additionalProperties"] = _rule_to_json(rule["valuesrules"])
+    if "dict" in kinds and "keysrules" in rule:
+        out["propertyNames"] = {k: v for k, v in _rule_to_json(rule["keysrules"]).items() if k != "type"}
     return out

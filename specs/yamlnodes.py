@@ -1,7 +1,12 @@
 """YAML to Python values plus a field-path -> line map, for ``file:line: field: message`` errors.
 
-Only safe loading (libyaml's ``CSafeLoader`` when available); duplicate keys
-are an error rather than a silent overwrite.
+Only safe loading (libyaml's ``CSafeLoader`` when available, else the pure
+Python ``SafeLoader``). We compose nodes ourselves instead of calling
+``safe_load`` because node marks carry the line of every key and value, and
+because PyYAML silently keeps the last of two equal keys, which hides typos
+in review: a duplicate key is an error here. Merge keys (``<<: *defaults``)
+work as in PyYAML, keys written next to a merge override the merged ones.
+Alias expansion is bounded so a "billion laughs" document fails fast.
 """
 
 from __future__ import annotations
@@ -12,13 +17,29 @@ import yaml
 
 from reconciler import errors
 
+__all__ = ["MAX_NODES", "line_of", "load_yaml_with_lines"]
+
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
+
+MAX_NODES = 1_000_000
+"""Most values one document may expand to (aliases count each time they are used)."""
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _TooBig(Exception):
+    """Raised inside the tree walk when aliases expand past ``MAX_NODES``."""
 
 
 def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[str, int]]:
     """The document's value and ``{"clusters[0].capacity.min": 12, ...}`` (1-based lines).
 
-    Raises ``SpecError`` for YAML syntax errors, duplicate keys and multiple documents.
+    The root is at path ``""``; mapping keys join with ``.``, list items with
+    ``[i]``. A path's line is the line of its key (for mapping entries) or of
+    its value (list items). Raises ``SpecError`` for YAML syntax errors,
+    unknown or unsafe tags, duplicate keys, non-scalar keys, several
+    documents in one file and runaway alias expansion; every problem found in
+    the tree is reported, not only the first.
     """
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
@@ -35,47 +56,91 @@ def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[str, int]]:
             file, nodes[1].start_mark.line + 1, "", "one YAML document per file, found several")])
     if not nodes or nodes[0] is None:
         return None, {}
-    lines: dict[str, int] = {}
-    problems: list[errors.SpecProblem] = []
-    constructor = _Loader("")  # resolves scalar tags (int, bool, null, ...) safely
-    value = _build(nodes[0], "", lines, problems, constructor, file)
-    if problems:
-        raise errors.SpecError(problems)
-    return value, lines
+    walk = _Walk(file)
+    try:
+        value = walk.build(nodes[0], "")
+    except _TooBig as exc:
+        raise errors.SpecError([errors.SpecProblem(
+            file, 1, "", f"the document expands to more than {MAX_NODES:,} values (aliases?)")]) from exc
+    if walk.problems:
+        raise errors.SpecError(walk.problems)
+    return value, walk.lines
 
 
-def _build(
-    node: yaml.Node, path: str, lines: dict[str, int], problems: list[errors.SpecProblem],
-    constructor: Any, file: str,
-) -> Any:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+class _Walk:
+    """One document's tree walk: values, the line map and problems found on the way."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: dict[str, int] = {}
+        self.problems: list[errors.SpecProblem] = []
+        self.budget = MAX_NODES
+        self.constructor = _Loader("")  # resolves scalar tags (int, bool, null, ...) safely
+
+    def problem(self, node: yaml.Node, path: str, message: str) -> None:
+        self.problems.append(errors.SpecProblem(self.file, node.start_mark.line + 1, path, message))
+
+    def scalar(self, node: yaml.Node, path: str) -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:  # e.g. !!python/object: not constructible by a safe loader
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.problem(node, path, f"not allowed in a spec: {problem}")
+            return None
+
+    def build(self, node: yaml.Node, path: str) -> Any:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _TooBig
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        return self.scalar(node, path)
+
+    def mapping(self, node: yaml.MappingNode, path: str) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
+        merges: list[yaml.Node] = []
         for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                problems.append(errors.SpecProblem(file, key_node.start_mark.line + 1, path,
-                                                   "mapping keys must be plain scalars"))
+            if key_node.tag == _MERGE_TAG:
+                merges.append(value_node)
+                continue
+            key = self.scalar(key_node, path)
+            if isinstance(key_node, yaml.CollectionNode) or not (
+                    key is None or isinstance(key, str | int | float | bool)):
+                self.problem(key_node, path, "mapping keys must be plain scalars")
                 continue
             child = f"{path}.{key}" if path else str(key)
             if key in out:
-                problems.append(errors.SpecProblem(
-                    file, key_node.start_mark.line + 1, child,
-                    f"duplicate key (first at line {lines.get(child, '?')})"))
+                self.problem(key_node, child, f"duplicate key (first at line {self.lines.get(child, '?')})")
                 continue
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, child, lines, problems, constructor, file)
+            self.lines[child] = key_node.start_mark.line + 1
+            out[key] = self.build(value_node, child)
+        for merge in merges:
+            sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
+            for source in sources:  # earlier sources win, as in PyYAML
+                if not isinstance(source, yaml.MappingNode):
+                    self.problem(source, path, "a merge key (<<) needs a mapping or a list of mappings")
+                    continue
+                outer, self.lines = self.lines, {}
+                try:
+                    merged = self.mapping(source, path)
+                    merged_lines = self.lines
+                finally:
+                    self.lines = outer
+                for key, value in merged.items():
+                    if key in out:
+                        continue
+                    out[key] = value
+                    child = f"{path}.{key}" if path else str(key)
+                    self.lines.update({p: n for p, n in merged_lines.items()
+                                       if p == child or p.startswith((f"{child}.", f"{child}["))})
         return out
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for i, item in enumerate(node.value):
-            items.append(_build(item, f"{path}[{i}]", lines, problems, constructor, file))
-        return items
-    return constructor.construct_object(node, deep=True)
 
 
 def line_of(lines: dict[str, int], path: str) -> int:
-    """The line of ``path`` or of its nearest ancestor that has one."""
+    """The line of ``path`` or of its nearest ancestor that has one (1 when none has)."""
     while path:
         if path in lines:
             return lines[path]
