@@ -32,7 +32,7 @@ def approval_for(change: model.Change, plan: model.Plan, ctx: PolicyContext) -> 
     person who looked at this one change said no.
     """
     for ident, field in ((change.change_id, "change_id"), (plan.plan_id, "plan_id")):
-        decision = ctx.approvals.get(ident)
+        decision: Mapping[str, Any] | None = ctx.approvals.get(ident)
         if decision is None or decision.get(field) != ident:
             continue  # recorded for another id: not bound to this plan
         if float(decision.get("expires_at", 0.0)) <= ctx.now:

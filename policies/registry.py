@@ -30,6 +30,7 @@ from policies import (
     criticality,
     freeze,
     mass_deletion,
+    policy_file_guard,
     protected_accounts,
     region_waves,
     signed_commits,
@@ -42,9 +43,9 @@ from specs import policy_file
 
 def default_policies() -> list[Policy]:
     return [
-        traffic_guard.POLICY, mass_deletion.POLICY, capacity_guard.POLICY, region_waves.POLICY,
-        allow_lists.POLICY, windows.POLICY, freeze.POLICY, blast_radius.POLICY, protected_accounts.POLICY,
-        criticality.POLICY, signed_commits.POLICY, approvals.POLICY,
+        policy_file_guard.POLICY, traffic_guard.POLICY, mass_deletion.POLICY, capacity_guard.POLICY,
+        region_waves.POLICY, allow_lists.POLICY, windows.POLICY, freeze.POLICY, blast_radius.POLICY,
+        protected_accounts.POLICY, criticality.POLICY, signed_commits.POLICY, approvals.POLICY,
     ]
 
 

@@ -1,15 +1,19 @@
-"""Deployment windows: allowed and denied times by weekday, in a time zone, DST-correct.
+"""Deployment windows: allowed and denied times by weekday, in an IANA time zone, DST-correct.
 
 Outside every allowed window (or inside a denied one) a change is denied with
 the time the next window opens; the engine re-plans every pass, so the change
-proceeds by itself then. Rollbacks are always allowed. A window whose ``to`` is
-before its ``from`` runs overnight (22:00-06:00 belongs to its starting day).
+proceeds by itself then. Rollbacks are always allowed: the way back must stay
+open. Window times are wall-clock times in their zone, computed per calendar
+day, so 09:00 stays 09:00 across a DST change (and a start inside a spring-
+forward gap begins when the clock jumps past it). A window whose ``to`` is not
+after its ``from`` runs overnight and belongs to the day it starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,75 +21,79 @@ from policies.base import Judgement, Policy, PolicyContext, allow, deny
 from reconciler import model
 
 NAME = "deployment-window"
-DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+HORIZON_DAYS = 15
+"""How far ahead the next opening is searched: two weeks and a day covers any weekly pattern."""
 
 
-def _bounds(w: dict[str, Any], day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    start_t = time.fromisoformat(w["from"])
-    end_s = w["to"]
-    end_day = day
-    end_t = time(0, 0) if end_s == "24:00" else time.fromisoformat(end_s)
-    if end_s == "24:00" or end_t <= start_t:
-        end_day = day + timedelta(days=1)
-    start = datetime.combine(day, start_t, tzinfo=zone)
-    end = datetime.combine(end_day, end_t, tzinfo=zone)
-    return start.astimezone(UTC), end.astimezone(UTC)
+@dataclass(frozen=True, slots=True)
+class _Interval:
+    start: datetime  # UTC
+    end: datetime  # UTC
+    zone: ZoneInfo
+
+    def contains(self, t: datetime) -> bool:
+        return self.start <= t < self.end
 
 
-def _occurrences(w: dict[str, Any], zone: ZoneInfo, now: datetime, days: int) -> Iterator[tuple[datetime, datetime]]:
-    local_today = now.astimezone(zone).date()
-    allowed_days = set(w.get("days") or DAYS)
-    for offset in range(-1, days):
-        day = local_today + timedelta(days=offset)
-        if DAYS[day.weekday()] in allowed_days:
-            yield _bounds(w, day, zone)
+def _local(t: datetime, zone: ZoneInfo) -> str:
+    return f"{t.astimezone(zone).isoformat(timespec='minutes')} ({zone.key})"
 
 
-def _zone(w: dict[str, Any], default: str) -> ZoneInfo:
-    return ZoneInfo(w.get("timezone") or default)
+def _intervals(windows: Sequence[dict[str, Any]], default_tz: str, now: datetime) -> list[_Interval]:
+    """Every occurrence from the day before ``now`` (overnight windows) to the horizon."""
+    out: list[_Interval] = []
+    for w in windows:
+        zone = ZoneInfo(w.get("timezone") or default_tz)
+        start_t = time.fromisoformat(w["from"])
+        end_t = time(0, 0) if w["to"] == "24:00" else time.fromisoformat(w["to"])
+        overnight = w["to"] == "24:00" or end_t <= start_t
+        days = set(w.get("days") or DAYS)
+        today = now.astimezone(zone).date()
+        for offset in range(-1, HORIZON_DAYS):
+            day = today + timedelta(days=offset)
+            if DAYS[day.weekday()] not in days:
+                continue
+            start = datetime.combine(day, start_t, tzinfo=zone)
+            end = datetime.combine(day + timedelta(days=1) if overnight else day, end_t, tzinfo=zone)
+            out.append(_Interval(start.astimezone(UTC), end.astimezone(UTC), zone))
+    return out
 
 
 def check(windows: dict[str, Any], now_ts: float) -> tuple[bool, str]:
-    """(allowed now, message). Pure: the time comes from the caller."""
+    """(allowed now, message for the plan). Pure: the time comes from the caller."""
     now = datetime.fromtimestamp(now_ts, UTC)
     default_tz = windows.get("timezone") or "UTC"
-    allows = windows.get("allow") or []
-    denies = windows.get("deny") or []
-    for w in denies:
-        zone = _zone(w, default_tz)
-        for start, end in _occurrences(w, zone, now, 1):
-            if start <= now < end:
-                return False, (f"inside a denied window until {end.astimezone(zone).isoformat(timespec='minutes')} "
-                               f"({zone.key})")
-    if not allows:
-        return True, "no deployment windows configured"
-    for w in allows:
-        zone = _zone(w, default_tz)
-        for start, end in _occurrences(w, zone, now, 1):
-            if start <= now < end:
-                return True, f"inside an allowed window until {end.astimezone(zone).isoformat(timespec='minutes')}"
-    opening = _next_opening(allows, denies, default_tz, now)
+    allows = _intervals(windows.get("allow") or [], default_tz, now)
+    denies = _intervals(windows.get("deny") or [], default_tz, now)
+    configured = bool(windows.get("allow"))
+
+    def open_at(t: datetime) -> bool:
+        return not any(d.contains(t) for d in denies) and (not configured or any(a.contains(t) for a in allows))
+
+    if open_at(now):
+        ends = [a.end for a in allows if a.contains(now)] + [d.start for d in denies if d.start > now]
+        if not ends:
+            return True, "outside every denied deployment window"
+        closes = min(ends)
+        zone = next((a.zone for a in allows if a.contains(now)), denies[0].zone if denies else ZoneInfo("UTC"))
+        return True, f"inside the deployment windows until {_local(closes, zone)}"
+    blocking = next((d for d in denies if d.contains(now)), None)
+    why = (f"inside a denied deployment window until {_local(blocking.end, blocking.zone)}" if blocking
+           else "outside the allowed deployment windows")
+    candidates = sorted(((i.start, i.zone) for i in allows if i.start > now), key=lambda c: c[0])
+    candidates += [(d.end, d.zone) for d in denies if d.end > now]
+    opening = min((c for c in candidates if open_at(c[0])), key=lambda c: c[0], default=None)
     if opening is None:
-        return False, "outside every allowed deployment window (none opens within 14 days)"
+        return False, f"{why}; no window opens within {HORIZON_DAYS - 1} days"
     when, zone = opening
-    local = when.astimezone(zone).isoformat(timespec="minutes")
-    return False, f"outside the allowed deployment windows; next opening {local} ({zone.key})"
-
-
-def _next_opening(allows: list[dict[str, Any]], denies: list[dict[str, Any]], default_tz: str,
-                  now: datetime) -> tuple[datetime, ZoneInfo] | None:
-    candidates: list[tuple[datetime, ZoneInfo]] = []
-    for w in allows:
-        zone = _zone(w, default_tz)
-        candidates += [(start, zone) for start, _end in _occurrences(w, zone, now, 15) if start > now]
-    for start, zone in sorted(candidates, key=lambda c: c[0]):
-        blocked = any(s <= start < e for d in denies for s, e in _occurrences(d, _zone(d, default_tz), start, 1))
-        if not blocked:
-            return start, zone
-    return None
+    if configured:  # name the zone of the allowed window that is open then
+        zone = next((a.zone for a in allows if a.contains(when)), zone)
+    return False, f"{why}; next opening {_local(when, zone)}"
 
 
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
+    seen: dict[int, tuple[dict[str, Any], tuple[bool, str]]] = {}  # one computation per distinct settings object
     for change in plan.changes:
         windows = ctx.for_change(change).get("windows") or {}
         if not (windows.get("allow") or windows.get("deny")):
@@ -93,7 +101,10 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
         if change.action is model.Action.ROLLBACK:
             yield allow(NAME, change, "rollbacks are allowed at any time")
             continue
-        ok, message = check(windows, ctx.now)
+        key = id(windows)
+        if key not in seen:
+            seen[key] = (windows, check(windows, ctx.now))
+        ok, message = seen[key][1]
         yield allow(NAME, change, message) if ok else deny(NAME, change, message)
 
 

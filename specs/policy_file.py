@@ -17,13 +17,14 @@ import cerberus
 from reconciler import errors
 from specs import yamlnodes
 
-_TIME = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
+_FROM = r"^([01]\d|2[0-3]):[0-5]\d$"
+_TIME = _FROM + r"|^24:00$"
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _DURATION = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
 
 _WINDOW = {"type": "dict", "schema": {
     "days": {"type": "list", "schema": {"type": "string", "allowed": _DAYS}},
-    "from": {"type": "string", "regex": _TIME, "required": True},
+    "from": {"type": "string", "regex": _FROM, "required": True},
     "to": {"type": "string", "regex": _TIME, "required": True},
     "timezone": {"type": "string", "empty": False},
 }}
@@ -53,6 +54,7 @@ RULES: dict[str, Any] = {
 }
 
 SCHEMA: dict[str, Any] = {
+    "freeze": RULES["freeze"],  # shorthand for defaults.freeze: the one line a release manager commits
     "defaults": {"type": "dict", "schema": RULES},
     "criticality": {"type": "dict", "keysrules": {"type": "string", "allowed": ["low", "normal", "critical"]},
                     "valuesrules": {"type": "dict", "schema": RULES}},
@@ -84,13 +86,19 @@ CRITICALITY_DEFAULTS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class PolicySettings:
-    """The parsed file; ``for_cluster`` resolves the layers for one change."""
+    """The parsed file; ``for_cluster`` resolves the layers for one change.
+
+    A file with problems yields the built-in layers plus its ``problems``: the
+    ``policy-file`` rule then holds every change but rollbacks, because a
+    misspelt freeze or protected account must not quietly loosen the guardrails.
+    """
 
     defaults: Mapping[str, Any] = field(default_factory=dict)
     criticality: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     applications: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     clusters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     file: str = ""
+    problems: tuple[errors.SpecProblem, ...] = ()
     _memo: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
 
     def for_cluster(self, application: str, cluster: str, criticality: str) -> dict[str, Any]:
@@ -108,7 +116,11 @@ class PolicySettings:
         return _merge(out, self.clusters.get(cluster, {}))
 
     def global_settings(self) -> dict[str, Any]:
-        return _merge(BUILTIN, self.defaults)
+        """The plan-wide values (built-in < ``defaults``); callers must not mutate the result."""
+        key = ("", "", "")
+        if key not in self._memo:
+            self._memo[key] = _merge(BUILTIN, self.defaults)
+        return self._memo[key]
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,9 +133,6 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_validator = cerberus.Validator(SCHEMA)
-
-
 def load_policy_file(text: str, *, file: str) -> tuple[PolicySettings, list[errors.SpecProblem]]:
     """Parse and validate; on any problem the built-in defaults apply and the problems are returned."""
     if not text.strip():
@@ -131,14 +140,15 @@ def load_policy_file(text: str, *, file: str) -> tuple[PolicySettings, list[erro
     try:
         value, lines = yamlnodes.load_yaml_with_lines(text, file=file)
     except errors.SpecError as exc:
-        return PolicySettings(file=file), list(exc.problems)
+        return _broken(file, list(exc.problems))
     if value is None:
         return PolicySettings(file=file), []
     if not isinstance(value, dict):
-        return PolicySettings(file=file), [errors.SpecProblem(file, 1, "", "policies.yaml must be a mapping")]
+        return _broken(file, [errors.SpecProblem(file, 1, "", "policies.yaml must be a mapping")])
     problems: list[errors.SpecProblem] = []
-    if not _validator.validate(value):
-        for path, raw in _flatten(_validator.errors, ""):
+    validator = cerberus.Validator(SCHEMA)  # one per call: a validator keeps per-document state
+    if not validator.validate(value):
+        for path, raw in _flatten(validator.errors, ""):
             message = f"unknown field; allowed here: {', '.join(sorted(_allowed(path)))}" if raw == "unknown field" \
                 else raw
             problems.append(errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, message))
@@ -148,17 +158,36 @@ def load_policy_file(text: str, *, file: str) -> tuple[PolicySettings, list[erro
                 problems.append(errors.SpecProblem(file, yamlnodes.line_of(lines, path), path,
                                                    f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)"))
     if problems:
-        return PolicySettings(file=file), sorted(problems, key=lambda p: p.line)
-    doc = _validator.document
+        return _broken(file, problems)
+    doc = validator.document
+    defaults = dict(doc.get("defaults") or {})
+    if doc.get("freeze"):
+        defaults["freeze"] = doc["freeze"]
     return PolicySettings(
-        defaults=doc.get("defaults") or {}, criticality=doc.get("criticality") or {},
+        defaults=defaults, criticality=doc.get("criticality") or {},
         applications=doc.get("applications") or {}, clusters=doc.get("clusters") or {}, file=file,
     ), []
 
 
+def _broken(file: str, problems: list[errors.SpecProblem]) -> tuple[PolicySettings, list[errors.SpecProblem]]:
+    ordered = sorted(problems, key=lambda p: (p.line, p.field))
+    return PolicySettings(file=file, problems=tuple(ordered)), ordered
+
+
 def _allowed(path: str) -> list[str]:
-    depth = len(re.findall(r"\.", path))
-    return list(SCHEMA) if depth == 0 else list(RULES)
+    """The field names the schema accepts next to the unknown field at ``path``."""
+    rule: Any = {"type": "dict", "schema": SCHEMA}
+    for part in re.sub(r"\[\d+\]", "", path).split(".")[:-1]:
+        if "valuesrules" in rule:  # applications.<name>, clusters.<name>, criticality.<level>
+            rule = rule["valuesrules"]
+        elif isinstance(rule.get("schema"), dict) and part in rule["schema"]:
+            rule = rule["schema"][part]
+        else:
+            return []
+        if rule.get("type") == "list" and isinstance(rule.get("schema"), dict):
+            rule = rule["schema"]  # list items: the index was stripped from the path
+    schema = rule.get("schema")
+    return list(schema) if isinstance(schema, dict) and rule.get("type") == "dict" else []
 
 
 def _flatten(errs: Any, path: str) -> list[tuple[str, str]]:

@@ -106,7 +106,10 @@ defaults:
 @pytest.mark.parametrize(("when", "zone", "allowed", "fragment"), [
     ("2026-11-24T10:00", "Europe/Berlin", True, "until 2026-11-24T17:00+01:00"),      # Tuesday
     ("2026-11-24T18:00", "Europe/Berlin", False, "next opening 2026-11-25T09:00+01:00"),
-    ("2026-11-27T15:30", "Europe/Berlin", False, "denied window until 2026-11-27T17:00"),  # Friday afternoon
+    ("2026-11-27T10:00", "Europe/Berlin", True, "until 2026-11-27T15:00+01:00"),   # Friday: the deny cuts it short
+    # Friday afternoon: the denied window ends when the allowed one does, so Monday is next
+    ("2026-11-27T15:30", "Europe/Berlin", False, "denied deployment window until 2026-11-27T17:00+01:00 "
+                                                 "(Europe/Berlin); next opening 2026-11-30T09:00+01:00"),
     ("2026-11-28T10:00", "Europe/Berlin", False, "next opening 2026-11-30T09:00+01:00"),  # Saturday -> Monday
     # DST: Berlin springs forward on 2026-03-29 (Sunday); Monday opens at 09:00 CEST = 07:00 UTC
     ("2026-03-28T12:00", "Europe/Berlin", False, "next opening 2026-03-30T09:00+02:00"),
