@@ -203,13 +203,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         eng.close()
     plan = ev.plan
     if args.format == "json":
-        text = planfile.dump_plan(plan)
+        # --out writes the saved plan (full specs, user data included: keep it with your CI secrets);
+        # stdout shows the redacted JSON contract only
+        text = planfile.dump_plan(plan) if args.out else json.dumps(render.render_json(plan), indent=2, sort_keys=True)
         _emit(text, args.out)
     elif args.format == "markdown":
-        parts = render.render_markdown(plan, max_chars=args.max_comment_chars)
         notes = render.notes_markdown(ev.held, ev.outcome.skipped)
-        if notes:
-            parts[-1] = parts[-1] + "\n" + notes
+        parts = render.render_markdown(plan, max_chars=args.max_comment_chars, notes=notes)
         if args.out and len(parts) > 1:
             base = Path(args.out)
             for i, part in enumerate(parts, 1):

@@ -90,3 +90,11 @@ def test_exit_codes_are_0_none_2_changes_1_error(env: Env, flag: list[str]) -> N
     assert env.cli("plan", *flag).code == 0
     env.repo.write("apps/checkout.yaml", "application: [\n").commit("broken")
     assert env.cli("plan", *flag).code == 1
+
+
+def test_plan_json_on_stdout_never_shows_user_data(env) -> None:
+    from tests.conftest import app_spec
+
+    env.repo.write("apps/checkout.yaml", app_spec(extra='user_data: "export DB_PASSWORD=hunter2"\n')).commit("x")
+    out = env.cli("plan", "--format", "json").out
+    assert "hunter2" not in out and '"user_data_sha256"' in out
