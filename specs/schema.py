@@ -131,8 +131,10 @@ def validate(doc: dict[str, Any], lines: dict[str, int], *, file: str) -> list[e
             problems.append(
                 errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, _explain(path, message, doc))
             )
-    seen = {(p.field, p.line) for p in problems}
-    problems += [p for p in _cross_field(doc, lines, file) if (p.field, p.line) not in seen]
+    # A cross-field rule over a value the schema already rejected only adds noise.
+    rejected = tuple(p.field for p in problems)
+    problems += [p for p in _cross_field(doc, lines, file)
+                 if not any(f == p.field or f.startswith((f"{p.field}.", f"{p.field}[")) for f in rejected)]
     return sorted(problems, key=lambda p: (p.line, p.field))
 
 
