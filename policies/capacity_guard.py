@@ -1,5 +1,12 @@
-"""Capacity guard: a new group never starts below what the serving group serves without saying so,
-and a cluster behind a load balancer keeps at least ``capacity.min_serving`` instances."""
+"""Capacity guard: a new group never starts below what the serving group serves without the spec saying so,
+and a cluster behind a load balancer keeps at least ``capacity.min_serving`` instances.
+
+Starting smaller than the serving group is how a red/black deploy under load
+turns into an outage, so it needs a reason: when the spec itself asks for less
+(``capacity.desired``, or ``capacity.max`` under autoscaling) the cut is
+deliberate and the plan warns; when the new group would start below both the
+serving group and the spec, something upstream is wrong and it is denied.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +22,29 @@ NAME = "capacity-guard"
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
     for change in plan.changes:
         spec = change.desired
-        if spec is None:
+        if spec is None or change.action is model.Action.ROLLBACK:
             continue
         floor = int(ctx.for_change(change)["capacity"]["min_serving"])
         if spec.launch.load_balancers and spec.capacity.min < floor:
             yield deny(NAME, change, f"capacity.min is {spec.capacity.min}; a cluster behind load balancers "
-                                     f"keeps at least {floor} instance(s)")
+                                     f"({', '.join(spec.launch.load_balancers)}) keeps at least {floor} instance(s)")
             continue
-        create = next((s for s in change.steps if s.kind is StepKind.CREATE), None)
+        create = next((s for s in change.steps if s.kind is StepKind.CREATE and s.capacity is not None), None)
         current = change.current
-        if create and create.capacity and current is not None and current.enabled:
-            serving = current.capacity.desired
-            if create.capacity.desired < serving:
-                yield warn(NAME, change, f"the new group starts with {create.capacity.desired} instance(s), fewer "
-                                         f"than the {serving} {current.name} serves: capacity is lowered on purpose")
+        if create is None or create.capacity is None or current is None or not current.enabled:
+            continue
+        serving = current.capacity.desired or current.healthy
+        starts = create.capacity.desired
+        if starts >= serving:
+            continue
+        asked = spec.capacity.clamp(serving).desired if spec.autoscaling else spec.capacity.desired
+        if starts >= asked:
+            field = "capacity.max" if spec.autoscaling else "capacity.desired"
+            yield warn(NAME, change, f"the new group starts with {starts} instance(s), fewer than the {serving} "
+                                     f"{current.name} serves: {field} lowers capacity on purpose")
+        else:
+            yield deny(NAME, change, f"the new group would start with {starts} instance(s), below the {serving} "
+                                     f"{current.name} serves and the {asked} the spec asks for")
 
 
 POLICY = Policy(NAME, evaluate)

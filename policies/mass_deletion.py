@@ -1,4 +1,10 @@
-"""Mass-deletion guard: a commit that would destroy too many clusters (an empty or broken tree) is denied."""
+"""Mass-deletion guard: a commit that would destroy too many clusters (an empty or broken tree) is denied.
+
+Counted per (provider, account, region, cluster), the unit a destroy change
+removes, against the managed clusters live now. Any destroy while a spec file
+is broken is denied too: a file that does not parse looks exactly like a file
+that was deleted.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +22,15 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
         return
     max_share = float(ctx.global_settings()["mass_deletion"]["max_share"])
     live = {(g.provider, g.account, g.region, g.cluster) for g in ctx.live if g.managed}
-    total = max(len(live), 1)
-    share = len(destroys) / total
+    doomed = {(c.provider, c.account, c.region, c.cluster) for c in destroys}
+    total = len(live | doomed)
+    share = len(doomed) / total
     if ctx.desired is not None and ctx.desired.broken_files:
-        message = (f"would destroy {len(destroys)} cluster(s) while {len(ctx.desired.broken_files)} spec file(s) "
-                   "have errors; fix the specs first")
+        broken = sorted(ctx.desired.broken_files)
+        message = (f"would destroy {len(doomed)} cluster(s) while {len(broken)} spec file(s) have errors "
+                   f"({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); fix the specs first")
     elif share > max_share:
-        message = (f"would destroy {len(destroys)} of {total} clusters ({share:.0%} > {max_share:.0%}); "
+        message = (f"would destroy {len(doomed)} of {total} clusters ({share:.0%} > {max_share:.0%}); "
                    "an empty or broken tree? Raise mass_deletion.max_share in policies.yaml if intended")
     else:
         return

@@ -3,67 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from policies import base, registry, windows
-from reconciler import model
+from policies import windows
 from reconciler.model import Action, Capacity, Step, StepKind, Verdict
 from specs import policy_file
-
-
-def ts(text: str, zone: str = "UTC") -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp()
-
-
-DEFAULT_CAP = Capacity(1, 2, 4)
-
-
-def spec(*, regions=("r1", "r2"), waves=(), lbs=(), cap=DEFAULT_CAP, image="img-1", itype="m5.large",
-         app="checkout", pause=0.0) -> model.ClusterSpec:
-    return model.ClusterSpec(
-        application=app, provider="aws", account="prod", regions=regions, stack="main",
-        launch=model.LaunchSpec(image=image, instance_type=itype, load_balancers=lbs), capacity=cap,
-        rollout=model.Rollout(waves=waves, pause_s=pause),
-    )
-
-
-def group(name: str, *, enabled=True, desired=2, healthy=2, s: model.ClusterSpec | None = None) -> model.ServerGroup:
-    s = s or spec()
-    return model.ServerGroup(name=name, provider="aws", account="prod", region="r1", cluster=s.name,
-                             application=s.application, managed=True, launch=s.launch,
-                             capacity=Capacity(1, desired, 4), enabled=enabled, healthy=healthy, instances=desired)
-
-
-def change(action=Action.REPLACE, *, s: model.ClusterSpec | None = None, steps=(), current=None,
-           account="prod", region="r1") -> model.Change:
-    s = s or spec()
-    return model.Change(application=s.application, cluster=s.name, provider="aws", account=account, region=region,
-                        action=action, steps=tuple(steps), current=current, desired_server_group="checkout-main-v001",
-                        desired=s if action is not Action.DESTROY else None, spec_hash="h", commit="c" * 40)
-
-
-def judge(changes, *, yaml_text="", live=(), now=0.0, criticality="normal", broken=frozenset(), **settings):
-    pol, problems = policy_file.load_policy_file(yaml_text, file="apps/policies.yaml")
-    assert problems == []
-    apps = {"checkout": model.Application("checkout", "o", model.Criticality(criticality), (),
-                                          model.SourceRef("apps/checkout.yaml"))}
-    desired = model.DesiredState("c" * 40, apps, broken_files=broken)
-    ctx = base.PolicyContext(now=now, live=tuple(live), desired=desired,
-                             settings=registry.context_settings(pol, prune=True, **settings))
-    plan = model.Plan("c" * 40, tuple(changes))
-    return base.judge(plan, ctx, registry.default_policies())
-
-
-def verdicts(plan: model.Plan, policy: str) -> list[Verdict]:
-    return [v.verdict for c in plan.changes for v in c.verdicts if v.policy == policy]
-
-
-REDBLACK = [Step(StepKind.CREATE, "v001", Capacity(1, 2, 4)), Step(StepKind.WAIT_HEALTHY, "v001"),
-            Step(StepKind.ENABLE, "v001"), Step(StepKind.DISABLE, "v000"),
-            Step(StepKind.RESIZE, "v000", Capacity(0, 0, 0))]
+from tests.policies.builders import REDBLACK, change, group, judge, spec, ts, verdicts
 
 
 @pytest.mark.parametrize(("steps", "expected"), [
@@ -183,13 +129,35 @@ def test_region_waves(criticality, waves, pause, policy_yaml, expected) -> None:
     assert verdicts(plan, "region-waves")[0] is expected
 
 
-def test_capacity_guard() -> None:
-    smaller = [Step(StepKind.CREATE, "v001", Capacity(1, 1, 4)), *REDBLACK[1:]]
-    plan = judge([change(steps=smaller, current=group("v000", desired=3))], live=[group("v000", desired=3)])
-    assert verdicts(plan, "capacity-guard") == [Verdict.WARN]
-    s = spec(lbs=("web",), cap=Capacity(0, 0, 2))
-    plan = judge([change(s=s, steps=REDBLACK)], live=[group("v000")])
-    assert verdicts(plan, "capacity-guard") == [Verdict.DENY]
+def _create(desired: int) -> list[Step]:
+    return [Step(StepKind.CREATE, "v001", Capacity(1, desired, 8)), *REDBLACK[1:]]
+
+
+@pytest.mark.parametrize(("spec_cap", "autoscaling", "lbs", "starts", "serving", "expected", "fragment"), [
+    (Capacity(1, 3, 8), False, (), 3, 3, [], ""),
+    (Capacity(1, 1, 8), False, (), 1, 3, [Verdict.WARN], "capacity.desired lowers capacity on purpose"),
+    (Capacity(1, 3, 8), False, (), 1, 3, [Verdict.DENY], "below the 3 checkout-main-v000 serves and the 3"),
+    # autoscaling: the new group starts at the serving size, clamped to the spec's bounds
+    (Capacity(1, 2, 8), True, (), 5, 5, [], ""),
+    (Capacity(1, 2, 4), True, (), 4, 5, [Verdict.WARN], "capacity.max lowers capacity on purpose"),
+    (Capacity(1, 2, 8), True, (), 2, 5, [Verdict.DENY], "the 5 the spec asks for"),
+    # behind a load balancer, min 0 could drain the cluster
+    (Capacity(0, 2, 8), False, ("web",), 2, 2, [Verdict.DENY], "capacity.min is 0"),
+    (Capacity(0, 2, 8), False, (), 2, 2, [], ""),
+])
+def test_capacity_guard(spec_cap, autoscaling, lbs, starts, serving, expected, fragment) -> None:
+    s = dataclasses.replace(spec(lbs=lbs, cap=spec_cap), autoscaling=autoscaling)
+    live = group("checkout-main-v000", desired=serving, s=s)
+    plan = judge([change(s=s, steps=_create(starts), current=live)], live=[live])
+    assert verdicts(plan, "capacity-guard") == expected
+    assert fragment in " ".join(v.message for v in plan.changes[0].verdicts if v.policy == "capacity-guard")
+
+
+def test_capacity_guard_leaves_rollbacks_and_first_deploys_alone() -> None:
+    first = judge([change(Action.CREATE, steps=_create(1))])
+    rollback = judge([change(Action.ROLLBACK, steps=[Step(StepKind.RESIZE, "v000", Capacity(1, 1, 8))],
+                             current=group("v001", desired=5))], live=[group("v001", desired=5)])
+    assert verdicts(first, "capacity-guard") == verdicts(rollback, "capacity-guard") == []
 
 
 def test_allow_lists_per_account() -> None:
