@@ -25,6 +25,7 @@ MAX_NODES = 1_000_000
 """Most values one document may expand to (aliases count each time they are used)."""
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
 class _TooBig(Exception):
@@ -93,6 +94,9 @@ class _Walk:
         if self.budget < 0:
             raise _TooBig
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_TAGS:
+            self.problem(node, path, f"not allowed in a spec: the tag {node.tag!r} (only plain YAML)")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path)
         if isinstance(node, yaml.SequenceNode):

@@ -1,0 +1,54 @@
+"""json_schema(): the editor's view of the spec format agrees with the validator's."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from specs import schema
+
+
+def properties(node: dict[str, Any], *path: str) -> dict[str, Any]:
+    for name in path:
+        node = node["properties"][name]
+        node = node.get("items", node)
+    return node
+
+
+def test_the_schema_is_json_of_draft_2020_12() -> None:
+    doc = json.loads(json.dumps(schema.json_schema()))
+
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert doc["type"] == "object"
+    assert doc["additionalProperties"] is False
+    assert sorted(doc["required"]) == ["application", "clusters", "owner"]
+
+
+def test_every_validated_field_is_listed_and_described() -> None:
+    doc = schema.json_schema()
+    cluster = properties(doc, "clusters")
+
+    assert set(doc["properties"]) == set(schema.APPLICATION)
+    assert set(cluster["properties"]) == set(schema.CLUSTER)
+    assert cluster["additionalProperties"] is False
+    for node in (doc, cluster, properties(doc, "clusters", "health"), properties(doc, "clusters", "strategy"),
+                 properties(doc, "clusters", "rollout"), properties(doc, "clusters", "capacity")):
+        for name, prop in node["properties"].items():
+            assert prop.get("description"), name
+
+
+def test_enums_patterns_and_bounds_carry_over() -> None:
+    doc = schema.json_schema()
+    cluster = properties(doc, "clusters")
+
+    assert doc["properties"]["criticality"]["enum"] == ["low", "normal", "critical"]
+    assert doc["properties"]["application"]["pattern"] == "^[a-z][a-z0-9]*$"
+    assert cluster["properties"]["strategy"]["properties"]["type"]["enum"] == ["red_black"]
+    assert cluster["properties"]["health"]["properties"]["healthy_percent"] | {"description": ""} == {
+        "type": "integer", "minimum": 1, "maximum": 100, "description": ""}
+    assert cluster["properties"]["capacity"]["required"] == ["min", "desired", "max"]
+    assert cluster["properties"]["regions"]["minItems"] == 1
+    assert cluster["properties"]["stack"]["type"] == ["string", "null"]
+    assert cluster["properties"]["tags"]["propertyNames"]["pattern"]
+    assert set(cluster["properties"]["health"]["properties"]["timeout"]["type"]) == {"string", "integer", "number"}
+    assert cluster["properties"]["rollout"]["properties"]["waves"]["items"]["items"]["type"] == "string"
