@@ -89,3 +89,13 @@ def test_a_broken_policy_file_holds_everything_but_rollbacks() -> None:
     assert verdicts(plan, "policy-file") == [Verdict.DENY]
     assert plan.changes[0].verdict is Verdict.DENY and plan.changes[1].verdict is not Verdict.DENY
     assert "apps/policies.yaml:2: defaults.freez: unknown field" in messages(plan, "policy-file")[0]
+
+
+def test_the_documented_example_is_valid() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "policies.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    settings, problems = policy_file.load_policy_file(example, file="docs/policies.md")
+    assert problems == []
+    assert settings.for_cluster("search", "search", "normal")["windows"]["allow"][0]["to"] == "24:00"
