@@ -1,5 +1,10 @@
 """Freeze: a repository setting (``freeze:`` in policies.yaml) or the CLI/API switch stops every change
-except rollbacks."""
+except rollbacks.
+
+The switch (``settings["freeze_switch"]``, from ``reconciler freeze``) wins over
+the file so an incident freeze needs no commit; rollbacks stay open because a
+freeze exists to stop risk, not to block the way back.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
         if change.action is model.Action.ROLLBACK:
             yield allow(NAME, change, f"frozen{who} ({source}), but rollbacks may proceed")
         else:
-            yield deny(NAME, change, f"changes are frozen{who} ({source}): {frozen.get('reason', '')}")
+            reason = f": {frozen['reason']}" if frozen.get("reason") else ""
+            yield deny(NAME, change, f"changes are frozen{who} ({source}){reason}; rollbacks may still run")
 
 
 POLICY = Policy(NAME, evaluate)

@@ -78,7 +78,8 @@ def test_a_top_level_freeze_is_a_freeze_everywhere() -> None:
     plan = judge([change(steps=REDBLACK)], yaml_text="freeze: {reason: black friday, by: release-team}\n",
                  live=[group("v000")])
     assert verdicts(plan, "freeze") == [Verdict.DENY]
-    assert messages(plan, "freeze") == ["changes are frozen by release-team (policies.yaml): black friday"]
+    assert messages(plan, "freeze") == [
+        "changes are frozen by release-team (policies.yaml): black friday; rollbacks may still run"]
 
 
 def test_a_broken_policy_file_holds_everything_but_rollbacks() -> None:
