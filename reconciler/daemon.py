@@ -48,10 +48,12 @@ def main(
     branch: str | None = None,
     spec_path: str | None = None,
 ) -> int:
-    logs.setup(log_format)
+    """``reconciler run``: exit 0 after a clean or deadline-bounded stop; 1 if the config is unusable."""
+    logs.setup_logging(log_format)
     overrides = {"state": state, "branch": branch, "spec_path": spec_path}
     try:
         cfg = config_mod.load_config(config_path, **overrides)
+        logs.set_level(_log_level(cfg))
     except errors.ReconcilerError as exc:
         log.error("%s", exc)
         return 1
@@ -73,13 +75,50 @@ def _once(cfg: config_mod.Config) -> int:
     log.info("pass at %s: %d change(s), %d applied, %d failed, %d spec problem(s)",
              (result.commit or "?")[:8], result.changes, len(result.results) - len(failed), len(failed),
              result.problems)
-    return 0
+    if result.error:
+        log.error("pass failed: %s", result.error)
+    return 1 if result.error or failed else 0
+
+
+def _daemon_section(cfg: config_mod.Config) -> dict[str, Any]:
+    section = cfg.raw.get("daemon") or {}
+    if not isinstance(section, dict):
+        raise errors.ConfigError(f"{cfg.path or 'config'}: daemon: expected a mapping")
+    return section
 
 
 def _shutdown_deadline(cfg: config_mod.Config) -> float:
-    section = cfg.raw.get("daemon") or {}
-    value = section.get("shutdown_deadline", DEFAULT_SHUTDOWN_DEADLINE_S) if isinstance(section, dict) else 30
+    value = _daemon_section(cfg).get("shutdown_deadline", DEFAULT_SHUTDOWN_DEADLINE_S)
     return config_mod.parse_duration(value, where="daemon.shutdown_deadline")
+
+
+def _log_level(cfg: config_mod.Config) -> int:
+    """``log: {level: info}`` (debug, info, warning, error; default info), reloaded on SIGHUP."""
+    section = cfg.raw.get("log") or {}
+    try:
+        if not isinstance(section, dict):
+            raise ValueError("expected a mapping like {level: info}")
+        return logs.parse_level(section.get("level", "info"))
+    except ValueError as exc:
+        raise errors.ConfigError(f"{cfg.path or 'config'}: log.level: {exc}") from exc
+
+
+def _cron_triggers(cfg: config_mod.Config) -> list[tuple[CronTrigger, str]]:
+    """``schedules: [{cron: "0 3 * * *", reason: nightly-drift-check, timezone: UTC}]`` -> triggers."""
+    where = cfg.path or "config"
+    items = cfg.raw.get("schedules") or []
+    if not isinstance(items, list):
+        raise errors.ConfigError(f"{where}: schedules: expected a list of {{cron: ..., reason: ...}}")
+    out: list[tuple[CronTrigger, str]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "cron" not in item:
+            raise errors.ConfigError(f"{where}: schedules[{i}]: expected {{cron: '0 3 * * *', reason: ...}}")
+        try:
+            trigger = CronTrigger.from_crontab(str(item["cron"]), timezone=str(item.get("timezone", "UTC")))
+        except (ValueError, LookupError) as exc:
+            raise errors.ConfigError(f"{where}: schedules[{i}].cron: {exc}") from exc
+        out.append((trigger, str(item.get("reason", "schedule"))))
+    return out
 
 
 class Daemon:
@@ -121,7 +160,8 @@ class Daemon:
             self.notifier.ready(f"ready at {(result.commit or '')[:8]}")
             log.info("ready: reconciling %s", (result.commit or "")[:8])
         when = datetime.now(UTC).strftime("%H:%M:%S")
-        summary = (f"idle; last pass {when} at {(result.commit or '?')[:8]}: {result.changes} change(s), "
+        doing = f"applying {result.dispatched} change(s)" if result.dispatched else "idle"
+        summary = (f"{doing}; last pass {when} at {(result.commit or '?')[:8]}: {result.changes} change(s), "
                    f"{result.dispatched} started, {result.problems} spec problem(s)")
         if result.error:
             summary += f"; source: {result.error}"
@@ -136,7 +176,9 @@ class Daemon:
     # ------------------------------------------------------------------ scheduling
 
     def _schedule(self, cfg: config_mod.Config) -> None:
+        """(Re)install the poll and cron jobs; validates everything first so a bad config changes nothing."""
         interval = IntervalTrigger(seconds=max(cfg.poll_interval_s, 0.1), jitter=cfg.poll_jitter_s or None)
+        crons = _cron_triggers(cfg)
         if self.scheduler.get_job("poll"):
             self.scheduler.reschedule_job("poll", trigger=interval)
         else:
@@ -145,15 +187,9 @@ class Daemon:
         for job in self.scheduler.get_jobs():
             if job.id.startswith("cron-"):
                 job.remove()
-        for i, item in enumerate(cfg.raw.get("schedules") or []):
-            if not isinstance(item, dict) or "cron" not in item:
-                raise errors.ConfigError(f"schedules[{i}]: expected {{cron: '0 3 * * *', reason: ...}}")
-            try:
-                trigger = CronTrigger.from_crontab(str(item["cron"]), timezone=str(item.get("timezone", "UTC")))
-            except ValueError as exc:
-                raise errors.ConfigError(f"schedules[{i}].cron: {exc}") from exc
-            self.scheduler.add_job(self._pass, trigger=trigger, args=[str(item.get("reason", "schedule"))],
-                                   id=f"cron-{i}", max_instances=1, coalesce=True)
+        for i, (trigger, reason) in enumerate(crons):
+            self.scheduler.add_job(self._pass, trigger=trigger, args=[reason], id=f"cron-{i}", max_instances=1,
+                                   coalesce=True)
 
     def reload(self) -> None:
         self.notifier.reloading()
@@ -161,7 +197,10 @@ class Daemon:
             new = config_mod.load_config(self.config_path, **self.overrides)
             if (new.repo_url, new.state_url) != (self.cfg.repo_url, self.cfg.state_url):
                 log.warning("repo.url and state changes take effect after a restart")
+            level = _log_level(new)
+            _shutdown_deadline(new)
             self._schedule(new)
+            logs.set_level(level)
         except errors.ReconcilerError as exc:
             log.error("config reload failed, keeping the previous config: %s", exc)
             self.notifier.status(f"config reload failed: {exc}")
@@ -219,7 +258,8 @@ class Daemon:
 
     def _healthy(self) -> bool:
         """For the watchdog: the scheduler runs and no pass is stuck far beyond its usual time."""
-        if not self.scheduler.running:
+        thread = getattr(self.scheduler, "_thread", None)  # BackgroundScheduler's worker loop
+        if not self.scheduler.running or thread is None or not thread.is_alive():
             return False
         started = self._pass_started
         return started is None or time.monotonic() - started < max(600.0, 10 * self.cfg.poll_interval_s)

@@ -146,6 +146,9 @@ class Api:
         raw = request.get_data(cache=True)
         if not _webhook_ok(request, raw, secret):
             return _json({"error": "bad webhook signature or token"}, 401)
+        event = _event(request)
+        if event is not None and event not in ("push", "push hook"):
+            return _json({"ignored": f"{event} event; only pushes trigger a pass"}, 202)
         payload = _body(request)
         ref = str(payload.get("ref") or "")
         if ref and ref != f"refs/heads/{self.branch}":
@@ -166,6 +169,15 @@ def _webhook_ok(request: Request, raw: bytes, secret: str) -> bool:
     if gitea:
         return hmac.compare_digest(gitea, expected)
     return False
+
+
+def _event(request: Request) -> str | None:
+    """The forge's event name (``push`` for GitHub/Gitea, ``Push Hook`` for GitLab), lower-cased."""
+    for header in ("X-GitHub-Event", "X-Gitea-Event", "X-Gogs-Event", "X-Gitlab-Event"):
+        value = request.headers.get(header)
+        if value:
+            return value.strip().lower()
+    return None
 
 
 def _body(request: Request) -> dict[str, Any]:

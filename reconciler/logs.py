@@ -65,11 +65,48 @@ def choose_format(fmt: str) -> str:
     return "json" if under_systemd and not sys.stderr.isatty() else "text"
 
 
-def setup(fmt: str = "auto", level: int = logging.INFO) -> None:
+class RedactFilter(logging.Filter):
+    """Redacts bearer tokens and ``token=``/``secret=``/``password=`` values before any handler sees them.
+
+    The formatters redact again (exception text, records from other handlers): belt and braces.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def parse_level(level: int | str) -> int:
+    """``info``/``DEBUG``/``20`` -> a logging level; raises ValueError naming the bad value."""
+    if isinstance(level, int):
+        return level
+    text = str(level).strip()
+    if text.isdigit():
+        return int(text)
+    value = logging.getLevelName(text.upper())
+    if not isinstance(value, int):
+        raise ValueError(f"unknown log level {level!r} (debug, info, warning, error)")
+    return value
+
+
+def setup_logging(fmt: str = "auto", level: int | str = logging.INFO) -> None:
+    """One stderr handler for the process: journald captures stderr under systemd."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if choose_format(fmt) == "json" else TextFormatter())
+    handler.addFilter(RedactFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(parse_level(level))
     for noisy in ("apscheduler", "waitress", "botocore", "urllib3", "google"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+setup = setup_logging
+
+
+def set_level(level: int | str) -> None:
+    """Change the root level at runtime (SIGHUP reload)."""
+    logging.getLogger().setLevel(parse_level(level))

@@ -94,8 +94,11 @@ class Daemon:
         raise AssertionError(f"timed out waiting for {what}")
 
 
+DaemonFactory = Callable[..., Daemon]
+
+
 @pytest.fixture
-def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+def daemon_factory(tmp_path: Path) -> Iterator[DaemonFactory]:
     made: list[Daemon] = []
 
     def make(*, interval: str = "1s", boot_seconds: float = 0, apps: dict[str, str] | None = None,

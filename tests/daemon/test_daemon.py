@@ -16,10 +16,11 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import app_spec
+from tests.conftest import Env, app_spec, write_config
+from tests.daemon.conftest import DaemonFactory
 
 
-def test_a_commit_is_applied_within_one_poll_interval(daemon_factory) -> None:
+def test_a_commit_is_applied_within_one_poll_interval(daemon_factory: DaemonFactory) -> None:
     d = daemon_factory(interval="1s").start()
     d.wait_for(lambda: d.serving() == ["checkout-main-v000"], "the first deploy")
     d.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=("us-east-1",))).commit("v2")
@@ -28,7 +29,7 @@ def test_a_commit_is_applied_within_one_poll_interval(daemon_factory) -> None:
     assert d.stop() == 0
 
 
-def test_a_webhook_triggers_a_pass_within_a_second(daemon_factory) -> None:
+def test_a_webhook_triggers_a_pass_within_a_second(daemon_factory: DaemonFactory) -> None:
     d = daemon_factory(interval="1h").start()
     d.wait_for(lambda: d.serving() == ["checkout-main-v000"], "the first pass (runs at start)")
     d.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=("us-east-1",))).commit("v2")
@@ -48,7 +49,7 @@ def test_a_webhook_triggers_a_pass_within_a_second(daemon_factory) -> None:
     assert d.stop() == 0
 
 
-def test_sighup_reloads_a_changed_interval_and_keeps_a_bad_config_out(daemon_factory) -> None:
+def test_sighup_reloads_a_changed_interval_and_keeps_a_bad_config_out(daemon_factory: DaemonFactory) -> None:
     d = daemon_factory(interval="1h").start()
     d.wait_for(lambda: d.serving() == ["checkout-main-v000"], "the first pass")
     cfg = yaml.safe_load(d.config.read_text())
@@ -67,7 +68,7 @@ def test_sighup_reloads_a_changed_interval_and_keeps_a_bad_config_out(daemon_fac
     assert "config reload failed, keeping the previous config" in d.log
 
 
-def test_sigterm_during_a_health_wait_exits_0_and_a_restart_finishes(daemon_factory) -> None:
+def test_sigterm_during_a_health_wait_exits_0_and_a_restart_finishes(daemon_factory: DaemonFactory) -> None:
     d = daemon_factory(interval="1s", boot_seconds=4).start()
     d.wait_for(lambda: d.serving() == ["checkout-main-v000"], "the first deploy", timeout=30)
     d.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=("us-east-1",),
@@ -84,7 +85,7 @@ def test_sigterm_during_a_health_wait_exits_0_and_a_restart_finishes(daemon_fact
     assert d.stop() == 0
 
 
-def test_sd_notify_ready_watchdog_and_stopping(daemon_factory) -> None:
+def test_sd_notify_ready_watchdog_and_stopping(daemon_factory: DaemonFactory) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -93,7 +94,13 @@ def test_sd_notify_ready_watchdog_and_stopping(daemon_factory) -> None:
         d = daemon_factory(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}).start()
         got: list[str] = []
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not ({"READY=1", "WATCHDOG=1"} <= set(got)):
+        def seen_all() -> bool:
+            statuses = [m for m in got if m.startswith("STATUS=")]
+            return {"READY=1", "WATCHDOG=1"} <= set(got) and all(
+                any(m.startswith(f"STATUS={doing}; last pass") for m in statuses)
+                for doing in ("applying 1 change(s)", "idle"))
+
+        while time.monotonic() < deadline and not seen_all():
             with contextlib.suppress(TimeoutError):
                 got += sock.recv(4096).decode().split("\n")
         assert d.stop() == 0
@@ -103,11 +110,10 @@ def test_sd_notify_ready_watchdog_and_stopping(daemon_factory) -> None:
             except (TimeoutError, BlockingIOError):
                 break
         sock.close()
-    assert "READY=1" in got and "WATCHDOG=1" in got and "STOPPING=1" in got
-    assert any(m.startswith("STATUS=idle; last pass") for m in got)
+    assert seen_all() and "STOPPING=1" in got
 
 
-def test_metrics_parse_and_state_changing_routes_need_the_token(daemon_factory) -> None:
+def test_metrics_parse_and_state_changing_routes_need_the_token(daemon_factory: DaemonFactory) -> None:
     d = daemon_factory().start()
     d.wait_for(lambda: d.serving() == ["checkout-main-v000"], "the first deploy")
     code, text = d.get("/metrics")
@@ -127,7 +133,8 @@ def test_metrics_parse_and_state_changing_routes_need_the_token(daemon_factory) 
     assert "t0ken-for-tests" not in d.log
 
 
-def test_a_broken_application_is_stalled_with_file_and_field_and_the_others_reconcile(daemon_factory) -> None:
+def test_a_broken_application_is_stalled_with_file_and_field_and_the_others_reconcile(
+        daemon_factory: DaemonFactory) -> None:
     apps = {"checkout": app_spec(regions=("us-east-1",)), "cart": app_spec("cart", regions=("us-east-1",))}
     d = daemon_factory(apps=apps).start()
     d.wait_for(lambda: d.serving() == ["cart-main-v000", "checkout-main-v000"], "both deploys")
@@ -141,14 +148,25 @@ def test_a_broken_application_is_stalled_with_file_and_field_and_the_others_reco
     assert d.stop() == 0
 
 
-def test_run_once_does_one_pass_and_exits_0(env) -> None:
+def test_run_once_does_one_pass_and_exits_0(env: Env) -> None:
     env.repo.write("apps/checkout.yaml", app_spec()).commit("v1")
     res = env.cli("run", "--once")
     assert res.code == 0
     assert len([g for g in env.groups() if g["enabled"]]) == 2
 
 
-def test_json_logs_carry_context(daemon_factory) -> None:
+def test_run_once_exits_1_when_a_deployment_fails(env: Env) -> None:
+    write_config(env.config, env.repo.path, env.state_dir,
+                 execution={"max_attempts": 1, "poll_health": "20ms", "step_backoff": "0s"})
+    one = ("us-east-1",)
+    env.repo.write("apps/checkout.yaml", app_spec(regions=one)).commit("v1")
+    assert env.cli("run", "--once").code == 0
+    env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2-bad", regions=one, timeout="200ms")).commit("bad")
+    res = env.cli("run", "--once")
+    assert res.code == 1 and "1 failed" in res.err
+
+
+def test_json_logs_carry_context(daemon_factory: DaemonFactory) -> None:
     d = daemon_factory().start()
     d.wait_for(lambda: d.serving() == ["checkout-main-v000"], "the first deploy")
     assert d.stop() == 0
