@@ -125,7 +125,7 @@ class AwsProvider:
         self.endpoint_url = endpoint_url
         self.subnets = dict(subnets or {})
         self.subnet_tag = subnet_tag
-        retries: Any = {"mode": retry_mode, "max_attempts": max_attempts}
+        retries: Any = {"mode": retry_mode, "total_max_attempts": max_attempts}  # first try included
         self.retry = botocore.config.Config(retries=retries, connect_timeout=5, read_timeout=30)
         self.rate_limit = rate_limit
         self.calls: collections.Counter[str] = collections.Counter()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tests.conftest import Env, app_spec, write_config
+from tests.providers.aws.conftest import Cloud
 
 REGIONS = ("us-east-1", "eu-west-1")
 
@@ -14,12 +16,11 @@ def _spec(image: str = "ami-12c6146b", itype: str = "t3.micro", account: str = "
                     extra="load_balancers: [web]\n").replace("m5.large", itype)
 
 
-def _groups(cloud, region: str) -> dict[str, dict]:
-    asgs = cloud.client("autoscaling", region).describe_auto_scaling_groups()["AutoScalingGroups"]
-    return {g["AutoScalingGroupName"]: g for g in asgs}
+def _groups(cloud: Cloud, region: str) -> dict[str, dict[str, Any]]:
+    return cloud.asgs(region)
 
 
-def test_red_black_on_aws_through_the_cli(env: Env, cloud) -> None:
+def test_red_black_on_aws_through_the_cli(env: Env, cloud: Cloud) -> None:
     write_config(env.config, env.repo.path, env.state_dir, providers={"aws": {"accounts": {
         "test": {"endpoint_url": cloud.endpoint, "regions": list(REGIONS), "rate_limit": 0},
         "broken": {"endpoint_url": "http://127.0.0.1:9", "regions": list(REGIONS), "max_attempts": 1}}}})
