@@ -76,8 +76,10 @@ def _once(cfg: config_mod.Config) -> int:
              (result.commit or "?")[:8], result.changes, len(result.results) - len(failed), len(failed),
              result.problems)
     if result.error:
-        log.error("pass failed: %s", result.error)
-    return 1 if result.error or failed else 0
+        log.error("the source could not be read; the pass used the last good commit: %s", result.error)
+    # DESIGN §5: `run` exits 0 once a pass ran; failed deployments are in the log, `status` and `history`.
+    # Only a pass that could not run at all (no commit, no store) exits 1.
+    return 0
 
 
 def _daemon_section(cfg: config_mod.Config) -> dict[str, Any]:
