@@ -48,6 +48,8 @@ class GcpProvider:
     page_size = 500
     """maxResults of every list request (the API's maximum)."""
     operation_timeout_s = 600.0
+    call_timeout_s = 180.0
+    """Per request; above the 2 minutes an operations ``wait`` may block on the server."""
 
     def __init__(self, account: str, context: base.ProviderContext, *, project: str, regions: tuple[str, ...] = (),
                  zones: Mapping[str, tuple[str, ...]] | None = None, credentials: gcreds.Credentials | None = None,
@@ -119,7 +121,11 @@ class GcpProvider:
     # ------------------------------------------------------------------ plumbing
 
     def _run(self, method: str, region: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
-        """One API call: rate-limited, retried on 429/5xx with exponential backoff, errors mapped."""
+        """One API call: rate-limited, retried on 429/5xx with exponential backoff, errors mapped.
+
+        The library's own retry (GETs on 503) is turned off: it would sleep on the wall clock and
+        hide attempts from the counter.
+        """
         if self._regions and region not in ("global", *self._regions):
             raise errors.ProviderError(f"region {region!r} is not one of this account's regions "
                                        f"({', '.join(self._regions)}; project {self.project})", provider=NAME,
@@ -129,7 +135,7 @@ class GcpProvider:
             self._bucket(region).take()
             self.calls[method] += 1
             try:
-                return fn(**kwargs)
+                return fn(**kwargs, retry=None, timeout=self.call_timeout_s)
             except Exception as exc:
                 mapped = edge.map_error(exc, method=method, project=self.project, region=region,
                                         account=self.account)

@@ -1,9 +1,10 @@
-"""The Compute double on 127.0.0.1 and a GcpProvider built with the real client pointed at it."""
+"""The Compute double on 127.0.0.1 and GcpProviders built with the real client pointed at it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,8 @@ from tests.providers.gcp.fake_compute import ComputeDouble
 
 REGIONS = ("europe-west1", "us-central1")
 
+MakeGcp = Callable[..., GcpProvider]
+
 
 @pytest.fixture
 def compute() -> Iterator[ComputeDouble]:
@@ -23,9 +26,28 @@ def compute() -> Iterator[ComputeDouble]:
 
 
 @pytest.fixture
-def gcp(compute: ComputeDouble, tmp_path: Path) -> Iterator[GcpProvider]:
-    ctx = ProviderContext(state_url=f"sqlite:///{tmp_path / 's.db'}", state_dir=tmp_path, clock=clock_mod.FakeClock())
-    provider = GcpProvider.from_config("test", {"project": "test-project", "endpoint": compute.base,
-                                                "regions": list(REGIONS), "rate_limit": 0}, ctx)
-    yield provider
-    provider.close()
+def ctx(tmp_path: Path) -> ProviderContext:
+    return ProviderContext(state_url=f"sqlite:///{tmp_path / 's.db'}", state_dir=tmp_path,
+                           clock=clock_mod.FakeClock())
+
+
+@pytest.fixture
+def make_gcp(compute: ComputeDouble, ctx: ProviderContext) -> Iterator[MakeGcp]:
+    """Providers for account "test" against the double; keyword arguments override config keys."""
+    made: list[GcpProvider] = []
+
+    def make(**overrides: Any) -> GcpProvider:
+        config = {"project": "test-project", "endpoint": compute.base, "regions": list(REGIONS), "rate_limit": 0,
+                  **overrides}
+        provider = GcpProvider.from_config("test", config, ctx)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+@pytest.fixture
+def gcp(make_gcp: MakeGcp) -> GcpProvider:
+    return make_gcp()
