@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from policies import approvals as policy_approvals
 from policies import base as policy_base
 from policies import registry as policy_registry
 from providers import base as provider_base
@@ -237,7 +238,7 @@ class Engine:
             if verdict is model.Verdict.DENY:
                 held.append((change, "denied: " + "; ".join(
                     v.message for v in change.verdicts if v.verdict is model.Verdict.DENY)))
-            elif verdict is model.Verdict.APPROVE and not self._is_approved(judged, change, now):
+            elif verdict is model.Verdict.APPROVE and not policy_approvals.is_approved(change, judged, ctx):
                 held.append((change, f"waiting for approval (reconciler approve {change.change_id})"))
             elif exclude_running and change.key in running:
                 held.append((change, "an execution is in progress"))
@@ -409,14 +410,6 @@ class Engine:
                 if ident:
                     valid[ident] = a
         return valid
-
-    def _is_approved(self, plan: model.Plan, change: model.Change, now: float) -> bool:
-        approvals = self._approvals(now)
-        for ident in (change.change_id, plan.plan_id):
-            a = approvals.get(ident)
-            if a is not None:
-                return bool(a["decision"] == "approved")
-        return False
 
     def approve(self, ident: str, *, by: str, comment: str = "") -> dict[str, Any]:
         return self._decide(ident, "approved", by=by, comment=comment)
