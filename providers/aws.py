@@ -136,6 +136,7 @@ class AwsProvider:
         self._buckets: dict[str, _Bucket] = {}
         self._cache: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, account: str, config: Mapping[str, Any], context: base.ProviderContext) -> AwsProvider:
@@ -205,11 +206,13 @@ class AwsProvider:
             return client
 
     def _count_call(self, model: Any = None, **_: Any) -> None:
-        self.calls[model.name if model is not None else "?"] += 1
+        with self._count_lock:  # regions are read from several threads
+            self.calls[model.name if model is not None else "?"] += 1
 
     def _before_send(self, bucket: _Bucket) -> Callable[..., None]:
         def hook(event_name: str = "", **_: Any) -> None:
-            self.attempts[event_name.rsplit(".", 1)[-1]] += 1
+            with self._count_lock:
+                self.attempts[event_name.rsplit(".", 1)[-1]] += 1
             bucket.take()
 
         return hook

@@ -24,8 +24,7 @@ def test_red_black_on_aws_through_the_cli(env: Env, cloud: Cloud) -> None:
     write_config(env.config, env.repo.path, env.state_dir, providers={"aws": {"accounts": {
         "test": {"endpoint_url": cloud.endpoint, "regions": list(REGIONS), "rate_limit": 0},
         "broken": {"endpoint_url": "http://127.0.0.1:9", "regions": list(REGIONS), "max_attempts": 1}}}})
-    for region in REGIONS:
-        cloud.target_group("web", region)
+    arns = {region: cloud.target_group("web", region) for region in REGIONS}
     cloud.foreign_asg("legacy-web-v000", "us-east-1")
 
     env.repo.write("apps/checkout.yaml", _spec()).write("apps/cart.yaml", _spec(name="cart", account="broken"))
@@ -42,6 +41,8 @@ def test_red_black_on_aws_through_the_cli(env: Env, cloud: Cloud) -> None:
     for region in REGIONS:
         groups = _groups(cloud, region)
         assert groups["checkout-main-v001"]["TargetGroupARNs"]
+        serving = {i["InstanceId"] for i in groups["checkout-main-v001"]["Instances"]}
+        assert cloud.healthy_targets(arns[region], region) == serving, "only v001 takes traffic"
         old = groups["checkout-main-v000"]
         assert old["TargetGroupARNs"] == [] and old["DesiredCapacity"] == 0
 
@@ -50,6 +51,9 @@ def test_red_black_on_aws_through_the_cli(env: Env, cloud: Cloud) -> None:
     east = _groups(cloud, "us-east-1")
     assert "checkout-main-v000" not in east, "destroyed beyond keep_disabled=1"
     assert "checkout-main-v002" in east
+    for region in REGIONS:
+        assert "checkout-main-v000" not in cloud.launch_templates(region), "its launch template went with it"
+    assert "legacy-web-v000" in cloud.launch_templates("us-east-1")
     assert east["legacy-web-v000"]["DesiredCapacity"] == 1 and not any(
         t["Key"] == "managed-by" for t in east["legacy-web-v000"]["Tags"]), "the foreign group is untouched"
 
