@@ -17,7 +17,8 @@ def test_a_missing_extra_names_the_pip_extra(provider: str, sdk: str, monkeypatc
     parent, _, leaf = sdk.rpartition(".")
     if parent in sys.modules:  # `from google.cloud import compute_v1` reads the parent's attribute first
         monkeypatch.delattr(sys.modules[parent], leaf, raising=False)
-    monkeypatch.delitem(sys.modules, f"providers.{provider}", raising=False)
+    for name in [m for m in sys.modules if m == f"providers.{provider}" or m.startswith(f"providers.{provider}.")]:
+        monkeypatch.delitem(sys.modules, name)
     with pytest.raises(errors.ProviderMissing, match=rf"pip install 'reconciler\[{provider}\]'"):
         base.load_provider_class(provider)
 
