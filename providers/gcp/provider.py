@@ -22,6 +22,7 @@ import collections
 import contextlib
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -75,6 +76,7 @@ class GcpProvider:
         self.global_ops = compute_v1.GlobalOperationsClient(**kw)
         self.records = records_mod.Records(context.state_url, project)
         self._buckets: dict[str, edge.TokenBucket] = {}
+        self._count_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, account: str, config: Mapping[str, Any], context: base.ProviderContext) -> GcpProvider:
@@ -133,7 +135,8 @@ class GcpProvider:
         delay = 0.5
         for attempt in range(1, self.max_attempts + 1):
             self._bucket(region).take()
-            self.calls[method] += 1
+            with self._count_lock:
+                self.calls[method] += 1
             try:
                 return fn(**kwargs, retry=None, timeout=self.call_timeout_s)
             except Exception as exc:
