@@ -145,7 +145,7 @@ class Engine:
         desired = spec_loader.load_specs(
             spec_files, spec_path=self.config.spec_path, commit=commit, cache=self.cache
         )
-        extra = [errors.SpecProblem(r.split(":", 1)[0], 0, "", r.split(": ", 1)[-1]) for r in refusals]
+        extra = [errors.SpecProblem(r.split(":", 1)[0], 1, "", r.split(": ", 1)[-1]) for r in refusals]
         policy_name = f"{self.config.spec_path}/policies.yaml".lstrip("/")
         settings_file = next((f for f in files if f.path == policy_name), None)
         pol: Any = None
