@@ -404,11 +404,9 @@ class AwsProvider:
         params = {"LaunchTemplateName": name, "LaunchTemplateData": data, "ClientToken": token,
                   "TagSpecifications": [{"ResourceType": "launch-template", "Tags": [
                       {"Key": k, "Value": v} for k, v in request.ownership_tags().items()]}]}
-        try:
+        with contextlib.suppress(errors.Conflict):  # it exists already: checked to be ours below
             self._call(region, "CreateLaunchTemplate", **params)
             return
-        except errors.Conflict:
-            pass
         current = self._launch_template(region, name)
         if current is None:  # deleted since: make it now
             self._call(region, "CreateLaunchTemplate", **params)

@@ -376,12 +376,10 @@ class GcpProvider:
             ),
         )
         call = "regionInstanceTemplates.insert"
-        try:
+        with contextlib.suppress(errors.Conflict):  # it exists already: checked to be ours below
             self._mutate(call, region, self.templates.insert_unary, compute_v1.InsertRegionInstanceTemplateRequest,
                          project=self.project, region=region, instance_template_resource=template)
             return
-        except errors.Conflict:
-            pass
         found = self._template_labels(region, name)
         if found is None or found.get(model.TAG_MANAGED_BY) != model.MANAGED_BY or found.get(
                 model.TAG_SPEC_HASH) != edge.label_value(request.spec_hash):
