@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from datetime import datetime
 
 import google.api_core.exceptions as gexc
 from google.auth import exceptions as gauth_exc
 
-from reconciler import clock as clock_mod
+from providers.ratelimit import TokenBucket as TokenBucket  # shared with the other providers
 from reconciler import errors
 
 NAME = "gcp"
@@ -59,32 +58,6 @@ def timestamp(text: str) -> float:
         return datetime.fromisoformat(text).timestamp() if text else 0.0
     except ValueError:
         return 0.0
-
-
-class TokenBucket:
-    """``rate`` calls a second with bursts of up to ``burst``; sleeps on the injected clock."""
-
-    def __init__(self, rate: float, burst: float, clock: clock_mod.Clock) -> None:
-        self.rate = rate
-        self.burst = max(burst, 1.0)
-        self.clock = clock
-        self.tokens = self.burst
-        self.stamp = clock.now()
-        self._lock = threading.Lock()
-
-    def take(self) -> float:
-        """Take one token; returns the seconds slept waiting for it."""
-        if self.rate <= 0:
-            return 0.0
-        with self._lock:
-            now = self.clock.now()
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            self.tokens -= 1.0
-            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
-        if wait > 0:
-            self.clock.sleep(wait)
-        return wait
 
 
 def map_error(exc: BaseException, *, method: str, project: str, region: str,
