@@ -22,7 +22,7 @@ from reconciler import errors, model
 
 ENTRY_POINT_GROUP = "reconciler.providers"
 
-EXTRAS = {"aws": "aws", "gcp": "gcp"}
+EXTRAS = {"aws": "aws", "gcp": "gcp", "azure": "azure", "cloudfoundry": "cloudfoundry"}
 """Provider name -> the pip extra that installs its SDK."""
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import json
 import logging
 import threading
@@ -123,12 +124,11 @@ class AzureProvider:
                 raise errors.ConfigError(f"{where}.{key}: a number >= {low}, got {value!r}")
             numbers[key] = value
         health = config.get("health_extension")
-        if health is not None:
-            if not isinstance(health, dict) or set(health) - HEALTH_KEYS or health.get("protocol") not in (
-                    "http", "https", "tcp") or not isinstance(health.get("port"), int) or isinstance(
-                    health.get("port"), bool):
-                raise errors.ConfigError(f"{where}.health_extension: {{protocol: http|https|tcp, port: N, "
-                                         "request_path: /health}} (request_path for http and https only)")
+        if health is not None and (not isinstance(health, dict) or set(health) - HEALTH_KEYS
+                                   or health.get("protocol") not in ("http", "https", "tcp")
+                                   or not isinstance(health.get("port"), int) or isinstance(health.get("port"), bool)):
+            raise errors.ConfigError(f"{where}.health_extension: {{protocol: http|https|tcp, port: N, "
+                                     "request_path: /health}} (request_path for http and https only)")
         for key in ("endpoint", "ca_bundle", "admin_username", "client_id", "tenant_id", "credentials_file"):
             if config.get(key) is not None and not isinstance(config[key], str):
                 raise errors.ConfigError(f"{where}.{key}: a string, got {config[key]!r}")
@@ -224,7 +224,8 @@ class AzureProvider:
                              lambda: self.compute.virtual_machine_scale_sets.list(self.group))
         return [self._to_model(region, g) for g in groups if _location(g) == _location_name(region)]
 
-    def _get(self, region: str, name: str, call: str = "virtualMachineScaleSets.get") -> cm.VirtualMachineScaleSet | None:
+    def _get(self, region: str, name: str,
+             call: str = "virtualMachineScaleSets.get") -> cm.VirtualMachineScaleSet | None:
         try:
             found: cm.VirtualMachineScaleSet = self._run(call, region, self.compute.virtual_machine_scale_sets.get,
                                                          self.group, name)
@@ -289,7 +290,7 @@ class AzureProvider:
                                   **self._where(region, "health"))
         size = int(vmss.sku.capacity or 0) if vmss.sku else 0
         vms = self._instances(region, name)
-        ready: set[str] = set()
+        ready: set[tuple[str, str]] = set()  # (scale set, instance id): a pool holds other groups' instances too
         for vm in vms:
             view = vm.properties.instance_view if vm.properties else None
             codes = {s.code or "" for s in (view.statuses or [])} if view else set()
@@ -298,11 +299,12 @@ class AzureProvider:
             reported = view.vm_health.status.code if view and view.vm_health and view.vm_health.status else None
             if reported is not None and reported != "HealthState/healthy":
                 continue
-            ready.add(str(vm.instance_id))
+            ready.add((name.lower(), str(vm.instance_id)))
         for lb_name, rule in self._probing_rules(region, vmss):
             got = self._lro("loadBalancerLoadBalancingRules.health", region,
                             self.network.load_balancer_load_balancing_rules.begin_health, self.group, lb_name, rule)
-            up = {edge.segment(a.network_interface_ip_configuration_id or "", "virtualMachines")
+            up = {(edge.segment(a.network_interface_ip_configuration_id or "", "virtualMachineScaleSets").lower(),
+                   edge.segment(a.network_interface_ip_configuration_id or "", "virtualMachines"))
                   for a in (got.load_balancer_backend_addresses or []) if a.state == "Up"}
             ready &= up
         return model.Health(healthy=min(len(ready), size), desired=size, instances=len(vms))
@@ -372,11 +374,9 @@ class AzureProvider:
             balancers = [self._balancer(region, lb, call) for lb in launch.load_balancers]
             nsg = self._nsg(region, launch.security_groups[0], call) if launch.security_groups else None
             body = self._body(request, tags, image, custom, balancers, nsg)
-            try:
+            with contextlib.suppress(errors.Conflict):  # a concurrent or earlier attempt: checked below
                 self._lro(call, region, self.compute.virtual_machine_scale_sets.begin_create_or_update,
                           self.group, name, cm.VirtualMachineScaleSet(body))
-            except errors.Conflict:
-                pass  # a concurrent or earlier attempt: what exists is checked below
             existing = self._get(region, name)
             if existing is None:
                 raise errors.NotFound(f"scale set {name} is missing right after its creation in {self._scope()}",
@@ -483,8 +483,9 @@ class AzureProvider:
         if not lbs:
             if tags.get(TAG_TRAFFIC) != ("enabled" if on else "disabled"):
                 tags[TAG_TRAFFIC] = "enabled" if on else "disabled"
-                self._lro("virtualMachineScaleSets.update", region, self.compute.virtual_machine_scale_sets.begin_update,
-                          self.group, name, cm.VirtualMachineScaleSetUpdate({"tags": tags}))
+                self._lro("virtualMachineScaleSets.update", region,
+                          self.compute.virtual_machine_scale_sets.begin_update, self.group, name,
+                          cm.VirtualMachineScaleSetUpdate({"tags": tags}))
             return
         want = [self._balancer(region, lb, call) for lb in lbs] if on else []
         if sorted(p.lower() for p in _pool_ids(vmss)) != sorted(b.pool_id.lower() for b in want):

@@ -13,7 +13,7 @@ from datetime import datetime
 import google.api_core.exceptions as gexc
 from google.auth import exceptions as gauth_exc
 
-from providers.ratelimit import TokenBucket as TokenBucket  # shared with the other providers
+from providers.ratelimit import TokenBucket  # noqa: F401 - moved there to be shared; still importable here
 from reconciler import errors
 
 NAME = "gcp"

@@ -132,11 +132,12 @@ class ArmDouble:
             "loadBalancingRules": [],
         }
         if rule:
-            props["loadBalancingRules"] = [{"id": f"{lb_id}/loadBalancingRules/{p}-http", "name": f"{p}-http",
-                                            "properties": {"protocol": "Tcp", "frontendPort": 80, "backendPort": 80,
-                                                           "backendAddressPool": {"id": f"{lb_id}/backendAddressPools/{p}"},
-                                                           "probe": {"id": f"{lb_id}/probes/http"}}}
-                                           for p in pools]
+            props["loadBalancingRules"] = [
+                {"id": f"{lb_id}/loadBalancingRules/{p}-http", "name": f"{p}-http",
+                 "properties": {"protocol": "Tcp", "frontendPort": 80, "backendPort": 80,
+                                "backendAddressPool": {"id": f"{lb_id}/backendAddressPools/{p}"},
+                                "probe": {"id": f"{lb_id}/probes/http"}}}
+                for p in pools]
         self.load_balancers[name] = {"id": lb_id, "name": name, "location": "westeurope",
                                      "type": "Microsoft.Network/loadBalancers", "properties": props}
 

@@ -135,6 +135,7 @@ def test_an_application_gateway_pool_and_a_named_pool(azure: AzureProvider, arm:
 
 def test_an_unhealthy_image_fails_the_probe_and_the_health_extension(make_azure: MakeAzure, net: ArmDouble) -> None:
     azure = make_azure(health_extension={"protocol": "http", "port": 8080, "request_path": "/healthz"})
+    azure.create_server_group(request("checkout-main-v009"))  # a healthy group in the same pool
     azure.create_server_group(request("checkout-main-v000", image="Canonical:ubuntu:24_04-lts-bad:latest"))
     ext = net.scale_sets["checkout-main-v000"]["properties"]["virtualMachineProfile"]["extensionProfile"]
     assert ext["extensions"][0]["properties"]["settings"] == {"protocol": "http", "port": 8080,
