@@ -32,7 +32,7 @@ from google.auth import credentials as gcreds
 from google.auth import exceptions as gauth_exc
 from google.cloud import compute_v1
 
-from providers import base
+from providers import base, ratelimit
 from providers.gcp import edge
 from providers.gcp import records as records_mod
 from reconciler import errors, model
@@ -75,7 +75,7 @@ class GcpProvider:
         self.region_ops = compute_v1.RegionOperationsClient(**kw)
         self.global_ops = compute_v1.GlobalOperationsClient(**kw)
         self.records = records_mod.Records(context.state_url, project)
-        self._buckets: dict[str, edge.TokenBucket] = {}
+        self._buckets: dict[str, ratelimit.TokenBucket] = {}
         self._count_lock = threading.Lock()
 
     @classmethod
@@ -150,10 +150,10 @@ class GcpProvider:
             delay = min(delay * 2, 20.0)
         raise AssertionError("unreachable")
 
-    def _bucket(self, region: str) -> edge.TokenBucket:
+    def _bucket(self, region: str) -> ratelimit.TokenBucket:
         bucket = self._buckets.get(region)
         if bucket is None:
-            bucket = self._buckets.setdefault(region, edge.TokenBucket(self.rate_limit, self.rate_limit,
+            bucket = self._buckets.setdefault(region, ratelimit.TokenBucket(self.rate_limit, self.rate_limit,
                                                                        self.context.clock))
         return bucket
 
