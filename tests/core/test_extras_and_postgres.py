@@ -36,8 +36,8 @@ def test_without_the_extra_other_applications_still_deploy(env: Env, monkeypatch
 
 
 def test_an_unknown_provider_lists_the_installed_ones() -> None:
-    with pytest.raises(errors.ProviderMissing, match="installed: aws, gcp, local"):
-        base.load_provider_class("azure")
+    with pytest.raises(errors.ProviderMissing, match="installed: aws, azure, cloudfoundry, gcp, local"):
+        base.load_provider_class("openstack")
 
 
 def test_the_whole_apply_runs_on_postgresql(env: Env, postgres_url: str) -> None:

@@ -175,7 +175,10 @@ class CloudFoundryProvider:
         """Every resource of a list, one counted (and retried) request per page, following ``next``."""
         url = self._url(path, per_page=self.page_size, **query)
         while url:
-            page: dict[str, Any] = self._run(call, region, lambda c, u=url: c.get(u).json())
+            def fetch(c: edge.Client, u: str = url) -> Any:
+                return c.get(u).json()
+
+            page: dict[str, Any] = self._run(call, region, fetch)
             yield from page.get("resources", [])
             url = ((page.get("pagination") or {}).get("next") or {}).get("href") or ""
 

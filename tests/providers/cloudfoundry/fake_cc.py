@@ -48,7 +48,7 @@ TOKEN = "cf-token-1"
 
 class CloudControllerDouble:
     def __init__(self, *, org: str = "payments", space: str = "production", bad: tuple[str, ...] = ("*-bad*",),
-                 username: str = "deployer", password: str = "s3cret") -> None:
+                 username: str = "deployer", password: str = "s3cret") -> None:  # noqa: S107 - a test user
         self.bad = bad
         self.username, self.password = username, password
         self._ids = itertools.count(1)
