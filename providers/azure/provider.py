@@ -12,6 +12,8 @@ the account's resource group, in the backend pools of load balancers or applicat
 * Health for waits: the scale set's instances (paged, with their instance views) that are provisioned
   and running, ``HealthState/healthy`` where the application health extension reports, and ``Up`` in the
   health of every load-balancing rule of the pools the group is in (the balancer's probe).
+* With ``autoscaling`` the group gets an Azure Monitor autoscale setting of its own name: ``disable``
+  turns it off, ``enable`` on; while it is on, ``resize`` sets its bounds and leaves the size to it.
 * Long-running operations use the SDK's ARM poller, sleeping on the reconciler's clock. Every call is
   retried on 429 (after ``Retry-After``) and 5xx with backoff on the same clock; errors are mapped in
   ``edge`` with the ARM error code, the call, the account and the region.
@@ -34,6 +36,8 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute import models as cm
+from azure.mgmt.monitor import MonitorManagementClient
+from azure.mgmt.monitor import models as mm
 from azure.mgmt.network import NetworkManagementClient
 
 from providers import base, ratelimit
@@ -52,8 +56,9 @@ TAG_MIN = "reconciler:min"
 TAG_MAX = "reconciler:max"
 TAG_LBS = "reconciler:load-balancers"
 TAG_TRAFFIC = "reconciler:traffic"
+TAG_AUTOSCALE = "reconciler:autoscale"
 _OWN = {model.TAG_MANAGED_BY, model.TAG_APPLICATION, model.TAG_CLUSTER, model.TAG_SPEC_HASH, model.TAG_COMMIT,
-        TAG_MIN, TAG_MAX, TAG_LBS, TAG_TRAFFIC}
+        TAG_MIN, TAG_MAX, TAG_LBS, TAG_TRAFFIC, TAG_AUTOSCALE}
 _MAX_TAGS, _MAX_TAG_NAME, _MAX_TAG_VALUE = 50, 512, 256
 _BAD_TAG_CHARS = set("<>%&\\?/")
 _MAX_CUSTOM_DATA = 65535  # bytes, base64-encoded
@@ -100,6 +105,7 @@ class AzureProvider:
             kw["connection_verify"] = ca_bundle
         self.compute = ComputeManagementClient(credential, subscription, **kw)
         self.network = NetworkManagementClient(credential, subscription, **kw)
+        self.monitor = MonitorManagementClient(credential, subscription, **kw)
         self._credential = credential
         self._buckets: dict[str, ratelimit.TokenBucket] = {}
         self._lock = threading.Lock()
@@ -276,6 +282,7 @@ class AzureProvider:
             enabled=enabled, healthy=size if ready else 0, instances=size,
             spec_hash=tags.get(model.TAG_SPEC_HASH, ""), commit=tags.get(model.TAG_COMMIT, ""),
             created_at=_timestamp(props.time_created if props else None),
+            extra=(("autoscaler", vmss.name or ""),) if tags.get(TAG_AUTOSCALE) == "true" else (),
         )
 
     def _instances(self, region: str, name: str) -> list[cm.VirtualMachineScaleSetVM]:
@@ -333,10 +340,6 @@ class AzureProvider:
         if not 0 <= cap.min <= cap.desired <= cap.max:
             raise errors.ProviderError(f"capacity must satisfy 0 <= min <= desired <= max, got {cap.as_dict()}",
                                        code="ValidationError", **where)
-        if request.autoscaling:
-            raise errors.ProviderError("autoscaling: true is not supported on Azure yet (an autoscale setting "
-                                       "would own the capacity); set autoscaling: false", code="ValidationError",
-                                       **where)
         try:
             image = edge.image_reference(launch.image)
         except ValueError as exc:
@@ -348,6 +351,8 @@ class AzureProvider:
                 TAG_LBS: ",".join(launch.load_balancers)}
         if not launch.load_balancers:
             tags[TAG_TRAFFIC] = "disabled"
+        if request.autoscaling:
+            tags[TAG_AUTOSCALE] = "true"
         bad = [k for k, v in tags.items() if len(k) > _MAX_TAG_NAME or len(v) > _MAX_TAG_VALUE
                or set(k) & _BAD_TAG_CHARS]
         if bad or len(tags) > _MAX_TAGS:
@@ -385,7 +390,46 @@ class AzureProvider:
         if not base.tags_say_managed(found) or found.get(model.TAG_SPEC_HASH) != request.spec_hash:
             raise errors.Conflict(f"scale set {name} already exists in {self._scope()} and is not this "
                                   "deployment's (ownership or spec hash differ)", **self._where(region, call))
+        if request.autoscaling and request.capacity.max >= 1 and self._autoscale(region, existing) is None:
+            self._put_autoscale(request, existing)
         return self._to_model(region, existing)
+
+    # ------------------------------------------------------------------ autoscale settings (Azure Monitor)
+
+    def _autoscale(self, region: str, vmss: cm.VirtualMachineScaleSet) -> mm.AutoscaleSettingResource | None:
+        """The group's own autoscale setting (named after it), if it was created with ``autoscaling``."""
+        if (vmss.tags or {}).get(TAG_AUTOSCALE) != "true":
+            return None
+        try:
+            found: mm.AutoscaleSettingResource = self._run(
+                "autoscaleSettings.get", region, self.monitor.autoscale_settings.get, self.group, vmss.name)
+        except errors.NotFound:
+            return None
+        return found
+
+    def _put_autoscale(self, request: base.CreateRequest, vmss: cm.VirtualMachineScaleSet) -> None:
+        cap = request.capacity
+        setting = mm.AutoscaleSettingResource(
+            location=request.region, tags=request.ownership_tags(), enabled=True, target_resource_uri=vmss.id,
+            profiles=[mm.AutoscaleProfile(name="default", rules=[], capacity=mm.ScaleCapacity(
+                minimum=str(cap.min), maximum=str(cap.max), default=str(cap.desired)))])
+        self._run("autoscaleSettings.createOrUpdate", request.region, self.monitor.autoscale_settings.create_or_update,
+                  self.group, request.name, setting)
+
+    def _patch_autoscale(self, region: str, setting: mm.AutoscaleSettingResource, *, enabled: bool | None = None,
+                         capacity: model.Capacity | None = None) -> None:
+        patch = mm.AutoscaleSettingResourcePatch()
+        if enabled is not None:
+            patch.enabled = enabled
+        if capacity is not None:
+            profiles = list(setting.profiles or [])
+            for profile in profiles:
+                profile.capacity = mm.ScaleCapacity(minimum=str(capacity.min), maximum=str(capacity.max),
+                                                    default=str(capacity.clamp(int(profile.capacity.default)
+                                                                               if profile.capacity else 0).desired))
+            patch.profiles = profiles
+        self._run("autoscaleSettings.update", region, self.monitor.autoscale_settings.update, self.group,
+                  setting.name, patch)
 
     def _body(self, request: base.CreateRequest, tags: dict[str, str], image: dict[str, Any], custom: str,
               balancers: list[Balancer], nsg: str | None) -> dict[str, Any]:
@@ -478,6 +522,15 @@ class AzureProvider:
                 raise errors.NotFound(f"scale set {name} does not exist in {self._scope()}",
                                       **self._where(region, call))
             return
+        setting = self._autoscale(region, vmss)
+        if setting is not None and not on and setting.enabled:
+            self._patch_autoscale(region, setting, enabled=False)  # first: no scale-out while leaving traffic
+        self._set_pools(region, vmss, on, call)
+        if setting is not None and on and not setting.enabled:
+            self._patch_autoscale(region, setting, enabled=True)
+
+    def _set_pools(self, region: str, vmss: cm.VirtualMachineScaleSet, on: bool, call: str) -> None:
+        name = vmss.name or ""
         tags = dict(vmss.tags or {})
         lbs = [x for x in tags.get(TAG_LBS, "").split(",") if x]
         if not lbs:
@@ -511,20 +564,31 @@ class AzureProvider:
         vmss = self._must_own(region, name, "resize")
         tags = dict(vmss.tags or {})
         size = int(vmss.sku.capacity or 0) if vmss.sku else 0
-        if size == capacity.desired and (tags.get(TAG_MIN), tags.get(TAG_MAX)) == (str(capacity.min),
-                                                                                    str(capacity.max)):
+        setting = self._autoscale(region, vmss)
+        scaling = setting is not None and bool(setting.enabled)
+        if setting is not None and capacity.max >= 1:  # an autoscale maximum of 0 is refused: bounds stay
+            bounds = next((p.capacity for p in setting.profiles or [] if p.capacity), None)
+            if bounds is None or (bounds.minimum, bounds.maximum) != (str(capacity.min), str(capacity.max)):
+                self._patch_autoscale(region, setting, capacity=capacity)
+        want = size if scaling else capacity.desired  # while the autoscaler is on, it owns the size
+        if size == want and (tags.get(TAG_MIN), tags.get(TAG_MAX)) == (str(capacity.min), str(capacity.max)):
             return
         tags.update({TAG_MIN: str(capacity.min), TAG_MAX: str(capacity.max)})
         update: dict[str, Any] = {"tags": tags}
-        if size != capacity.desired:
-            update["sku"] = {"capacity": capacity.desired}
+        if size != want:
+            update["sku"] = {"capacity": want}
         self._lro("virtualMachineScaleSets.update", region, self.compute.virtual_machine_scale_sets.begin_update,
                   self.group, name, cm.VirtualMachineScaleSetUpdate(update))
 
     def destroy(self, region: str, name: str) -> None:
         """Delete the scale set (its instances, disks and pool memberships go with it); gone is done."""
-        if self._owned(region, name, "destroy") is None:
+        vmss = self._owned(region, name, "destroy")
+        if vmss is None:
             return
+        if self._autoscale(region, vmss) is not None:
+            with contextlib.suppress(errors.NotFound):
+                self._run("autoscaleSettings.delete", region, self.monitor.autoscale_settings.delete, self.group,
+                          name)
         try:
             self._lro("virtualMachineScaleSets.delete", region, self.compute.virtual_machine_scale_sets.begin_delete,
                       self.group, name)
@@ -534,6 +598,7 @@ class AzureProvider:
     def close(self) -> None:
         self.compute.close()
         self.network.close()
+        self.monitor.close()
         closer = getattr(self._credential, "close", None)
         if callable(closer):
             closer()

@@ -30,6 +30,7 @@ from typing import Any
 import trustme
 from azure.mgmt.compute import models as compute_models
 from azure.mgmt.compute._utils.model_base import Model
+from azure.mgmt.monitor import models as monitor_models
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -38,6 +39,7 @@ from werkzeug.wrappers import Request, Response
 RG = "/subscriptions/<sub>/resourceGroups/<rg>/providers"
 VMSS = f"{RG}/Microsoft.Compute/virtualMachineScaleSets"
 NET = f"{RG}/Microsoft.Network"
+AUTOSCALE = "/subscriptions/<sub>/resourcegroups/<rg>/providers/Microsoft.Insights/autoscalesettings/<name>"
 TOKEN = "token-for-reconciler"
 IDENTITY_HEADER = "identity-header-secret"
 ACTIONS = {
@@ -52,6 +54,10 @@ ACTIONS = {
     "lb_health": "Microsoft.Network/loadBalancers/loadBalancingRules/health/action",
     "agw_get": "Microsoft.Network/applicationGateways/read",
     "nsg_get": "Microsoft.Network/networkSecurityGroups/read",
+    "as_get": "Microsoft.Insights/autoscalesettings/read",
+    "as_put": "Microsoft.Insights/autoscalesettings/write",
+    "as_patch": "Microsoft.Insights/autoscalesettings/write",
+    "as_delete": "Microsoft.Insights/autoscalesettings/delete",
 }
 """What each endpoint needs, as the Azure RBAC action a 403 names."""
 
@@ -69,6 +75,7 @@ class ArmDouble:
         self.load_balancers: dict[str, dict[str, Any]] = {}
         self.gateways: dict[str, dict[str, Any]] = {}
         self.nsgs: dict[str, dict[str, Any]] = {}
+        self.autoscale: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, dict[str, Any]] = {}
         self.slow_ops = 0
         """Polls an operation stays InProgress for (each answered with ``Retry-After: 2``)."""
@@ -92,6 +99,10 @@ class ArmDouble:
                  methods=["POST"]),
             Rule(f"{NET}/applicationGateways/<name>", endpoint="agw_get", methods=["GET"]),
             Rule(f"{NET}/networkSecurityGroups/<name>", endpoint="nsg_get", methods=["GET"]),
+            Rule(AUTOSCALE, endpoint="as_get", methods=["GET"]),
+            Rule(AUTOSCALE, endpoint="as_put", methods=["PUT"]),
+            Rule(AUTOSCALE, endpoint="as_patch", methods=["PATCH"]),
+            Rule(AUTOSCALE, endpoint="as_delete", methods=["DELETE"]),
             Rule("/subscriptions/<sub>/providers/<rp>/locations/<loc>/operations/<op>", endpoint="op_status",
                  methods=["GET"]),
             Rule("/subscriptions/<sub>/providers/<rp>/locations/<loc>/operationResults/<op>", endpoint="op_result",
@@ -465,6 +476,65 @@ class ArmDouble:
         return _json(self.nsgs[name])
 
 
+    # ------------------------------------------------------------------ autoscale settings (Azure Monitor)
+
+    def _setting(self, name: str) -> dict[str, Any]:
+        if name not in self.autoscale:
+            raise ArmError(404, "ResourceNotFound", f"The Resource 'Microsoft.Insights/autoscalesettings/{name}' "
+                                                   f"under resource group '{self.group}' was not found.")
+        return self.autoscale[name]
+
+    def on_as_get(self, request: Request, name: str) -> Response:
+        return _json(self._setting(name))
+
+    def on_as_put(self, request: Request, name: str) -> Response:
+        doc = self._msrest_body(request, monitor_models.AutoscaleSettingResource)
+        target = doc.get("properties", {}).get("targetResourceUri", "")
+        if target.rsplit("/", 1)[-1] not in self.scale_sets:
+            raise ArmError(400, "TargetResourceNotFound", f"The target resource id '{target}' was not found.")
+        _check_capacity(doc)
+        doc.update(id=self.id("microsoft.insights", "autoscalesettings", name), name=name,
+                   type="Microsoft.Insights/autoscaleSettings")
+        status = 200 if name in self.autoscale else 201
+        self.autoscale[name] = doc
+        return _json(doc, status=status)
+
+    def on_as_patch(self, request: Request, name: str) -> Response:
+        setting = self._setting(name)
+        doc = self._msrest_body(request, monitor_models.AutoscaleSettingResourcePatch)
+        merged = copy.deepcopy(setting)
+        merged["properties"].update(doc.get("properties", {}))
+        if "tags" in doc:
+            merged["tags"] = doc["tags"]
+        _check_capacity(merged)
+        self.autoscale[name] = merged
+        return _json(merged)
+
+    def on_as_delete(self, request: Request, name: str) -> Response:
+        if self.autoscale.pop(name, None) is None:
+            return Response("", status=204)
+        return Response("", status=200)
+
+    def _msrest_body(self, request: Request, cls: type[Any]) -> dict[str, Any]:
+        try:
+            doc = json.loads(request.get_data(as_text=True) or "{}")
+        except ValueError as exc:
+            raise ArmError(400, "InvalidRequestContent", f"the request content is not JSON: {exc}") from exc
+        problems = check_msrest(cls, doc, "")
+        if problems:
+            raise ArmError(400, "InvalidRequestContent", f"{cls.__name__}: {'; '.join(problems)}")
+        return dict(doc)
+
+
+def _check_capacity(doc: dict[str, Any]) -> None:
+    for profile in doc.get("properties", {}).get("profiles", []):
+        cap = profile.get("capacity", {})
+        low, high, default = (int(cap.get(k, 0)) for k in ("minimum", "maximum", "default"))
+        if not (0 <= low <= default <= high and high >= 1):
+            raise ArmError(400, "InvalidCapacity", f"profile {profile.get('name')}: need 0 <= minimum <= default "
+                                                   f"<= maximum and maximum >= 1, got {cap}")
+
+
 class _NoDelay(WSGIRequestHandler):
     """Answers leave at once: without TCP_NODELAY, delayed ACKs add ~40 ms to every request."""
 
@@ -550,4 +620,52 @@ def _check_value(tp: Any, value: Any, where: str) -> list[str]:
         return [f"{where}: expected true or false"]
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
         return [f"{where}: expected an integer"]
+    return []
+
+
+def check_msrest(cls: type[Any], doc: Any, path: str) -> list[str]:
+    """Like ``check_model``, for the older SDK models (azure-mgmt-monitor) that flatten ``properties.*``."""
+    tree: dict[str, Any] = {}
+    for meta in cls._attribute_map.values():
+        node = tree
+        *parents, leaf = meta["key"].split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = meta["type"]
+    return _check_tree(tree, doc, path)
+
+
+def _check_tree(tree: dict[str, Any], doc: Any, path: str) -> list[str]:
+    if not isinstance(doc, dict):
+        return [f"{path or '(body)'}: expected an object"]
+    problems: list[str] = []
+    for key, value in doc.items():
+        where = f"{path}.{key}" if path else key
+        if key not in tree:
+            problems.append(f"{where}: unknown field")
+        elif isinstance(tree[key], dict):
+            problems += _check_tree(tree[key], value, where)
+        else:
+            problems += _check_msrest_type(tree[key], value, where)
+    return problems
+
+
+def _check_msrest_type(tp: str, value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if tp.startswith("[") and tp.endswith("]"):
+        if not isinstance(value, list):
+            return [f"{where}: expected a list"]
+        return [p for i, v in enumerate(value) for p in _check_msrest_type(tp[1:-1], v, f"{where}[{i}]")]
+    if tp.startswith("{") and tp.endswith("}"):
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object"]
+        return [p for k, v in value.items() for p in _check_msrest_type(tp[1:-1], v, f"{where}.{k}")]
+    model = getattr(monitor_models, tp, None)
+    if isinstance(model, type) and hasattr(model, "_attribute_map"):
+        return check_msrest(model, value, where)
+    if tp == "bool" and not isinstance(value, bool):
+        return [f"{where}: expected true or false"]
+    if tp == "str" and not isinstance(value, str):
+        return [f"{where}: expected a string"]
     return []

@@ -153,7 +153,6 @@ def test_images_and_limits_are_checked_before_any_call(azure: AzureProvider, arm
         (request("checkout-main-v000", sgs=("a", "b")), "takes one network security group"),
         (request("checkout-main-v000", cap=(3, 2, 4)), "0 <= min <= desired <= max"),
         (request("checkout-main-v000", user_data="x" * 60000), "Azure allows 65535"),
-        (request("checkout-main-v000", autoscaling=True), "autoscaling: true is not supported"),
     ]
     for req, message in cases:
         with pytest.raises(errors.ProviderError, match=message):
@@ -216,3 +215,31 @@ def test_a_foreign_scale_set_is_listed_unmanaged_and_never_changed(azure: AzureP
         with pytest.raises(errors.Conflict, match="not managed by reconciler"):
             call()
     assert set(arm.counts) == {"token", "vmss_list", "vmss_get"}, "only reads reached the API"
+
+
+def test_an_autoscale_setting_is_turned_off_on_disable_and_back_on_on_enable(azure: AzureProvider,
+                                                                              net: ArmDouble) -> None:
+    azure.create_server_group(request("checkout-main-v000", autoscaling=True))
+    setting = net.autoscale["checkout-main-v000"]
+    assert setting["properties"]["enabled"] is True
+    assert setting["properties"]["targetResourceUri"] == net.scale_sets["checkout-main-v000"]["id"]
+    assert setting["properties"]["profiles"][0]["capacity"] == {"minimum": "1", "maximum": "4", "default": "2"}
+    assert dict(by_name(azure)["checkout-main-v000"].extra) == {"autoscaler": "checkout-main-v000"}
+    azure.resize(REGION, "checkout-main-v000", model.Capacity(2, 3, 5))  # on: bounds only, the autoscaler sizes
+    setting = net.autoscale["checkout-main-v000"]
+    assert setting["properties"]["profiles"][0]["capacity"] == {"minimum": "2", "maximum": "5", "default": "2"}
+    assert net.scale_sets["checkout-main-v000"]["sku"]["capacity"] == 2
+    azure.disable(REGION, "checkout-main-v000")
+    assert net.autoscale["checkout-main-v000"]["properties"]["enabled"] is False and net.members("web") == []
+    azure.resize(REGION, "checkout-main-v000", model.Capacity(0, 0, 0))  # off: the size; a maximum of 0 is refused
+    assert net.scale_sets["checkout-main-v000"]["sku"]["capacity"] == 0
+    assert net.autoscale["checkout-main-v000"]["properties"]["profiles"][0]["capacity"]["maximum"] == "5"
+    azure.resize(REGION, "checkout-main-v000", model.Capacity(2, 3, 5))
+    azure.enable(REGION, "checkout-main-v000")
+    assert net.autoscale["checkout-main-v000"]["properties"]["enabled"] is True
+    assert net.members("web") == [f"checkout-main-v000/{i}" for i in range(3)]
+    net.counts.clear()
+    azure.create_server_group(request("checkout-main-v000", autoscaling=True))
+    assert net.counts["as_put"] == 0, "found again after a crash: not made twice"
+    azure.destroy(REGION, "checkout-main-v000")
+    assert not net.autoscale and not net.scale_sets
