@@ -87,6 +87,11 @@ def test_a_missing_role_names_the_permission_and_the_role_and_is_not_retried(azu
     with pytest.raises(errors.AccessDenied, match=r"Microsoft.Network/loadBalancers/read \(role Network "
                                                   r"Contributor\)"):
         azure.create_server_group(request("checkout-main-v001", spec_hash="h2"))
+    net.denied.clear()
+    net.deny("as_put")
+    with pytest.raises(errors.AccessDenied, match=r"autoscaleSettings.createOrUpdate: .*Microsoft.Insights/"
+                                                  r"autoscalesettings/write \(role Monitoring Contributor\)"):
+        azure.create_server_group(request("checkout-main-v002", spec_hash="h3", autoscaling=True))
 
 
 def test_operations_poll_on_the_clock_and_time_out_on_it(make_azure: MakeAzure, net: ArmDouble,

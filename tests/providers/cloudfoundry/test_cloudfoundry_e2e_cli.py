@@ -41,7 +41,7 @@ def test_red_black_on_cloud_foundry_through_the_cli(env: Env, cc: CloudControlle
     assert cc.mapped(route) == ["checkout-main-v000"]
 
     cc.fail_next("apps_create", 429, retry_after="0")
-    cc.fail_next("process_stats", 503)
+    cc.fail_next("process_stats", 503, retry_after="0")  # retried at once: the CLI runs on the wall clock
     env.repo.write("apps/checkout.yaml", _spec("2.0")).commit("v2")
     res = env.cli("apply", "--yes")
     assert "create checkout-main-v001" in res.out, res.out + res.err
