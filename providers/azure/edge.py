@@ -17,6 +17,7 @@ from reconciler import clock as clock_mod
 from reconciler import errors
 
 NAME = "azure"
+TIMEOUT = "OperationTimeout"
 ROLES = {
     "Microsoft.Compute": "Virtual Machine Contributor",
     "Microsoft.Network": "Network Contributor",
@@ -111,18 +112,19 @@ class ClockPolling(ARMPolling):
     """
 
     def __init__(self, clock: clock_mod.Clock, interval_s: float, timeout_s: float, endpoint: str,
-                 describe: str) -> None:
+                 describe: str, where: dict[str, str]) -> None:
         super().__init__(interval_s, path_format_arguments={"endpoint": endpoint})
         self._clock = clock
         self._deadline = clock.now() + timeout_s
         self._timeout_s = timeout_s
         self._describe = describe
+        self._where = where
         self.polls = 0
 
     def _sleep(self, delay: float) -> None:
         if self._clock.now() + delay > self._deadline:
             raise errors.Unavailable(f"{self._describe} not finished after {self._timeout_s:.0f}s",
-                                     provider=NAME, code="OperationTimeout")
+                                     code=TIMEOUT, **self._where)
         self._clock.sleep(delay)
 
     def update_status(self) -> None:

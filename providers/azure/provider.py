@@ -57,6 +57,8 @@ TAG_MAX = "reconciler:max"
 TAG_LBS = "reconciler:load-balancers"
 TAG_TRAFFIC = "reconciler:traffic"
 TAG_AUTOSCALE = "reconciler:autoscale"
+PENDING = "pending"
+"""``reconciler:traffic`` while a pool change is in the model but not yet on every instance."""
 _OWN = {model.TAG_MANAGED_BY, model.TAG_APPLICATION, model.TAG_CLUSTER, model.TAG_SPEC_HASH, model.TAG_COMMIT,
         TAG_MIN, TAG_MAX, TAG_LBS, TAG_TRAFFIC, TAG_AUTOSCALE}
 _MAX_TAGS, _MAX_TAG_NAME, _MAX_TAG_VALUE = 50, 512, 256
@@ -177,10 +179,8 @@ class AzureProvider:
                 return fn(*args, **kwargs)
             except Exception as exc:
                 mapped = edge.map_error(exc, call=call, account=self.account, region=region, scope=self._scope())
-                if not mapped.call:
-                    mapped = type(mapped)(str(mapped), code=mapped.code, **self._where(region, call))
-                if not mapped.retryable or attempt == self.max_attempts:
-                    raise mapped from exc
+                if not mapped.retryable or attempt == self.max_attempts or mapped.code == edge.TIMEOUT:
+                    raise mapped from exc  # an operation that timed out already waited long enough
                 wait = edge.retry_after(exc, self.context.clock.now())
                 log.info("retrying %s in %s in %.1fs (attempt %d of %d): %s", call, region,
                          delay if wait is None else wait, attempt, self.max_attempts, mapped)
@@ -215,7 +215,7 @@ class AzureProvider:
         (ARM's PUT, PATCH, DELETE and these POSTs are idempotent)."""
         def run() -> Any:
             polling = edge.ClockPolling(self.context.clock, self.poll_interval_s, self.operation_timeout_s,
-                                        self.endpoint, f"{call} ({self._scope()})")
+                                        self.endpoint, f"operation ({self._scope()})", self._where(region, call))
             return begin(*args, polling=polling, **kwargs).result()
 
         return self._run(call, region, run)
@@ -261,7 +261,8 @@ class AzureProvider:
         lbs = tuple(x for x in tags.get(TAG_LBS, "").split(",") if x)
         pools = _pool_ids(vmss)
         if managed and lbs:
-            enabled = bool(pools)
+            # pending: the model changed, the instances not yet, so they still have the other state
+            enabled = not pools if tags.get(TAG_TRAFFIC) == PENDING else bool(pools)
         elif managed:
             enabled = tags.get(TAG_TRAFFIC) == "enabled"
         else:
@@ -530,25 +531,32 @@ class AzureProvider:
             self._patch_autoscale(region, setting, enabled=True)
 
     def _set_pools(self, region: str, vmss: cm.VirtualMachineScaleSet, on: bool, call: str) -> None:
+        """Pools into (or out of) the model, the model onto every instance, then the traffic tag.
+
+        The model change marks the tag ``pending`` in the same PATCH, so a listing in between reports the
+        traffic the instances still have, and the next enable or disable finishes the job.
+        """
         name = vmss.name or ""
         tags = dict(vmss.tags or {})
         lbs = [x for x in tags.get(TAG_LBS, "").split(",") if x]
-        if not lbs:
-            if tags.get(TAG_TRAFFIC) != ("enabled" if on else "disabled"):
-                tags[TAG_TRAFFIC] = "enabled" if on else "disabled"
-                self._lro("virtualMachineScaleSets.update", region,
-                          self.compute.virtual_machine_scale_sets.begin_update, self.group, name,
-                          cm.VirtualMachineScaleSetUpdate({"tags": tags}))
-            return
-        want = [self._balancer(region, lb, call) for lb in lbs] if on else []
-        if sorted(p.lower() for p in _pool_ids(vmss)) != sorted(b.pool_id.lower() for b in want):
-            self._lro("virtualMachineScaleSets.update", region, self.compute.virtual_machine_scale_sets.begin_update,
-                      self.group, name, cm.VirtualMachineScaleSetUpdate(_network_update(vmss, want)))
-        if any(vm.properties is not None and vm.properties.latest_model_applied is False
-               for vm in self._instances(region, name)):
-            self._lro("virtualMachineScaleSets.updateInstances", region,
-                      self.compute.virtual_machine_scale_sets.begin_update_instances, self.group, name,
-                      cm.VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=["*"]))
+        final = "enabled" if on else "disabled"
+        if lbs:
+            want = [self._balancer(region, lb, call) for lb in lbs] if on else []
+            if sorted(p.lower() for p in _pool_ids(vmss)) != sorted(b.pool_id.lower() for b in want):
+                tags[TAG_TRAFFIC] = PENDING
+                self._update(region, name, {**_network_update(vmss, want), "tags": tags})
+            if any(vm.properties is not None and vm.properties.latest_model_applied is False
+                   for vm in self._instances(region, name)):
+                self._lro("virtualMachineScaleSets.updateInstances", region,
+                          self.compute.virtual_machine_scale_sets.begin_update_instances, self.group, name,
+                          cm.VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=["*"]))
+        if tags.get(TAG_TRAFFIC, final if lbs else "") != final:
+            tags[TAG_TRAFFIC] = final
+            self._update(region, name, {"tags": tags})
+
+    def _update(self, region: str, name: str, body: dict[str, Any]) -> None:
+        self._lro("virtualMachineScaleSets.update", region, self.compute.virtual_machine_scale_sets.begin_update,
+                  self.group, name, cm.VirtualMachineScaleSetUpdate(body))
 
     def enable(self, region: str, name: str) -> None:
         self._set_traffic(region, name, True)

@@ -79,4 +79,4 @@ def test_a_failed_health_wait_leaves_the_old_group_untouched(env: Env, arm: ArmD
     assert "checkout-main-v001" not in arm.scale_sets, "the new group was disabled and destroyed"
     assert json.dumps(arm.scale_sets["checkout-main-v000"], sort_keys=True) == before, "the old one never touched"
     assert arm.members("web") == ["checkout-main-v000/0", "checkout-main-v000/1"]
-    assert arm.counts["vmss_patch"] == 1 and arm.counts["vmss_upgrade"] == 1, "only v001 was taken out of the pool"
+    assert arm.counts["vmss_patch"] == 2 and arm.counts["vmss_upgrade"] == 1, "only v001 was taken out of the pool"

@@ -106,6 +106,7 @@ def test_operations_poll_on_the_clock_and_time_out_on_it(make_azure: MakeAzure, 
     with pytest.raises(errors.Unavailable, match=r"virtualMachineScaleSets.delete: OperationTimeout: .* not "
                                                  r"finished after 30s"):
         azure.destroy(REGION, "checkout-main-v000")
+    assert net.counts["vmss_delete"] == 1, "a timed-out operation is not started again by the provider"
 
 
 def test_a_region_outside_the_account_is_refused(azure: AzureProvider, arm: ArmDouble) -> None:

@@ -189,9 +189,13 @@ def test_an_interrupted_disable_is_finished_by_the_next_one(azure: AzureProvider
     with pytest.raises(errors.AccessDenied):
         azure.disable(REGION, "checkout-main-v000")
     assert net.members("web") == ["checkout-main-v000/0", "checkout-main-v000/1"]
-    assert not by_name(azure)["checkout-main-v000"].enabled
+    assert by_name(azure)["checkout-main-v000"].enabled, "listed as the instances are: still in traffic"
+    assert net.scale_sets["checkout-main-v000"]["tags"]["reconciler:traffic"] == "pending"
+    net.counts.clear()
     azure.disable(REGION, "checkout-main-v000")
-    assert net.members("web") == [] and net.counts["vmss_patch"] == 1, "no second model change"
+    assert net.members("web") == [] and not by_name(azure)["checkout-main-v000"].enabled
+    assert net.counts["vmss_upgrade"] == 1 and net.counts["vmss_patch"] == 1, "no second model change: the tag"
+    assert net.scale_sets["checkout-main-v000"]["tags"]["reconciler:traffic"] == "disabled"
 
 
 def test_a_name_taken_by_someone_else_is_a_conflict(azure: AzureProvider, net: ArmDouble) -> None:
