@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -237,7 +238,9 @@ class CloudFoundryProvider:
         notes = (app.get("metadata") or {}).get("annotations") or {}
         managed = base.tags_say_managed(labels)
         routes = tuple(x for x in notes.get(A_ROUTES, "").split(",") if x)
-        if managed and routes:
+        if managed and routes and notes.get(A_TRAFFIC) in ("enabling", "disabling"):
+            enabled = notes[A_TRAFFIC] == "disabling"  # half-way: listed so that the change is planned again
+        elif managed and routes:
             enabled = all(r in routed for r in routes)  # CF reports a route's url as host.domain/path
         elif managed:
             enabled = notes.get(A_TRAFFIC) == "enabled"
@@ -431,32 +434,42 @@ class CloudFoundryProvider:
     def enable(self, region: str, name: str) -> None:
         """Map every route to the app (the router then sends it traffic)."""
         app = self._must_own(region, name, "enable")
-        routes = self._routes_of(app)
-        for spec in routes:
+        todo = []
+        for spec in self._routes_of(app):
             r = self._route(region, spec, "enable")
             if not any(d["app"]["guid"] == app["guid"] for d in r.get("destinations", [])):
-                self._send("routes.insertDestinations", region, "POST", f"/v3/routes/{r['guid']}/destinations",
-                           {"destinations": [{"app": {"guid": app["guid"]}}]})
-        if not routes:
-            self._annotate(region, app, **{A_TRAFFIC: "enabled"})
+                todo.append(r)
+        self._change_traffic(region, app, "enabling", "enabled", [
+            functools.partial(self._send, "routes.insertDestinations", region, "POST",
+                              f"/v3/routes/{r['guid']}/destinations",
+                              {"destinations": [{"app": {"guid": app["guid"]}}]}) for r in todo])
 
     def disable(self, region: str, name: str) -> None:
         """Unmap the app from every route; the app keeps running until it is scaled down."""
         app = self._owned(region, name, "disable")
         if app is None:
             return
-        routes = self._routes_of(app)
-        for spec in routes:
+        todo = []
+        for spec in self._routes_of(app):
             try:
                 r = self._route(region, spec, "disable")
             except errors.NotFound:
                 continue  # a deleted route sends the app no traffic
-            for d in r.get("destinations", []):
-                if d["app"]["guid"] == app["guid"]:
-                    self._send("routes.removeDestination", region, "DELETE",
-                               f"/v3/routes/{r['guid']}/destinations/{d['guid']}")
-        if not routes:
-            self._annotate(region, app, **{A_TRAFFIC: "disabled"})
+            todo += [(r["guid"], d["guid"]) for d in r.get("destinations", []) if d["app"]["guid"] == app["guid"]]
+        self._change_traffic(region, app, "disabling", "disabled", [
+            functools.partial(self._send, "routes.removeDestination", region, "DELETE",
+                              f"/v3/routes/{r}/destinations/{d}") for r, d in todo])
+
+    def _change_traffic(self, region: str, app: dict[str, Any], pending: str, final: str,
+                        steps: list[Callable[[], Any]]) -> None:
+        """Route changes between two annotations: while ``enabling`` (``disabling``) the app lists as out of
+        (in) traffic, so an interruption half-way through several routes is planned, and finished, again."""
+        if len(steps) > 1:
+            self._annotate(region, app, **{A_TRAFFIC: pending})
+            app = {**app, "metadata": {"annotations": {A_TRAFFIC: pending}}}
+        for step in steps:
+            step()
+        self._annotate(region, app, **{A_TRAFFIC: final})
 
     def resize(self, region: str, name: str, capacity: model.Capacity) -> None:
         """Instances of the web process (and min/max annotations); zero also stops the app, more starts it."""

@@ -13,7 +13,7 @@ from providers import base
 from providers.base import CreateRequest, ProviderContext
 from reconciler import errors, model
 from tests.providers.cloudfoundry.conftest import SPACE, MakeCf, account
-from tests.providers.cloudfoundry.fake_cc import CloudControllerDouble
+from tests.providers.cloudfoundry.fake_cc import CcError, CloudControllerDouble
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "cloudfoundry.md"
 WEB = "checkout.apps.example.com"
@@ -267,3 +267,27 @@ def test_the_documented_account_settings_are_accepted(creds: Path, ctx: Provider
         provider = base.make_provider("cloudfoundry", name, {**config, "credentials_file": str(creds)}, ctx)
         assert provider.regions() == (config["space"],)
         provider.close()
+
+
+def test_a_disable_interrupted_between_two_routes_lists_in_traffic_and_is_finished(cf: Any,
+                                                                                    cc: CloudControllerDouble) -> None:
+    one, two = cc.add_route("checkout"), cc.add_route("shop")
+    cf.create_server_group(request("checkout-main-v000", lbs=(WEB, "shop.apps.example.com")))
+    cf.enable(SPACE, "checkout-main-v000")
+    assert cc.mapped(one) == cc.mapped(two) == ["checkout-main-v000"] and by_name(cf)["checkout-main-v000"].enabled
+    real = cc.on_route_unmap
+    calls = []
+
+    def unmap_once_then_die(req, guid, dest):
+        calls.append(guid)
+        if len(calls) == 2:
+            raise CcError(403, "CF-NotAuthorized", 10003, "lost the role half-way")
+        return real(req, guid, dest)
+
+    cc.on_route_unmap = unmap_once_then_die  # type: ignore[method-assign]
+    with pytest.raises(errors.AccessDenied):
+        cf.disable(SPACE, "checkout-main-v000")
+    assert by_name(cf)["checkout-main-v000"].enabled, "still mapped to one route: listed in traffic"
+    cc.on_route_unmap = real  # type: ignore[method-assign]
+    cf.disable(SPACE, "checkout-main-v000")
+    assert cc.mapped(one) == cc.mapped(two) == [] and not by_name(cf)["checkout-main-v000"].enabled
