@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -154,11 +155,11 @@ def test_bad_specs_are_refused_before_any_call(cf: Any, cc: CloudControllerDoubl
         (request("checkout-main-v000", user_data="just text"), "a YAML mapping of environment variables"),
         (request("checkout-main-v000", cap=(3, 2, 4)), "0 <= min <= desired <= max"),
     ]
-    sg = CreateRequest(**{**request("x").__dict__} if False else {
-        "name": "checkout-main-v000", "application": "checkout", "cluster": "checkout-main", "region": SPACE,
-        "launch": model.LaunchSpec(image="docker://x", instance_type="1G", security_groups=("web",)),
-        "capacity": model.Capacity(1, 1, 1), "spec_hash": "h", "commit": "c"})
+    sg = CreateRequest(name="checkout-main-v000", application="checkout", cluster="checkout-main", region=SPACE,
+                       launch=model.LaunchSpec(image="docker://x", instance_type="1G", security_groups=("web",)),
+                       capacity=model.Capacity(1, 1, 1), spec_hash="h", commit="c")
     cases.append((sg, "binds security groups to spaces"))
+    cases.append((dataclasses.replace(request("checkout-main-v000"), autoscaling=True), "App Autoscaler is a service"))
     for req, message in cases:
         with pytest.raises(errors.ProviderError, match=message):
             cf.create_server_group(req)
