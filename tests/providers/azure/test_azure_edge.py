@@ -182,3 +182,14 @@ def test_without_the_extra_the_registry_names_it(monkeypatch: pytest.MonkeyPatch
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(errors.ProviderMissing, match=r"pip install 'reconciler\[azure\]'"):
         base.load_provider_class("azure")
+
+
+def test_the_double_rejects_fields_the_sdk_models_do_not_have(azure: AzureProvider, arm: ArmDouble) -> None:
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.compute import models as cm
+
+    body = cm.VirtualMachineScaleSet({"location": REGION, "sku": {"name": "Standard_B1s", "capacity": 1},
+                                      "properties": {"upgradePolicy": {"mode": "Manual", "rollingUpgrade": {}}}})
+    with pytest.raises(HttpResponseError, match=r"properties.upgradePolicy.rollingUpgrade: unknown field"):
+        azure.compute.virtual_machine_scale_sets.begin_create_or_update(arm.group, "typo-v000", body).result()
+    assert not arm.scale_sets

@@ -292,3 +292,11 @@ def test_a_disable_interrupted_between_two_routes_lists_in_traffic_and_is_finish
     cc.on_route_unmap = real  # type: ignore[method-assign]
     cf.disable(SPACE, "checkout-main-v000")
     assert cc.mapped(one) == cc.mapped(two) == [] and not by_name(cf)["checkout-main-v000"].enabled
+
+
+def test_the_double_rejects_fields_the_v3_api_does_not_document(cf: Any, cc: CloudControllerDouble) -> None:
+    client = cf._connect()
+    body = {"name": "typo", "relationships": {"space": {"data": {"guid": cc.space_guid}}}, "instances": 2}
+    with pytest.raises(Exception, match=r"Unknown field\(s\): 'instances'"):
+        client.post(f"{cc.base}/v3/apps", json=body)
+    assert not cc.apps
