@@ -300,3 +300,13 @@ def test_the_double_rejects_fields_the_v3_api_does_not_document(cf: Any, cc: Clo
     with pytest.raises(Exception, match=r"Unknown field\(s\): 'instances'"):
         client.post(f"{cc.base}/v3/apps", json=body)
     assert not cc.apps
+
+
+def test_without_the_client_library_the_registry_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cloudfoundry_client", None)
+    for name in [m for m in sys.modules if m == "reconciler_cloudfoundry" or m.startswith("reconciler_cloudfoundry.")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(errors.ProviderMissing, match=r"pip install 'reconciler\[cloudfoundry\]'"):
+        base.load_provider_class("cloudfoundry")
