@@ -434,31 +434,31 @@ class CloudFoundryProvider:
     def enable(self, region: str, name: str) -> None:
         """Map every route to the app (the router then sends it traffic)."""
         app = self._must_own(region, name, "enable")
-        todo = []
+        changes = []
         for spec in self._routes_of(app):
             r = self._route(region, spec, "enable")
             if not any(d["app"]["guid"] == app["guid"] for d in r.get("destinations", [])):
-                todo.append(r)
+                changes.append(r)
         self._change_traffic(region, app, "enabling", "enabled", [
             functools.partial(self._send, "routes.insertDestinations", region, "POST",
                               f"/v3/routes/{r['guid']}/destinations",
-                              {"destinations": [{"app": {"guid": app["guid"]}}]}) for r in todo])
+                              {"destinations": [{"app": {"guid": app["guid"]}}]}) for r in changes])
 
     def disable(self, region: str, name: str) -> None:
         """Unmap the app from every route; the app keeps running until it is scaled down."""
         app = self._owned(region, name, "disable")
         if app is None:
             return
-        todo = []
+        changes = []
         for spec in self._routes_of(app):
             try:
                 r = self._route(region, spec, "disable")
             except errors.NotFound:
                 continue  # a deleted route sends the app no traffic
-            todo += [(r["guid"], d["guid"]) for d in r.get("destinations", []) if d["app"]["guid"] == app["guid"]]
+            changes += [(r["guid"], d["guid"]) for d in r.get("destinations", []) if d["app"]["guid"] == app["guid"]]
         self._change_traffic(region, app, "disabling", "disabled", [
             functools.partial(self._send, "routes.removeDestination", region, "DELETE",
-                              f"/v3/routes/{r}/destinations/{d}") for r, d in todo])
+                              f"/v3/routes/{r}/destinations/{d}") for r, d in changes])
 
     def _change_traffic(self, region: str, app: dict[str, Any], pending: str, final: str,
                         steps: list[Callable[[], Any]]) -> None:
