@@ -1,13 +1,30 @@
-"""The daemon's configuration: one YAML file, every field checked with a message naming it.
+"""The daemon's configuration: one YAML file, parsed once into typed, frozen settings.
+
+Every field is checked at load, and every problem is reported as
+``file:line: field: message`` (all of them at once), so a bad value never
+reaches a running part: the CLI exits 1 naming the line, and a SIGHUP with a
+bad file keeps the previous settings whole. Provider account settings are
+checked by the provider's own ``check_settings``. Nothing outside this module
+reads the YAML.
 
 With no file at all everything runs against the local provider, with state in
 the user's state directory, so ``reconciler plan`` works on a fresh machine.
+
+Credentials never stay in ``repo.url``: a password or token found there is
+moved into ``GitCredentials`` and the URL kept without it, which is what is
+printed, stored and written into the mirror's Git config.
 """
 
 from __future__ import annotations
 
+import copy
+import difflib
+import logging
+import math
 import os
 import re
+import types
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +37,30 @@ from reconciler import errors
 ENV_CONFIG = "RECONCILER_CONFIG"
 ENV_STATE_DIR = "RECONCILER_STATE_DIR"
 
+MAX_DURATION_S = 366 * 86400.0
+"""No duration setting may exceed a year: larger values are typos, and overflow the scheduler's timedelta."""
+
+DEFAULT_MAX_BODY = 1024 * 1024
+"""HTTP request bodies larger than this are refused before they are read (``http.max_body``)."""
+
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+               "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3}
+_BRANCH_RE = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]+(?<!/)(?<!\.lock)$")
+_SCP_RE = re.compile(r"^[\w.-]+@[\w.-]+:")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
-_TOP_KEYS = {
-    "repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
-    "execution", "webhook", "schedules", "policies", "approvals", "daemon",
-}
-_REPO_KEYS = {"url", "branch", "path", "allow_force_push", "allowed_signers"}
+_TOP_KEYS = ("repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
+             "execution", "webhook", "schedules", "approvals", "daemon")
+_REPO_KEYS = ("url", "branch", "path", "allow_force_push", "allowed_signers", "username", "token_file",
+              "ssh_key_file", "ssh_public_key_file", "ssh_known_hosts")
+_HINTS = {"policies": "guardrail settings live in policies.yaml in the spec directory (docs/policies.md)"}
+
+
+# ---------------------------------------------------------------------------- settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +77,51 @@ class ExecutionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GitCredentials:
+    """Where fetches find credentials. Files are read at each fetch, so rotating one needs no restart.
+
+    ``token`` is set only when ``repo.url`` carried a password (discouraged: use ``token_file``);
+    it is never part of ``repr`` and never of the URL given to Git.
+    """
+
+    username: str = ""  # repo.username, else the URL's user name, else x-access-token (https)
+    token: str = field(default="", repr=False)
+    token_file: Path | None = None  # https: the password/token, one line
+    ssh_key_file: Path | None = None  # ssh: a private key file (without one: the ssh-agent)
+    ssh_public_key_file: Path | None = None  # default: ssh_key_file + .pub when it exists
+    ssh_known_hosts: Path | None = None  # ssh: the only host keys accepted (default: ~/.ssh/known_hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTP endpoint: off unless ``listen`` is set."""
+
+    host: str | None = None  # http.listen host (None: no endpoint)
+    port: int = 0  # http.listen port (0: any free port)
+    token_file: Path | None = None  # bearer token for state-changing routes, read at every request
+    webhook_secret_file: Path | None = None  # webhook.secret_file; without it /webhook is 404
+    max_body: int = DEFAULT_MAX_BODY  # bytes; larger request bodies get 413 before they are read
+
+    @property
+    def listen(self) -> str | None:
+        if self.host is None:
+            return None
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """An extra pass on a crontab schedule (``schedules[]``)."""
+
+    cron: str  # five crontab fields
+    reason: str = "schedule"  # shown in logs and STATUS=
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
-    repo_url: str
+    repo_url: str  # without credentials: safe to print, store, and write into the mirror's Git config
     branch: str
     spec_path: str
     state_url: str
@@ -56,16 +131,31 @@ class Config:
     prune: bool = False
     allow_force_push: bool = False
     allowed_signers: Path | None = None  # ssh-keygen allowed_signers file for SSH-signed commits
+    git: GitCredentials = field(default_factory=GitCredentials)
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    http_listen: str | None = None
-    http_token_file: Path | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    log_level: int = logging.INFO  # log.level; applied at start and on SIGHUP
+    shutdown_deadline_s: float = 30.0  # daemon.shutdown_deadline: running steps get this long on SIGTERM
+    schedules: tuple[Schedule, ...] = ()
+    approval_ttl_s: float = 24 * 3600.0  # approvals.ttl: an approval is valid this long
+    warnings: tuple[str, ...] = ()  # accepted but discouraged settings, logged by the daemon
+
+    @property
+    def http_listen(self) -> str | None:
+        return self.http.listen
+
+    @property
+    def http_token_file(self) -> Path | None:
+        return self.http.token_file
 
     def accounts(self, provider: str) -> Mapping[str, Mapping[str, Any]]:
         section = self.providers.get(provider) or {}
         accounts = section.get("accounts") or {}
         return accounts if isinstance(accounts, Mapping) else {}
+
+
+# ---------------------------------------------------------------------------- parsers
 
 
 def default_state_dir() -> Path:
@@ -77,20 +167,65 @@ def default_state_dir() -> Path:
     return base / "reconciler"
 
 
-def parse_duration(value: Any, *, where: str) -> float:
-    """``30s``, ``10m``, ``1h``, ``500ms`` or a number of seconds."""
+def parse_duration(value: Any, *, where: str, maximum: float = MAX_DURATION_S) -> float:
+    """``30s``, ``10m``, ``1h``, ``500ms``, ``1d`` or a number of seconds; at most ``maximum``."""
     if isinstance(value, bool):
         raise errors.ConfigError(f"{where}: expected a duration like 30s, got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise errors.ConfigError(f"{where}: a duration cannot be negative")
-        return float(value)
-    m = _DURATION_RE.match(str(value))
-    if not m:
-        raise errors.ConfigError(
-            f"{where}: {value!r} is not a duration (use e.g. 500ms, 30s, 10m, 1h)"
-        )
-    return float(m.group(1)) * _UNITS[m.group(2)]
+        seconds = float(value)
+    else:
+        m = _DURATION_RE.match(str(value))
+        if not m:
+            raise errors.ConfigError(
+                f"{where}: {_show(value)} is not a duration (use e.g. 500ms, 30s, 10m, 1h)"
+            )
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if math.isnan(seconds):
+        raise errors.ConfigError(f"{where}: {value!r} is not a duration")
+    if seconds < 0:
+        raise errors.ConfigError(f"{where}: a duration cannot be negative")
+    if seconds > maximum:
+        raise errors.ConfigError(f"{where}: {_show(value)} is longer than the maximum of {_fmt_s(maximum)}")
+    return seconds
+
+
+def parse_size(value: Any, *, where: str) -> int:
+    """``1MiB``, ``512KiB``, ``10MB``, ``64k`` or a number of bytes (KiB = 1024, KB = 1000)."""
+    if isinstance(value, bool):
+        raise errors.ConfigError(f"{where}: expected a size like 1MiB, got {value!r}")
+    if isinstance(value, int):
+        size = float(value)
+    elif isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise errors.ConfigError(f"{where}: {value!r} is not a size")
+        size = value
+    else:
+        m = _SIZE_RE.match(str(value))
+        if not m:
+            raise errors.ConfigError(f"{where}: {_show(value)} is not a size (use e.g. 64KiB, 1MiB, 10MB)")
+        unit = (m.group(2) or "").lower()
+        size = float(m.group(1)) * _SIZE_UNITS[unit]
+    if size < 0:
+        raise errors.ConfigError(f"{where}: a size cannot be negative")
+    return int(size)
+
+
+def split_credentials(url: str) -> tuple[str, str, str]:
+    """``(url without password, user name, password)``; only ``scheme://user:pass@host`` URLs carry one."""
+    if "://" not in url:
+        return url, "", ""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, "", ""
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    user = urllib.parse.unquote(user)
+    password = urllib.parse.unquote(password)
+    netloc = f"{urllib.parse.quote(user, safe='')}@{hostport}" if user else hostport
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), user, password
+
+
+# ---------------------------------------------------------------------------- loading
 
 
 def load_config(
@@ -101,128 +236,443 @@ def load_config(
     spec_path: str | None = None,
     state: str | None = None,
 ) -> Config:
-    """Read the config file (``--config``, ``$RECONCILER_CONFIG`` or none); CLI flags override."""
+    """Read the config file (``--config``, ``$RECONCILER_CONFIG`` or none); CLI flags override.
+
+    Raises one ``ConfigError`` listing every problem as ``file:line: field: message``.
+    """
     chosen = path or os.environ.get(ENV_CONFIG)
     raw: dict[str, Any] = {}
+    lines: dict[str, int] = {}
     file: Path | None = None
     if chosen:
         file = Path(chosen)
+        raw, lines = _read(file)
+    return _Builder(raw, lines, file).build(repo=repo, branch=branch, spec_path=spec_path, state=state)
+
+
+def _read(file: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    try:
+        data = file.read_bytes()
+    except IsADirectoryError as exc:
+        raise errors.ConfigError(f"{file}: cannot read the config file: it is a directory") from exc
+    except OSError as exc:
+        raise errors.ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise errors.ConfigError(f"{file}:{line}: (file): not UTF-8 text (byte {exc.start})") from exc
+    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        node = yaml.compose(text, Loader=loader)
+        loaded = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader (libyaml's when available)
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise errors.ConfigError(f"{file}:{line}: (file): not valid YAML: {problem}") from exc
+    except RecursionError:
+        raise errors.ConfigError(f"{file}:1: (file): YAML nested too deeply") from None
+    if loaded is None:
+        return {}, {}
+    if not isinstance(loaded, dict):
+        raise errors.ConfigError(f"{file}:1: (file): the config must be a mapping of settings, "
+                                 f"not {_kind(loaded)}")
+    lines: dict[str, int] = {}
+    duplicates: list[str] = []
+    _index(node, "", lines, duplicates, set())
+    if duplicates:
+        raise errors.ConfigError("\n".join(f"{file}:{lines.get(d, 1)}: {d}: given twice" for d in duplicates))
+    return loaded, lines
+
+
+def _index(node: yaml.Node | None, path: str, lines: dict[str, int], duplicates: list[str], seen: set[int]) -> None:
+    """Line numbers (1-based) of every field path: ``repo.url``, ``schedules[0].cron``."""
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = f"{path}.{key}" if path else key
+            if key in keys and child not in duplicates:
+                duplicates.append(child)
+            keys.add(key)
+            lines[child] = key_node.start_mark.line + 1
+            _index(value_node, child, lines, duplicates, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            child = f"{path}[{i}]"
+            lines[child] = item.start_mark.line + 1
+            _index(item, child, lines, duplicates, seen)
+
+
+class _Builder:
+    """Typed reads from the parsed YAML; each problem is recorded with its line, all raised together."""
+
+    def __init__(self, raw: dict[str, Any], lines: dict[str, int], file: Path | None) -> None:
+        self.raw = raw
+        self.lines = lines
+        self.file = file
+        self.name = str(file) if file else "config"
+        self.base_dir = file.parent if file else Path.cwd()
+        self.problems: list[str] = []
+
+    # ------------------------------------------------------------------ primitives
+
+    def fail(self, where: str, message: str) -> None:
+        if where.startswith("--"):  # a command-line flag
+            self.problems.append(f"{where}: {message}")
+            return
+        self.problems.append(f"{self.name}:{self.line(where)}: {where}: {message}")
+
+    def line(self, where: str) -> int:
+        path = where
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = re.sub(r"(\.[^.\[\]]*|\[\d+\])$", "", path)
+        return 1
+
+    def section(self, value: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(where, f"expected a mapping, got {_kind(value)}")
+            return {}
+        for key in value:
+            if not isinstance(key, str):
+                self.fail(where, f"keys must be names, got {_kind(key)} {key!r}")
+            elif key not in keys:
+                self.fail(_join(where, key), _unknown(key, keys))
+        return value
+
+    def text(self, sec: dict[str, Any], where: str, key: str, default: str, *, allow_empty: bool = False) -> str:
+        if key not in sec or sec[key] is None:
+            return default
+        value = sec[key]
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.fail(_join(where, key), f"expected text, got {_kind(value)}")
+            return default
+        text = str(value)
+        if not text and not allow_empty:
+            self.fail(_join(where, key), "must not be empty")
+            return default
+        if _CONTROL_RE.search(text):
+            self.fail(_join(where, key), "must not contain control characters")
+            return default
+        return text
+
+    def flag(self, sec: dict[str, Any], where: str, key: str, default: bool) -> bool:
+        value = sec.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail(_join(where, key), f"expected true or false, got {_show(value)}")
+            return default
+        return value
+
+    def count(self, sec: dict[str, Any], where: str, key: str, default: int, low: int, high: int) -> int:
+        value = sec.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(_join(where, key), f"expected a whole number from {low} to {high}, got {_show(value)}")
+            return default
+        if not low <= value <= high:
+            self.fail(_join(where, key), f"must be from {low} to {high}, got {value}")
+            return default
+        return value
+
+    def duration(self, sec: dict[str, Any], where: str, key: str, default: float, *, low: float = 0.0,
+                 maximum: float = MAX_DURATION_S) -> float:
+        value = sec.get(key, default)
+        if value is None:
+            return default
         try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise errors.ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from exc
+            seconds = parse_duration(value, where=_join(where, key), maximum=maximum)
+        except errors.ConfigError as exc:
+            self.fail(_join(where, key), str(exc).split(": ", 1)[1])
+            return default
+        if seconds < low:
+            self.fail(_join(where, key), f"must be at least {_fmt_s(low)}, got {_show(value)}")
+            return default
+        return seconds
+
+    def size(self, sec: dict[str, Any], where: str, key: str, default: int, low: int, high: int) -> int:
+        value = sec.get(key, default)
+        if value is None:
+            return default
         try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
-            raise errors.ConfigError(f"{file}:{line}: not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise errors.ConfigError(f"{file}: the config must be a mapping of settings")
-        raw = loaded
-    return _build(raw, file, repo=repo, branch=branch, spec_path=spec_path, state=state)
+            size = parse_size(value, where=_join(where, key))
+        except errors.ConfigError as exc:
+            self.fail(_join(where, key), str(exc).split(": ", 1)[1])
+            return default
+        if not low <= size <= high:
+            self.fail(_join(where, key), f"must be from {_fmt_size(low)} to {_fmt_size(high)}, got {_show(value)}")
+            return default
+        return size
 
+    def file_path(self, sec: dict[str, Any], where: str, key: str) -> Path | None:
+        text = self.text(sec, where, key, "")
+        if not text:
+            return None
+        p = Path(text).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
 
-def _build(
-    raw: dict[str, Any],
-    file: Path | None,
-    *,
-    repo: str | None,
-    branch: str | None,
-    spec_path: str | None,
-    state: str | None,
-) -> Config:
-    name = str(file) if file else "config"
-    unknown = set(raw) - _TOP_KEYS
-    if unknown:
-        raise errors.ConfigError(
-            f"{name}: unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"allowed: {', '.join(sorted(_TOP_KEYS))}"
+    # ------------------------------------------------------------------ the file
+
+    def build(self, *, repo: str | None, branch: str | None, spec_path: str | None, state: str | None) -> Config:
+        raw = self.section(self.raw, "", _TOP_KEYS)
+        warnings: list[str] = []
+
+        repo_sec = self.section(raw.get("repo"), "repo", _REPO_KEYS)
+        url_text = repo if repo is not None else self.text(repo_sec, "repo", "url", ".")
+        url, url_user, url_password = split_credentials(url_text)
+        if _CONTROL_RE.search(url):
+            self.fail("--repo" if repo is not None else "repo.url", "must not contain control characters")
+        url = _resolve_local(url, Path.cwd() if repo is not None else self.base_dir)
+        git = self._git(repo_sec, url, url_user, url_password, warnings)
+        branch_name = branch if branch is not None else self.text(repo_sec, "repo", "branch", "main")
+        if not _BRANCH_RE.match(branch_name):
+            self.fail("--branch" if branch is not None else "repo.branch",
+                      f"{_show(branch_name)} is not a branch name")
+        spec = self._spec_path(spec_path if spec_path is not None else self.text(repo_sec, "repo", "path", "apps"),
+                               "--spec-path" if spec_path is not None else "repo.path")
+
+        state_dir_text = self.text(raw, "", "state_dir", "") if "state_dir" in raw else ""
+        state_dir = Path(state_dir_text).expanduser() if state_dir_text else default_state_dir()
+        if not state_dir.is_absolute():
+            state_dir = (self.base_dir / state_dir).resolve()
+        if state_dir.exists() and not state_dir.is_dir():
+            self.fail("state_dir", f"{state_dir} exists and is not a directory")
+        state_text = state if state is not None else (self.text(raw, "", "state", "") if "state" in raw else "")
+        state_url = self._state_url(state_text or f"sqlite:///{state_dir / 'state.db'}",
+                                    "--state" if state is not None else "state")
+
+        poll = self.section(raw.get("poll"), "poll", ("interval", "jitter"))
+        interval = self.duration(poll, "poll", "interval", 30.0, low=0.1)
+        jitter = self.duration(poll, "poll", "jitter", 5.0)
+
+        providers = self._providers(raw.get("providers"))
+        http = self._http(raw.get("http"), raw.get("webhook"))
+        execution = self._execution(raw.get("execution"))
+        log_sec = self.section(raw.get("log"), "log", ("level",))
+        level = self._log_level(log_sec)
+        daemon = self.section(raw.get("daemon"), "daemon", ("shutdown_deadline",))
+        deadline = self.duration(daemon, "daemon", "shutdown_deadline", 30.0, maximum=3600.0)
+        approvals = self.section(raw.get("approvals"), "approvals", ("ttl",))
+        ttl = self.duration(approvals, "approvals", "ttl", 24 * 3600.0)
+        schedules = self._schedules(raw.get("schedules"))
+        prune = self.flag(raw, "", "prune", False)
+        allow_force_push = self.flag(repo_sec, "repo", "allow_force_push", False)
+        allowed_signers = self.file_path(repo_sec, "repo", "allowed_signers")
+
+        if self.problems:
+            raise errors.ConfigError("\n".join(self.problems))
+        return Config(
+            path=self.file,
+            repo_url=url,
+            branch=branch_name,
+            spec_path=spec,
+            state_url=state_url,
+            state_dir=state_dir,
+            poll_interval_s=interval,
+            poll_jitter_s=jitter,
+            prune=prune,
+            allow_force_push=allow_force_push,
+            allowed_signers=allowed_signers,
+            git=git,
+            providers=providers,
+            http=http,
+            execution=execution,
+            log_level=level,
+            shutdown_deadline_s=deadline,
+            schedules=schedules,
+            approval_ttl_s=ttl,
+            warnings=tuple(warnings),
         )
-    base_dir = file.parent if file else Path.cwd()
 
-    repo_raw = _mapping(raw.get("repo"), f"{name}: repo")
-    unknown = set(repo_raw) - _REPO_KEYS
-    if unknown:
-        raise errors.ConfigError(
-            f"{name}: repo.{sorted(unknown)[0]}: unknown field; allowed: {', '.join(sorted(_REPO_KEYS))}"
+    # ------------------------------------------------------------------ sections
+
+    def _git(self, sec: dict[str, Any], url: str, url_user: str, url_password: str,
+             warnings: list[str]) -> GitCredentials:
+        username = self.text(sec, "repo", "username", "")
+        token_file = self.file_path(sec, "repo", "token_file")
+        key_file = self.file_path(sec, "repo", "ssh_key_file")
+        pub_file = self.file_path(sec, "repo", "ssh_public_key_file")
+        known_hosts = self.file_path(sec, "repo", "ssh_known_hosts")
+        if url_password:
+            if token_file is not None:
+                self.fail("repo.url", "carries a password and repo.token_file is set too; keep only token_file")
+            warnings.append(f"{self.name}:{self.line('repo.url')}: repo.url carries a password; it is kept out of "
+                            "logs and the mirror, but a file readable only by the service is safer: "
+                            "move it to repo.token_file")
+        if pub_file is not None and key_file is None:
+            self.fail("repo.ssh_public_key_file", "needs repo.ssh_key_file")
+        is_ssh = url.startswith("ssh://") or bool(_SCP_RE.match(url))
+        if (key_file is not None or known_hosts is not None) and not is_ssh:
+            which = "repo.ssh_key_file" if key_file is not None else "repo.ssh_known_hosts"
+            self.fail(which, "only applies to ssh:// or user@host:path repository URLs")
+        if token_file is not None and is_ssh:
+            self.fail("repo.token_file", "only applies to https:// repository URLs (use repo.ssh_key_file)")
+        return GitCredentials(username=username or url_user, token=url_password, token_file=token_file,
+                              ssh_key_file=key_file, ssh_public_key_file=pub_file, ssh_known_hosts=known_hosts)
+
+    def _spec_path(self, text: str, where: str) -> str:
+        cleaned = text.strip().strip("/")
+        parts = [p for p in cleaned.split("/") if p not in ("", ".")]
+        if text.strip().startswith("/") or ".." in parts or "\\" in text or _CONTROL_RE.search(text):
+            self.fail(where, f"{_show(text)} must be a directory inside the repository, e.g. apps "
+                      "(relative, without '..')")
+            return "apps"
+        return "/".join(parts)
+
+    def _state_url(self, url: str, where: str) -> str:
+        if url.startswith("sqlite:///"):
+            return _resolve_sqlite(url, self.base_dir)
+        if re.match(r"^postgresql(\+psycopg)?://", url):
+            return url
+        self.fail(where, f"{_show(_redact_url(url))} is not a state URL (sqlite:///PATH or postgresql://...)")
+        return "sqlite:///:memory:"
+
+    def _providers(self, value: Any) -> Mapping[str, Mapping[str, Any]]:
+        from providers import base as provider_base  # noqa: PLC0415 - providers import the core; not at import time
+
+        providers = self.section(value, "providers", tuple(value) if isinstance(value, dict) else ())
+        out: dict[str, Any] = {}
+        for pname, section in providers.items():
+            where = f"providers.{pname}"
+            sec = self.section(section, where, ("accounts",))
+            accounts = self.section(sec.get("accounts"), f"{where}.accounts",
+                                    tuple(sec["accounts"]) if isinstance(sec.get("accounts"), dict) else ())
+            checked: dict[str, Any] = {}
+            for aname, acc in accounts.items():
+                settings = self.section(acc, f"{where}.accounts.{aname}", tuple(acc) if isinstance(acc, dict) else ())
+                try:
+                    problems = provider_base.check_account(str(pname), str(aname), settings)
+                except errors.ProviderMissing as exc:
+                    self.fail(where, str(exc))
+                    break
+                for fld, message in problems:
+                    self.fail(f"{where}.accounts.{aname}" + (f".{fld}" if fld else ""), message)
+                checked[str(aname)] = copy.deepcopy(settings)  # the provider's own values; compared on reload
+            out[str(pname)] = types.MappingProxyType({"accounts": types.MappingProxyType(checked)})
+        if "local" not in out:
+            out["local"] = types.MappingProxyType({"accounts": types.MappingProxyType({"default": {}})})
+        return types.MappingProxyType(out)
+
+    def _http(self, value: Any, webhook_value: Any) -> HttpSettings:
+        sec = self.section(value, "http", ("listen", "token_file", "max_body"))
+        webhook = self.section(webhook_value, "webhook", ("secret_file",))
+        host: str | None = None
+        port = 0
+        listen = self.text(sec, "http", "listen", "")
+        if listen:
+            parsed = _parse_listen(listen)
+            if isinstance(parsed, str):
+                self.fail("http.listen", parsed)
+            else:
+                host, port = parsed
+        return HttpSettings(
+            host=host, port=port, token_file=self.file_path(sec, "http", "token_file"),
+            webhook_secret_file=self.file_path(webhook, "webhook", "secret_file"),
+            max_body=self.size(sec, "http", "max_body", DEFAULT_MAX_BODY, 1024, 64 * 1024 * 1024),
         )
-    url = repo or repo_raw.get("url") or "."
-    url = _resolve_local(str(url), base_dir if not repo else Path.cwd())
 
-    state_dir = Path(raw["state_dir"]) if raw.get("state_dir") else default_state_dir()
-    if not state_dir.is_absolute():
-        state_dir = (base_dir / state_dir).resolve()
-    state_url = state or raw.get("state") or f"sqlite:///{state_dir / 'state.db'}"
-    state_url = _resolve_sqlite(str(state_url), base_dir)
+    def _execution(self, value: Any) -> ExecutionSettings:
+        keys = ("max_attempts", "retry_backoff", "lease_ttl", "poll_health", "max_parallel", "step_retries",
+                "step_backoff")
+        sec = self.section(value, "execution", keys)
+        d = ExecutionSettings()
+        return ExecutionSettings(
+            max_attempts=self.count(sec, "execution", "max_attempts", d.max_attempts, 1, 1000),
+            retry_backoff_s=self.duration(sec, "execution", "retry_backoff", d.retry_backoff_s),
+            lease_ttl_s=self.duration(sec, "execution", "lease_ttl", d.lease_ttl_s, low=1.0),
+            poll_health_s=self.duration(sec, "execution", "poll_health", d.poll_health_s, low=0.001, maximum=3600.0),
+            max_parallel=self.count(sec, "execution", "max_parallel", d.max_parallel, 1, 256),
+            step_retries=self.count(sec, "execution", "step_retries", d.step_retries, 1, 100),
+            step_backoff_s=self.duration(sec, "execution", "step_backoff", d.step_backoff_s, maximum=3600.0),
+        )
 
-    poll = _mapping(raw.get("poll"), f"{name}: poll")
-    http = _mapping(raw.get("http"), f"{name}: http")
-    providers = _mapping(raw.get("providers"), f"{name}: providers")
-    for pname, section in providers.items():
-        sec = _mapping(section, f"{name}: providers.{pname}")
-        accounts = _mapping(sec.get("accounts"), f"{name}: providers.{pname}.accounts")
-        for aname, acc in accounts.items():
-            _mapping(acc, f"{name}: providers.{pname}.accounts.{aname}")
-    if "local" not in providers:
-        providers = {**providers, "local": {"accounts": {"default": {}}}}
+    def _log_level(self, sec: dict[str, Any]) -> int:
+        value = sec.get("level", "info")
+        if isinstance(value, str) and value.strip().lower() in _LOG_LEVELS:
+            return _LOG_LEVELS[value.strip().lower()]
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 50:
+            return value
+        self.fail("log.level", f"{_show(value)} is not a log level (debug, info, warning, error)")
+        return logging.INFO
 
-    ex_raw = _mapping(raw.get("execution"), f"{name}: execution")
-    ex = ExecutionSettings(
-        max_attempts=int(ex_raw.get("max_attempts", 3)),
-        retry_backoff_s=parse_duration(
-            ex_raw.get("retry_backoff", 30), where=f"{name}: execution.retry_backoff"
-        ),
-        lease_ttl_s=parse_duration(ex_raw.get("lease_ttl", 120), where=f"{name}: execution.lease_ttl"),
-        poll_health_s=parse_duration(
-            ex_raw.get("poll_health", 2), where=f"{name}: execution.poll_health"
-        ),
-        max_parallel=int(ex_raw.get("max_parallel", 8)),
-        step_retries=int(ex_raw.get("step_retries", 5)),
-        step_backoff_s=parse_duration(
-            ex_raw.get("step_backoff", 1), where=f"{name}: execution.step_backoff"
-        ),
-    )
-    unknown = set(ex_raw) - {"max_attempts", "retry_backoff", "lease_ttl", "poll_health", "max_parallel",
-                             "step_retries", "step_backoff"}
-    if unknown:
-        raise errors.ConfigError(f"{name}: execution.{sorted(unknown)[0]}: unknown field")
-    token_file = http.get("token_file")
-    prune = raw.get("prune", False)
-    if not isinstance(prune, bool):
-        raise errors.ConfigError(f"{name}: prune: expected true or false, got {prune!r}")
-    return Config(
-        path=file,
-        repo_url=url,
-        branch=branch or str(repo_raw.get("branch") or "main"),
-        spec_path=(spec_path or str(repo_raw.get("path") or "apps")).strip("/"),
-        state_url=state_url,
-        state_dir=state_dir,
-        poll_interval_s=parse_duration(poll.get("interval", "30s"), where=f"{name}: poll.interval"),
-        poll_jitter_s=parse_duration(poll.get("jitter", "5s"), where=f"{name}: poll.jitter"),
-        prune=prune,
-        allow_force_push=bool(repo_raw.get("allow_force_push", False)),
-        allowed_signers=(base_dir / str(repo_raw["allowed_signers"])) if repo_raw.get("allowed_signers") else None,
-        providers=providers,
-        http_listen=str(http["listen"]) if http.get("listen") else None,
-        http_token_file=(base_dir / str(token_file)) if token_file else None,
-        execution=ex,
-        raw=raw,
-    )
+    def _schedules(self, value: Any) -> tuple[Schedule, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.fail("schedules", f"expected a list of {{cron: '0 3 * * *', reason: ...}}, got {_kind(value)}")
+            return ()
+        out: list[Schedule] = []
+        for i, item in enumerate(value):
+            where = f"schedules[{i}]"
+            if not isinstance(item, dict):
+                self.fail(where, f"expected {{cron: '0 3 * * *', reason: ...}}, got {_kind(item)}")
+                continue
+            sec = self.section(item, where, ("cron", "reason", "timezone"))
+            cron = self.text(sec, where, "cron", "")
+            if not cron:
+                self.fail(f"{where}.cron", "required: five crontab fields, e.g. '0 3 * * *'")
+                continue
+            schedule = Schedule(cron=cron, reason=self.text(sec, where, "reason", "schedule"),
+                                timezone=self.text(sec, where, "timezone", "UTC"))
+            problem = _check_cron(schedule)
+            if problem:
+                self.fail(f"{where}.{problem[0]}", problem[1])
+                continue
+            out.append(schedule)
+        return tuple(out)
 
 
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise errors.ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
+# ---------------------------------------------------------------------------- helpers
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _check_cron(schedule: Schedule) -> tuple[str, str] | None:
+    """APScheduler's own parser decides (the daemon builds its triggers from the same fields)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415 - only with schedules
+
+    from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 - the CLI does not need the scheduler
+
+    try:
+        ZoneInfo(schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "timezone", f"{_show(schedule.timezone)} is not a time zone (e.g. UTC, Europe/Berlin)"
+    if len(schedule.cron.split()) != 5:
+        return "cron", f"{_show(schedule.cron)}: expected five crontab fields, e.g. '0 3 * * *'"
+    try:
+        CronTrigger.from_crontab(schedule.cron, timezone=schedule.timezone)
+    except (ValueError, LookupError) as exc:
+        return "cron", f"{_show(schedule.cron)}: {exc}"
+    return None
+
+
+def _parse_listen(text: str) -> tuple[str, int] | str:
+    """``host:port`` or ``[v6]:port``; the port a number from 0 (any free port) to 65535."""
+    m = re.match(r"^\[([0-9a-fA-F:.]+)\]:(\w*)$", text) or re.match(r"^([^:\[\]\s]+):(\w*)$", text)
+    if not m:
+        return f"{_show(text)}: expected host:port, e.g. 127.0.0.1:8787 (or [::1]:8787)"
+    host, port = m.group(1), m.group(2)
+    if not port.isdigit():
+        return f"{_show(text)}: the port must be a number, e.g. 127.0.0.1:8787"
+    if int(port) > 65535:
+        return f"{_show(text)}: port {port} is out of range (0-65535)"
+    return host, int(port)
 
 
 def _resolve_local(url: str, base: Path) -> str:
     """Relative local repo paths are relative to the config file; URLs stay as they are."""
-    if "://" in url or re.match(r"^[\w.-]+@[\w.-]+:", url):
+    if "://" in url or _SCP_RE.match(url):
         return url
     p = Path(url).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
@@ -233,3 +683,40 @@ def _resolve_sqlite(url: str, base: Path) -> str:
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
         return prefix + str((base / url[len(prefix):]).resolve())
     return url
+
+
+def _redact_url(url: str) -> str:
+    clean, _user, password = split_credentials(url)
+    return clean if not password else clean.replace("@", ":[redacted]@", 1)
+
+
+def _unknown(key: str, allowed: tuple[str, ...]) -> str:
+    if key in _HINTS:
+        return f"unknown field; {_HINTS[key]}"
+    near = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {near[0]}? " if near else ""
+    return f"unknown field; {hint}allowed: {', '.join(sorted(allowed))}"
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false", int: "a number",
+            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _fmt_s(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def _fmt_size(size: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size} bytes"
