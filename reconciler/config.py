@@ -316,15 +316,16 @@ class _Builder:
         self.file = file
         self.name = str(file) if file else "config"
         self.base_dir = file.parent if file else Path.cwd()
-        self.problems: list[str] = []
+        self.problems: list[tuple[int, str]] = []  # (line, message), reported in file order
 
     # ------------------------------------------------------------------ primitives
 
     def fail(self, where: str, message: str) -> None:
         if where.startswith("--"):  # a command-line flag
-            self.problems.append(f"{where}: {message}")
+            self.problems.append((0, f"{where}: {message}"))
             return
-        self.problems.append(f"{self.name}:{self.line(where)}: {where}: {message}")
+        line = self.line(where)
+        self.problems.append((line, f"{self.name}:{line}: {where}: {message}"))
 
     def line(self, where: str) -> int:
         path = where
@@ -469,7 +470,7 @@ class _Builder:
         allowed_signers = self.file_path(repo_sec, "repo", "allowed_signers")
 
         if self.problems:
-            raise errors.ConfigError("\n".join(self.problems))
+            raise errors.ConfigError("\n".join(text for _line, text in sorted(self.problems, key=lambda p: p[0])))
         return Config(
             path=self.file,
             repo_url=url,

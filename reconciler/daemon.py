@@ -191,7 +191,6 @@ class Daemon:
             log.warning("%s", warning)
         changed = self.engine.apply_config(new)
         self._schedule(interval, crons)
-        logs.set_level(new.log_level)
         if server is not self._server:
             if self._server is not None:
                 self._server.close()
@@ -212,6 +211,7 @@ class Daemon:
                     if getattr(new.http, f) != getattr(old.http, f)]
         self.cfg = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir)
         log.info("config reloaded (%s); poll every %.1fs", ", ".join(changed) or "no changes", new.poll_interval_s)
+        logs.set_level(new.log_level)  # after the line above, which must show even when the new level hides info
         self.notifier.status(f"config reloaded; poll every {new.poll_interval_s:.0f}s")
 
     def _bind(self, cfg: config_mod.Config) -> httpapi.Server | None:

@@ -214,15 +214,17 @@ class Engine:
         for (prov_name, account), regions in sorted(wanted.items()):
             try:
                 prov = self.provider(prov_name, account)
-            except errors.ReconcilerError as exc:
+            except Exception as exc:
+                why = _unexpected(exc, f"building provider {prov_name}/{account}")
                 for r in regions:
-                    unreadable[(prov_name, account, r)] = str(exc)
+                    unreadable[(prov_name, account, r)] = why
                 continue
             for region in sorted(regions):
                 try:
                     groups += prov.list_server_groups(region)
-                except errors.ReconcilerError as exc:
-                    unreadable[(prov_name, account, region)] = str(exc)
+                except Exception as exc:  # one broken account or region hides only its own clusters
+                    unreadable[(prov_name, account, region)] = _unexpected(
+                        exc, f"listing {prov_name}/{account}/{region}")
                     metrics.API_ERRORS.labels(prov_name, type(exc).__name__).inc()
         return planner.LiveState(tuple(groups), unreadable)
 
@@ -496,7 +498,7 @@ class Engine:
             names = self._target_names()
             if target not in names:
                 raise _unknown_target(target, names, "application or cluster",
-                                      "(pause --force pauses a name that is not in Git yet)")
+                                      tip="pause --force pauses a name that is not in Git yet")
         self.store.pause(target, by=by, reason=reason, now=self.clock.now())
         self.store.record("paused", f"{target} paused by {by}" + (f": {reason}" if reason else ""),
                           self.clock.now(), application=target)
@@ -505,7 +507,7 @@ class Engine:
         if not self.store.resume(target):
             paused = set(self.store.pauses())
             raise _unknown_target(target, paused, "paused application or cluster",
-                                  "" if paused else "(nothing is paused)")
+                                  tip="" if paused else "nothing is paused")
         self.store.record("resumed", f"{target} resumed by {by}", self.clock.now(), application=target)
 
     def _target_names(self) -> set[str]:
@@ -541,7 +543,7 @@ class Engine:
         specs = [c for c in (desired.clusters() if desired else []) if c.name == cluster]
         if not specs:
             known = {c.name for c in desired.clusters()} if desired else set()
-            raise _unknown_target(cluster, known, "cluster in the desired state")
+            raise _unknown_target(cluster, known, "cluster", where="in the desired state")
         spec = specs[0]
         live = self.read_live(desired)
         changes: list[model.Change] = []
@@ -565,7 +567,7 @@ class Engine:
                                                "Git disagrees until the deploy is reverted"))
         if not changes:
             raise errors.ReconcilerError(f"{cluster}: nothing to roll back")
-        self.pause(cluster, by=by, reason="manual rollback; revert the commit in Git, then resume")
+        self.pause(cluster, by=by, reason="manual rollback; revert the commit in Git, then resume", force=True)
         return self.executor.run_rollouts("manual-rollback", changes)
 
     # ------------------------------------------------------------------ status
@@ -700,7 +702,16 @@ class Engine:
         self.store.close()
 
 
-def _unknown_target(target: str, names: set[str], what: str, note: str = "") -> errors.ReconcilerError:
+def _unexpected(exc: Exception, what: str) -> str:
+    """Our errors as their message; anything else logged with its traceback, then reported the same way."""
+    if isinstance(exc, errors.ReconcilerError):
+        return str(exc)
+    log.error("%s raised %s: %s", what, type(exc).__name__, exc, exc_info=exc)
+    return f"unexpected {type(exc).__name__} while {what}: {exc}"
+
+
+def _unknown_target(target: str, names: set[str], what: str, *, where: str = "",
+                    tip: str = "") -> errors.ReconcilerError:
     """``no application or cluster named 'chekout'; did you mean checkout?`` (closest names first)."""
     near = difflib.get_close_matches(target, sorted(names), n=3, cutoff=0.6)
     if near:
@@ -710,7 +721,8 @@ def _unknown_target(target: str, names: set[str], what: str, note: str = "") -> 
         hint = f"; known: {', '.join(shown[:10])}" + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
     else:
         hint = ""
-    return errors.ReconcilerError(f"no {what} named {target!r}{hint}" + (f" {note}" if note else ""))
+    return errors.ReconcilerError(f"no {what} named {target!r}" + (f" {where}" if where else "") + hint
+                                  + (f" ({tip})" if tip else ""))
 
 
 def _group_from_status(g: dict[str, Any]) -> model.ServerGroup:

@@ -75,6 +75,13 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self.creds = creds
         self.asked = 0
 
+    def certificate_check(self, certificate: Any, valid: bool, host: bytes) -> bool:
+        """Only what libgit2 verified: TLS against the CA store, SSH against known_hosts.
+
+        pygit2's default lets every SSH host key through; a desired-state repository must not.
+        """
+        return bool(valid)
+
     def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
         self.asked += 1
         kinds = pygit2.enums.CredentialType
