@@ -494,8 +494,8 @@ class Engine:
     def pause(self, target: str, *, by: str, reason: str = "", force: bool = False) -> None:
         """Pause an application or cluster; a name nobody knows is refused unless ``force`` (a typo is
         more likely than pausing something that is not in Git yet)."""
-        if not force:
-            names = self._target_names()
+        if not force and target not in self._target_names(with_git=False):
+            names = self._target_names(with_git=True)
             if target not in names:
                 raise _unknown_target(target, names, "application or cluster",
                                       tip="pause --force pauses a name that is not in Git yet")
@@ -510,14 +510,17 @@ class Engine:
                                   tip="" if paused else "nothing is paused")
         self.store.record("resumed", f"{target} resumed by {by}", self.clock.now(), application=target)
 
-    def _target_names(self) -> set[str]:
-        """Applications and clusters in Git (at the commit in force) and in live state, plus paused names."""
+    def _target_names(self, *, with_git: bool) -> set[str]:
+        """Applications and clusters of the last pass (desired and live), paused names, and with ``with_git``
+        those in Git at the commit in force (that waits for a running pass: one reader of the mirror)."""
         status = self.store.get(KEY_STATUS) or {}
         names = set(status.get("applications") or {}) | set(self.store.pauses())
         for app in (status.get("applications") or {}).values():
             names.update(app.get("clusters") or ())
         for g in status.get("server_groups") or ():
             names.update(x for x in (g.get("application"), g.get("cluster")) if x)
+        if not with_git:
+            return names
         with self._pass_lock:
             commit = self.store.get(KEY_LAST_GOOD) or self.fetch()[0]
             if commit and self.source.has_commit(commit):
