@@ -322,12 +322,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
             ev = eng.evaluate(desired, pol, exclude_running=False)
             if err:
                 print(f"warning: {err}", file=sys.stderr)
-        print(render.render_text(ev.plan, color=sys.stdout.isatty()))
+        print(_no_false_match(render.render_text(ev.plan, color=sys.stdout.isatty()), ev))
         notes = _notes(ev)
         if notes:
             print(notes)
+        unread = _unread(ev)
+        for line in unread:
+            print(f"error: {line}", file=sys.stderr)
         if not ev.runnable:
-            return EXIT_ERROR if ev.held else EXIT_OK
+            return EXIT_ERROR if ev.held or unread else EXIT_OK
         if not args.yes:
             if not sys.stdin.isatty():
                 raise errors.ReconcilerError("refusing to apply without --yes when stdin is not a terminal")
@@ -344,7 +347,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print(f"{r.change.cluster} in {r.change.region}: {r.state}: {r.error}", file=sys.stderr)
         ok = len(results) - len(failed)
         print(f"Applied {ok} of {len(results)} change(s)" + (f"; {len(ev.held)} held" if ev.held else ""))
-        return EXIT_ERROR if failed or ev.held else EXIT_OK
+        return EXIT_ERROR if failed or ev.held or unread else EXIT_OK
     finally:
         eng.close()
 

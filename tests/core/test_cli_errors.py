@@ -28,6 +28,9 @@ def test_a_broken_account_is_an_error_that_plan_exits_1_on_and_status_shows(env:
         assert "live state of aws/prod/us-east-1 could not be read" in res.err and "'missing' not found" in res.err
         assert "live state matches" not in res.out and "live state already matches" not in res.out
         assert "some live state could not be read" in res.out
+    res = env.cli("apply", "--yes")
+    assert res.code == 1 and "live state of aws/prod/us-east-1 could not be read" in res.err
+    assert "live state matches" not in res.out
     status = env.status()
     assert "not found" in status["unreadable"]["aws/prod/us-east-1"]
     assert [c["type"] for c in status["applications"]["cart"]["conditions"]] == ["Stalled"]
