@@ -26,6 +26,7 @@ from typing import Any
 
 import waitress.server
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from waitress import wasyncore
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -260,4 +261,18 @@ class Server:
         self._thread.start()
 
     def close(self) -> None:
-        self._server.close()
+        """Stop serving. The sockets are closed in the server's own loop thread: closed from another thread,
+        they race its ``select`` (a traceback at shutdown, or a listening socket that lingers)."""
+        if self._thread.is_alive():
+            server: Any = self._server
+            server.trigger.pull_trigger(self._stop)
+            self._thread.join(timeout=5)
+        else:
+            self._stop()
+
+    def _stop(self) -> None:
+        """No new connections; requests being served finish (they answer through the trigger); then the rest."""
+        server: Any = self._server
+        wasyncore.dispatcher.close(server)  # the listening socket only
+        server.task_dispatcher.shutdown(timeout=2)
+        wasyncore.close_all(server._map)
