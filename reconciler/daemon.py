@@ -11,7 +11,9 @@ alive and passes are not stuck, ``STOPPING=1`` on shutdown. SIGTERM stops
 scheduling and lets running steps reach a step boundary within
 ``daemon.shutdown_deadline`` (steps are persisted, so the next start resumes);
 a second SIGTERM exits at once. SIGHUP reloads the config without dropping
-in-flight work (an invalid new config is logged and the old one kept).
+in-flight work: a valid config reaches every part (scheduler, executor,
+providers, HTTP, log level) together; one with any problem changes nothing,
+and the log says why.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from reconciler import engine as engine_mod
 from reconciler import errors, httpapi, logs, notify
 
 log = logging.getLogger(__name__)
+
 
 def main(
     config_path: str | None,

@@ -119,27 +119,28 @@ class Engine:
     def apply_config(self, new: config_mod.Config) -> list[str]:
         """Make a reloaded config (already validated whole) the one every part uses; say what changed.
 
-        The repository URL and the state store stay as they are (they need a restart). Providers whose
-        account settings changed are built afresh on their next use; executions already running keep
-        the instance they started with, which is closed with the engine.
+        It waits for a running pass, so no pass sees half of each. The repository URL and the state
+        store stay as they are (they need a restart). Providers whose account settings changed are
+        built afresh on their next use; executions already running keep the instance they started
+        with, which is closed with the engine.
         """
-        old = self.config
-        new = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir)
-        changed: list[str] = []
-        with self._providers_lock:
-            for key in list(self._providers):
-                name, account = key
-                if dict(old.accounts(name).get(account) or {}) != dict(new.accounts(name).get(account) or {}):
-                    self._retired.append(self._providers.pop(key))
-                    changed.append(f"providers.{name}.accounts.{account}")
-            self.config = new
-        self.executor.settings = new.execution
-        if new.execution != old.execution:
-            changed.append("execution")
-        if self._pool is not None and new.execution.max_parallel != old.execution.max_parallel:
-            previous, self._pool = self._pool, None  # the next dispatch makes a pool of the new size
-            previous.shutdown(wait=False)  # running rollouts finish on the old pool's threads
         with self._pass_lock:
+            old = self.config
+            new = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir)
+            changed: list[str] = []
+            with self._providers_lock:
+                for key in list(self._providers):
+                    name, account = key
+                    if dict(old.accounts(name).get(account) or {}) != dict(new.accounts(name).get(account) or {}):
+                        self._retired.append(self._providers.pop(key))
+                        changed.append(f"providers.{name}.accounts.{account}")
+                self.config = new
+            self.executor.settings = new.execution
+            if new.execution != old.execution:
+                changed.append("execution")
+            if self._pool is not None and new.execution.max_parallel != old.execution.max_parallel:
+                previous, self._pool = self._pool, None  # the next dispatch makes a pool of the new size
+                previous.shutdown(wait=False)  # running rollouts finish on the old pool's threads
             self.source.branch = new.branch
             self.source.credentials = new.git
         for attr, label in (("branch", "repo.branch"), ("spec_path", "repo.path"), ("git", "repo credentials"),
