@@ -139,23 +139,28 @@ class AwsProvider:
         self._count_lock = threading.Lock()
 
     @classmethod
+    def check_settings(cls, account: str, config: Mapping[str, Any]) -> list[base.SettingsProblem]:
+        """Types and ranges of the account settings, at config load (no session, no call)."""
+        check = base.SettingsCheck(config)
+        check.keys(_KEYS)
+        for key in ("profile", "role_arn", "external_id", "endpoint_url", "subnet_tag"):
+            check.text(key)
+        check.choice("retry_mode", ("standard", "adaptive"))
+        check.strings("regions", example="[us-east-1]")
+        check.string_lists("subnets", example="{us-east-1: [subnet-0abc]}")
+        check.number("max_attempts", low=1, high=100, whole=True)
+        check.number("rate_limit", low=0)
+        return check.problems
+
+    @classmethod
     def from_config(cls, account: str, config: Mapping[str, Any], context: base.ProviderContext) -> AwsProvider:
         where = f"providers.aws.accounts.{account}"
-        base.check_keys(NAME, account, config, _KEYS)
-        mode = config.get("retry_mode", "standard")
-        if mode not in ("standard", "adaptive"):
-            raise errors.ConfigError(f"{where}.retry_mode: {mode!r}; use standard or adaptive")
+        base.raise_problems(NAME, account, cls.check_settings(account, config))
+        mode = config.get("retry_mode") or "standard"
         regions = config.get("regions") or []
-        if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
-            raise errors.ConfigError(f"{where}.regions: a list of region names, e.g. [us-east-1]")
         subnets = config.get("subnets") or {}
-        if not isinstance(subnets, Mapping) or not all(
-                isinstance(v, list) and all(isinstance(s, str) for s in v) for v in subnets.values()):
-            raise errors.ConfigError(f"{where}.subnets: a mapping of region to a list of subnet ids")
-        max_attempts = _number(config, "max_attempts", 5, where, int)
-        rate_limit = _number(config, "rate_limit", 10, where, float)
-        if max_attempts < 1 or rate_limit < 0:
-            raise errors.ConfigError(f"{where}: max_attempts must be >= 1 and rate_limit >= 0 (0: unlimited)")
+        max_attempts = int(config.get("max_attempts") or 5)
+        rate_limit = float(10 if config.get("rate_limit") is None else config["rate_limit"])
         try:
             session = boto3.Session(profile_name=config["profile"]) if config.get("profile") else boto3.Session()
         except botocore.exceptions.ProfileNotFound as exc:
@@ -525,13 +530,6 @@ def _target_group_name(arn: str) -> str:
     """``arn:…:targetgroup/NAME/ID`` -> ``NAME`` (no call needed)."""
     parts = arn.split(":", 5)[-1].split("/")
     return parts[1] if len(parts) >= 3 else arn
-
-
-def _number(config: Mapping[str, Any], key: str, default: float, where: str, kind: type[Any]) -> Any:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise errors.ConfigError(f"{where}.{key}: a number, not {value!r}")
-    return kind(value)
 
 
 def _snake(op: str) -> str:

@@ -6,11 +6,16 @@ bulk and performs single, idempotent mutations; the executor decides the order
 ``ProviderError`` subclasses, with the call, account and region in the message.
 
 Third-party clouds register a class under the ``reconciler.providers`` entry-point
-group; the class needs a ``from_config(account, config, context)`` constructor.
+group; the class needs a ``from_config(account, config, context)`` constructor
+and may offer ``check_settings(account, config) -> [(field, message), ...]``,
+which the config loader calls for every account so a typo is an error at load
+(naming ``file:line``), not a surprise at the first pass.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -135,12 +140,98 @@ def make_provider(
     return provider
 
 
-def check_keys(provider: str, account: str, config: Mapping[str, Any], allowed: set[str]) -> None:
-    """Unknown account settings are an error naming the field and listing the allowed ones."""
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise errors.ConfigError(f"providers.{provider}.accounts.{account}.{unknown[0]}: unknown field; "
-                                 f"allowed: {', '.join(sorted(allowed))}")
+SettingsProblem = tuple[str, str]
+"""A problem in one account's settings: (field path under the account, e.g. ``faults.rate``; message)."""
+
+
+def check_account(name: str, account: str, config: Mapping[str, Any]) -> list[SettingsProblem]:
+    """The provider's own check of one account's settings; builds no client and calls no cloud.
+
+    An unknown provider raises ``ProviderMissing``; one whose extra is not installed is not checked
+    here (its clusters report the missing extra when they are planned).
+    """
+    if not any(ep.name == name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)):
+        load_provider_class(name)  # raises, listing the installed ones
+    try:
+        cls = load_provider_class(name)
+    except errors.ProviderMissing:
+        return []
+    check = getattr(cls, "check_settings", None)
+    if check is None:
+        return []
+    return [(str(f), str(m)) for f, m in check(account, config)]
+
+
+def raise_problems(provider: str, account: str, problems: list[SettingsProblem]) -> None:
+    """For ``from_config``: the problems ``check_settings`` found, as one ``ConfigError``."""
+    if problems:
+        where = f"providers.{provider}.accounts.{account}"
+        raise errors.ConfigError("; ".join(f"{where}{'.' + f if f else ''}: {m}" for f, m in problems))
+
+
+class SettingsCheck:
+    """Typed checks of one account's settings, collecting ``(field, message)`` problems."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = config
+        self.problems: list[SettingsProblem] = []
+
+    def fail(self, fld: str, message: str) -> None:
+        self.problems.append((fld, message))
+
+    def keys(self, allowed: set[str]) -> None:
+        for key in sorted(map(str, self.config)):
+            if key not in allowed:
+                near = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f"did you mean {near[0]}? " if near else ""
+                self.fail(key, f"unknown field; {hint}allowed: {', '.join(sorted(allowed))}")
+
+    def number(self, key: str, *, low: float | None = None, high: float | None = None,
+               whole: bool = False) -> None:
+        value = self.config.get(key)
+        if value is None:
+            return
+        kind = "a whole number" if whole else "a number"
+        ok_type = isinstance(value, int) if whole else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
+            self.fail(key, f"expected {kind}, got {value!r}")
+        elif (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if low is not None and high is not None else (
+                f">= {low}" if low is not None else f"<= {high}")
+            self.fail(key, f"must be {bounds}, got {value!r}")
+
+    def text(self, key: str, *, required: bool = False) -> None:
+        value = self.config.get(key)
+        if value is None:
+            if required:
+                self.fail(key, "required")
+            return
+        if not isinstance(value, str) or not value:
+            self.fail(key, f"expected text, got {value!r}")
+
+    def choice(self, key: str, options: tuple[str, ...]) -> None:
+        value = self.config.get(key)
+        if value is not None and value not in options:
+            self.fail(key, f"{value!r}; use {' or '.join(options)}")
+
+    def strings(self, key: str, *, example: str, allowed: set[str] | None = None) -> None:
+        value = self.config.get(key)
+        if value is None:
+            return
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.fail(key, f"expected a list of names, e.g. {example}; got {value!r}")
+        elif allowed is not None and set(value) - allowed:
+            self.fail(key, f"unknown {sorted(set(value) - allowed)}; allowed: {', '.join(sorted(allowed))}")
+
+    def string_lists(self, key: str, *, example: str) -> None:
+        """A mapping of name -> list of names (subnets or zones per region)."""
+        value = self.config.get(key)
+        if value is None:
+            return
+        if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+                for k, v in value.items()):
+            self.fail(key, f"expected a mapping of region to a list of names, e.g. {example}; got {value!r}")
 
 
 def owned(group: model.ServerGroup) -> bool:

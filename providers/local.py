@@ -76,41 +76,46 @@ class LocalProvider:
         self._regions = regions
         self.calls: collections.Counter[str] = collections.Counter()
         faults = faults or {}
-        self._fault_rate = float(faults.get("rate", 0.0))
+        self._fault_rate = float(faults.get("rate") or 0.0)
         self._fault_calls = set(faults.get("calls") or _CALLS)
         self._fault_kinds = list(faults.get("kinds") or ["throttled", "unavailable"])
         self._rng = random.Random(faults.get("seed"))  # noqa: S311 - fault injection, not crypto
         self._engine = _engine_for(context.state_url)
 
     @classmethod
+    def check_settings(cls, account: str, config: Mapping[str, Any]) -> list[base.SettingsProblem]:
+        """Every account setting's type and range, at config load (no state store is touched)."""
+        check = base.SettingsCheck(config)
+        check.keys(_KEYS)
+        check.number("boot_seconds", low=0, high=86400)
+        check.strings("unhealthy_images", example='["*-bad"]')
+        check.strings("regions", example="[us-east-1]")
+        faults = config.get("faults")
+        if faults is not None:
+            if not isinstance(faults, Mapping):
+                check.fail("faults", f"expected a mapping with {', '.join(sorted(_FAULT_KEYS))}, got {faults!r}")
+            else:
+                sub = base.SettingsCheck(faults)
+                sub.keys(_FAULT_KEYS)
+                sub.number("rate", low=0, high=1)
+                sub.strings("calls", example="[create, enable]", allowed=_CALLS)
+                sub.strings("kinds", example="[throttled, unavailable]", allowed=_KINDS)
+                sub.number("seed", whole=True)
+                check.problems += [(f"faults.{f}", m) for f, m in sub.problems]
+        return check.problems
+
+    @classmethod
     def from_config(
         cls, account: str, config: Mapping[str, Any], context: base.ProviderContext
     ) -> LocalProvider:
-        where = f"providers.local.accounts.{account}"
-        base.check_keys("local", account, config, _KEYS)
-        boot = config.get("boot_seconds", 0)
-        if not isinstance(boot, int | float) or isinstance(boot, bool) or boot < 0:
-            raise errors.ConfigError(f"{where}.boot_seconds: expected seconds >= 0, got {boot!r}")
-        patterns = config.get("unhealthy_images", ["*-bad"])
-        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-            raise errors.ConfigError(f"{where}.unhealthy_images: expected a list of patterns")
-        faults = config.get("faults") or {}
-        if not isinstance(faults, dict) or set(faults) - _FAULT_KEYS:
-            raise errors.ConfigError(
-                f"{where}.faults: expected a mapping with {', '.join(sorted(_FAULT_KEYS))}"
-            )
-        bad_calls = set(faults.get("calls") or ()) - _CALLS
-        bad_kinds = set(faults.get("kinds") or ()) - _KINDS
-        if bad_calls or bad_kinds:
-            raise errors.ConfigError(
-                f"{where}.faults: unknown {'calls' if bad_calls else 'kinds'} "
-                f"{sorted(bad_calls or bad_kinds)}; allowed calls {sorted(_CALLS)}, kinds {sorted(_KINDS)}"
-            )
+        base.raise_problems("local", account, cls.check_settings(account, config))
+        faults = dict(config.get("faults") or {})
         return cls(
             account,
             context,
-            boot_seconds=float(boot),
-            unhealthy_images=tuple(patterns),
+            boot_seconds=float(config.get("boot_seconds") or 0),
+            unhealthy_images=tuple(["*-bad"] if config.get("unhealthy_images") is None
+                                   else config["unhealthy_images"]),
             regions=tuple(config.get("regions") or ()),
             faults=faults,
         )

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ log = logging.getLogger("reconciler")
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader went away
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
         return code
+    except BrokenPipeError:
+        return _broken_pipe()
     except errors.SpecError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_ERROR
@@ -44,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _broken_pipe() -> int:
+    """``reconciler status | head``: the reader left; end quietly (no traceback, no flush error at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, parents=[common], help=f"{name} reconciling an application or cluster")
         s.add_argument("target", help="application or cluster name")
         s.add_argument("--reason", default="")
+        if name == "pause":
+            s.add_argument("--force", action="store_true",
+                           help="pause a name that is not in Git or live state yet (otherwise refused as a typo)")
         s.set_defaults(func=cmd_pause, action=name)
 
     s = sub.add_parser("freeze", parents=[common], help="stop all changes except rollbacks")
@@ -209,7 +225,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _emit(text, args.out)
     elif args.format == "markdown":
         notes = render.notes_markdown(ev.held, ev.outcome.skipped)
-        parts = render.render_markdown(plan, max_chars=args.max_comment_chars, notes=notes)
+        parts = [_no_false_match(p, ev) for p in
+                 render.render_markdown(plan, max_chars=args.max_comment_chars, notes=notes)]
         if args.out and len(parts) > 1:
             base = Path(args.out)
             for i, part in enumerate(parts, 1):
@@ -218,15 +235,40 @@ def cmd_plan(args: argparse.Namespace) -> int:
         else:
             _emit("\n\n".join(parts), args.out)
     else:
-        text = render.render_text(plan, color=sys.stdout.isatty() and not args.out)
+        text = _no_false_match(render.render_text(plan, color=sys.stdout.isatty() and not args.out), ev)
         notes = _notes(ev)
         _emit(text + ("\n" + notes if notes else ""), args.out)
     if args.out:
         print(f"plan {plan.plan_id}: {len(plan.changes)} change(s) written to {args.out}", file=sys.stderr)
+    unread = _unread(ev)
+    for line in unread:
+        print(f"error: {line}", file=sys.stderr)
     if plan.problems:
         print(f"{len(plan.problems)} spec problem(s); the other applications were planned", file=sys.stderr)
         return EXIT_ERROR
+    if unread:
+        return EXIT_ERROR
     return EXIT_CHANGES if plan.changes else EXIT_OK
+
+
+_MATCH_CLAIMS = ("No changes: live state matches the desired state.",
+                 "**No changes**: live state already matches the desired state.")
+
+
+def _no_false_match(text: str, ev: Any) -> str:
+    """"live state matches" is said only when every live state the plan needed was read."""
+    if not ev.live.unreadable:
+        return text
+    for claim in _MATCH_CLAIMS:
+        text = text.replace(claim, "No changes planned, but some live state could not be read: "
+                            "those clusters were not planned (see the errors).")
+    return text
+
+
+def _unread(ev: Any) -> list[str]:
+    """Live state the plan needed but could not read: those clusters were not planned, so exit 1."""
+    return [f"live state of {'/'.join(key)} could not be read, its clusters were not planned: {why}"
+            for key, why in sorted(ev.live.unreadable.items())]
 
 
 def _notes(ev: Any) -> str:
@@ -248,6 +290,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 text = Path(args.plan).read_text(encoding="utf-8")
             except OSError as exc:
                 raise errors.ReconcilerError(f"{args.plan}: cannot read the saved plan: {exc.strerror}") from exc
+            except UnicodeDecodeError as exc:
+                raise errors.ReconcilerError(f"{args.plan}: not a saved plan (not UTF-8 text at byte "
+                                             f"{exc.start})") from exc
             saved = planfile.load_plan(text, file=args.plan)
             head, err = eng.fetch()
             if err:
@@ -277,12 +322,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
             ev = eng.evaluate(desired, pol, exclude_running=False)
             if err:
                 print(f"warning: {err}", file=sys.stderr)
-        print(render.render_text(ev.plan, color=sys.stdout.isatty()))
+        print(_no_false_match(render.render_text(ev.plan, color=sys.stdout.isatty()), ev))
         notes = _notes(ev)
         if notes:
             print(notes)
+        unread = _unread(ev)
+        for line in unread:
+            print(f"error: {line}", file=sys.stderr)
         if not ev.runnable:
-            return EXIT_ERROR if ev.held else EXIT_OK
+            return EXIT_ERROR if ev.held or unread else EXIT_OK
         if not args.yes:
             if not sys.stdin.isatty():
                 raise errors.ReconcilerError("refusing to apply without --yes when stdin is not a terminal")
@@ -299,7 +347,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print(f"{r.change.cluster} in {r.change.region}: {r.state}: {r.error}", file=sys.stderr)
         ok = len(results) - len(failed)
         print(f"Applied {ok} of {len(results)} change(s)" + (f"; {len(ev.held)} held" if ev.held else ""))
-        return EXIT_ERROR if failed or ev.held else EXIT_OK
+        return EXIT_ERROR if failed or ev.held or unread else EXIT_OK
     finally:
         eng.close()
 
@@ -398,7 +446,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
     eng = _engine(args)
     try:
         if args.action == "pause":
-            eng.pause(args.target, by=_user(args), reason=args.reason)
+            eng.pause(args.target, by=_user(args), reason=args.reason, force=args.force)
         else:
             eng.resume(args.target, by=_user(args))
     finally:

@@ -1,33 +1,52 @@
-"""The daemon's configuration: one YAML file, every field checked with a message naming it.
+"""The daemon's configuration: one YAML file, parsed once into typed, frozen settings.
+
+Every field is checked at load, and every problem is reported as
+``file:line: field: message`` (all of them at once), so a bad value never
+reaches a running part: the CLI exits 1 naming the line, and a SIGHUP with a
+bad file keeps the previous settings whole. Provider account settings are
+checked by the provider's own ``check_settings``. Nothing outside this module
+and ``config_file`` (which reads the YAML and checks it) sees the raw file.
 
 With no file at all everything runs against the local provider, with state in
 the user's state directory, so ``reconciler plan`` works on a fresh machine.
+
+Credentials never stay in ``repo.url``: a password or token found there is
+moved into ``GitCredentials`` and the URL kept without it, which is what is
+printed, stored and written into the mirror's Git config.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from reconciler import errors
 
 ENV_CONFIG = "RECONCILER_CONFIG"
 ENV_STATE_DIR = "RECONCILER_STATE_DIR"
 
+MAX_DURATION_S = 366 * 86400.0
+"""No duration setting may exceed a year: larger values are typos, and overflow the scheduler's timedelta."""
+
+DEFAULT_MAX_BODY = 1024 * 1024
+"""HTTP request bodies larger than this are refused before they are read (``http.max_body``)."""
+
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+               "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3}
 
-_TOP_KEYS = {
-    "repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
-    "execution", "webhook", "schedules", "policies", "approvals", "daemon",
-}
-_REPO_KEYS = {"url", "branch", "path", "allow_force_push", "allowed_signers"}
+
+
+# ---------------------------------------------------------------------------- settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +63,51 @@ class ExecutionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GitCredentials:
+    """Where fetches find credentials. Files are read at each fetch, so rotating one needs no restart.
+
+    ``token`` is set only when ``repo.url`` carried a password (discouraged: use ``token_file``);
+    it is never part of ``repr`` and never of the URL given to Git.
+    """
+
+    username: str = ""  # repo.username, else the URL's user name, else x-access-token (https)
+    token: str = field(default="", repr=False)
+    token_file: Path | None = None  # https: the password/token, one line
+    ssh_key_file: Path | None = None  # ssh: a private key file (without one: the ssh-agent)
+    ssh_public_key_file: Path | None = None  # default: ssh_key_file + .pub when it exists
+    ssh_known_hosts: Path | None = None  # ssh: the only host keys accepted (default: ~/.ssh/known_hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTP endpoint: off unless ``listen`` is set."""
+
+    host: str | None = None  # http.listen host (None: no endpoint)
+    port: int = 0  # http.listen port (0: any free port)
+    token_file: Path | None = None  # bearer token for state-changing routes, read at every request
+    webhook_secret_file: Path | None = None  # webhook.secret_file; without it /webhook is 404
+    max_body: int = DEFAULT_MAX_BODY  # bytes; larger request bodies get 413 before they are read
+
+    @property
+    def listen(self) -> str | None:
+        if self.host is None:
+            return None
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """An extra pass on a crontab schedule (``schedules[]``)."""
+
+    cron: str  # five crontab fields
+    reason: str = "schedule"  # shown in logs and STATUS=
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
-    repo_url: str
+    repo_url: str  # without credentials: safe to print, store, and write into the mirror's Git config
     branch: str
     spec_path: str
     state_url: str
@@ -56,16 +117,31 @@ class Config:
     prune: bool = False
     allow_force_push: bool = False
     allowed_signers: Path | None = None  # ssh-keygen allowed_signers file for SSH-signed commits
+    git: GitCredentials = field(default_factory=GitCredentials)
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    http_listen: str | None = None
-    http_token_file: Path | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    log_level: int = logging.INFO  # log.level; applied at start and on SIGHUP
+    shutdown_deadline_s: float = 30.0  # daemon.shutdown_deadline: running steps get this long on SIGTERM
+    schedules: tuple[Schedule, ...] = ()
+    approval_ttl_s: float = 24 * 3600.0  # approvals.ttl: an approval is valid this long
+    warnings: tuple[str, ...] = ()  # accepted but discouraged settings, logged by the daemon
+
+    @property
+    def http_listen(self) -> str | None:
+        return self.http.listen
+
+    @property
+    def http_token_file(self) -> Path | None:
+        return self.http.token_file
 
     def accounts(self, provider: str) -> Mapping[str, Mapping[str, Any]]:
         section = self.providers.get(provider) or {}
         accounts = section.get("accounts") or {}
         return accounts if isinstance(accounts, Mapping) else {}
+
+
+# ---------------------------------------------------------------------------- parsers
 
 
 def default_state_dir() -> Path:
@@ -77,20 +153,65 @@ def default_state_dir() -> Path:
     return base / "reconciler"
 
 
-def parse_duration(value: Any, *, where: str) -> float:
-    """``30s``, ``10m``, ``1h``, ``500ms`` or a number of seconds."""
+def parse_duration(value: Any, *, where: str, maximum: float = MAX_DURATION_S) -> float:
+    """``30s``, ``10m``, ``1h``, ``500ms``, ``1d`` or a number of seconds; at most ``maximum``."""
     if isinstance(value, bool):
         raise errors.ConfigError(f"{where}: expected a duration like 30s, got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise errors.ConfigError(f"{where}: a duration cannot be negative")
-        return float(value)
-    m = _DURATION_RE.match(str(value))
-    if not m:
-        raise errors.ConfigError(
-            f"{where}: {value!r} is not a duration (use e.g. 500ms, 30s, 10m, 1h)"
-        )
-    return float(m.group(1)) * _UNITS[m.group(2)]
+        seconds = float(value)
+    else:
+        m = _DURATION_RE.match(str(value))
+        if not m:
+            raise errors.ConfigError(
+                f"{where}: {_show(value)} is not a duration (use e.g. 500ms, 30s, 10m, 1h)"
+            )
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if math.isnan(seconds):
+        raise errors.ConfigError(f"{where}: {value!r} is not a duration")
+    if seconds < 0:
+        raise errors.ConfigError(f"{where}: a duration cannot be negative")
+    if seconds > maximum:
+        raise errors.ConfigError(f"{where}: {_show(value)} is longer than the maximum of {_fmt_s(maximum)}")
+    return seconds
+
+
+def parse_size(value: Any, *, where: str) -> int:
+    """``1MiB``, ``512KiB``, ``10MB``, ``64k`` or a number of bytes (KiB = 1024, KB = 1000)."""
+    if isinstance(value, bool):
+        raise errors.ConfigError(f"{where}: expected a size like 1MiB, got {value!r}")
+    if isinstance(value, int):
+        size = float(value)
+    elif isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise errors.ConfigError(f"{where}: {value!r} is not a size")
+        size = value
+    else:
+        m = _SIZE_RE.match(str(value))
+        if not m:
+            raise errors.ConfigError(f"{where}: {_show(value)} is not a size (use e.g. 64KiB, 1MiB, 10MB)")
+        unit = (m.group(2) or "").lower()
+        size = float(m.group(1)) * _SIZE_UNITS[unit]
+    if size < 0:
+        raise errors.ConfigError(f"{where}: a size cannot be negative")
+    return int(size)
+
+
+def split_credentials(url: str) -> tuple[str, str, str]:
+    """``(url without password, user name, password)``; only ``scheme://user:pass@host`` URLs carry one."""
+    if "://" not in url:
+        return url, "", ""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, "", ""
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    user = urllib.parse.unquote(user)
+    password = urllib.parse.unquote(password)
+    netloc = f"{urllib.parse.quote(user, safe='')}@{hostport}" if user else hostport
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), user, password
+
+
+# ---------------------------------------------------------------------------- loading
 
 
 def load_config(
@@ -101,135 +222,24 @@ def load_config(
     spec_path: str | None = None,
     state: str | None = None,
 ) -> Config:
-    """Read the config file (``--config``, ``$RECONCILER_CONFIG`` or none); CLI flags override."""
+    """Read the config file (``--config``, ``$RECONCILER_CONFIG`` or none); CLI flags override.
+
+    Raises one ``ConfigError`` listing every problem as ``file:line: field: message``.
+    """
+    from reconciler import config_file  # noqa: PLC0415 - it builds this module's settings
+
     chosen = path or os.environ.get(ENV_CONFIG)
-    raw: dict[str, Any] = {}
-    file: Path | None = None
-    if chosen:
-        file = Path(chosen)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise errors.ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from exc
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
-            raise errors.ConfigError(f"{file}:{line}: not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise errors.ConfigError(f"{file}: the config must be a mapping of settings")
-        raw = loaded
-    return _build(raw, file, repo=repo, branch=branch, spec_path=spec_path, state=state)
+    return config_file.load(Path(chosen) if chosen else None, repo=repo, branch=branch, spec_path=spec_path,
+                            state=state)
 
 
-def _build(
-    raw: dict[str, Any],
-    file: Path | None,
-    *,
-    repo: str | None,
-    branch: str | None,
-    spec_path: str | None,
-    state: str | None,
-) -> Config:
-    name = str(file) if file else "config"
-    unknown = set(raw) - _TOP_KEYS
-    if unknown:
-        raise errors.ConfigError(
-            f"{name}: unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"allowed: {', '.join(sorted(_TOP_KEYS))}"
-        )
-    base_dir = file.parent if file else Path.cwd()
-
-    repo_raw = _mapping(raw.get("repo"), f"{name}: repo")
-    unknown = set(repo_raw) - _REPO_KEYS
-    if unknown:
-        raise errors.ConfigError(
-            f"{name}: repo.{sorted(unknown)[0]}: unknown field; allowed: {', '.join(sorted(_REPO_KEYS))}"
-        )
-    url = repo or repo_raw.get("url") or "."
-    url = _resolve_local(str(url), base_dir if not repo else Path.cwd())
-
-    state_dir = Path(raw["state_dir"]) if raw.get("state_dir") else default_state_dir()
-    if not state_dir.is_absolute():
-        state_dir = (base_dir / state_dir).resolve()
-    state_url = state or raw.get("state") or f"sqlite:///{state_dir / 'state.db'}"
-    state_url = _resolve_sqlite(str(state_url), base_dir)
-
-    poll = _mapping(raw.get("poll"), f"{name}: poll")
-    http = _mapping(raw.get("http"), f"{name}: http")
-    providers = _mapping(raw.get("providers"), f"{name}: providers")
-    for pname, section in providers.items():
-        sec = _mapping(section, f"{name}: providers.{pname}")
-        accounts = _mapping(sec.get("accounts"), f"{name}: providers.{pname}.accounts")
-        for aname, acc in accounts.items():
-            _mapping(acc, f"{name}: providers.{pname}.accounts.{aname}")
-    if "local" not in providers:
-        providers = {**providers, "local": {"accounts": {"default": {}}}}
-
-    ex_raw = _mapping(raw.get("execution"), f"{name}: execution")
-    ex = ExecutionSettings(
-        max_attempts=int(ex_raw.get("max_attempts", 3)),
-        retry_backoff_s=parse_duration(
-            ex_raw.get("retry_backoff", 30), where=f"{name}: execution.retry_backoff"
-        ),
-        lease_ttl_s=parse_duration(ex_raw.get("lease_ttl", 120), where=f"{name}: execution.lease_ttl"),
-        poll_health_s=parse_duration(
-            ex_raw.get("poll_health", 2), where=f"{name}: execution.poll_health"
-        ),
-        max_parallel=int(ex_raw.get("max_parallel", 8)),
-        step_retries=int(ex_raw.get("step_retries", 5)),
-        step_backoff_s=parse_duration(
-            ex_raw.get("step_backoff", 1), where=f"{name}: execution.step_backoff"
-        ),
-    )
-    unknown = set(ex_raw) - {"max_attempts", "retry_backoff", "lease_ttl", "poll_health", "max_parallel",
-                             "step_retries", "step_backoff"}
-    if unknown:
-        raise errors.ConfigError(f"{name}: execution.{sorted(unknown)[0]}: unknown field")
-    token_file = http.get("token_file")
-    prune = raw.get("prune", False)
-    if not isinstance(prune, bool):
-        raise errors.ConfigError(f"{name}: prune: expected true or false, got {prune!r}")
-    return Config(
-        path=file,
-        repo_url=url,
-        branch=branch or str(repo_raw.get("branch") or "main"),
-        spec_path=(spec_path or str(repo_raw.get("path") or "apps")).strip("/"),
-        state_url=state_url,
-        state_dir=state_dir,
-        poll_interval_s=parse_duration(poll.get("interval", "30s"), where=f"{name}: poll.interval"),
-        poll_jitter_s=parse_duration(poll.get("jitter", "5s"), where=f"{name}: poll.jitter"),
-        prune=prune,
-        allow_force_push=bool(repo_raw.get("allow_force_push", False)),
-        allowed_signers=(base_dir / str(repo_raw["allowed_signers"])) if repo_raw.get("allowed_signers") else None,
-        providers=providers,
-        http_listen=str(http["listen"]) if http.get("listen") else None,
-        http_token_file=(base_dir / str(token_file)) if token_file else None,
-        execution=ex,
-        raw=raw,
-    )
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise errors.ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _resolve_local(url: str, base: Path) -> str:
-    """Relative local repo paths are relative to the config file; URLs stay as they are."""
-    if "://" in url or re.match(r"^[\w.-]+@[\w.-]+:", url):
-        return url
-    p = Path(url).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
-
-
-def _resolve_sqlite(url: str, base: Path) -> str:
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
-        return prefix + str((base / url[len(prefix):]).resolve())
-    return url
+def _fmt_s(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"

@@ -11,18 +11,20 @@ alive and passes are not stuck, ``STOPPING=1`` on shutdown. SIGTERM stops
 scheduling and lets running steps reach a step boundary within
 ``daemon.shutdown_deadline`` (steps are persisted, so the next start resumes);
 a second SIGTERM exits at once. SIGHUP reloads the config without dropping
-in-flight work (an invalid new config is logged and the old one kept).
+in-flight work: a valid config reaches every part (scheduler, executor,
+providers, HTTP, log level) together; one with any problem changes nothing,
+and the log says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -35,8 +37,6 @@ from reconciler import engine as engine_mod
 from reconciler import errors, httpapi, logs, notify
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SHUTDOWN_DEADLINE_S = 30.0
 
 
 def main(
@@ -53,13 +53,19 @@ def main(
     overrides = {"state": state, "branch": branch, "spec_path": spec_path}
     try:
         cfg = config_mod.load_config(config_path, **overrides)
-        logs.set_level(_log_level(cfg))
     except errors.ReconcilerError as exc:
         log.error("%s", exc)
         return 1
-    if once:
-        return _once(cfg)
-    return Daemon(config_path, cfg, overrides).run()
+    logs.set_level(cfg.log_level)
+    for warning in cfg.warnings:
+        log.warning("%s", warning)
+    try:
+        if once:
+            return _once(cfg)
+        return Daemon(config_path, cfg, overrides).run()
+    except errors.ReconcilerError as exc:  # the store or the mirror could not be opened
+        log.error("%s", exc)
+        return 1
 
 
 def _once(cfg: config_mod.Config) -> int:
@@ -68,6 +74,9 @@ def _once(cfg: config_mod.Config) -> int:
         result = eng.reconcile(reason="once")
     except errors.ReconcilerError as exc:
         log.error("%s", exc)
+        return 1
+    except Exception:
+        log.exception("the pass failed unexpectedly")
         return 1
     finally:
         eng.close()
@@ -82,45 +91,11 @@ def _once(cfg: config_mod.Config) -> int:
     return 0
 
 
-def _daemon_section(cfg: config_mod.Config) -> dict[str, Any]:
-    section = cfg.raw.get("daemon") or {}
-    if not isinstance(section, dict):
-        raise errors.ConfigError(f"{cfg.path or 'config'}: daemon: expected a mapping")
-    return section
-
-
-def _shutdown_deadline(cfg: config_mod.Config) -> float:
-    value = _daemon_section(cfg).get("shutdown_deadline", DEFAULT_SHUTDOWN_DEADLINE_S)
-    return config_mod.parse_duration(value, where="daemon.shutdown_deadline")
-
-
-def _log_level(cfg: config_mod.Config) -> int:
-    """``log: {level: info}`` (debug, info, warning, error; default info), reloaded on SIGHUP."""
-    section = cfg.raw.get("log") or {}
-    try:
-        if not isinstance(section, dict):
-            raise ValueError("expected a mapping like {level: info}")
-        return logs.parse_level(section.get("level", "info"))
-    except ValueError as exc:
-        raise errors.ConfigError(f"{cfg.path or 'config'}: log.level: {exc}") from exc
-
-
-def _cron_triggers(cfg: config_mod.Config) -> list[tuple[CronTrigger, str]]:
-    """``schedules: [{cron: "0 3 * * *", reason: nightly-drift-check, timezone: UTC}]`` -> triggers."""
-    where = cfg.path or "config"
-    items = cfg.raw.get("schedules") or []
-    if not isinstance(items, list):
-        raise errors.ConfigError(f"{where}: schedules: expected a list of {{cron: ..., reason: ...}}")
-    out: list[tuple[CronTrigger, str]] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or "cron" not in item:
-            raise errors.ConfigError(f"{where}: schedules[{i}]: expected {{cron: '0 3 * * *', reason: ...}}")
-        try:
-            trigger = CronTrigger.from_crontab(str(item["cron"]), timezone=str(item.get("timezone", "UTC")))
-        except (ValueError, LookupError) as exc:
-            raise errors.ConfigError(f"{where}: schedules[{i}].cron: {exc}") from exc
-        out.append((trigger, str(item.get("reason", "schedule"))))
-    return out
+def _triggers(cfg: config_mod.Config) -> tuple[IntervalTrigger, list[tuple[CronTrigger, str]]]:
+    """The poll trigger and one cron trigger per ``schedules`` item (validated at load)."""
+    interval = IntervalTrigger(seconds=cfg.poll_interval_s, jitter=cfg.poll_jitter_s or None)
+    crons = [(CronTrigger.from_crontab(s.cron, timezone=s.timezone), s.reason) for s in cfg.schedules]
+    return interval, crons
 
 
 class Daemon:
@@ -137,6 +112,7 @@ class Daemon:
         self._signals = 0
         self._ready = False
         self._pass_started: float | None = None
+        self._api: httpapi.Api | None = None
         self._server: httpapi.Server | None = None
 
     # ------------------------------------------------------------------ passes
@@ -149,11 +125,12 @@ class Daemon:
         try:
             result = self.engine.reconcile(reason=reason)
         except errors.ReconcilerError as exc:
-            log.error("pass failed: %s", exc)
+            log.error("pass (%s) failed: %s", reason, exc)
             self.notifier.status(f"error: {exc}")
             return
-        except Exception:
-            log.exception("pass failed unexpectedly; the next pass will try again")
+        except Exception as exc:
+            log.exception("pass (%s) failed unexpectedly; the next pass will try again", reason)
+            self.notifier.status(f"error: unexpected {type(exc).__name__}; see the log")
             return
         finally:
             self._pass_started = None
@@ -177,10 +154,8 @@ class Daemon:
 
     # ------------------------------------------------------------------ scheduling
 
-    def _schedule(self, cfg: config_mod.Config) -> None:
-        """(Re)install the poll and cron jobs; validates everything first so a bad config changes nothing."""
-        interval = IntervalTrigger(seconds=max(cfg.poll_interval_s, 0.1), jitter=cfg.poll_jitter_s or None)
-        crons = _cron_triggers(cfg)
+    def _schedule(self, interval: IntervalTrigger, crons: list[tuple[CronTrigger, str]]) -> None:
+        """(Re)install the poll and cron jobs from triggers already built (building is what can fail)."""
         if self.scheduler.get_job("poll"):
             self.scheduler.reschedule_job("poll", trigger=interval)
         else:
@@ -194,23 +169,63 @@ class Daemon:
                                    coalesce=True)
 
     def reload(self) -> None:
+        """SIGHUP: the new config reaches every part, or none of it does and the log says why."""
         self.notifier.reloading()
         try:
             new = config_mod.load_config(self.config_path, **self.overrides)
-            if (new.repo_url, new.state_url) != (self.cfg.repo_url, self.cfg.state_url):
-                log.warning("repo.url and state changes take effect after a restart")
-            level = _log_level(new)
-            _shutdown_deadline(new)
-            self._schedule(new)
-            logs.set_level(level)
+            interval, crons = _triggers(new)
+            server = self._server if new.http.listen == self.cfg.http.listen else self._bind(new)
         except errors.ReconcilerError as exc:
             log.error("config reload failed, keeping the previous config: %s", exc)
             self.notifier.status(f"config reload failed: {exc}")
             return
-        self.cfg = new
-        self.engine.config = new
-        log.info("config reloaded: poll every %.1fs", new.poll_interval_s)
+        except Exception as exc:
+            log.exception("config reload failed unexpectedly, keeping the previous config")
+            self.notifier.status(f"config reload failed: unexpected {type(exc).__name__}")
+            return
+        old = self.cfg
+        restart_only = [label for attr, label in (("repo_url", "repo.url"), ("state_url", "state"),
+                                                 ("state_dir", "state_dir"))
+                        if getattr(new, attr) != getattr(old, attr)]
+        if restart_only:
+            log.warning("%s changed: that takes effect after a restart; everything else is reloaded",
+                        ", ".join(restart_only))
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        changed = self.engine.apply_config(new)
+        self._schedule(interval, crons)
+        if server is not self._server:
+            if self._server is not None:
+                self._server.close()
+            self._server = server
+            if server is not None:
+                server.start()
+                log.info("http endpoint moved to %s (port %d)", server.listen, server.port)
+            changed.append("http.listen")
+        if self._api is not None:
+            self._api.configure(new.http, new.branch)
+        if self._server is not None:
+            self._server.set_max_body(new.http.max_body)
+        changed += [label for attr, label in (
+            ("poll_interval_s", "poll.interval"), ("poll_jitter_s", "poll.jitter"), ("schedules", "schedules"),
+            ("log_level", "log.level"), ("shutdown_deadline_s", "daemon.shutdown_deadline")) if
+            getattr(new, attr) != getattr(old, attr)]
+        changed += [f"http.{f}" for f in ("token_file", "webhook_secret_file", "max_body")
+                    if getattr(new.http, f) != getattr(old.http, f)]
+        self.cfg = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir)
+        log.info("config reloaded (%s); poll every %.1fs", ", ".join(changed) or "no changes", new.poll_interval_s)
+        logs.set_level(new.log_level)  # after the line above, which must show even when the new level hides info
         self.notifier.status(f"config reloaded; poll every {new.poll_interval_s:.0f}s")
+
+    def _bind(self, cfg: config_mod.Config) -> httpapi.Server | None:
+        """A server on ``http.listen`` (not yet serving), or None when the endpoint is off."""
+        if cfg.http.host is None:
+            return None
+        if self._api is None:
+            self._api = httpapi.Api(self.engine, self.trigger, token_file=cfg.http.token_file,
+                                    webhook_secret_file=cfg.http.webhook_secret_file, branch=cfg.branch,
+                                    max_body=cfg.http.max_body)
+        return httpapi.Server(self._api, cfg.http.host, cfg.http.port, max_body=cfg.http.max_body)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -230,19 +245,16 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         try:
-            self._schedule(self.cfg)
+            interval, crons = _triggers(self.cfg)
+            self._server = self._bind(self.cfg)
         except errors.ReconcilerError as exc:
             log.error("%s", exc)
+            self.engine.close()
             return 1
-        if self.cfg.http_listen:
-            webhook = self.cfg.raw.get("webhook") or {}
-            secret = webhook.get("secret_file") if isinstance(webhook, dict) else None
-            base = self.cfg.path.parent if self.cfg.path else Path.cwd()
-            api = httpapi.Api(self.engine, self.trigger, token_file=self.cfg.http_token_file,
-                              webhook_secret_file=(base / secret) if secret else None, branch=self.cfg.branch)
-            self._server = httpapi.Server(api, self.cfg.http_listen)
+        self._schedule(interval, crons)
+        if self._server is not None:
             self._server.start()
-            log.info("http endpoint on %s (port %d)", self.cfg.http_listen, self._server.port)
+            log.info("http endpoint on %s (port %d)", self._server.listen, self._server.port)
         self.scheduler.start()
         log.info("daemon started: %s@%s every %.0fs", self.cfg.repo_url, self.cfg.branch, self.cfg.poll_interval_s)
         tick = notify.watchdog_interval()
@@ -267,7 +279,7 @@ class Daemon:
         return started is None or time.monotonic() - started < max(600.0, 10 * self.cfg.poll_interval_s)
 
     def _shutdown(self) -> int:
-        deadline = _shutdown_deadline(self.cfg)
+        deadline = self.cfg.shutdown_deadline_s
         log.info("stopping: letting running steps reach a safe point (deadline %.0fs)", deadline)
         self.notifier.stopping()
         self.scheduler.shutdown(wait=False)

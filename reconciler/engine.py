@@ -11,6 +11,7 @@ pass; a cluster with an execution in flight is not planned again until it ends.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import threading
 import time
@@ -38,7 +39,6 @@ KEY_FILE_APPS = "specs/file_apps"
 KEY_STATUS = "status/last_pass"
 KEY_FREEZE = "policy/freeze_switch"
 KEY_KNOWN_REGIONS = "live/known_regions"
-APPROVAL_TTL_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +77,11 @@ class Engine:
         self.clock = clock or clock_mod.SystemClock()
         self.background = background
         self.store = store_mod.Store(config.state_url)
-        self.source = gitsource.GitSource(config.repo_url, config.branch, mirror_root=config.state_dir)
+        self.source = gitsource.GitSource(config.repo_url, config.branch, mirror_root=config.state_dir,
+                                          credentials=config.git)
         self.cache = spec_loader.SpecCache()
         self._providers: dict[tuple[str, str], provider_base.Provider] = {}
+        self._retired: list[provider_base.Provider] = []  # replaced by a reload; closed with the engine
         self._provider_errors: dict[tuple[str, str], str] = {}
         self._providers_lock = threading.Lock()
         self._pass_lock = threading.Lock()
@@ -110,9 +112,43 @@ class Engine:
             ctx = provider_base.ProviderContext(
                 state_url=self.config.state_url, state_dir=self.config.state_dir, clock=self.clock
             )
-            prov = provider_base.make_provider(name, account, accounts[account] or {}, ctx)
+            prov = provider_base.make_provider(name, account, dict(accounts[account] or {}), ctx)
             self._providers[key] = prov
             return prov
+
+    def apply_config(self, new: config_mod.Config) -> list[str]:
+        """Make a reloaded config (already validated whole) the one every part uses; say what changed.
+
+        It waits for a running pass, so no pass sees half of each. The repository URL and the state
+        store stay as they are (they need a restart). Providers whose account settings changed are
+        built afresh on their next use; executions already running keep the instance they started
+        with, which is closed with the engine.
+        """
+        with self._pass_lock:
+            old = self.config
+            new = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir)
+            changed: list[str] = []
+            with self._providers_lock:
+                for key in list(self._providers):
+                    name, account = key
+                    if dict(old.accounts(name).get(account) or {}) != dict(new.accounts(name).get(account) or {}):
+                        self._retired.append(self._providers.pop(key))
+                        changed.append(f"providers.{name}.accounts.{account}")
+                self.config = new
+            self.executor.settings = new.execution
+            if new.execution != old.execution:
+                changed.append("execution")
+            if self._pool is not None and new.execution.max_parallel != old.execution.max_parallel:
+                previous, self._pool = self._pool, None  # the next dispatch makes a pool of the new size
+                previous.shutdown(wait=False)  # running rollouts finish on the old pool's threads
+            self.source.branch = new.branch
+            self.source.credentials = new.git
+        for attr, label in (("branch", "repo.branch"), ("spec_path", "repo.path"), ("git", "repo credentials"),
+                            ("allow_force_push", "repo.allow_force_push"), ("prune", "prune"),
+                            ("allowed_signers", "repo.allowed_signers"), ("approval_ttl_s", "approvals.ttl")):
+            if getattr(old, attr) != getattr(new, attr):
+                changed.append(label)
+        return changed
 
     # ------------------------------------------------------------------ reading
 
@@ -179,15 +215,17 @@ class Engine:
         for (prov_name, account), regions in sorted(wanted.items()):
             try:
                 prov = self.provider(prov_name, account)
-            except errors.ReconcilerError as exc:
+            except Exception as exc:
+                why = _unexpected(exc, f"building provider {prov_name}/{account}")
                 for r in regions:
-                    unreadable[(prov_name, account, r)] = str(exc)
+                    unreadable[(prov_name, account, r)] = why
                 continue
             for region in sorted(regions):
                 try:
                     groups += prov.list_server_groups(region)
-                except errors.ReconcilerError as exc:
-                    unreadable[(prov_name, account, region)] = str(exc)
+                except Exception as exc:  # one broken account or region hides only its own clusters
+                    unreadable[(prov_name, account, region)] = _unexpected(
+                        exc, f"listing {prov_name}/{account}/{region}")
                     metrics.API_ERRORS.labels(prov_name, type(exc).__name__).inc()
         return planner.LiveState(tuple(groups), unreadable)
 
@@ -272,8 +310,9 @@ class Engine:
             commit = reader.resolve(ref)
         else:
             head, err = self.fetch()
-            if head is None:
-                raise errors.SourceError(err or "no commit to plan")
+            if head is None or err is not None:
+                kept = f"; {head[:8]} stays in force" if head else ""
+                raise errors.SourceError(f"{err or 'no commit to plan'}{kept}")
             commit = head
         desired, pol = self.desired_at(commit, reader)
         if base is None:
@@ -369,14 +408,23 @@ class Engine:
         return n
 
     def _rollout_done(self, fut: Future[list[executor.ExecutionResult]]) -> None:
-        """A background rollout ended: refresh what status shows (under the pass lock: one reader of Git)."""
+        """A background rollout ended: say how if it raised, refresh what status shows (one reader of Git)."""
+        exc = None if fut.cancelled() else fut.exception()
+        if isinstance(exc, executor.Interrupted):
+            log.info("a rollout stopped: %s", exc)
+        elif isinstance(exc, errors.ReconcilerError):
+            log.error("a rollout ended with an error: %s", exc)
+        elif exc is not None:
+            log.error("a rollout ended with an unexpected %s: %s", type(exc).__name__, exc, exc_info=exc)
         if self.executor.stopping.is_set():
             return
         try:
             with self._pass_lock:
                 self.refresh_status("rollout finished")
-        except errors.ReconcilerError as exc:
-            log.warning("status refresh after a rollout failed: %s", exc)
+        except errors.ReconcilerError as exc2:
+            log.warning("status refresh after a rollout failed: %s", exc2)
+        except Exception:
+            log.exception("status refresh after a rollout failed unexpectedly")
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the executions dispatched so far end (tests, ``--once``)."""
@@ -431,9 +479,7 @@ class Engine:
                 f"{ident} is neither the current plan ({ev.plan.plan_id}) nor one of its changes "
                 f"(waiting for approval: {', '.join(pending) or 'none'}); re-run `reconciler plan`"
             )
-        section = self.config.raw.get("approvals")
-        ttl = config_mod.parse_duration(section.get("ttl", APPROVAL_TTL_S), where="approvals.ttl") \
-            if isinstance(section, dict) else APPROVAL_TTL_S
+        ttl = self.config.approval_ttl_s
         row = self.store.add_approval(
             plan_id=ev.plan.plan_id if ident == ev.plan.plan_id else "",
             change_id=ident if ident in ids else "", decision=decision, by=by, comment=comment,
@@ -446,15 +492,43 @@ class Engine:
                           commit=commit)
         return {**row, "id": ident}
 
-    def pause(self, target: str, *, by: str, reason: str = "") -> None:
+    def pause(self, target: str, *, by: str, reason: str = "", force: bool = False) -> None:
+        """Pause an application or cluster; a name nobody knows is refused unless ``force`` (a typo is
+        more likely than pausing something that is not in Git yet)."""
+        if not force and target not in self._target_names(with_git=False):
+            names = self._target_names(with_git=True)
+            if target not in names:
+                raise _unknown_target(target, names, "application or cluster",
+                                      tip="pause --force pauses a name that is not in Git yet")
         self.store.pause(target, by=by, reason=reason, now=self.clock.now())
         self.store.record("paused", f"{target} paused by {by}" + (f": {reason}" if reason else ""),
                           self.clock.now(), application=target)
 
     def resume(self, target: str, *, by: str) -> None:
         if not self.store.resume(target):
-            raise errors.ReconcilerError(f"{target} is not paused")
+            paused = set(self.store.pauses())
+            raise _unknown_target(target, paused, "paused application or cluster",
+                                  tip="" if paused else "nothing is paused")
         self.store.record("resumed", f"{target} resumed by {by}", self.clock.now(), application=target)
+
+    def _target_names(self, *, with_git: bool) -> set[str]:
+        """Applications and clusters of the last pass (desired and live), paused names, and with ``with_git``
+        those in Git at the commit in force (that waits for a running pass: one reader of the mirror)."""
+        status = self.store.get(KEY_STATUS) or {}
+        names = set(status.get("applications") or {}) | set(self.store.pauses())
+        for app in (status.get("applications") or {}).values():
+            names.update(app.get("clusters") or ())
+        for g in status.get("server_groups") or ():
+            names.update(x for x in (g.get("application"), g.get("cluster")) if x)
+        if not with_git:
+            return names
+        with self._pass_lock:
+            commit = self.store.get(KEY_LAST_GOOD) or self.fetch()[0]
+            if commit and self.source.has_commit(commit):
+                desired, _ = self.desired_at(commit)
+                names.update(desired.applications)
+                names.update(c.name for c in desired.clusters())
+        return names
 
     def freeze(self, *, by: str, reason: str) -> None:
         self.store.put(KEY_FREEZE, {"by": by, "reason": reason, "at": self.clock.now()}, self.clock.now())
@@ -472,7 +546,8 @@ class Engine:
         desired, _ = self.desired_at(commit) if commit else (None, None)
         specs = [c for c in (desired.clusters() if desired else []) if c.name == cluster]
         if not specs:
-            raise errors.ReconcilerError(f"no cluster named {cluster!r} in the desired state")
+            known = {c.name for c in desired.clusters()} if desired else set()
+            raise _unknown_target(cluster, known, "cluster", where="in the desired state")
         spec = specs[0]
         live = self.read_live(desired)
         changes: list[model.Change] = []
@@ -496,7 +571,7 @@ class Engine:
                                                "Git disagrees until the deploy is reverted"))
         if not changes:
             raise errors.ReconcilerError(f"{cluster}: nothing to roll back")
-        self.pause(cluster, by=by, reason="manual rollback; revert the commit in Git, then resume")
+        self.pause(cluster, by=by, reason="manual rollback; revert the commit in Git, then resume", force=True)
         return self.executor.run_rollouts("manual-rollback", changes)
 
     # ------------------------------------------------------------------ status
@@ -626,9 +701,32 @@ class Engine:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        for p in self._providers.values():
+        for p in [*self._providers.values(), *self._retired]:
             p.close()
         self.store.close()
+
+
+def _unexpected(exc: Exception, what: str) -> str:
+    """Our errors as their message; anything else logged with its traceback, then reported the same way."""
+    if isinstance(exc, errors.ReconcilerError):
+        return str(exc)
+    log.error("%s raised %s: %s", what, type(exc).__name__, exc, exc_info=exc)
+    return f"unexpected {type(exc).__name__} while {what}: {exc}"
+
+
+def _unknown_target(target: str, names: set[str], what: str, *, where: str = "",
+                    tip: str = "") -> errors.ReconcilerError:
+    """``no application or cluster named 'chekout'; did you mean checkout?`` (closest names first)."""
+    near = difflib.get_close_matches(target, sorted(names), n=3, cutoff=0.6)
+    if near:
+        hint = f"; did you mean {' or '.join(near)}?"
+    elif names:
+        shown = sorted(names)
+        hint = f"; known: {', '.join(shown[:10])}" + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
+    else:
+        hint = ""
+    return errors.ReconcilerError(f"no {what} named {target!r}" + (f" {where}" if where else "") + hint
+                                  + (f" ({tip})" if tip else ""))
 
 
 def _group_from_status(g: dict[str, Any]) -> model.ServerGroup:

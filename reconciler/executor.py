@@ -116,12 +116,19 @@ class Executor:
             self._say(msg)
             return ExecutionResult(change, "", "skipped", msg)
         self._held.key = lease_key
-        self._abandon_stale(change)
         try:
+            self._abandon_stale(change)
             return self._run_locked(plan_id, change)
+        except errors.ReconcilerError as exc:  # the store or the provider lookup, before any step ran
+            msg = f"{change.key}: not started: {exc}"
+            log.error("%s", msg, extra=_context(change))
+            return ExecutionResult(change, "", "failed", msg)
         finally:
             self._held.key = None
-            self.store.release_lease(lease_key)
+            try:
+                self.store.release_lease(lease_key)
+            except errors.ReconcilerError as exc:
+                log.warning("%s: could not release the lease (it expires by itself): %s", lease_key, exc)
 
     def _abandon_stale(self, change: model.Change) -> None:
         """No zombies: executions of this cluster left running by an owner whose lease lapsed are closed."""
@@ -145,7 +152,6 @@ class Executor:
         return False
 
     def _run_locked(self, plan_id: str, change: model.Change) -> ExecutionResult:
-        provider = self.providers(change.provider, change.account)
         now = self.clock.now()
         ex_id = self.store.start_execution(
             {
@@ -160,47 +166,69 @@ class Executor:
             now,
         )
         metrics.EXECUTIONS_RUNNING.inc()
-        ctx = f"{change.application}/{change.cluster} {change.region}"
-        self.store.record("execution_started", f"{change.action.value} {change.desired_server_group or ''}"
-                          f" ({change.reason})", now, application=change.application, cluster=change.cluster,
-                          region=change.region, execution_id=ex_id, commit=change.commit)
-        self._say(f"{ctx}: {change.action.value} ({change.reason})", change, ex_id)
-        result = ExecutionResult(change, ex_id, "succeeded")
-        disabled_any = False
         try:
-            for idx, step in enumerate(change.steps):
-                self._check_stop()
-                self.store.step_started(ex_id, idx, self.clock.now())
-                self._say(f"{ctx}: {step.describe()}", change, ex_id)
-                try:
-                    self._run_step(provider, change, step)
-                except Interrupted:
-                    self.store.step_ended(ex_id, idx, self.clock.now(), state="interrupted")
-                    raise
-                except errors.ReconcilerError as exc:
-                    self.store.step_ended(ex_id, idx, self.clock.now(), state="failed", error=str(exc))
-                    result = self._fail(ex_id, change, step, exc, provider, disabled_any)
-                    return result
-                self.store.step_ended(ex_id, idx, self.clock.now(), state="done")
-                result.steps_run += 1
-                if step.kind is StepKind.DISABLE:
-                    disabled_any = True
-                _maybe_crash()
-            self.store.finish_execution(ex_id, self.clock.now(), state="succeeded")
-            self.store.clear_failures(change.key)
-            metrics.CHANGES.labels(change.action.value, "applied").inc()
-            self.store.record("execution_succeeded", f"{change.action.value} done: "
-                              f"{change.desired_server_group or change.cluster} serves", self.clock.now(),
-                              application=change.application, cluster=change.cluster, region=change.region,
-                              execution_id=ex_id, commit=change.commit)
-            self._say(f"{ctx}: done", change, ex_id)
-            return result
+            return self._run_steps(ex_id, change)
         except Interrupted:
             self.store.finish_execution(ex_id, self.clock.now(), state="interrupted",
                                         error="process stopping; the next pass continues from live state")
             return ExecutionResult(change, ex_id, "interrupted", "stopping")
+        except Exception as exc:  # a bug or an SDK surprise outside any step: the execution still ends
+            return self._crashed(ex_id, change, exc)
         finally:
             metrics.EXECUTIONS_RUNNING.dec()
+
+    def _run_steps(self, ex_id: str, change: model.Change) -> ExecutionResult:
+        provider = self.providers(change.provider, change.account)
+        ctx = f"{change.application}/{change.cluster} {change.region}"
+        self.store.record("execution_started", f"{change.action.value} {change.desired_server_group or ''}"
+                          f" ({change.reason})", self.clock.now(), application=change.application,
+                          cluster=change.cluster, region=change.region, execution_id=ex_id, commit=change.commit)
+        self._say(f"{ctx}: {change.action.value} ({change.reason})", change, ex_id)
+        result = ExecutionResult(change, ex_id, "succeeded")
+        disabled_any = False
+        for idx, step in enumerate(change.steps):
+            self._check_stop()
+            self.store.step_started(ex_id, idx, self.clock.now())
+            self._say(f"{ctx}: {step.describe()}", change, ex_id)
+            try:
+                self._run_step(provider, change, step)
+            except Interrupted:
+                self.store.step_ended(ex_id, idx, self.clock.now(), state="interrupted")
+                raise
+            except Exception as exc:
+                failure = _as_error(exc, change, f"step {step.kind.value} {step.server_group}")
+                self.store.step_ended(ex_id, idx, self.clock.now(), state="failed", error=str(failure))
+                return self._fail(ex_id, change, step, failure, provider, disabled_any)
+            self.store.step_ended(ex_id, idx, self.clock.now(), state="done")
+            result.steps_run += 1
+            if step.kind is StepKind.DISABLE:
+                disabled_any = True
+            _maybe_crash()
+        self.store.finish_execution(ex_id, self.clock.now(), state="succeeded")
+        self.store.clear_failures(change.key)
+        metrics.CHANGES.labels(change.action.value, "applied").inc()
+        self.store.record("execution_succeeded", f"{change.action.value} done: "
+                          f"{change.desired_server_group or change.cluster} serves", self.clock.now(),
+                          application=change.application, cluster=change.cluster, region=change.region,
+                          execution_id=ex_id, commit=change.commit)
+        self._say(f"{ctx}: done", change, ex_id)
+        return result
+
+    def _crashed(self, ex_id: str, change: model.Change, exc: Exception) -> ExecutionResult:
+        """End the execution as failed (counted like any failure, so it backs off, then stalls)."""
+        failure = _as_error(exc, change, "the execution")
+        now = self.clock.now()
+        try:
+            count = self.store.add_failure(change.key, change.spec_hash, str(failure), now)
+            self.store.finish_execution(ex_id, now, state="failed", error=str(failure))
+            self.store.record("execution_failed", f"{failure} (attempt {count})", now,
+                              application=change.application, cluster=change.cluster, region=change.region,
+                              execution_id=ex_id, commit=change.commit)
+        except errors.ReconcilerError as store_exc:
+            log.error("%s: cannot record the failure of execution %s: %s", change.key, ex_id, store_exc,
+                      extra=_context(change, ex_id))
+        metrics.CHANGES.labels(change.action.value, "failed").inc()
+        return ExecutionResult(change, ex_id, "failed", str(failure))
 
     # ------------------------------------------------------------------ steps
 
@@ -331,8 +359,8 @@ class Executor:
             self.store.step_started(ex_id, start + i, self.clock.now())
             try:
                 self._undo_step(provider, change, s)
-            except errors.ReconcilerError as rb_exc:
-                rb_error = str(rb_exc)
+            except Exception as rb_exc:
+                rb_error = str(_as_error(rb_exc, change, f"rollback step {s.kind.value} {s.server_group}"))
                 self.store.step_ended(ex_id, start + i, self.clock.now(), state="failed", error=rb_error)
                 break
             self.store.step_ended(ex_id, start + i, self.clock.now(), state="done")
@@ -375,12 +403,24 @@ class Executor:
         self._check_stop()
 
     def _say(self, message: str, change: model.Change | None = None, ex_id: str = "") -> None:
-        extra = {} if change is None else {
-            "application": change.application, "cluster": change.cluster, "region": change.region,
-            "commit": change.commit[:12], "execution_id": ex_id}
-        log.info("%s", message, extra=extra)
+        log.info("%s", message, extra={} if change is None else _context(change, ex_id))
         if self.progress is not None:
             self.progress(message)
+
+
+def _context(change: model.Change, ex_id: str = "") -> dict[str, str]:
+    """The log context of one change (see logs.CONTEXT_FIELDS)."""
+    return {"application": change.application, "cluster": change.cluster, "region": change.region,
+            "commit": change.commit[:12], "execution_id": ex_id}
+
+
+def _as_error(exc: Exception, change: model.Change, what: str) -> errors.ReconcilerError:
+    """Our own errors as they are; anything else is logged with its traceback and wrapped, never lost."""
+    if isinstance(exc, errors.ReconcilerError):
+        return exc
+    log.error("%s: %s raised %s: %s", change.key, what, type(exc).__name__, exc, exc_info=exc,
+              extra=_context(change))
+    return errors.ReconcilerError(f"unexpected {type(exc).__name__} in {what}: {exc}")
 
 
 def _unproven_key(change: model.Change, name: str) -> str:

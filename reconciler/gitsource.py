@@ -14,16 +14,21 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pygit2
 
-from reconciler import errors
+from reconciler import config as config_mod
+from reconciler import errors, logs
 
 log = logging.getLogger(__name__)
+
+ENV_TOKEN = "RECONCILER_GIT_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 
 MAX_SPEC_FILES = 20_000
 _SYMLINK = 0o120000
@@ -59,23 +64,116 @@ def is_local_path(url: str) -> bool:
 
 
 class _Callbacks(pygit2.RemoteCallbacks):
-    """ssh-agent for ssh URLs; user and token from the URL or $RECONCILER_GIT_TOKEN for https."""
+    """Credentials from the config's files (or the ssh-agent, or ``$RECONCILER_GIT_TOKEN``), never from the URL.
+
+    libgit2 asks again after a refusal; the second refusal ends the fetch with a message naming the source
+    of the credentials, so a wrong token is reported instead of replayed.
+    """
+
+    def __init__(self, creds: config_mod.GitCredentials) -> None:
+        super().__init__()
+        self.creds = creds
+        self.asked = 0
+
+    def certificate_check(self, certificate: Any, valid: bool, host: bytes) -> bool:
+        """Only what libgit2 verified: TLS against the CA store, SSH against known_hosts.
+
+        pygit2's default lets every SSH host key through; a desired-state repository must not.
+        """
+        return bool(valid)
 
     def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
-        if allowed_types & pygit2.enums.CredentialType.SSH_KEY:
-            return pygit2.KeypairFromAgent(username_from_url or "git")
-        if allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT:
-            token = os.environ.get("RECONCILER_GIT_TOKEN", "")
-            return pygit2.UserPass(username_from_url or "x-access-token", token)
+        self.asked += 1
+        kinds = pygit2.enums.CredentialType
+        user = self.creds.username or username_from_url or ""
+        if allowed_types & kinds.SSH_KEY:
+            key = self.creds.ssh_key_file
+            if self.asked > 1:
+                raise errors.SourceError(f"the server refused the SSH key ({key or 'from the ssh-agent'}) for "
+                                         f"user {user or 'git'} (repo.ssh_key_file)")
+            if key is None:
+                return pygit2.KeypairFromAgent(user or "git")
+            pub = self.creds.ssh_public_key_file
+            if pub is None and key.with_name(key.name + ".pub").exists():
+                pub = key.with_name(key.name + ".pub")
+            for f in (key, pub):
+                if f is not None and not os.access(f, os.R_OK):
+                    raise errors.SourceError(f"cannot read the SSH key file {f} (repo.ssh_key_file)")
+            return pygit2.Keypair(user or "git", str(pub) if pub else None, str(key), "")
+        if allowed_types & kinds.USERPASS_PLAINTEXT:
+            token, where = _token(self.creds)
+            if self.asked > 1:
+                raise errors.SourceError(f"the server refused the credentials for user "
+                                         f"{user or 'x-access-token'} ({where})")
+            return pygit2.UserPass(user or "x-access-token", token)
+        if allowed_types & kinds.USERNAME:
+            return pygit2.Username(user or "git")
         return None
 
 
-class GitSource:
-    """One desired-state repository, mirrored under ``mirror_root``."""
+def _token(creds: config_mod.GitCredentials) -> tuple[str, str]:
+    """The https password: ``repo.token_file`` (read now: rotation needs no restart), the URL's, or the env."""
+    if creds.token_file is not None:
+        try:
+            token = creds.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise errors.SourceError(f"cannot read repo.token_file {creds.token_file}: {why}") from exc
+        if not token:
+            raise errors.SourceError(f"repo.token_file {creds.token_file} is empty")
+        logs.register_secret(token)
+        return token, f"repo.token_file {creds.token_file}"
+    if creds.token:
+        return creds.token, "the password in repo.url"
+    token = os.environ.get(ENV_TOKEN, "")
+    logs.register_secret(token)
+    return token, f"${ENV_TOKEN}" if token else f"no credentials: set repo.token_file or ${ENV_TOKEN}"
 
-    def __init__(self, url: str, branch: str, *, mirror_root: Path) -> None:
+
+_homedir_lock = threading.Lock()
+
+
+@contextmanager
+def _known_hosts(creds: config_mod.GitCredentials, scratch: Path) -> Iterator[None]:
+    """libgit2 checks SSH host keys against ``$HOME/.ssh/known_hosts``: point its home at a copy of ours.
+
+    libgit2's home directory is process-wide, so fetches with a configured file take a lock.
+    """
+    if creds.ssh_known_hosts is None:
+        yield
+        return
+    try:
+        data = creds.ssh_known_hosts.read_bytes()
+    except OSError as exc:
+        raise errors.SourceError(f"cannot read repo.ssh_known_hosts {creds.ssh_known_hosts}: "
+                                 f"{exc.strerror}") from exc
+    with _homedir_lock:
+        ssh_dir = scratch / ".ssh"
+        ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (ssh_dir / "known_hosts").write_bytes(data)
+        previous = pygit2.settings.homedir
+        pygit2.settings.homedir = str(scratch)
+        try:
+            yield
+        finally:
+            if previous is not None:
+                pygit2.settings.homedir = previous
+
+
+class GitSource:
+    """One desired-state repository, mirrored under ``mirror_root``.
+
+    ``url`` carries no credentials (the config moved them into ``credentials``); ``branch`` and
+    ``credentials`` may be replaced between fetches (a config reload).
+    """
+
+    def __init__(self, url: str, branch: str, *, mirror_root: Path,
+                 credentials: config_mod.GitCredentials | None = None) -> None:
         self.url = url
         self.branch = branch
+        self.credentials = credentials or config_mod.GitCredentials()
+        logs.register_secret(self.credentials.token)
+        self.mirror_root = mirror_root
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.mirror_path = mirror_root / "mirrors" / key
         self._repo: pygit2.Repository | None = None
@@ -87,31 +185,59 @@ class GitSource:
         if self._repo is not None:
             return self._repo
         try:
+            if not (self.mirror_path / "HEAD").exists():
+                self._adopt_older_mirror()
             if (self.mirror_path / "HEAD").exists():
                 repo = pygit2.Repository(str(self.mirror_path))
             else:
                 self.mirror_path.parent.mkdir(parents=True, exist_ok=True)
                 repo = pygit2.init_repository(str(self.mirror_path), bare=True)
                 repo.remotes.create("origin", self.url)
-        except pygit2.GitError as exc:
-            raise errors.SourceError(f"cannot open the mirror of {self.url}: {exc}") from exc
-        if repo.remotes["origin"].url != self.url:
-            repo.remotes.set_url("origin", self.url)
+            if repo.remotes["origin"].url != self.url:
+                repo.remotes.set_url("origin", self.url)
+        except (pygit2.GitError, OSError) as exc:
+            raise errors.SourceError(f"cannot open the mirror of {self.url} in {self.mirror_path}: "
+                                     f"{logs.redact(str(exc))}") from exc
         self._repo = repo
         return repo
 
+    def _adopt_older_mirror(self) -> None:
+        """A mirror made when ``repo.url`` still held a password was keyed by that URL: move it here.
+
+        Its Git config is rewritten with the clean URL right after, so no copy of the password stays on disk.
+        """
+        root = self.mirror_path.parent
+        if not root.is_dir():
+            return
+        for candidate in sorted(root.iterdir()):
+            if candidate == self.mirror_path or not (candidate / "HEAD").exists():
+                continue
+            try:
+                url = pygit2.Repository(str(candidate)).remotes["origin"].url or ""
+            except (pygit2.GitError, KeyError, ValueError):
+                continue
+            clean, _user, password = config_mod.split_credentials(url)
+            if password and clean == self.url:
+                candidate.rename(self.mirror_path)
+                log.info("moved the mirror of %s to %s (its config held a password)", self.url, self.mirror_path)
+                return
+
     def fetch(self, last_good: str | None = None) -> FetchResult:
-        """Fetch every branch and tag; report the tracked branch head and whether it was force-pushed."""
+        """Fetch every branch and tag (pruning deleted ones); report the branch head and whether it was rewritten."""
         repo = self._mirror()
         if is_local_path(self.url) and not Path(self.url).exists():
             raise errors.SourceError(f"repository {self.url} does not exist (repo.url in the config)")
+        callbacks = _Callbacks(self.credentials)
         try:
-            repo.remotes["origin"].fetch(
-                ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
-                callbacks=_Callbacks(),
-            )
-        except pygit2.GitError as exc:
-            raise errors.SourceError(f"cannot fetch {self.url}: {exc}") from exc
+            with _known_hosts(self.credentials, self.mirror_root / "ssh-home"):
+                repo.remotes["origin"].fetch(
+                    ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+                    callbacks=callbacks, prune=pygit2.enums.FetchPrune.PRUNE,
+                )
+        except errors.SourceError as exc:
+            raise errors.SourceError(f"cannot fetch {self.url}: {logs.redact(str(exc))}") from exc
+        except (pygit2.GitError, OSError) as exc:
+            raise errors.SourceError(f"cannot fetch {self.url}: {_git_message(exc)}") from exc
         self.fetches += 1
         ref = f"refs/remotes/origin/{self.branch}"
         try:
@@ -176,6 +302,14 @@ class LocalCheckout:
         return commit_info(self.repo, commit)
 
 
+def _git_message(exc: Exception) -> str:
+    """libgit2's message, without any credential it may quote, and with a hint for the common cases."""
+    text = logs.redact(str(exc))
+    if "unknown remote ssh hostkey" in text:
+        text += " (add the server's key to repo.ssh_known_hosts, e.g. from `ssh-keyscan -p PORT HOST`)"
+    return text
+
+
 def resolve_in(repo: pygit2.Repository, ref: str, *, remote_prefix: str) -> str:
     for candidate in (f"{remote_prefix}{ref}", f"refs/heads/{ref}", f"refs/tags/{ref}"):
         if candidate in repo.references:
@@ -199,7 +333,7 @@ def tree_files(repo: pygit2.Repository, commit: str, spec_path: str) -> tuple[li
         try:
             entry = root[spec_path]
         except KeyError:
-            return [], []
+            return [], [f"{spec_path}: the spec path does not exist at commit {commit[:8]} (repo.path in the config)"]
         if entry.filemode != _TREE:
             return [], [f"{spec_path}: the spec path is not a directory"]
         tree = repo[entry.id]

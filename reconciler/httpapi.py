@@ -5,6 +5,11 @@ loopback, the default); every route that changes state needs
 ``Authorization: Bearer <token>`` with the token from ``http.token_file`` —
 with no token file those routes answer 403. The webhook has its own secret
 (``webhook.secret_file``): GitHub/Gitea HMAC-SHA256 signatures or GitLab's token.
+
+A client's mistake is a 4xx, never a logged traceback: bodies larger than
+``http.max_body`` are refused from their ``Content-Length`` (or, chunked, once
+that much arrived) before the app reads them, and malformed headers and bodies
+are answered 400.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,15 +26,20 @@ from typing import Any
 
 import waitress.server
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from werkzeug.exceptions import HTTPException, NotFound
+from waitress import wasyncore
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from reconciler import errors, metrics
+from reconciler import config as config_mod
+from reconciler import errors, logs, metrics
 
 log = logging.getLogger(__name__)
 
 Trigger = Callable[[str], None]
+
+
+_SIGNATURE = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def _read_secret(path: Path | None) -> str | None:
@@ -36,20 +47,23 @@ def _read_secret(path: Path | None) -> str | None:
         return None
     try:
         value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        log.error("cannot read secret file %s: %s", path, exc.strerror)
+    except (OSError, UnicodeDecodeError) as exc:
+        log.error("cannot read secret file %s: %s", path, getattr(exc, "strerror", None) or "not UTF-8 text")
         return None
+    logs.register_secret(value)
     return value or None
 
 
 class Api:
     def __init__(self, engine: Any, trigger: Trigger, *, token_file: Path | None,
-                 webhook_secret_file: Path | None, branch: str) -> None:
+                 webhook_secret_file: Path | None, branch: str,
+                 max_body: int = config_mod.DEFAULT_MAX_BODY) -> None:
         self.engine = engine
         self.trigger = trigger
         self.token_file = token_file
         self.webhook_secret_file = webhook_secret_file
         self.branch = branch
+        self.max_body = max_body
         self.url_map = Map([
             Rule("/healthz", endpoint="healthz", methods=["GET"]),
             Rule("/readyz", endpoint="readyz", methods=["GET"]),
@@ -65,8 +79,16 @@ class Api:
 
     # ------------------------------------------------------------------ WSGI
 
+    def configure(self, settings: config_mod.HttpSettings, branch: str) -> None:
+        """A reload: the next request uses the new files, limit and branch."""
+        self.token_file = settings.token_file
+        self.webhook_secret_file = settings.webhook_secret_file
+        self.max_body = settings.max_body
+        self.branch = branch
+
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
+        request.max_content_length = self.max_body  # werkzeug refuses more (413) when the body is read
         try:
             endpoint, args = self.url_map.bind_to_environ(environ).match()
             response = getattr(self, f"on_{endpoint}")(request, **args)
@@ -85,7 +107,7 @@ class Api:
             return _json({"error": "state-changing routes are disabled: set http.token_file"}, 403)
         header = request.headers.get("Authorization", "")
         given = header[7:] if header.startswith("Bearer ") else ""
-        if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        if not given or not hmac.compare_digest(_bytes(given), token.encode()):
             return _json({"error": "missing or wrong bearer token"}, 401)
         return None
 
@@ -129,7 +151,8 @@ class Api:
         if (denied := self._authorized(request)) is not None:
             return denied
         body = _body(request)
-        self.engine.pause(target, by=str(body.get("by") or "api"), reason=str(body.get("reason") or ""))
+        self.engine.pause(target, by=str(body.get("by") or "api"), reason=str(body.get("reason") or ""),
+                          force=body.get("force") is True)
         return _json({"paused": target})
 
     def on_resume(self, request: Request, target: str) -> Response:
@@ -149,7 +172,7 @@ class Api:
         event = _event(request)
         if event is not None and event not in ("push", "push hook"):
             return _json({"ignored": f"{event} event; only pushes trigger a pass"}, 202)
-        payload = _body(request)
+        payload = _body(request, strict=False)
         ref = str(payload.get("ref") or "")
         if ref and ref != f"refs/heads/{self.branch}":
             return _json({"ignored": f"push to {ref}, tracking refs/heads/{self.branch}"}, 202)
@@ -160,15 +183,24 @@ class Api:
 def _webhook_ok(request: Request, raw: bytes, secret: str) -> bool:
     gitlab = request.headers.get("X-Gitlab-Token")
     if gitlab is not None:
-        return hmac.compare_digest(gitlab.encode(), secret.encode())
-    expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    github = request.headers.get("X-Hub-Signature-256", "")
-    if github.startswith("sha256="):
-        return hmac.compare_digest(github[7:], expected)
+        return hmac.compare_digest(_bytes(gitlab), secret.encode())
+    expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest().encode()
+    github = request.headers.get("X-Hub-Signature-256")
+    if github is not None:
+        if not github.startswith("sha256=") or not _SIGNATURE.match(github[7:]):
+            raise BadRequest("malformed X-Hub-Signature-256 header: expected sha256=<64 hex digits>")
+        return hmac.compare_digest(github[7:].lower().encode(), expected)
     gitea = request.headers.get("X-Gitea-Signature") or request.headers.get("X-Gogs-Signature")
     if gitea:
-        return hmac.compare_digest(gitea, expected)
+        if not _SIGNATURE.match(gitea):
+            raise BadRequest("malformed X-Gitea-Signature header: expected 64 hex digits")
+        return hmac.compare_digest(gitea.lower().encode(), expected)
     return False
+
+
+def _bytes(header: str) -> bytes:
+    """A header as the bytes the client sent (WSGI decodes them as Latin-1); compare_digest wants bytes."""
+    return header.encode("latin-1", errors="replace")
 
 
 def _event(request: Request) -> str | None:
@@ -180,14 +212,23 @@ def _event(request: Request) -> str | None:
     return None
 
 
-def _body(request: Request) -> dict[str, Any]:
-    if not request.get_data(cache=True):
+def _body(request: Request, *, strict: bool = True) -> dict[str, Any]:
+    """A JSON object body, or ``{}``. For the API anything else is the client's mistake (400); a webhook
+    payload sent form-encoded is simply not read (a verified push triggers a pass either way)."""
+    data = request.get_data(cache=True)
+    if not data.strip():
         return {}
     try:
-        doc = json.loads(request.get_data(cache=True))
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        if not strict:
+            return {}
+        raise BadRequest("the body is not JSON") from exc
+    if not isinstance(doc, dict):
+        if not strict:
+            return {}
+        raise BadRequest("the body must be a JSON object")
+    return doc
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -195,17 +236,43 @@ def _json(doc: Any, status: int = 200) -> Response:
 
 
 class Server:
-    """waitress in a daemon thread; ``port`` is the bound port (0 in the config picks a free one)."""
+    """waitress in a daemon thread; ``port`` is the bound port (0 in the config picks a free one).
 
-    def __init__(self, app: Api, listen: str) -> None:
-        host, _, port = listen.rpartition(":")
-        self._server = waitress.server.create_server(app, host=host or "127.0.0.1", port=int(port), threads=4,
-                                              ident="reconciler")
+    waitress refuses a body over ``max_body`` from its Content-Length before reading it, and a chunked one
+    as soon as that much arrived; ``set_max_body`` changes the limit for the next request (a reload).
+    """
+
+    def __init__(self, app: Api, host: str, port: int, *, max_body: int = config_mod.DEFAULT_MAX_BODY) -> None:
+        self.listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            self._server = waitress.server.create_server(
+                app, host=host, port=port, threads=4, ident="reconciler",
+                max_request_body_size=max_body)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise errors.ConfigError(f"http.listen {self.listen}: cannot listen there: {why}") from exc
         self.port = int(self._server.effective_port)  # type: ignore[union-attr,unused-ignore]
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    def set_max_body(self, max_body: int) -> None:
+        self._server.adj.max_request_body_size = max_body
 
     def start(self) -> None:
         self._thread.start()
 
     def close(self) -> None:
-        self._server.close()
+        """Stop serving. The sockets are closed in the server's own loop thread: closed from another thread,
+        they race its ``select`` (a traceback at shutdown, or a listening socket that lingers)."""
+        if self._thread.is_alive():
+            server: Any = self._server
+            server.trigger.pull_trigger(self._stop)
+            self._thread.join(timeout=5)
+        else:
+            self._stop()
+
+    def _stop(self) -> None:
+        """No new connections; requests being served finish (they answer through the trigger); then the rest."""
+        server: Any = self._server
+        wasyncore.dispatcher.close(server)  # the listening socket only
+        server.task_dispatcher.shutdown(timeout=2)
+        wasyncore.close_all(server._map)

@@ -7,16 +7,37 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import MutableMapping
 from typing import Any
 
 CONTEXT_FIELDS = ("application", "cluster", "region", "commit", "execution_id")
 _SECRET = re.compile(r"(?i)(bearer\s+|token[=:]\s*|secret[=:]\s*|password[=:]\s*)[^\s,;\"']+")
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+MIN_SECRET_LENGTH = 6
+"""Shorter values are not registered: replacing them everywhere would mangle ordinary text."""
+
+_secrets: tuple[str, ...] = ()  # longest first; replaced whole, so readers need no lock
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Redact this exact value from every log line and stored message from now on (tokens read from files)."""
+    global _secrets  # noqa: PLW0603 - one registry per process: every log handler and store write reads it
+    value = value.strip()
+    if len(value) >= MIN_SECRET_LENGTH and value not in _secrets:
+        with _secrets_lock:
+            _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    return _SECRET.sub(r"\1[redacted]", text)
+    """Bearer tokens, ``token=``/``secret=``/``password=`` values, URL passwords and every registered secret."""
+    text = _URL_PASSWORD.sub(r"\1[redacted]@", _SECRET.sub(r"\1[redacted]", text))
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 class JsonFormatter(logging.Formatter):

@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from reconciler import errors
+from reconciler import errors, logs
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     """A SQLAlchemy engine for ``url``; SQLite files get WAL mode and their directory made."""
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.StoreError(f"state store {redact(url)}: cannot create {folder}: {exc.strerror}") from exc
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     try:
@@ -153,6 +157,11 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _clean(message: str | None) -> str | None:
+    """Stored messages go through the same redaction as log lines (they are shown by status and history)."""
+    return None if message is None else logs.redact(message)
 
 
 def redact(url: str) -> str:
@@ -281,7 +290,7 @@ class Store:
             c.execute(
                 steps.update()
                 .where(steps.c.execution_id == ex_id, steps.c.idx == idx)
-                .values(state=state, ended_at=now, error=error)
+                .values(state=state, ended_at=now, error=_clean(error))
             )
             c.execute(executions.update().where(executions.c.id == ex_id).values(updated_at=now))
 
@@ -303,7 +312,7 @@ class Store:
             c.execute(
                 executions.update()
                 .where(executions.c.id == ex_id)
-                .values(state=state, finished_at=now, updated_at=now, error=error)
+                .values(state=state, finished_at=now, updated_at=now, error=_clean(error))
             )
 
     def active_executions(self) -> list[dict[str, Any]]:
@@ -345,7 +354,7 @@ class Store:
         with self.tx() as c:
             c.execute(
                 events.insert().values(
-                    ts=now, kind=kind, message=message, application=application, cluster=cluster,
+                    ts=now, kind=kind, message=logs.redact(message), application=application, cluster=cluster,
                     region=region, execution_id=execution_id, commit=commit,
                 )
             )
@@ -379,12 +388,12 @@ class Store:
             ).first()
             if row is None:
                 c.execute(failures.insert().values(
-                    key=key, spec_hash=spec_hash, count=1, last_error=error, updated_at=now))
+                    key=key, spec_hash=spec_hash, count=1, last_error=logs.redact(error), updated_at=now))
                 return 1
             c.execute(
                 failures.update()
                 .where(failures.c.key == key, failures.c.spec_hash == spec_hash)
-                .values(count=row[0] + 1, last_error=error, updated_at=now)
+                .values(count=row[0] + 1, last_error=logs.redact(error), updated_at=now)
             )
             return int(row[0]) + 1
 

@@ -79,25 +79,27 @@ class GcpProvider:
         self._count_lock = threading.Lock()
 
     @classmethod
+    def check_settings(cls, account: str, config: Mapping[str, Any]) -> list[base.SettingsProblem]:
+        """Types and ranges of the account settings, at config load (no client, no call)."""
+        check = base.SettingsCheck(config)
+        check.keys(KEYS)
+        check.text("project", required=True)
+        for key in ("credentials_file", "endpoint", "network"):
+            check.text(key)
+        check.strings("regions", example="[europe-west1]")
+        check.string_lists("zones", example="{europe-west1: [europe-west1-b, europe-west1-c]}")
+        check.number("max_attempts", low=1, high=100, whole=True)
+        check.number("rate_limit", low=0)
+        return check.problems
+
+    @classmethod
     def from_config(cls, account: str, config: Mapping[str, Any], context: base.ProviderContext) -> GcpProvider:
         where = f"providers.gcp.accounts.{account}"
-        base.check_keys(NAME, account, config, KEYS)
-        if not config.get("project") or not isinstance(config["project"], str):
-            raise errors.ConfigError(f"{where}.project: required (the GCP project id)")
+        base.raise_problems(NAME, account, cls.check_settings(account, config))
         regions = config.get("regions") or []
-        if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
-            raise errors.ConfigError(f"{where}.regions: a list of region names, e.g. [europe-west1]")
         zones = config.get("zones") or {}
-        if not isinstance(zones, dict) or not all(
-                isinstance(z, list) and all(isinstance(x, str) for x in z) for z in zones.values()):
-            raise errors.ConfigError(f"{where}.zones: a map of region to a list of its zones, "
-                                     "e.g. {europe-west1: [europe-west1-b, europe-west1-c]}")
-        numbers: dict[str, float] = {}
-        for key, default, low in (("max_attempts", 5, 1), ("rate_limit", 10, 0)):
-            value = config.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-                raise errors.ConfigError(f"{where}.{key}: a number >= {low}, got {value!r}")
-            numbers[key] = value
+        numbers = {key: config[key] if config.get(key) is not None else default
+                   for key, default in (("max_attempts", 5), ("rate_limit", 10))}
         creds: gcreds.Credentials | None = None
         try:
             if config.get("credentials_file"):

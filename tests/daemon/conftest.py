@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -37,9 +39,19 @@ class Daemon:
     proc: subprocess.Popen[str] | None = None
     log: str = ""
 
-    def start(self) -> Daemon:
-        self.proc = reconciler_subprocess(["run", "--config", str(self.config), "--log-format", "json"],
-                                          env=self.env)
+    log_path: Path | None = None
+
+    def start(self, *, log_to: Path | None = None) -> Daemon:
+        """Start ``reconciler run``; with ``log_to`` its log goes to that file, readable while it runs."""
+        args = ["run", "--config", str(self.config), "--log-format", "json"]
+        if log_to is None:
+            self.proc = reconciler_subprocess(args, env=self.env)
+        else:
+            self.log_path = log_to
+            with log_to.open("a", encoding="utf-8") as sink:
+                self.proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", *args],
+                                             env={**os.environ, **self.env}, stdout=subprocess.DEVNULL,
+                                             stderr=sink, text=True)
         self.wait_for(lambda: self.get("/healthz")[0] == 200, "the HTTP endpoint")
         return self
 
@@ -47,8 +59,27 @@ class Daemon:
         assert self.proc is not None
         self.proc.send_signal(sig)
         _out, err = self.proc.communicate(timeout=timeout)
-        self.log += err
+        self.log += err or ""
+        if self.log_path is not None:
+            self.log = self.log_path.read_text(encoding="utf-8")
         return self.proc.returncode
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far (``start(log_to=...)``)."""
+        assert self.log_path is not None
+        text = self.log_path.read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    def wait_log(self, needle: str, *, count: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+        """Wait until ``count`` log messages contain ``needle``; returns them."""
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            found[:] = [x for x in self.log_lines() if needle in x.get("message", "")]
+            return len(found) >= count
+
+        self.wait_for(seen, f"{count} log line(s) with {needle!r}", timeout=timeout)
+        return found
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"

@@ -44,7 +44,7 @@ class RecordingEngine:
     def reject(self, ident: str, *, by: str, comment: str = "") -> dict[str, Any]:
         raise errors.ConfigError(f"no pending approval {ident}")
 
-    def pause(self, target: str, *, by: str, reason: str = "") -> None:
+    def pause(self, target: str, *, by: str, reason: str = "", force: bool = False) -> None:
         self.calls.append(("pause", target, reason))
 
     def resume(self, target: str, *, by: str) -> None:
@@ -240,21 +240,21 @@ def _cfg(tmp_path: Path, body: str) -> config_mod.Config:
     repo = tmp_path / "repo"
     repo.mkdir(exist_ok=True)
     path = tmp_path / "config.yaml"
-    path.write_text(f"repo: {{url: {repo}}}\nstate: {tmp_path / 'state'}\n{body}")
+    path.write_text(f"repo: {{url: {repo}}}\nstate_dir: {tmp_path / 'state'}\n{body}")
     return config_mod.load_config(str(path))
 
 
 def test_schedules_and_daemon_settings_are_validated_with_their_field(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, "schedules:\n  - {cron: '0 3 * * *', reason: nightly, timezone: Europe/Berlin}\n"
                          "daemon: {shutdown_deadline: 45s}\nlog: {level: debug}\n")
-    [(trigger, reason)] = daemon._cron_triggers(cfg)
+    _interval, [(trigger, reason)] = daemon._triggers(cfg)
     assert reason == "nightly" and str(trigger.timezone) == "Europe/Berlin"
-    assert daemon._shutdown_deadline(cfg) == 45.0 and daemon._log_level(cfg) == logging.DEBUG
-    for body, field in (("schedules: [{cron: '61 3 * * *'}]\n", "schedules[0].cron"),
-                        ("schedules: [{reason: x}]\n", "schedules[0]"),
-                        ("schedules: [{cron: '0 3 * * *', timezone: Nowhere/Land}]\n", "schedules[0].cron"),
-                        ("schedules: {cron: '0 3 * * *'}\n", "schedules: expected a list")):
+    assert cfg.shutdown_deadline_s == 45.0 and cfg.log_level == logging.DEBUG
+    for body, field in (("schedules: [{cron: '61 3 * * *'}]\n", ":3: schedules[0].cron"),
+                        ("schedules: [{reason: x}]\n", ":3: schedules[0].cron: required"),
+                        ("schedules: [{cron: '0 3 * * *', timezone: Nowhere/Land}]\n", ":3: schedules[0].timezone"),
+                        ("schedules: {cron: '0 3 * * *'}\n", ":3: schedules: expected a list")):
         with pytest.raises(errors.ConfigError, match=re.escape(field)):
-            daemon._cron_triggers(_cfg(tmp_path, body))
-    with pytest.raises(errors.ConfigError, match=r"log\.level"):
-        daemon._log_level(_cfg(tmp_path, "log: {level: loud}\n"))
+            _cfg(tmp_path, body)
+    with pytest.raises(errors.ConfigError, match=r":3: log\.level"):
+        _cfg(tmp_path, "log: {level: loud}\n")
