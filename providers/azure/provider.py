@@ -113,37 +113,46 @@ class AzureProvider:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, account: str, config: Mapping[str, Any], context: base.ProviderContext) -> AzureProvider:
-        where = f"providers.{NAME}.accounts.{account}"
-        base.check_keys(NAME, account, config, KEYS)
+    def check_settings(cls, account: str, config: Mapping[str, Any]) -> list[base.SettingsProblem]:
+        """Every account setting's type and range, at config load (no credential is built, no call made)."""
+        check = base.SettingsCheck(config)
+        check.keys(KEYS)
         for key in ("subscription", "resource_group", "subnet", "ssh_public_key"):
             if not config.get(key) or not isinstance(config[key], str):
-                raise errors.ConfigError(f"{where}.{key}: required ({_REQUIRED[key]})")
-        if not config["subnet"].startswith("/subscriptions/") and len(config["subnet"].split("/")) != 2:
-            raise errors.ConfigError(f"{where}.subnet: a subnet resource ID or VNET/SUBNET in the resource group, "
-                                     f"got {config['subnet']!r}")
-        regions = config.get("regions") or []
-        if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
-            raise errors.ConfigError(f"{where}.regions: a list of Azure locations, e.g. [westeurope, northeurope]")
-        numbers: dict[str, float] = {}
-        for key, default, low in (("max_attempts", 5, 1), ("rate_limit", 10, 0), ("operation_timeout", 1800, 1)):
-            value = config.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-                raise errors.ConfigError(f"{where}.{key}: a number >= {low}, got {value!r}")
-            numbers[key] = value
+                check.fail(key, f"required ({_REQUIRED[key]})")
+        subnet = config.get("subnet")
+        if isinstance(subnet, str) and subnet and not subnet.startswith("/subscriptions/") \
+                and len(subnet.split("/")) != 2:
+            check.fail("subnet", f"a subnet resource ID or VNET/SUBNET in the resource group, got {subnet!r}")
+        check.strings("regions", example="[westeurope, northeurope]")
+        check.number("max_attempts", low=1, high=100, whole=True)
+        check.number("rate_limit", low=0)
+        check.number("operation_timeout", low=1)
         health = config.get("health_extension")
         if health is not None and (not isinstance(health, dict) or set(health) - HEALTH_KEYS
                                    or health.get("protocol") not in ("http", "https", "tcp")
                                    or not isinstance(health.get("port"), int) or isinstance(health.get("port"), bool)):
-            raise errors.ConfigError(f"{where}.health_extension: {{protocol: http|https|tcp, port: N, "
-                                     "request_path: /health}} (request_path for http and https only)")
+            check.fail("health_extension", "{protocol: http|https|tcp, port: N, request_path: /health} "
+                                           "(request_path for http and https only)")
         for key in ("endpoint", "ca_bundle", "admin_username", "client_id", "tenant_id", "credentials_file"):
-            if config.get(key) is not None and not isinstance(config[key], str):
-                raise errors.ConfigError(f"{where}.{key}: a string, got {config[key]!r}")
+            check.text(key)
         endpoint = config.get("endpoint")
-        if endpoint is not None and not endpoint.startswith("https://"):
-            raise errors.ConfigError(f"{where}.endpoint: an https:// URL (tokens are never sent in clear), "
-                                     f"got {endpoint!r}")
+        if isinstance(endpoint, str) and not endpoint.startswith("https://"):
+            check.fail("endpoint", f"an https:// URL (tokens are never sent in clear), got {endpoint!r}")
+        kind = config.get("credentials")
+        if kind is not None and kind not in CREDENTIALS:
+            check.fail("credentials", f"one of {', '.join(CREDENTIALS)}, got {kind!r}")
+        return check.problems
+
+    @classmethod
+    def from_config(cls, account: str, config: Mapping[str, Any], context: base.ProviderContext) -> AzureProvider:
+        where = f"providers.{NAME}.accounts.{account}"
+        base.raise_problems(NAME, account, cls.check_settings(account, config))
+        regions = config.get("regions") or []
+        health = config.get("health_extension")
+        endpoint = config.get("endpoint")
+        numbers = {"max_attempts": config.get("max_attempts", 5), "rate_limit": config.get("rate_limit", 10),
+                   "operation_timeout": config.get("operation_timeout", 1800)}
         credential = _credential(where, config)
         return cls(account, context, subscription=config["subscription"], resource_group=config["resource_group"],
                    credential=credential, subnet=config["subnet"], ssh_public_key=config["ssh_public_key"],

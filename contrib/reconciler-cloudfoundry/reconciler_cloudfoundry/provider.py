@@ -70,31 +70,38 @@ class CloudFoundryProvider:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, account: str, config: Mapping[str, Any],
-                    context: base.ProviderContext) -> CloudFoundryProvider:
-        where = f"providers.{NAME}.accounts.{account}"
-        base.check_keys(NAME, account, config, KEYS)
+    def check_settings(cls, account: str, config: Mapping[str, Any]) -> list[base.SettingsProblem]:
+        """Every account setting's type and range, at config load (the credentials file is read later)."""
+        check = base.SettingsCheck(config)
+        check.keys(KEYS)
         for key, what in (("api_url", "the Cloud Controller URL, e.g. https://api.sys.example.com"),
                           ("org", "the organization's name"), ("space", "the space's name"),
                           ("credentials_file", "a YAML file with username and password, or client_id and "
                                                "client_secret")):
             if not config.get(key) or not isinstance(config[key], str):
-                raise errors.ConfigError(f"{where}.{key}: required ({what})")
-        if not config["api_url"].startswith(("https://", "http://")):
-            raise errors.ConfigError(f"{where}.api_url: an http(s) URL, got {config['api_url']!r}")
-        numbers: dict[str, float] = {}
-        for key, default, low in (("max_attempts", 5, 1), ("rate_limit", 10, 0), ("staging_timeout", 900, 1),
-                                  ("page_size", 200, 1)):
-            value = config.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-                raise errors.ConfigError(f"{where}.{key}: a number >= {low}, got {value!r}")
-            numbers[key] = value
+                check.fail(key, f"required ({what})")
+        api_url = config.get("api_url")
+        if isinstance(api_url, str) and api_url and not api_url.startswith(("https://", "http://")):
+            check.fail("api_url", f"an http(s) URL, got {api_url!r}")
+        check.number("max_attempts", low=1, high=100, whole=True)
+        check.number("rate_limit", low=0)
+        check.number("staging_timeout", low=1)
+        check.number("page_size", low=1, high=5000, whole=True)
         skip = config.get("skip_ssl_validation", False)
         if not isinstance(skip, bool):
-            raise errors.ConfigError(f"{where}.skip_ssl_validation: true or false, got {skip!r}")
+            check.fail("skip_ssl_validation", f"true or false, got {skip!r}")
+        check.text("ca_bundle")
+        return check.problems
+
+    @classmethod
+    def from_config(cls, account: str, config: Mapping[str, Any],
+                    context: base.ProviderContext) -> CloudFoundryProvider:
+        where = f"providers.{NAME}.accounts.{account}"
+        base.raise_problems(NAME, account, cls.check_settings(account, config))
+        numbers = {"max_attempts": config.get("max_attempts", 5), "rate_limit": config.get("rate_limit", 10),
+                   "staging_timeout": config.get("staging_timeout", 900), "page_size": config.get("page_size", 200)}
+        skip = config.get("skip_ssl_validation", False)
         ca = config.get("ca_bundle")
-        if ca is not None and not isinstance(ca, str):
-            raise errors.ConfigError(f"{where}.ca_bundle: a PEM file's path, got {ca!r}")
         path = config["credentials_file"]
         try:
             creds = yaml.safe_load(Path(path).read_text(encoding="utf-8"))

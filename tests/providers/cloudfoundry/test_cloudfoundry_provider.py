@@ -244,9 +244,9 @@ def test_bad_credentials_and_a_wrong_space_are_clear(make_cf: MakeCf, cc: CloudC
     ({"org": None}, "org: required"),
     ({"space": 3}, "space: required"),
     ({"credentials_file": "/nonexistent.yaml"}, "credentials_file: cannot read"),
-    ({"max_attempts": 0}, "max_attempts: a number >= 1"),
+    ({"max_attempts": 0}, "max_attempts: must be from 1 to 100"),
     ({"skip_ssl_validation": "yes"}, "skip_ssl_validation: true or false"),
-    ({"spaces": ["a"]}, "spaces: unknown field; allowed: api_url"),
+    ({"spaces": ["a"]}, "spaces: unknown field; did you mean space? allowed: api_url"),
 ])
 def test_config_errors_name_the_field(cc: CloudControllerDouble, creds: Path, ctx: ProviderContext,
                                       config: dict[str, object], field: str) -> None:
