@@ -33,6 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from reconciler import config as config_mod
 from reconciler import engine as engine_mod
 from reconciler import errors, httpapi, logs, notify
+from reconciler.notifications import worker as notify_worker
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class Daemon:
         self._ready = False
         self._pass_started: float | None = None
         self._server: httpapi.Server | None = None
+        self._hub: notify_worker.Hub | None = None  # chat, mail and commit-status delivery
 
     # ------------------------------------------------------------------ passes
 
@@ -201,12 +203,14 @@ class Daemon:
                 log.warning("repo.url and state changes take effect after a restart")
             level = _log_level(new)
             _shutdown_deadline(new)
+            notify_worker.check(new)
             self._schedule(new)
             logs.set_level(level)
         except errors.ReconcilerError as exc:
             log.error("config reload failed, keeping the previous config: %s", exc)
             self.notifier.status(f"config reload failed: {exc}")
             return
+        self._hub = notify_worker.restart(self._hub, self.engine.store, new)
         self.cfg = new
         self.engine.config = new
         log.info("config reloaded: poll every %.1fs", new.poll_interval_s)
@@ -230,6 +234,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         try:
+            notify_worker.check(self.cfg)
             self._schedule(self.cfg)
         except errors.ReconcilerError as exc:
             log.error("%s", exc)
@@ -244,6 +249,7 @@ class Daemon:
             self._server.start()
             log.info("http endpoint on %s (port %d)", self.cfg.http_listen, self._server.port)
         self.scheduler.start()
+        self._hub = notify_worker.restart(None, self.engine.store, self.cfg)
         log.info("daemon started: %s@%s every %.0fs", self.cfg.repo_url, self.cfg.branch, self.cfg.poll_interval_s)
         tick = notify.watchdog_interval()
         while True:
@@ -272,6 +278,8 @@ class Daemon:
         self.notifier.stopping()
         self.scheduler.shutdown(wait=False)
         clean = self.engine.stop(deadline)
+        if self._hub is not None:
+            self._hub.stop()  # pending notifications stay in the outbox for the next start
         if self._server is not None:
             self._server.close()
         self.engine.close()

@@ -27,6 +27,8 @@ from reconciler import clock as clock_mod
 from reconciler import config as config_mod
 from reconciler import errors, executor, gitsource, metrics, model, planner
 from reconciler import store as store_mod
+from reconciler.notifications import history as notify_history
+from reconciler.notifications import outbox as notify_outbox
 from specs import loader as spec_loader
 from specs import policy_file
 
@@ -358,9 +360,10 @@ class Engine:
             by_cluster.setdefault((c.application, c.cluster, c.provider, c.account), []).append(c)
         n = 0
         with self._running_lock:
-            for rollout in by_cluster.values():
-                if any(c.key in self._running and not self._running[c.key].done() for c in rollout):
-                    continue
+            todo = [ro for ro in by_cluster.values()
+                    if not any(c.key in self._running and not self._running[c.key].done() for c in ro)]
+            self.executor.deploys.started(plan_id, [c for ro in todo for c in ro])
+            for rollout in todo:
                 fut = self._pool.submit(self.executor.run_rollout, plan_id, rollout)
                 fut.add_done_callback(self._rollout_done)
                 for c in rollout:
@@ -565,7 +568,9 @@ class Engine:
             ],
             "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},
         }
+        previous = self.store.get(KEY_STATUS)
         self.store.put(KEY_STATUS, status, now)
+        notify_history.record_transitions(self.store, previous, status, now)
 
     def refresh_status(self, reason: str = "status") -> None:
         """Re-read Git and live state and save what ``status`` shows (nothing is applied)."""
@@ -583,6 +588,7 @@ class Engine:
         ]
         status["paused"] = self.store.pauses()
         status["freeze"] = self.store.get(KEY_FREEZE)
+        status["notifications"] = notify_outbox.status(self.store, self.config.notifications, self.clock.now())
         return status
 
     def ready(self) -> tuple[bool, str]:

@@ -25,6 +25,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from reconciler import errors, metrics
+from reconciler.notifications import stream as event_stream
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Api:
             Rule("/api/v1/pause/<target>", endpoint="pause", methods=["POST"]),
             Rule("/api/v1/resume/<target>", endpoint="resume", methods=["POST"]),
             Rule("/webhook", endpoint="webhook", methods=["POST"]),
+            Rule("/api/v1/events", endpoint="events", methods=["GET"]),
         ])
 
     # ------------------------------------------------------------------ WSGI
@@ -138,6 +140,12 @@ class Api:
         self.engine.resume(target, by=str(_body(request).get("by") or "api"))
         self.trigger("resume")
         return _json({"resumed": target})
+
+    def on_events(self, request: Request) -> Response:
+        """The history as server-sent events (docs/notifications.md); it shows what happens, so it needs the token."""
+        if (denied := self._authorized(request)) is not None:
+            return denied
+        return event_stream.response(self.engine.store, request)
 
     def on_webhook(self, request: Request) -> Response:
         secret = _read_secret(self.webhook_secret_file)
