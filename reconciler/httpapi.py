@@ -208,7 +208,8 @@ class Server:
     def __init__(self, app: Api, listen: str) -> None:
         host, _, port = listen.rpartition(":")
         self._server = waitress.server.create_server(app, host=host or "127.0.0.1", port=int(port), threads=4,
-                                              ident="reconciler")
+                                              ident="reconciler",
+                                              channel_request_lookahead=1)  # event streams see a client leave
         self.port = int(self._server.effective_port)  # type: ignore[union-attr,unused-ignore]
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 

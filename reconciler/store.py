@@ -190,9 +190,10 @@ def _add_missing_columns(engine: Engine) -> None:
             if not isinstance(default, str):
                 raise errors.StoreError(f"{table.name}.{column.name}: a new column needs a text default")
             ddl = column.type.compile(dialect=engine.dialect)
+            quote = engine.dialect.identifier_preparer.quote
             with engine.begin() as conn:
-                conn.execute(sa.text(
-                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {ddl} NOT NULL DEFAULT '{default}'"))
+                conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {ddl} "
+                                     f"NOT NULL DEFAULT '{default}'"))
             log.info("state store: added column %s.%s", table.name, column.name)
 
 
@@ -389,10 +390,14 @@ class Store:
             key = res.inserted_primary_key
         return int(key[0]) if key else 0
 
-    def history(self, *, limit: int = 50, application: str | None = None) -> list[dict[str, Any]]:
+    def history(self, *, limit: int = 50, application: str | None = None,
+                kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The newest events first."""
         q = sa.select(events).order_by(events.c.id.desc()).limit(limit)
         if application:
             q = q.where(events.c.application == application)
+        if kinds:
+            q = q.where(events.c.kind.in_(list(kinds)))
         with self.tx() as c:
             rows = c.execute(q).mappings().all()
         return [_event(r) for r in rows]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,7 +71,8 @@ def response(store: store_mod.Store, request: Request) -> Response:
     application = request.args.get("application") or None
     kinds = request.args.getlist("kind")
     after = start_id(store, request)
-    if not _slots.acquire(blocking=False):
+    gone: Callable[[], bool] = request.environ.get("waitress.client_disconnected") or (lambda: False)
+    if not _slots.acquire(timeout=2 * POLL_S):  # a stream whose client just left frees its slot within POLL_S
         return Response(json.dumps({"error": f"at most {MAX_STREAMS} event streams at once; retry later"}),
                         status=503, mimetype="application/json", headers={"Retry-After": "5"})
 
@@ -80,6 +81,8 @@ def response(store: store_mod.Store, request: Request) -> Response:
             yield b"retry: 2000\n\n"
             quiet_since = time.monotonic()
             for rows in follow(store, after, application=application, kinds=kinds):
+                if gone():
+                    return
                 for row in rows:
                     yield sse(row)
                 if rows:

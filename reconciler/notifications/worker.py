@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 from reconciler import clock as clock_mod
 from reconciler import config as config_mod
 from reconciler import engine as engine_mod
-from reconciler import errors, gitsource, metrics
+from reconciler import errors, executor, gitsource, metrics
 from reconciler import store as store_mod
 from reconciler.notifications import messages, outbox, pacing, routing, senders
 from reconciler.notifications import settings as settings_mod
@@ -100,6 +100,14 @@ class PolicyReader:
         return settings
 
 
+def _lease(store: store_mod.Store, key: str, now: float, ttl: float) -> bool:
+    """Hold ``key``; a lease left by a process on this host that is gone (kill -9) is taken over at once."""
+    if store.acquire_lease(key, now, ttl):
+        return True
+    holder = store.lease_holder(key, now)
+    return bool(holder) and executor._owner_dead(str(holder)) and store.acquire_lease(key, now + ttl + 1, ttl)
+
+
 class Feeder:
     """History -> outbox rows, one per (event, target that wants it)."""
 
@@ -119,7 +127,7 @@ class Feeder:
         """Feed one batch; returns how many history rows it read (0: nothing new)."""
         now = self.clock.now()
         lease_ttl = max(30.0, 10 * self.settings.delivery.poll_s)
-        if not self.store.acquire_lease(FEEDER_LEASE, now, lease_ttl):
+        if not _lease(self.store, FEEDER_LEASE, now, lease_ttl):
             return 0
         cursor = self.outbox.cursor()
         if cursor is None:  # first start with notifications: tell of what happens from now on, not the past
@@ -190,7 +198,7 @@ class TargetWorker:
         wait = self.bucket.wait_s(now)
         if wait > 0:
             return wait
-        if not self.store.acquire_lease(self.lease, now, self.lease_ttl):
+        if not _lease(self.store, self.lease, now, self.lease_ttl):
             return idle  # another daemon sends this target's queue
         row = self.outbox.head(name)  # it may have sent this one while we looked
         if row is None:
@@ -307,6 +315,8 @@ class Hub:
         for loop in loops:
             loop.thread.join(timeout)
         self._feeder, self._loops = None, {}
+        for key in [FEEDER_LEASE, *(f"notifications/target/{t.name}" for t in self.settings.targets)]:
+            self.store.release_lease(key)  # the next start (or another daemon) goes on at once
 
     def _forget_removed(self) -> None:
         configured = {t.name for t in self.settings.targets}

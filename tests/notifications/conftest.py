@@ -21,6 +21,7 @@ from reconciler import store as store_mod
 from reconciler.notifications import history, outbox, worker
 from specs import policy_file
 from tests.conftest import write_config
+from tests.daemon.conftest import daemon_factory  # noqa: F401 - the fixture, for test_daemon.py
 from tests.notifications.endpoints import endpoint  # noqa: F401 - the fixture
 from tests.render import factory
 
@@ -74,10 +75,11 @@ class Rig:
 def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     made: list[Rig] = []
 
-    def make(notifications: dict[str, Any], *, policies: str = "", criticality: dict[str, str] | None = None
-             ) -> Rig:
+    def make(notifications: dict[str, Any], *, policies: str = "", criticality: dict[str, str] | None = None,
+             state: str | None = None) -> Rig:
+        extra = {"state": state} if state else {}
         cfg_file = write_config(tmp_path / "config.yaml", tmp_path / "desired", tmp_path / "state",
-                                notifications=notifications)
+                                notifications=notifications, **extra)
         cfg = config_mod.load_config(cfg_file)
         store = store_mod.Store(cfg.state_url)
         clock = clock_mod.FakeClock()

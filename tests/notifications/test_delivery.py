@@ -183,3 +183,59 @@ def test_a_rate_limit_of_zero_sends_without_pause(rig, endpoint, per_minute: int
     r.feed()
     waits = [r.workers["chat"].step() for _ in range(8)]
     assert waits == [0.0] * 8 and len(ep.delivered()) == 8
+
+
+@pytest.mark.postgres
+def test_two_daemons_sharing_a_postgresql_store_deliver_each_event_once(rig, endpoint, postgres_url) -> None:
+    from reconciler import store as store_mod
+
+    ep = endpoint()
+    r: Rig = rig(_slack(ep, rate_limit={"per_minute": 0}), state=postgres_url)
+    other_store = store_mod.Store(postgres_url)  # a second daemon: its own owner, same tables
+    try:
+        other_box = outbox.Outbox(other_store)
+        other_feeder = worker.Feeder(other_store, other_box, r.config.notifications, r.feeder.policies, r.clock)
+        target = r.config.notifications.targets[0]
+        other = worker.TargetWorker(target, r.workers["chat"].sender, other_store, other_box,
+                                    r.config.notifications.delivery, r.clock)
+        for app in ("a", "b", "c"):
+            r.deploy(app, image=f"{app}-1")
+        r.feeder.step()
+        other_feeder.step()  # the feeder lease is held by the first: this one reads nothing
+        for _ in range(20):
+            r.workers["chat"].step()
+            other.step()
+        assert len(r.box.rows_of("chat")) == 6
+        texts = _texts(ep.delivered())
+        assert len(texts) == 6 and len(set(texts)) == 6
+    finally:
+        other_store.close()
+
+
+def test_a_reload_adds_targets_and_drops_the_queue_of_a_removed_one(rig, endpoint, tmp_path) -> None:
+    from reconciler import config as config_mod
+    from tests.conftest import write_config
+
+    down = endpoint(lambda _ep, _req: Answer(503, b"down"))
+    hook = endpoint(lambda _ep, _req: Answer(204, b""))
+    r: Rig = rig({"targets": {"chat": {"type": "slack", "url": down.url("/s")}}, "delivery": {"poll": "20ms"}})
+    hub = worker.Hub(r.store, r.config, clock=r.clock, policies=r.feeder.policies)
+    hub.start()
+    try:
+        r.deploy("a", image="a-1")
+        deadline = time.monotonic() + 10
+        while len(down.seen) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        new = config_mod.load_config(write_config(
+            tmp_path / "config.yaml", tmp_path / "desired", tmp_path / "state",
+            notifications={"targets": {"hook": {"type": "webhook", "url": hook.url("/h")}},
+                           "delivery": {"poll": "20ms"}}))
+        hub.reconfigure(new)
+        r.deploy("b", image="b-1")
+        while len(hook.delivered()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        hub.stop()
+    assert [s.json()["application"] for s in hook.delivered()] == ["b", "b"], "a new target hears what comes next"
+    assert {row["state"] for row in r.box.rows_of("chat")} == {"dropped"}
+    assert r.box.rows_of("chat")[0]["last_error"] == "the target was removed from the config"
