@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -419,6 +420,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                 break
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # `reconciler events --follow | head -n1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         store.close()
     return EXIT_OK

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
 from email import message_from_bytes
 from email.message import Message
 
@@ -159,60 +158,48 @@ def test_teams_gets_an_adaptive_card(rig, endpoint):
     assert facts["Failed step"] == "wait_healthy" and facts["Version"] == "checkout-2.0"
 
 
-class _Smtp:
-    """A tiny SMTP server (RFC 5321 happy path) on 127.0.0.1 that keeps each message."""
+class _Mailbox:
+    """aiosmtpd's handler: keeps every message and the login it came with."""
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.logins: list[tuple[bytes, bytes]] = []
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn, conn.makefile("rb") as rf:
-                conn.sendall(b"220 localhost ESMTP\r\n")
-                data: list[bytes] = []
-                in_data = False
-                for line in rf:
-                    if in_data:
-                        if line == b".\r\n":
-                            in_data = False
-                            self.messages.append(message_from_bytes(b"".join(data)))
-                            conn.sendall(b"250 queued\r\n")
-                        else:
-                            data.append(line[1:] if line.startswith(b"..") else line)
-                        continue
-                    verb = line[:4].upper()
-                    if verb == b"DATA":
-                        in_data, data = True, []
-                        conn.sendall(b"354 go ahead\r\n")
-                    elif verb == b"QUIT":
-                        conn.sendall(b"221 bye\r\n")
-                        break
-                    else:
-                        conn.sendall(b"250 ok\r\n")
+    async def handle_DATA(self, _server, _session, envelope) -> str:  # aiosmtpd calls it by this name
+        self.messages.append(message_from_bytes(envelope.original_content))
+        return "250 Message accepted for delivery"
 
-    def close(self) -> None:
-        self.sock.close()
+    def authenticate(self, _server, _session, _envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        if isinstance(auth_data, LoginPassword):
+            self.logins.append((auth_data.login, auth_data.password))
+            if auth_data.password == b"mail-pass":
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
 
 
 @pytest.fixture
 def smtp():
-    server = _Smtp()
-    yield server
-    server.close()
+    from aiosmtpd.controller import Controller
+
+    box = _Mailbox()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
+                            auth_require_tls=False)
+    controller.start()
+    box.port = port  # type: ignore[attr-defined]
+    yield box
+    controller.stop()
 
 
-def test_email_goes_out_by_smtp_with_a_short_subject(rig, smtp):
-    r: Rig = rig({"targets": {"mail": {"type": "email", "smtp": {"host": "127.0.0.1", "port": smtp.port,
-                                                                  "security": "none"},
-                                       "from": "reconciler@example.com", "to": ["ops@example.com"]}}})
+def test_email_goes_out_by_smtp_with_a_short_subject(rig, smtp, tmp_path):
+    (tmp_path / "smtp-pass").write_text("mail-pass\n")
+    r: Rig = rig({"targets": {"mail": {"type": "email", "from": "reconciler@example.com", "to": ["ops@example.com"],
+                                       "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none",
+                                                "username": "bot", "password_file": str(tmp_path / "smtp-pass")}}}})
     r.deploy(fail="us-east-1")
     r.feed()
     r.drain("mail")
@@ -221,6 +208,20 @@ def test_email_goes_out_by_smtp_with_a_short_subject(rig, smtp):
     body = smtp.messages[1].get_payload(decode=True).decode()
     assert smtp.messages[1]["To"] == "ops@example.com"
     assert "wait_healthy failed" in body and "Version: checkout-2.0" in body and "Commit: 5e6f7a8b9c0d" in body
+    assert smtp.logins == [(b"bot", b"mail-pass")] * 2
+
+
+def test_an_smtp_login_refused_is_retried_not_dropped(rig, smtp, tmp_path):
+    (tmp_path / "smtp-pass").write_text("wrong\n")
+    r: Rig = rig({"targets": {"mail": {"type": "email", "from": "reconciler@example.com", "to": ["ops@example.com"],
+                                       "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none",
+                                                "username": "bot", "password_file": str(tmp_path / "smtp-pass")}}}})
+    r.deploy()
+    r.feed()
+    r.workers["mail"].step()
+    (row, _) = r.box.rows_of("mail")
+    assert row["state"] == "pending" and row["attempts"] == 1 and "535" in row["last_error"]
+    assert smtp.messages == []
 
 
 def test_apprise_reaches_its_services_and_a_failure_keeps_the_event_queued(rig, endpoint):
