@@ -328,7 +328,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     eng = _engine(args)
     try:
-        eng.refresh_status()
+        eng.refresh_status(record_events=False)
         status = eng.status()
     finally:
         eng.close()

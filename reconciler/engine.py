@@ -511,7 +511,8 @@ class Engine:
         if merged != known:
             self.store.put(KEY_FILE_APPS, merged, self.clock.now())
 
-    def _save_status(self, ev: Evaluation, commit: str, source_error: str | None, reason: str) -> None:
+    def _save_status(self, ev: Evaluation, commit: str, source_error: str | None, reason: str, *,
+                     record_events: bool = True) -> None:
         now = self.clock.now()
         file_apps: dict[str, str] = self.store.get(KEY_FILE_APPS, {}) or {}
         apps: dict[str, dict[str, Any]] = {}
@@ -568,18 +569,22 @@ class Engine:
             ],
             "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},
         }
-        previous = self.store.get(KEY_STATUS)
         self.store.put(KEY_STATUS, status, now)
-        notify_history.record_transitions(self.store, previous, status, now)
+        if record_events:  # approvals now awaited, denials, stalls, source errors: once, when they begin
+            notify_history.record_transitions(self.store, status, now)
 
-    def refresh_status(self, reason: str = "status") -> None:
-        """Re-read Git and live state and save what ``status`` shows (nothing is applied)."""
+    def refresh_status(self, reason: str = "status", *, record_events: bool = True) -> None:
+        """Re-read Git and live state and save what ``status`` shows (nothing is applied).
+
+        ``record_events=False`` for a look from the CLI: its Git credentials may differ from the
+        daemon's, and what it sees must not be told to anyone as a transition.
+        """
         commit, source_error = self.fetch()
         if commit is None:
             return
         desired, pol = self.desired_at(commit)
         self._remember_file_apps(desired)
-        self._save_status(self.evaluate(desired, pol), commit, source_error, reason)
+        self._save_status(self.evaluate(desired, pol), commit, source_error, reason, record_events=record_events)
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = dict(self.store.get(KEY_STATUS) or {})

@@ -85,6 +85,13 @@ class Executor:
     def run_rollout(self, plan_id: str, changes: list[model.Change]) -> list[ExecutionResult]:
         """One cluster across its regions, wave by wave; a failed wave stops the later ones."""
         results: list[ExecutionResult] = []
+        try:
+            self._run_waves(plan_id, changes, results)
+        finally:
+            self.deploys.rollout_ended(plan_id, changes, results)
+        return results
+
+    def _run_waves(self, plan_id: str, changes: list[model.Change], results: list[ExecutionResult]) -> None:
         waves = sorted({c.wave for c in changes})
         for i, wave in enumerate(waves):
             batch = [c for c in changes if c.wave == wave]
@@ -110,8 +117,6 @@ class Executor:
                                       cluster=later.cluster, region=later.region, commit=later.commit)
                     results.append(ExecutionResult(later, "", "skipped", msg))
                 break
-        self.deploys.rollout_ended(plan_id, changes, results)
-        return results
 
     # ------------------------------------------------------------------ one change
 

@@ -10,9 +10,9 @@ Two sources, both written through ``Store.record`` like every other event, so
   cluster the commit changed serves" is a statement about all rollouts of one
   application, which no single execution knows.
 - ``transitions`` (called where the engine saves its status): what changed
-  between two saved statuses, e.g. a change newly waiting for approval. Each
-  pass recomputes the status, so comparing with the previous one records an
-  event once, when it starts, not on every pass.
+  since the last status it saw, e.g. a change newly waiting for approval.
+  Each pass recomputes the status, so comparing with the previous one records
+  an event once, when it starts, not on every pass.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class DeployTracker:
                 kinds.DEPLOY_FAILED,
                 f"deploy of {deploy.commit[:8]} failed: {first['cluster']} in {first['region']}: "
                 f"{first['error']} ({undone})", now, region=first["region"], detail=detail, **common)
-        elif outcome and all(e["state"] == "succeeded" for e in outcome):
+        elif len(outcome) == len(deploy.changes) and all(e["state"] == "succeeded" for e in outcome):
             kind = kinds.DRIFT_CORRECTED if all(e["drift"] for e in outcome) else kinds.DEPLOY_SUCCEEDED
             verb = "drift corrected" if kind == kinds.DRIFT_CORRECTED else f"{deploy.commit[:8]} deployed"
             self.store.record(kind, f"{verb}: {_where(outcome)} serve(s)", now, detail=detail, **common)
@@ -204,15 +204,27 @@ def _split_key(key: str) -> tuple[str, str]:
     return (parts[2], parts[3]) if len(parts) == 4 else ("", key)
 
 
-def _problems_by_file(status: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+def _problems_by_file(status: Mapping[str, Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for p in status.get("problems") or []:
         out.setdefault(str(p).split(":", 1)[0], []).append(str(p))
-    return {f: tuple(sorted(ps)) for f, ps in out.items()}
+    return {f: sorted(ps) for f, ps in out.items()}
+
+
+def snapshot(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The little of a status that ``transitions`` compares: kept under a key of its own, so a status saved
+    by someone else (``reconciler status`` run with other Git credentials) never fakes a transition."""
+    return {
+        "held": sorted([h["change_id"], kind] for h in status.get("held") or []
+                       if (kind := _held_kind(h["why"])) is not None),
+        "stalled": sorted(s["key"] for s in status.get("skipped") or [] if _stall_reason(s["reason"])),
+        "problems": _problems_by_file(status),
+        "source_error": status.get("source_error"),
+    }
 
 
 def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Record]:
-    """Events for what became true between two saved statuses (pure: dicts in, records out)."""
+    """Events for what became true since ``previous`` (a ``snapshot``) in ``current`` (a status). Pure."""
     prev = previous or {}
     commit = str(current.get("commit") or "")
     apps: Mapping[str, Mapping[str, Any]] = current.get("applications") or {}
@@ -220,7 +232,7 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
     actions = {c["change_id"]: c.get("action", "") for c in current.get("changes") or []}
     out: list[Record] = []
 
-    before = {(h["change_id"], _held_kind(h["why"])) for h in prev.get("held") or []}
+    before = {(change_id, kind) for change_id, kind in prev.get("held") or []}
     for h in current.get("held") or []:
         kind = _held_kind(h["why"])
         if kind is None or (h["change_id"], kind) in before:
@@ -236,7 +248,7 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
             message = f"{action} {cluster} in {region} {detail['reason']}"
         out.append(Record(kind, message, app_of.get(cluster, ""), cluster, region, commit, detail))
 
-    stalled_before = {s["key"] for s in prev.get("skipped") or [] if _stall_reason(s["reason"])}
+    stalled_before = set(prev.get("stalled") or [])
     for s in current.get("skipped") or []:
         reason = _stall_reason(s["reason"])
         if reason is None or s["key"] in stalled_before:
@@ -246,7 +258,7 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
                           s.get("application", ""), cluster, region, commit,
                           {"reason": reason, "message": redact(s["reason"])}))
 
-    broken_before = _problems_by_file(prev)
+    broken_before: Mapping[str, list[str]] = prev.get("problems") or {}
     file_app = {entry.get("file"): name for name, entry in apps.items()}
     for file, problems in _problems_by_file(current).items():
         if broken_before.get(file) == problems:
@@ -260,13 +272,20 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
     err, err_before = current.get("source_error"), prev.get("source_error")
     if err and err != err_before:
         out.append(Record(kinds.SOURCE_ERROR, redact(str(err)), commit=commit, detail={"error": redact(str(err))}))
-    elif err_before and not err and previous is not None:
+    elif err_before and not err:
         out.append(Record(kinds.SOURCE_RECOVERED, f"the repository is readable again at {commit[:8]}", commit=commit))
     return out
 
 
-def record_transitions(store: store_mod.Store, previous: Mapping[str, Any] | None,
-                       current: Mapping[str, Any], now: float) -> None:
-    for r in transitions(previous, current):
+KEY_SNAPSHOT = "notifications/last_status"
+
+
+def record_transitions(store: store_mod.Store, status: Mapping[str, Any], now: float) -> None:
+    """Record what changed since the last status this function saw (called where the engine saves its status)."""
+    previous = store.get(KEY_SNAPSHOT)
+    for r in transitions(previous, status):
         store.record(r.kind, r.message, now, application=r.application, cluster=r.cluster, region=r.region,
                      commit=r.commit, detail=r.detail)
+    current = snapshot(status)
+    if current != previous:
+        store.put(KEY_SNAPSHOT, current, now)

@@ -51,6 +51,7 @@ class Notification:
     command: str = ""
     change_id: str = ""
     drift: bool = False
+    cause: str = ""  # stalled: ChangeFailing, SpecInvalid or LiveStateUnreadable
 
     @property
     def failure(self) -> bool:
@@ -148,6 +149,7 @@ def from_event(row: Mapping[str, Any]) -> Notification | None:
         images=_unique([str(c.get("image", "")) for c in changes]),
         step=step, reason=reason, command=command, change_id=str(detail.get("change_id") or ""),
         drift=bool(changes) and all(bool(c.get("drift")) for c in changes),
+        cause=str(detail.get("reason") or "") if kind == kinds.STALLED else "",
     )
 
 
@@ -159,10 +161,10 @@ def commit_status(n: Notification) -> tuple[str, str] | None:
 
     One status per application (the context names it): ``running`` while it
     rolls out, ``success`` when every cluster the commit changed serves,
-    ``failure`` with the reason. Drift corrections are not about a commit.
+    ``failure`` with the reason. Drift corrections and unreadable live state are not about a commit.
     """
-    if not n.application or not n.commit or n.drift:
-        return None
+    if not n.application or not n.commit or n.drift or n.cause == "LiveStateUnreadable":
+        return None  # a cloud API being down says nothing about the commit
     where = ", ".join(f"{c}" for c in n.clusters)
     regions = ", ".join(n.regions)
     if n.event == kinds.DEPLOY_STARTED:

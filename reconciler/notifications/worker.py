@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,6 +54,7 @@ FEED_BATCH = 500
 FEEDER_LEASE = "notifications/feeder"
 PRUNE_EVERY_S = 3600.0
 KEEP_DONE_S = 7 * 86400.0
+CRITICALITY_TTL_S = 30.0  # the status (large for a big fleet) is read at most this often for criticality
 
 PolicySource = Callable[[], tuple[policy_file.PolicySettings, Mapping[str, str]]]
 
@@ -70,15 +72,24 @@ class PolicyReader:
         self._source: gitsource.GitSource | None = None
         self._commit: str | None = None
         self._settings = policy_file.PolicySettings()
+        self._criticality: Mapping[str, str] = {}
+        self._criticality_at: float | None = None
 
     def __call__(self) -> tuple[policy_file.PolicySettings, Mapping[str, str]]:
         commit = self.store.get(engine_mod.KEY_LAST_GOOD)
         if commit and commit != self._commit:
             self._commit = commit
             self._settings = self._load(commit)
-        status = self.store.get(engine_mod.KEY_STATUS) or {}
-        apps: Mapping[str, Any] = status.get("applications") or {}
-        return self._settings, {name: str(a.get("criticality") or "normal") for name, a in apps.items()}
+            self._criticality_at = None
+        now = time.monotonic()
+        # criticality changes with a commit only; the status is read again a little later too, as the
+        # engine saves it just after it takes a new commit
+        if self._criticality_at is None or now - self._criticality_at > CRITICALITY_TTL_S:
+            status = self.store.get(engine_mod.KEY_STATUS) or {}
+            apps: Mapping[str, Any] = status.get("applications") or {}
+            self._criticality = {name: str(a.get("criticality") or "normal") for name, a in apps.items()}
+            self._criticality_at = now
+        return self._settings, self._criticality
 
     def _load(self, commit: str) -> policy_file.PolicySettings:
         name = f"{self.config.spec_path}/policies.yaml".lstrip("/")

@@ -136,8 +136,21 @@ def test_transitions_compare_two_statuses() -> None:
     first = history.transitions(None, status)
     assert [r.kind for r in first] == ["guardrail_denied", "stalled", "source_error"]
     assert "tok3n" not in first[2].message and "https://git.example.com/x.git" in first[2].message
-    assert history.transitions(status, status) == []
-    assert [r.kind for r in history.transitions(status, {**status, "source_error": None})] == ["source_recovered"]
+    seen = history.snapshot(status)
+    assert history.transitions(seen, status) == []
+    assert [r.kind for r in history.transitions(seen, {**status, "source_error": None})] == ["source_recovered"]
+    assert history.transitions(None, {**status, "source_error": None, "held": [], "skipped": []}) == []
+
+
+def test_a_look_from_the_cli_records_no_transition(env: Env) -> None:
+    env.repo.write("apps/checkout.yaml", app_spec(regions=ONE)).commit("v1")
+    env.cli("run", "--once")
+    moved = env.repo.path.with_name("elsewhere")
+    shutil.move(env.repo.path, moved)
+    assert "does not exist" in env.cli("status").out
+    shutil.move(moved, env.repo.path)
+    env.cli("run", "--once")
+    assert _events(env, kinds.SOURCE_ERROR, kinds.SOURCE_RECOVERED) == []
 
 
 def test_a_store_made_before_the_detail_column_gets_it_and_keeps_its_events(tmp_path) -> None:

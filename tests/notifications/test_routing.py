@@ -84,3 +84,31 @@ def test_a_misspelt_event_in_policies_yaml_is_a_problem_with_its_line():
         "apps/policies.yaml:4: defaults.notify[0].events[0]: unallowed value deploy_faild"]
     _, problems = policy_file.load_policy_file("defaults:\n  notify:\n    - {events: ['*']}\n", file="p.yaml")
     assert [str(p) for p in problems] == ["p.yaml:3: defaults.notify[0].targets: required field"]
+
+
+def test_the_daemon_reads_the_rules_and_criticality_in_force_from_its_mirror(env):
+    from reconciler import config as config_mod
+    from reconciler import store as store_mod
+    from reconciler.notifications import worker
+    from tests.conftest import app_spec
+
+    env.repo.write("apps/checkout.yaml", app_spec(regions=("us-east-1",), criticality="low"))
+    env.repo.write("apps/policies.yaml", "applications:\n  checkout:\n    notify: [{targets: [chat]}]\n")
+    env.repo.commit("v1")
+    assert env.cli("run", "--once").code == 0
+    cfg = config_mod.load_config(env.config)
+    store = store_mod.Store(cfg.state_url)
+    try:
+        reader = worker.PolicyReader(cfg, store)
+        settings, criticality = reader()
+        assert settings.for_cluster("checkout", "checkout-main", "low")["notify"] == [{"targets": ["chat"]}]
+        assert settings.for_cluster("cart", "cart-main", "normal")["notify"] == policy_file.BUILTIN["notify"]
+        assert criticality == {"checkout": "low"}
+        env.repo.write("apps/policies.yaml", "applications:\n  checkout:\n    notify: [{targets: [chaat], "
+                                             "events: [deploy_faild]}]\n").commit("typo")
+        env.cli("run", "--once")
+        settings, _ = reader()
+        assert settings.problems and settings.for_cluster("checkout", "x", "low")["notify"] == \
+            policy_file.BUILTIN["notify"], "a broken file tells everyone everything"
+    finally:
+        store.close()
