@@ -233,20 +233,28 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
     out: list[Record] = []
 
     before = {(change_id, kind) for change_id, kind in prev.get("held") or []}
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}  # one event per application: a freeze holds them all
     for h in current.get("held") or []:
         kind = _held_kind(h["why"])
         if kind is None or (h["change_id"], kind) in before:
             continue
         region, cluster = _split_key(h["key"])
-        action = actions.get(h["change_id"], "change")
-        detail: dict[str, Any] = {"change_id": h["change_id"], "action": action}
+        grouped.setdefault((app_of.get(cluster, ""), kind), []).append({
+            "cluster": cluster, "region": region, "change_id": h["change_id"],
+            "action": actions.get(h["change_id"], "change"), "why": redact(h["why"])})
+    for (app, kind), held in grouped.items():
+        first = held[0]
+        where = ", ".join(f"{h['action']} {h['cluster']} in {h['region']}" for h in held)
+        detail: dict[str, Any] = {"change_id": first["change_id"], "action": first["action"],
+                                  "changes": [{k: v for k, v in h.items() if k != "why"} for h in held]}
         if kind == kinds.WAITING_FOR_APPROVAL:
-            detail["command"] = f"reconciler approve {h['change_id']}"
-            message = f"{action} {cluster} in {region} waits for approval: {detail['command']}"
+            detail["command"] = "; ".join(f"reconciler approve {h['change_id']}" for h in held)
+            message = f"{where} wait(s) for approval: {detail['command']}"
         else:
-            detail["reason"] = redact(h["why"])
-            message = f"{action} {cluster} in {region} {detail['reason']}"
-        out.append(Record(kind, message, app_of.get(cluster, ""), cluster, region, commit, detail))
+            detail["reason"] = "; ".join(dict.fromkeys(h["why"] for h in held))
+            message = f"{where}: {detail['reason']}"
+        out.append(Record(kind, message, app, first["cluster"], first["region"] if len(held) == 1 else "", commit,
+                          detail))
 
     stalled_before = set(prev.get("stalled") or [])
     for s in current.get("skipped") or []:
@@ -264,10 +272,10 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
         if broken_before.get(file) == problems:
             continue
         # file:line: field — the problem's own words may quote spec values, so they stay in `validate`
-        where = [":".join(p.split(":", 3)[:3]) for p in problems]
-        out.append(Record(kinds.STALLED, f"{file}: {len(problems)} spec problem(s), first at {where[0]}; "
+        places = [":".join(p.split(":", 3)[:3]) for p in problems]
+        out.append(Record(kinds.STALLED, f"{file}: {len(problems)} spec problem(s), first at {places[0]}; "
                           "run `reconciler validate`", str(file_app.get(file, "")), commit=commit,
-                          detail={"reason": "SpecInvalid", "file": file, "problems": where[:10]}))
+                          detail={"reason": "SpecInvalid", "file": file, "problems": places[:10]}))
 
     err, err_before = current.get("source_error"), prev.get("source_error")
     if err and err != err_before:

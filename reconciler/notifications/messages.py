@@ -92,6 +92,16 @@ def _where(changes: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def _actions(changes: Sequence[Mapping[str, Any]], detail: Mapping[str, Any]) -> str:
+    """``replace checkout-main in us-east-1, eu-west-1`` for held changes (grouped by action and cluster)."""
+    by: dict[tuple[str, str], list[str]] = {}
+    for c in changes:
+        by.setdefault((str(c.get("action") or detail.get("action") or "change"), str(c.get("cluster", ""))),
+                      []).append(str(c.get("region", "")))
+    return "; ".join(f"{action} {cluster} in {', '.join(_unique(regions))}"
+                     for (action, cluster), regions in by.items())
+
+
 def from_event(row: Mapping[str, Any]) -> Notification | None:
     """The notification for one history row (``Store.events_after``), or None for rows nobody is told of."""
     detail: Mapping[str, Any] = row.get("detail") or {}
@@ -128,10 +138,10 @@ def from_event(row: Mapping[str, Any]) -> Notification | None:
         step, reason = str(detail.get("step", "")), str(detail.get("error", ""))
         text = f"{where} rolled back at {short} after {step} failed: {reason}; the previous group keeps serving"
     elif kind == kinds.WAITING_FOR_APPROVAL:
-        text = f"{detail.get('action', 'change')} {where} at {short} waits for approval: run `{command}`"
+        text = f"{_actions(changes, detail)} at {short} wait(s) for approval: run `{command}`"
     elif kind == kinds.GUARDRAIL_DENIED:
         reason = str(detail.get("reason", ""))
-        text = f"{detail.get('action', 'change')} {where} at {short}: {reason}"
+        text = f"{_actions(changes, detail)} at {short}: {reason}"
     elif kind == kinds.STALLED:
         reason = str(detail.get("message") or detail.get("reason") or "")
         text = f"{row.get('message', '')} (at {short})"

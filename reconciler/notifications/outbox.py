@@ -202,6 +202,12 @@ class Outbox:
                                .group_by(rows.c.target)).all()
         return {str(t): int(n) for t, n in result}
 
+    def pending(self, target: str) -> int:
+        """Pending rows of one target (an index range, not a scan)."""
+        with self.store.tx() as c:
+            return int(c.execute(sa.select(sa.func.count()).select_from(rows).where(
+                rows.c.target == target, rows.c.state == PENDING)).scalar() or 0)
+
     def rows_of(self, target: str) -> list[dict[str, Any]]:
         with self.store.tx() as c:
             found = c.execute(sa.select(rows).where(rows.c.target == target).order_by(rows.c.id)).mappings().all()

@@ -187,6 +187,7 @@ class TargetWorker:
         self.bucket = pacing.TokenBucket(target.rate_limit.per_minute, target.rate_limit.burst, clock.now())
         self.lease = f"notifications/target/{target.name}"
         self.lease_ttl = max(30.0, 3 * (target.timeout_s + delivery.poll_s))
+        self._lease_until = 0.0
 
     def step(self) -> float:
         name = self.target.name
@@ -209,11 +210,14 @@ class TargetWorker:
         wait = self.bucket.wait_s(now)
         if wait > 0:
             return wait
-        if not _lease(self.store, self.lease, now, self.lease_ttl):
-            return idle  # another daemon sends this target's queue
-        row = self.outbox.head(name)  # it may have sent this one while we looked
-        if row is None:
-            return 0.0
+        if now >= self._lease_until - self.lease_ttl / 2:  # renewed at half its time: not a write per send
+            if not _lease(self.store, self.lease, now, self.lease_ttl):
+                self._lease_until = 0.0
+                return idle  # another daemon sends this target's queue
+            self._lease_until = now + self.lease_ttl
+            row = self.outbox.head(name)  # it may have sent this one while we did not hold the lease
+            if row is None:
+                return 0.0
         self.bucket.take(now)
         try:
             self.sender.send(messages.Notification.from_doc(row.payload))
@@ -224,7 +228,7 @@ class TargetWorker:
             self.outbox.delivered(row, done)
             DELIVERED.labels(name).inc()
             FAILING.labels(name).set(0)
-        QUEUE.labels(name).set(self.outbox.depth().get(name, 0))
+        QUEUE.labels(name).set(self.outbox.pending(name))
         return 0.0
 
     def _failed(self, row: outbox.Row, exc: senders.DeliveryError) -> None:

@@ -127,15 +127,21 @@ def test_a_denial_a_broken_spec_and_a_source_error_are_each_recorded_when_they_b
 
 
 def test_transitions_compare_two_statuses() -> None:
-    held = {"key": "local/default/us-east-1/checkout-main", "change_id": "abc", "why": "denied: freeze: frozen"}
+    held = [{"key": f"local/default/{r}/checkout-main", "change_id": f"id-{r}", "why": "denied: freeze: frozen"}
+            for r in ("us-east-1", "eu-west-1")]
     status = {"commit": "c" * 40, "applications": {"checkout": {"clusters": ["checkout-main"], "file": "apps/c.yaml"}},
-              "changes": [{"change_id": "abc", "action": "replace"}], "held": [held],
+              "changes": [{"change_id": f"id-{r}", "action": "replace"} for r in ("us-east-1", "eu-west-1")],
+              "held": held,
               "skipped": [{"key": "local/default/eu-west-1/checkout-main", "application": "checkout",
                            "cluster": "checkout-main", "reason": "stalled: spec 1234 kept failing; commit a fix"}],
               "source_error": "cannot fetch https://user:tok3n@git.example.com/x.git: timeout"}
     first = history.transitions(None, status)
     assert [r.kind for r in first] == ["guardrail_denied", "stalled", "source_error"]
     assert "tok3n" not in first[2].message and "https://git.example.com/x.git" in first[2].message
+    n = messages.from_event({"id": 1, "ts": 0.0, "kind": first[0].kind, "application": "checkout",
+                             "commit": "c" * 40, "detail": dict(first[0].detail)})
+    assert n is not None and n.regions == ("us-east-1", "eu-west-1")
+    assert n.text == "replace checkout-main in us-east-1, eu-west-1 at cccccccc: denied: freeze: frozen"
     seen = history.snapshot(status)
     assert history.transitions(seen, status) == []
     assert [r.kind for r in history.transitions(seen, {**status, "source_error": None})] == ["source_recovered"]
