@@ -12,14 +12,18 @@ another process shows them.
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from reconciler import errors
 from reconciler import store as store_mod
 from reconciler.notifications import settings as settings_mod
 
@@ -109,11 +113,30 @@ def _insert_ignoring_duplicates(conn: Connection, values: list[dict[str, Any]]) 
                 conn.execute(rows.insert().values(**v))
 
 
+_created: weakref.WeakSet[Engine] = weakref.WeakSet()
+_created_lock = threading.Lock()
+
+
+def _create_tables(store: store_mod.Store) -> None:
+    """Once per store engine; the daemon's threads and a CLI process may all get here at once."""
+    with _created_lock:
+        if store.engine in _created:
+            return
+        try:
+            metadata.create_all(store.engine)
+        except SQLAlchemyError:  # another process created them between the check and the CREATE
+            try:
+                metadata.create_all(store.engine)
+            except SQLAlchemyError as exc:
+                raise errors.StoreError(f"state store {store_mod.redact(store.url)}: cannot create the "
+                                        f"notification tables: {exc}") from exc
+        _created.add(store.engine)
+
+
 class Outbox:
     def __init__(self, store: store_mod.Store) -> None:
         self.store = store
-        with store.tx() as c:
-            metadata.create_all(c)
+        _create_tables(store)
 
     # ------------------------------------------------------------------ feeding
 

@@ -355,15 +355,23 @@ def check(config: config_mod.Config) -> None:
 
 
 def restart(hub: Hub | None, store: store_mod.Store, config: config_mod.Config) -> Hub | None:
-    """The hub for ``config`` after a reload: reconfigured, started, stopped or still none."""
+    """The hub for ``config`` (at start, after a reload): reconfigured, started, stopped or still none.
+
+    Telling must never stop reconciling: if the store cannot take the outbox now, that is logged and
+    notifications stay off until the next start or reload (the events wait in the history).
+    """
     if not config.notifications.enabled:
         if hub is not None:
             hub.stop()
         return None
-    if hub is None:
-        hub = Hub(store, config)
-        hub.start()
-    else:
-        hub.reconfigure(config)
+    try:
+        if hub is None:
+            hub = Hub(store, config)
+            hub.start()
+        else:
+            hub.reconfigure(config)
+    except errors.StoreError as exc:
+        log.error("notifications are off until the next start or reload: %s", exc)
+        return None
     return hub
 

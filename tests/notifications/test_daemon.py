@@ -83,6 +83,8 @@ def test_a_deploy_runs_at_full_speed_while_every_target_hangs(daemon_factory: Da
     chat.release.set()
     forge.release.set()
     d.wait_for(lambda: len(chat.delivered()) == 4 and len(forge.delivered()) == 4, "delivery once released")
+    d.wait_for(lambda: _targets(d)["chat"]["delivered"] == _targets(d)["forge"]["delivered"] == 4,
+               "the daemon to count the deliveries")
     images = [s.json()["text"].rsplit("(", 1)[-1] for s in chat.delivered()]
     assert images == ["checkout-1.0)", "checkout-1.0)", "checkout-2.0)", "checkout-2.0)"], "in order"
     _, text = d.get("/metrics")
