@@ -68,6 +68,8 @@ def start_id(store: store_mod.Store, request: Request) -> int:
 
 def response(store: store_mod.Store, request: Request) -> Response:
     """``text/event-stream`` of the history, filtered by ``?application=`` and ``?kind=`` (repeatable)."""
+    if request.method == "HEAD":  # no body to stream: answer at once rather than hold a thread
+        return Response(status=200, mimetype="text/event-stream")
     application = request.args.get("application") or None
     kinds = request.args.getlist("kind")
     after = start_id(store, request)
