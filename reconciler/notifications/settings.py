@@ -266,16 +266,20 @@ _KEYS = {
 }
 
 
-def parse(raw: Any, *, file: Path | None, base_dir: Path) -> NotificationSettings:
-    """The section's settings; raises ``ConfigError`` listing every problem, one per line."""
+def parse(raw: Any, *, file: Path | None, base_dir: Path, lines: Mapping[str, int] | None = None
+          ) -> NotificationSettings:
+    """The section's settings; raises ``ConfigError`` listing every problem, one per line.
+
+    ``lines`` maps field paths (``notifications.targets.chat.url``) to lines; without it the file is
+    read again for them (the caller may already have them from its own parse).
+    """
     name = str(file) if file else "config"
-    lines: Mapping[str, int] = {}
-    if file is not None and raw is not None:
+    if lines is None and file is not None and raw is not None:
         try:
             lines = _line_map(file, file.stat().st_mtime_ns)
         except OSError:
             lines = {}
-    r = _Reader(name, lines, base_dir)
+    r = _Reader(name, lines or {}, base_dir)
     section = r.mapping(raw, SECTION, {"targets", "commit_status", "delivery"})
     d_raw = r.mapping(section.get("delivery"), f"{SECTION}.delivery", {"poll", "retry", "max_age"})
     retry = r.mapping(d_raw.get("retry"), f"{SECTION}.delivery.retry", {"first", "max"})
