@@ -111,6 +111,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--application")
     s.set_defaults(func=cmd_history)
 
+    s = sub.add_parser("events", parents=[common],
+                       help="the history oldest first, as a stream: --follow waits for new events (exit 0)",
+                       description="Print history events oldest first; the same events GET /api/v1/events streams. "
+                                   "With --follow, keep printing new ones until interrupted.")
+    s.add_argument("--follow", "-f", action="store_true", help="wait for new events (Ctrl-C ends, exit 0)")
+    s.add_argument("--application", help="only this application's events")
+    s.add_argument("--kind", action="append", default=[], metavar="KIND",
+                   help="only events of this kind (repeatable), e.g. deploy_failed")
+    s.add_argument("--after", type=int, metavar="ID", help="start after this event id (as Last-Event-ID does)")
+    s.add_argument("--limit", type=int, default=50, help="without --after: begin with the last N events (default 50)")
+    s.add_argument("--format", choices=("text", "json"), default="text", help="json: one JSON object a line")
+    s.set_defaults(func=cmd_events)
+
     for name, helptext in (("approve", "approve a change or plan id"), ("reject", "reject a change or plan id")):
         s = sub.add_parser(name, parents=[common], help=helptext)
         s.add_argument("id", help="change id or plan id from `reconciler plan`")
@@ -362,7 +375,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     eng = _engine(args)
     try:
-        eng.refresh_status()
+        eng.refresh_status(record_events=False)
         status = eng.status()
     finally:
         eng.close()
@@ -398,6 +411,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("\nrunning:")
         for e in running:
             print(f"  {e['id']} {e['action']} {e['cluster']} {e['region']}")
+    targets = (status.get("notifications") or {}).get("targets") or {}
+    if targets:
+        print("\nnotifications:")
+        for name, t in sorted(targets.items()):
+            print(f"  {name:<16} {t['type']:<8} {'FAILING' if t['failing'] else 'ok':<8} {t['pending']} pending, "
+                  f"{t['delivered']} delivered, {t['dropped']} dropped")
+            if t["failing"]:
+                print(f"    last error: {t['last_error']}")
     return EXIT_OK
 
 
@@ -415,6 +436,41 @@ def cmd_history(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
         where = " ".join(x for x in (e["application"], e["cluster"], e["region"]) if x)
         print(f"{when} {e['kind']:<22} {where:<40} {e['message']}")
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from reconciler import store as store_mod
+    from reconciler.notifications import stream
+
+    store = store_mod.Store(_config(args).state_url)
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        for e in rows:
+            if args.format == "json":
+                print(json.dumps(stream.event_doc(e), sort_keys=True, default=str))
+            else:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
+                where = " ".join(x for x in (e["application"], e["cluster"], e["region"]) if x)
+                print(f"{e['id']:>7} {when} {e['kind']:<22} {where:<40} {e['message']}")
+        sys.stdout.flush()
+
+    try:
+        if args.after is not None:
+            after = args.after
+        else:
+            recent = store.history(limit=max(args.limit, 1), application=args.application, kinds=args.kind)
+            after = (min(e["id"] for e in recent) - 1) if recent and args.limit > 0 else store.last_event_id()
+        for rows in stream.follow(store, after, application=args.application, kinds=args.kind):
+            show(rows)
+            if not args.follow and len(rows) < stream.BATCH:
+                break
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `reconciler events --follow | head -n1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        store.close()
     return EXIT_OK
 
 

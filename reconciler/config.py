@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import errors
+from reconciler.notifications import settings as notify_settings
 
 ENV_CONFIG = "RECONCILER_CONFIG"
 ENV_STATE_DIR = "RECONCILER_STATE_DIR"
@@ -125,6 +126,7 @@ class Config:
     shutdown_deadline_s: float = 30.0  # daemon.shutdown_deadline: running steps get this long on SIGTERM
     schedules: tuple[Schedule, ...] = ()
     approval_ttl_s: float = 24 * 3600.0  # approvals.ttl: an approval is valid this long
+    notifications: notify_settings.NotificationSettings = field(default_factory=notify_settings.NotificationSettings)
     warnings: tuple[str, ...] = ()  # accepted but discouraged settings, logged by the daemon
 
     @property

@@ -21,13 +21,14 @@ import yaml
 
 from reconciler import config as config_mod
 from reconciler import errors
+from reconciler.notifications import settings as notify_settings
 
 _BRANCH_RE = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]+(?<!/)(?<!\.lock)$")
 _SCP_RE = re.compile(r"^[\w.-]+@[\w.-]+:")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 TOP_KEYS = ("repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
-            "execution", "webhook", "schedules", "approvals", "daemon")
+            "execution", "webhook", "schedules", "approvals", "daemon", "notifications")
 """The config file's top-level fields."""
 _REPO_KEYS = ("url", "branch", "path", "allow_force_push", "allowed_signers", "username", "token_file",
               "ssh_key_file", "ssh_public_key_file", "ssh_known_hosts")
@@ -267,6 +268,7 @@ class _Builder:
         prune = self.flag(raw, "", "prune", False)
         allow_force_push = self.flag(repo_sec, "repo", "allow_force_push", False)
         allowed_signers = self.file_path(repo_sec, "repo", "allowed_signers")
+        notifications = self._notifications(raw.get("notifications"))
 
         if self.problems:
             raise errors.ConfigError("\n".join(text for _line, text in sorted(self.problems, key=lambda p: p[0])))
@@ -290,10 +292,21 @@ class _Builder:
             shutdown_deadline_s=deadline,
             schedules=schedules,
             approval_ttl_s=ttl,
+            notifications=notifications,
             warnings=tuple(warnings),
         )
 
     # ------------------------------------------------------------------ sections
+
+    def _notifications(self, value: Any) -> notify_settings.NotificationSettings:
+        """The ``notifications`` section, parsed by its own module; its problems join this file's."""
+        try:
+            return notify_settings.parse(value, file=self.file, base_dir=self.base_dir, lines=self.lines)
+        except errors.ConfigError as exc:
+            for text in str(exc).splitlines():
+                m = re.match(r"^.*?:(\d+): ", text)
+                self.problems.append((int(m.group(1)) if m else 1, text))
+            return notify_settings.NotificationSettings()
 
     def _git(self, sec: dict[str, Any], url: str, url_user: str, url_password: str,
              warnings: list[str]) -> config_mod.GitCredentials:

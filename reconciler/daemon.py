@@ -35,6 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from reconciler import config as config_mod
 from reconciler import engine as engine_mod
 from reconciler import errors, httpapi, logs, notify
+from reconciler.notifications import worker as notify_worker
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class Daemon:
         self._pass_started: float | None = None
         self._api: httpapi.Api | None = None
         self._server: httpapi.Server | None = None
+        self._hub: notify_worker.Hub | None = None  # chat, mail and commit-status delivery
 
     # ------------------------------------------------------------------ passes
 
@@ -174,6 +176,7 @@ class Daemon:
         try:
             new = config_mod.load_config(self.config_path, **self.overrides)
             interval, crons = _triggers(new)
+            notify_worker.check(new)
             server = self._server if new.http.listen == self.cfg.http.listen else self._bind(new)
         except errors.ReconcilerError as exc:
             log.error("config reload failed, keeping the previous config: %s", exc)
@@ -212,8 +215,11 @@ class Daemon:
             getattr(new, attr) != getattr(old, attr)]
         changed += [f"http.{f}" for f in ("token_file", "webhook_secret_file", "max_body")
                     if getattr(new.http, f) != getattr(old.http, f)]
+        if new.notifications != old.notifications:
+            changed.append("notifications")
         self.cfg = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir)
         log.info("config reloaded (%s); poll every %.1fs", ", ".join(changed) or "no changes", new.poll_interval_s)
+        self._hub = notify_worker.restart(self._hub, self.engine.store, self.cfg)
         logs.set_level(new.log_level)  # after the line above, which must show even when the new level hides info
         self.notifier.status(f"config reloaded; poll every {new.poll_interval_s:.0f}s")
 
@@ -245,6 +251,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         try:
+            notify_worker.check(self.cfg)
             interval, crons = _triggers(self.cfg)
             self._server = self._bind(self.cfg)
         except errors.ReconcilerError as exc:
@@ -256,6 +263,7 @@ class Daemon:
             self._server.start()
             log.info("http endpoint on %s (port %d)", self._server.listen, self._server.port)
         self.scheduler.start()
+        self._hub = notify_worker.restart(None, self.engine.store, self.cfg)
         log.info("daemon started: %s@%s every %.0fs", self.cfg.repo_url, self.cfg.branch, self.cfg.poll_interval_s)
         tick = notify.watchdog_interval()
         while True:
@@ -284,6 +292,8 @@ class Daemon:
         self.notifier.stopping()
         self.scheduler.shutdown(wait=False)
         clean = self.engine.stop(deadline)
+        if self._hub is not None:
+            self._hub.stop()  # pending notifications stay in the outbox for the next start
         if self._server is not None:
             self._server.close()
         self.engine.close()

@@ -28,6 +28,8 @@ from reconciler import clock as clock_mod
 from reconciler import config as config_mod
 from reconciler import errors, executor, gitsource, metrics, model, planner
 from reconciler import store as store_mod
+from reconciler.notifications import history as notify_history
+from reconciler.notifications import outbox as notify_outbox
 from specs import loader as spec_loader
 from specs import policy_file
 
@@ -397,9 +399,10 @@ class Engine:
             by_cluster.setdefault((c.application, c.cluster, c.provider, c.account), []).append(c)
         n = 0
         with self._running_lock:
-            for rollout in by_cluster.values():
-                if any(c.key in self._running and not self._running[c.key].done() for c in rollout):
-                    continue
+            todo = [ro for ro in by_cluster.values()
+                    if not any(c.key in self._running and not self._running[c.key].done() for c in ro)]
+            self.executor.deploys.started(plan_id, [c for ro in todo for c in ro])
+            for rollout in todo:
                 fut = self._pool.submit(self.executor.run_rollout, plan_id, rollout)
                 fut.add_done_callback(self._rollout_done)
                 for c in rollout:
@@ -583,7 +586,8 @@ class Engine:
         if merged != known:
             self.store.put(KEY_FILE_APPS, merged, self.clock.now())
 
-    def _save_status(self, ev: Evaluation, commit: str, source_error: str | None, reason: str) -> None:
+    def _save_status(self, ev: Evaluation, commit: str, source_error: str | None, reason: str, *,
+                     record_events: bool = True) -> None:
         now = self.clock.now()
         file_apps: dict[str, str] = self.store.get(KEY_FILE_APPS, {}) or {}
         apps: dict[str, dict[str, Any]] = {}
@@ -641,15 +645,21 @@ class Engine:
             "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},
         }
         self.store.put(KEY_STATUS, status, now)
+        if record_events:  # approvals now awaited, denials, stalls, source errors: once, when they begin
+            notify_history.record_transitions(self.store, status, now)
 
-    def refresh_status(self, reason: str = "status") -> None:
-        """Re-read Git and live state and save what ``status`` shows (nothing is applied)."""
+    def refresh_status(self, reason: str = "status", *, record_events: bool = True) -> None:
+        """Re-read Git and live state and save what ``status`` shows (nothing is applied).
+
+        ``record_events=False`` for a look from the CLI: its Git credentials may differ from the
+        daemon's, and what it sees must not be told to anyone as a transition.
+        """
         commit, source_error = self.fetch()
         if commit is None:
             return
         desired, pol = self.desired_at(commit)
         self._remember_file_apps(desired)
-        self._save_status(self.evaluate(desired, pol), commit, source_error, reason)
+        self._save_status(self.evaluate(desired, pol), commit, source_error, reason, record_events=record_events)
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = dict(self.store.get(KEY_STATUS) or {})
@@ -658,6 +668,7 @@ class Engine:
         ]
         status["paused"] = self.store.pauses()
         status["freeze"] = self.store.get(KEY_FREEZE)
+        status["notifications"] = notify_outbox.status(self.store, self.config.notifications, self.clock.now())
         return status
 
     def ready(self) -> tuple[bool, str]:

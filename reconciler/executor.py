@@ -26,6 +26,7 @@ from reconciler import config as config_mod
 from reconciler import errors, metrics, model
 from reconciler import store as store_mod
 from reconciler.model import Action, Step, StepKind
+from reconciler.notifications import history
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class ExecutionResult:
     state: str  # succeeded | failed | rolled_back | interrupted | skipped
     error: str = ""
     steps_run: int = 0
+    step: str = ""  # the kind of the step that failed, if one did
 
 
 ProviderLookup = Callable[[str, str], provider_base.Provider]
@@ -62,6 +64,10 @@ class Executor:
     stopping: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
     _held: threading.local = field(default_factory=threading.local)
+    deploys: history.DeployTracker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deploys = history.DeployTracker(self.store, self.clock)
 
     # ------------------------------------------------------------------ rollouts
 
@@ -69,6 +75,7 @@ class Executor:
         """Run changes grouped by cluster; clusters in parallel, waves in order, regions of a wave in parallel."""
         key = lambda c: (c.application, c.cluster, c.provider, c.account)  # noqa: E731
         rollouts = [list(g) for _, g in groupby(sorted(changes, key=key), key=key)]
+        self.deploys.started(plan_id, changes)
         if len(rollouts) <= 1:
             return [r for ro in rollouts for r in self.run_rollout(plan_id, ro)]
         with ThreadPoolExecutor(max_workers=self.settings.max_parallel, thread_name_prefix="rollout") as pool:
@@ -78,6 +85,13 @@ class Executor:
     def run_rollout(self, plan_id: str, changes: list[model.Change]) -> list[ExecutionResult]:
         """One cluster across its regions, wave by wave; a failed wave stops the later ones."""
         results: list[ExecutionResult] = []
+        try:
+            self._run_waves(plan_id, changes, results)
+        finally:
+            self.deploys.rollout_ended(plan_id, changes, results)
+        return results
+
+    def _run_waves(self, plan_id: str, changes: list[model.Change], results: list[ExecutionResult]) -> None:
         waves = sorted({c.wave for c in changes})
         for i, wave in enumerate(waves):
             batch = [c for c in changes if c.wave == wave]
@@ -103,7 +117,6 @@ class Executor:
                                       cluster=later.cluster, region=later.region, commit=later.commit)
                     results.append(ExecutionResult(later, "", "skipped", msg))
                 break
-        return results
 
     # ------------------------------------------------------------------ one change
 
@@ -328,6 +341,8 @@ class Executor:
         now = self.clock.now()
         reason = f"{step.kind.value} {step.server_group} failed: {exc}"
         count = self.store.add_failure(change.key, change.spec_hash, reason, now)
+        detail = history.change_detail(change) | {"step": step.kind.value, "error": history.redact(str(exc)),
+                                                   "attempt": count}
         metrics.CHANGES.labels(change.action.value, "failed").inc()
         self._say(f"{change.application}/{change.cluster} {change.region}: FAILED: {reason}", change, ex_id)
         spec = change.desired
@@ -340,8 +355,8 @@ class Executor:
             self.store.finish_execution(ex_id, now, state="failed", error=reason)
             self.store.record("execution_failed", f"{reason} (attempt {count})", now,
                               application=change.application, cluster=change.cluster, region=change.region,
-                              execution_id=ex_id, commit=change.commit)
-            return ExecutionResult(change, ex_id, "failed", reason)
+                              execution_id=ex_id, commit=change.commit, detail=detail)
+            return ExecutionResult(change, ex_id, "failed", reason, step=step.kind.value)
         undo: list[Step] = []
         unproven = bool(self.store.get(_unproven_key(change, target), False))
         if change.action is Action.ROLLBACK:
@@ -373,10 +388,11 @@ class Executor:
         self.store.finish_execution(ex_id, self.clock.now(), state=state, error=message)
         self.store.record("execution_" + state, f"{message} (attempt {count})", self.clock.now(),
                           application=change.application, cluster=change.cluster, region=change.region,
-                          execution_id=ex_id, commit=change.commit)
+                          execution_id=ex_id, commit=change.commit,
+                          detail=detail | ({"rollback_error": history.redact(rb_error)} if rb_error else {}))
         metrics.CHANGES.labels(change.action.value, state).inc()
         self._say(f"{change.application}/{change.cluster} {change.region}: {state.replace('_', ' ')}")
-        return ExecutionResult(change, ex_id, state, message)
+        return ExecutionResult(change, ex_id, state, message, step=step.kind.value)
 
     def _undo_step(self, provider: provider_base.Provider, change: model.Change, s: Step) -> None:
         region, name = change.region, s.server_group

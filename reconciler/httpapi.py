@@ -33,6 +33,7 @@ from werkzeug.wrappers import Request, Response
 
 from reconciler import config as config_mod
 from reconciler import errors, logs, metrics
+from reconciler.notifications import stream as event_stream
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Api:
             Rule("/api/v1/pause/<target>", endpoint="pause", methods=["POST"]),
             Rule("/api/v1/resume/<target>", endpoint="resume", methods=["POST"]),
             Rule("/webhook", endpoint="webhook", methods=["POST"]),
+            Rule("/api/v1/events", endpoint="events", methods=["GET"]),
         ])
 
     # ------------------------------------------------------------------ WSGI
@@ -162,6 +164,12 @@ class Api:
         self.trigger("resume")
         return _json({"resumed": target})
 
+    def on_events(self, request: Request) -> Response:
+        """The history as server-sent events (docs/notifications.md); it shows what happens, so it needs the token."""
+        if (denied := self._authorized(request)) is not None:
+            return denied
+        return event_stream.response(self.engine.store, request)
+
     def on_webhook(self, request: Request) -> Response:
         secret = _read_secret(self.webhook_secret_file)
         if secret is None:
@@ -247,7 +255,8 @@ class Server:
         try:
             self._server = waitress.server.create_server(
                 app, host=host, port=port, threads=4, ident="reconciler",
-                max_request_body_size=max_body)
+                max_request_body_size=max_body,
+                channel_request_lookahead=1)  # event streams see a client leave
         except OSError as exc:
             why = exc.strerror or str(exc)
             raise errors.ConfigError(f"http.listen {self.listen}: cannot listen there: {why}") from exc

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ events = sa.Table(
     sa.Column("execution_id", sa.String(40), nullable=False, default=""),
     sa.Column("commit", sa.String(64), nullable=False, default=""),
     sa.Column("message", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),  # JSON: what a notification or tool needs
 )
 
 leases = sa.Table(
@@ -132,6 +133,16 @@ failures = sa.Table(
 ACTIVE_STATES = ("pending", "running")
 
 
+def _event(row: Any) -> dict[str, Any]:
+    """A history row as a dict, ``detail`` decoded."""
+    out = dict(row)
+    try:
+        out["detail"] = json.loads(out.get("detail") or "{}")
+    except ValueError:
+        out["detail"] = {}
+    return out
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -172,6 +183,29 @@ def redact(url: str) -> str:
         return url.rsplit("@", maxsplit=1)[-1]
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added to a table after its first release, added to stores made before them.
+
+    ``create_all`` creates missing tables only; a new column needs a default so
+    old rows stay valid. Columns are only ever added, never renamed or dropped.
+    """
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            default = getattr(column.default, "arg", None)
+            if not isinstance(default, str):
+                raise errors.StoreError(f"{table.name}.{column.name}: a new column needs a text default")
+            ddl = column.type.compile(dialect=engine.dialect)
+            quote = engine.dialect.identifier_preparer.quote
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {ddl} "
+                                     f"NOT NULL DEFAULT '{default}'"))
+            log.info("state store: added column %s.%s", table.name, column.name)
+
+
 class Store:
     """All durable state of one reconciler installation."""
 
@@ -181,6 +215,7 @@ class Store:
         self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         try:
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
         except SQLAlchemyError as exc:
             raise errors.StoreError(f"state store {redact(url)}: cannot create tables: {exc}") from exc
 
@@ -350,22 +385,50 @@ class Store:
         region: str = "",
         execution_id: str = "",
         commit: str = "",
-    ) -> None:
+        detail: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one history event; returns its id (ids only grow: readers tail the table by id)."""
         with self.tx() as c:
-            c.execute(
+            res = c.execute(
                 events.insert().values(
                     ts=now, kind=kind, message=logs.redact(message), application=application, cluster=cluster,
                     region=region, execution_id=execution_id, commit=commit,
+                    detail=logs.redact(json.dumps(detail, sort_keys=True, default=str)) if detail else "",
                 )
             )
+            key = res.inserted_primary_key
+        return int(key[0]) if key else 0
 
-    def history(self, *, limit: int = 50, application: str | None = None) -> list[dict[str, Any]]:
+    def history(self, *, limit: int = 50, application: str | None = None,
+                kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The newest events first."""
         q = sa.select(events).order_by(events.c.id.desc()).limit(limit)
         if application:
             q = q.where(events.c.application == application)
+        if kinds:
+            q = q.where(events.c.kind.in_(list(kinds)))
         with self.tx() as c:
             rows = c.execute(q).mappings().all()
-        return [dict(r) for r in rows]
+        return [_event(r) for r in rows]
+
+    def events_after(
+        self, after_id: int, *, limit: int = 100, application: str | None = None,
+        kinds: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Events with an id above ``after_id``, oldest first (the event stream and the outbox tail this)."""
+        q = sa.select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+        if application:
+            q = q.where(events.c.application == application)
+        if kinds:
+            q = q.where(events.c.kind.in_(list(kinds)))
+        with self.tx() as c:
+            rows = c.execute(q).mappings().all()
+        return [_event(r) for r in rows]
+
+    def last_event_id(self) -> int:
+        with self.tx() as c:
+            value = c.execute(sa.select(sa.func.max(events.c.id))).scalar()
+        return int(value or 0)
 
     # ------------------------------------------------------------------ failures (bounded retries)
 

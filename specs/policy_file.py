@@ -15,6 +15,7 @@ from typing import Any
 import cerberus
 
 from reconciler import errors
+from reconciler.notifications import kinds as notify_kinds
 from specs import yamlnodes
 
 _FROM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -51,6 +52,12 @@ RULES: dict[str, Any] = {
     "signed_commits": {"type": "dict", "schema": {"required": {"type": "boolean"}}},
     "freeze": {"type": "dict", "nullable": True, "schema": {"reason": {"type": "string", "required": True},
                                                              "by": {"type": "string"}}},
+    # which events go to which notification targets (names from the config's notifications.targets)
+    "notify": {"type": "list", "schema": {"type": "dict", "schema": {
+        "targets": {"type": "list", "required": True, "minlength": 1, "schema": {"type": "string", "empty": False}},
+        "events": {"type": "list", "minlength": 1,
+                   "schema": {"type": "string", "allowed": [*notify_kinds.KINDS, notify_kinds.ALL]}},
+    }}},
 }
 
 SCHEMA: dict[str, Any] = {
@@ -75,6 +82,7 @@ BUILTIN: dict[str, Any] = {
     "capacity": {"min_serving": 1},
     "signed_commits": {"required": False},
     "freeze": None,
+    "notify": [{"targets": [notify_kinds.ALL], "events": [notify_kinds.ALL]}],
 }
 
 CRITICALITY_DEFAULTS: dict[str, dict[str, Any]] = {
