@@ -105,6 +105,11 @@ class Provider(Protocol):
         """Release connections."""
 
 
+def installed_names() -> frozenset[str]:
+    """Names registered under the entry-point group (nothing is imported: a missing extra still counts)."""
+    return frozenset(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
 def load_provider_class(name: str) -> Any:
     """The class registered for ``name``; a clear error names the extra to install."""
     eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
