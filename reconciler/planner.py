@@ -230,13 +230,13 @@ def _destroy_orphan(key: Key, owned: list[ServerGroup], desired: model.DesiredSt
     replacements = [c for a in successors for c in specs_by_app.get(a, []) if region in c.regions]
     serving = serves(owned)
     after = tuple(model.cluster_key(c.provider, c.account, region, c.name) for c in replacements)
-    names = ", ".join(c.name for c in replacements)
+    names = ", ".join(f"{c.name} ({c.provider}/{c.account})" for c in replacements)
     if replacements:
         removal = model.Removal.MOVED
         waiting = tuple(k for c, k in zip(replacements, after, strict=True) if serving and not serves(
             by_key.get((c.provider, c.account, region, c.name), []), healthy_percent=c.health.healthy_percent))
-        reason = (f"{cluster} is no longer in {app}'s spec; {names} serve(s) {successors[0]} in {region} "
-                  "instead: destroyed only after that serves")
+        reason = (f"{cluster} ({key[0]}/{key[1]}) is no longer in {app}'s spec; {successors[0]} runs {names} "
+                  f"in {region} instead: destroyed only after that serves")
     elif successors:
         removal, waiting = model.Removal.REGION_REMOVED, ()
         reason = (f"LAST SERVING CAPACITY: {successors[0]} is still in Git but has no cluster in {region} any "

@@ -259,8 +259,8 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
     lines += [_text_verdict(v, paint) for v in plan.plan_verdicts]
     last = [c for c in plan.changes if is_last_capacity(c)]
     if last:
-        lines += ["", paint(f"!! {_count(len(last), 'change')} destroy an application's LAST serving capacity "
-                            "in a region: " + ", ".join(f"{c.application} in {c.region}" for c in last), "1;31")]
+        lines += ["", paint(f"!! {_destroys(len(last))} an application's LAST serving capacity in a region: "
+                            + ", ".join(f"{c.application} in {c.region}" for c in last), "1;31")]
     if not plan.changes:
         lines += ["", "No changes: live state matches the desired state."]
     for c in plan.changes:
@@ -390,8 +390,7 @@ def _alerts(plan: model.Plan) -> tuple[str, ...]:
     last = [c for c in plan.changes if is_last_capacity(c)]
     if last:
         where = ", ".join(f"{_md(c.application)} in {_md(c.region)}" for c in last)
-        out.append(f"> 🛑 **{_count(len(last), 'change')} destroy an application's LAST serving capacity in a "
-                   f"region**: {where}")
+        out.append(f"> 🛑 **{_destroys(len(last))} an application's LAST serving capacity in a region**: {where}")
     if plan.notices:
         files = ", ".join(_code(p.file) for p in _sorted_problems(plan.notices)[:5])
         more = " …" if len(plan.notices) > 5 else ""
@@ -549,6 +548,10 @@ def _commits(plan: model.Plan, *, plain: bool) -> str:
     if plain:
         return f"{base or 'live'} -> {head}"
     return f"{_code(base) if base else 'live state'} → {_code(head)}"
+
+
+def _destroys(n: int) -> str:
+    return "1 change destroys" if n == 1 else f"{n} changes destroy"
 
 
 def _count(n: int, noun: str) -> str:
