@@ -144,15 +144,25 @@ class GitSource:
         """A commit id for ``ref`` in the mirror, which has no checkout and no local branches.
 
         ``HEAD`` is the tracked branch; a bare name is a branch of the remote (``main`` means
-        ``origin/main`` here), then a tag; ``origin/NAME``, commit ids and rev expressions work too.
+        ``origin/main`` here, ``main~1`` too), then a tag; ``origin/NAME``, commit ids and rev
+        expressions work as in git.
         """
         repo = self._mirror()
-        if ref == "HEAD":
-            ref = self.branch
+        if ref == "HEAD" or ref.startswith(("HEAD~", "HEAD^")):
+            ref = f"origin/{self.branch}{ref[4:]}"
         for candidate in (f"refs/remotes/origin/{ref}", f"refs/tags/{ref}"):
             if candidate in repo.references:
                 return str(repo.references[candidate].peel(pygit2.Commit).id)
-        return resolve_in(repo, ref, where=self.url)
+        try:
+            return resolve_in(repo, ref, where=self.url)
+        except errors.SourceError:
+            if ref.startswith("origin/"):
+                raise
+            try:
+                return resolve_in(repo, f"origin/{ref}", where=self.url)
+            except errors.SourceError:
+                pass
+            raise
 
     def tree_files(self, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
         return tree_files(self._mirror(), commit, spec_path)
