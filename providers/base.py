@@ -11,6 +11,8 @@ group; the class needs a ``from_config(account, config, context)`` constructor.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -107,6 +109,12 @@ class Provider(Protocol):
 
 def installed_names() -> frozenset[str]:
     """Names registered under the entry-point group (nothing is imported: a missing extra still counts)."""
+    return _installed(tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=8)
+def _installed(_path: tuple[str, ...]) -> frozenset[str]:
+    """Scanning every installed distribution takes a while: once per ``sys.path``."""
     return frozenset(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 

@@ -42,6 +42,9 @@ KEY_FREEZE = "policy/freeze_switch"
 KEY_KNOWN_REGIONS = "live/known_regions"
 APPROVAL_TTL_S = 24 * 3600.0
 
+_POLICY_CACHE: dict[tuple[str, str], tuple[Any, list[errors.SpecProblem]]] = {}
+"""Parsed policies.yaml by (path, blob id), shared by the engines of a process (the file is immutable per blob)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PassResult:
@@ -92,6 +95,8 @@ class Engine:
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[str, Future[list[executor.ExecutionResult]]] = {}
         self._running_lock = threading.Lock()
+        self._refreshes = threading.Condition()
+        self._refreshing = 0  # status refreshes still to run after background rollouts
         self._last_read_ok: float | None = None
         self._installed = provider_base.installed_names()
         self._interrupt_orphans()
@@ -164,9 +169,15 @@ class Engine:
         settings_file = next((f for f in files if f.path == policy_name), None)
         pol: Any = None
         if settings_file is not None:
-            pol, problems = policy_file.load_policy_file(
-                settings_file.read().decode("utf-8", errors="replace"), file=policy_name
-            )
+            key = (settings_file.path, settings_file.blob_id)
+            hit = _POLICY_CACHE.get(key)
+            if hit is None:  # a pass over an unchanged commit parses nothing
+                hit = policy_file.load_policy_file(
+                    settings_file.read().decode("utf-8", errors="replace"), file=policy_name)
+                if len(_POLICY_CACHE) >= 32:
+                    _POLICY_CACHE.clear()
+                _POLICY_CACHE[key] = hit
+            pol, problems = hit
             extra += problems
         else:
             pol, _ = policy_file.load_policy_file("", file=policy_name)
@@ -372,6 +383,8 @@ class Engine:
                 if any(c.key in self._running and not self._running[c.key].done() for c in rollout):
                     continue
                 fut = self._pool.submit(self.executor.run_rollout, plan_id, rollout)
+                with self._refreshes:
+                    self._refreshing += 1
                 fut.add_done_callback(self._rollout_done)
                 for c in rollout:
                     self._running[c.key] = fut
@@ -380,20 +393,26 @@ class Engine:
 
     def _rollout_done(self, fut: Future[list[executor.ExecutionResult]]) -> None:
         """A background rollout ended: refresh what status shows (under the pass lock: one reader of Git)."""
-        if self.executor.stopping.is_set():
-            return
         try:
+            if self.executor.stopping.is_set():
+                return
             with self._pass_lock:
                 self.refresh_status("rollout finished")
         except errors.ReconcilerError as exc:
             log.warning("status refresh after a rollout failed: %s", exc)
+        finally:
+            with self._refreshes:
+                self._refreshing -= 1
+                self._refreshes.notify_all()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the executions dispatched so far end (tests, ``--once``)."""
+        """Block until the executions dispatched so far end, and the status refresh after each (tests)."""
         with self._running_lock:
             futures = list(self._running.values())
         for f in futures:
             f.result(timeout=timeout)
+        with self._refreshes:
+            self._refreshes.wait_for(lambda: self._refreshing == 0, timeout=timeout)
 
     # ------------------------------------------------------------------ failures, approvals
 

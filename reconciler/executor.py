@@ -128,6 +128,7 @@ class Executor:
             self._say(msg)
             return ExecutionResult(change, "", "skipped", msg)
         self._held.key = lease_key
+        self._held.renewed = now
         self._abandon_stale(change)
         try:
             return self._run_locked(plan_id, change)
@@ -421,8 +422,14 @@ class Executor:
         if self.stopping.is_set():
             raise Interrupted("stopping")
         key = getattr(self._held, "key", None)
-        if key and not self.store.renew_lease(key, self.clock.now(), self.settings.lease_ttl_s):
+        if not key:
+            return
+        now = self.clock.now()
+        if now - getattr(self._held, "renewed", 0.0) < self.settings.lease_ttl_s / 4:
+            return  # renewed recently: the lease holds for three quarters of its TTL more
+        if not self.store.renew_lease(key, now, self.settings.lease_ttl_s):
             raise Interrupted(f"lost the lease on {key}: another process took the cluster over")
+        self._held.renewed = now
 
     def _sleep(self, seconds: float) -> None:
         self._check_stop()
