@@ -21,7 +21,8 @@ __all__ = ["Catalog", "check_application", "is_spec_file", "may_define", "unread
 SPEC_SUFFIXES = (".yaml", ".yml")
 _APP_LINE = re.compile(r"^\s*[\"']?application[\"']?\s*:\s*(?P<value>.*?)\s*(#.*)?$", re.M)
 _APP_NAME = re.compile(r"^[a-z][a-z0-9]*$")
-_SCAN_BYTES = 64 * 1024
+SCAN_BYTES = 64 * 1024
+"""How much of a file that is not a spec is looked at for ``application:`` lines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ def is_spec_file(path: str) -> bool:
 def may_define(path: str, data: bytes) -> tuple[str, ...]:
     """Applications a file that is not read as a spec may define: its ``application:`` lines, and the
     stem of a spec-like name (``blog.yaml.bak``); ``*`` when an ``application:`` value is a template."""
-    text = data[:_SCAN_BYTES].decode("utf-8", errors="replace")
+    text = data[:SCAN_BYTES].decode("utf-8", errors="replace")
     names: set[str] = set()
     for m in _APP_LINE.finditer(text):
         value = m.group("value").strip("\"'")

@@ -281,7 +281,7 @@ def _reader(p: Path) -> Callable[[], bytes]:
 
     def read() -> bytes:
         with p.open("rb") as f:
-            return f.read(MAX_FILE_BYTES)
+            return f.read(catalog_mod.SCAN_BYTES)
 
     return read
 
