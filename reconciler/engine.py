@@ -538,7 +538,8 @@ class Engine:
         an application missing from Git whose file is still there was renamed, not removed."""
         known: dict[str, str] = self.store.get(KEY_APP_FILES, {}) or {}
         live_apps = {g.application for g in ev.live.groups if g.managed}
-        merged = {a: f for a, f in known.items() if a in live_apps}
+        # while some region cannot be read, an application's groups may be hiding there: forget nothing
+        merged = dict(known) if ev.live.unreadable else {a: f for a, f in known.items() if a in live_apps}
         merged.update({name: app.source.file for name, app in ev.desired.applications.items()})
         if merged != known:
             self.store.put(KEY_APP_FILES, merged, self.clock.now())

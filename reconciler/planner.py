@@ -66,7 +66,7 @@ class Skip:
     application: str
     cluster: str
     reason: str
-    kind: SkipKind = SkipKind.PAUSED
+    kind: SkipKind
 
 
 @dataclass(frozen=True, slots=True)
