@@ -1,9 +1,12 @@
 """Mass-deletion guard: a commit that would destroy too many clusters (an empty or broken tree) is denied.
 
 Counted per (provider, account, region, cluster), the unit a destroy change
-removes, against the managed clusters live now. Any destroy while a spec file
-is broken is denied too: a file that does not parse looks exactly like a file
-that was deleted.
+removes, against the managed clusters live now. A cluster that was renamed or
+moved (``Removal.MOVED``) is not counted: its application keeps clusters in the
+region and the destroy waits until they serve, so it deletes no capacity (an
+empty or broken tree cannot produce one). Any destroy while a spec file is
+broken is denied too: a file that does not parse looks exactly like a file that
+was deleted.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ NAME = "mass-deletion"
 
 
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
-    destroys = [c for c in plan.changes if c.action is model.Action.DESTROY]
+    destroys = [c for c in plan.changes
+                if c.action is model.Action.DESTROY and c.removal is not model.Removal.MOVED]
     if not destroys:
         return
     max_share = float(ctx.global_settings()["mass_deletion"]["max_share"])

@@ -15,7 +15,9 @@ which the config loader calls for every account so a typo is an error at load
 from __future__ import annotations
 
 import difflib
+import functools
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -108,6 +110,17 @@ class Provider(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def installed_names() -> frozenset[str]:
+    """Names registered under the entry-point group (nothing is imported: a missing extra still counts)."""
+    return _installed(tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=8)
+def _installed(_path: tuple[str, ...]) -> frozenset[str]:
+    """Scanning every installed distribution takes a while: once per ``sys.path``."""
+    return frozenset(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 def load_provider_class(name: str) -> Any:

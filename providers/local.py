@@ -168,7 +168,7 @@ class LocalProvider:
         cap = data["capacity"]
         return model.ServerGroup(
             name=data["name"],
-            provider="local",
+            provider=self.name,  # a plugin may reuse this class under its own name
             account=self.account,
             region=region,
             cluster=tags.get(model.TAG_CLUSTER) or model.cluster_of(data["name"]),

@@ -71,7 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"reconciler {__version__}")
     sub = p.add_subparsers(dest="command")
 
-    s = sub.add_parser("validate", parents=[common], help="render and validate a spec tree (exit 0 ok, 1 invalid)")
+    s = sub.add_parser("validate", parents=[common], help="render and validate a spec tree (exit 0 ok, 1 invalid)",
+                       description="Render and validate every spec, policies.yaml and, with --config, the config; "
+                       "providers must be installed, and with --config every account must be configured and "
+                       "every region allowed by its account. Files under the spec path that are not "
+                       ".yaml/.yml are reported on stderr (they are not read).")
     s.add_argument("path", nargs="?", default=".", help="repo root or spec directory (default: .)")
     s.set_defaults(func=cmd_validate)
 
@@ -84,11 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ref", help="commit, branch or tag to plan (default: the tracked branch head)")
     s.add_argument("--base", help="compare desired at REF against desired at BASE (offline PR preview)")
     s.add_argument("--format", choices=("text", "markdown", "json"), default="text")
-    s.add_argument("--out", help="write the plan to FILE (with --format json: a saved plan for apply --plan)")
+    s.add_argument("--out", help="also write the saved plan to FILE, for `apply --plan FILE` (whatever --format "
+                   "prints; it holds user data in full: keep it with your CI secrets)")
     s.add_argument("--detailed-exitcode", action="store_true",
                    help="accepted for familiarity: plan always exits 0 none, 2 changes, 1 error")
     s.add_argument("--max-comment-chars", type=int, default=65536,
-                   help="split Markdown into numbered parts of at most this many characters")
+                   help="split Markdown into numbered parts of at most this many characters (each part starts "
+                   "with the marker line <!-- reconciler-plan -->)")
     s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("apply", parents=[common], help="apply the plan (exit 0 done, 1 failed or refused)")
@@ -183,23 +189,29 @@ def _user(args: argparse.Namespace) -> str:
         return "unknown"
 
 
-def _emit(text: str, out: str | None) -> None:
-    if out:
-        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-
 # ---------------------------------------------------------------------------- commands
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from specs import loader
+    from providers import base as provider_base
+    from reconciler import engine as engine_mod
+    from specs import catalog, loader
 
     spec_path = args.spec_path or "apps"
-    if args.config and not args.spec_path:
-        spec_path = _config(args).spec_path
-    desired = loader.load_directory(Path(args.path), spec_path=spec_path)
+    installed = provider_base.installed_names()
+    cat = catalog.Catalog(installed)
+    if args.config:
+        try:
+            cfg = _config(args)
+        except errors.ConfigError as exc:
+            print(str(exc))
+            print("1 problem in the config", file=sys.stderr)
+            return EXIT_ERROR
+        spec_path = args.spec_path or cfg.spec_path
+        cat = engine_mod.catalog_for(cfg, installed, accounts=True)
+    desired = loader.load_directory(Path(args.path), spec_path=spec_path, catalog=cat)
+    for n in desired.notices:
+        print(f"notice: {n}", file=sys.stderr)
     if desired.problems:
         for p in desired.problems:
             print(str(p))
@@ -231,28 +243,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
     finally:
         eng.close()
     plan = ev.plan
+    if args.out:
+        # the saved plan whatever is printed (Terraform's -out): full specs, user data included
+        Path(args.out).write_text(planfile.dump_plan(plan, held=ev.held, skipped=ev.outcome.skipped),
+                                  encoding="utf-8")
     if args.format == "json":
-        # --out writes the saved plan (full specs, user data included: keep it with your CI secrets);
         # stdout shows the redacted JSON contract only
-        text = planfile.dump_plan(plan) if args.out else json.dumps(render.render_json(plan), indent=2, sort_keys=True)
-        _emit(text, args.out)
+        doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped)
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif args.format == "markdown":
         notes = render.notes_markdown(ev.held, ev.outcome.skipped)
         parts = [_no_false_match(p, ev) for p in
                  render.render_markdown(plan, max_chars=args.max_comment_chars, notes=notes)]
-        if args.out and len(parts) > 1:
-            base = Path(args.out)
-            for i, part in enumerate(parts, 1):
-                base.with_name(f"{base.stem}.{i}{base.suffix}").write_text(part, encoding="utf-8")
-            base.write_text(parts[0], encoding="utf-8")
-        else:
-            _emit("\n\n".join(parts), args.out)
+        sys.stdout.write("\n".join(p if p.endswith("\n") else p + "\n" for p in parts))
     else:
-        text = _no_false_match(render.render_text(plan, color=sys.stdout.isatty() and not args.out), ev)
+        text = _no_false_match(render.render_text(plan, color=sys.stdout.isatty()), ev)
         notes = _notes(ev)
-        _emit(text + ("\n" + notes if notes else ""), args.out)
+        sys.stdout.write(text + ("\n" + notes + "\n" if notes else ""))
     if args.out:
-        print(f"plan {plan.plan_id}: {len(plan.changes)} change(s) written to {args.out}", file=sys.stderr)
+        print(f"plan {plan.plan_id}: {len(plan.changes)} change(s) saved to {args.out} "
+              f"(apply it with `reconciler apply --plan {args.out}`)", file=sys.stderr)
+    if args.format != "text":  # stdout is for a tool or a comment: problems also go where people look
+        for p in plan.problems:
+            print(str(p), file=sys.stderr)
+        for n in plan.notices:
+            print(f"notice: {n}", file=sys.stderr)
     unread = _unread(ev)
     for line in unread:
         print(f"error: {line}", file=sys.stderr)

@@ -30,6 +30,7 @@ from reconciler import errors, executor, gitsource, metrics, model, planner
 from reconciler import store as store_mod
 from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
+from specs import catalog as spec_catalog
 from specs import loader as spec_loader
 from specs import policy_file
 
@@ -38,9 +39,13 @@ log = logging.getLogger(__name__)
 KEY_LAST_GOOD = "source/last_good_commit"
 KEY_SOURCE_ERROR = "source/error"
 KEY_FILE_APPS = "specs/file_apps"
+KEY_APP_FILES = "specs/app_files"
 KEY_STATUS = "status/last_pass"
 KEY_FREEZE = "policy/freeze_switch"
 KEY_KNOWN_REGIONS = "live/known_regions"
+
+_POLICY_CACHE: dict[tuple[str, str], tuple[Any, list[errors.SpecProblem]]] = {}
+"""Parsed policies.yaml by (path, blob id), shared by the engines of a process (the file is immutable per blob)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,7 @@ class Evaluation:
     outcome: planner.Outcome
     plan: model.Plan
     runnable: tuple[model.Change, ...]
-    held: tuple[tuple[model.Change, str], ...]  # change, why it is not run now
+    held: tuple[tuple[model.Change, model.Held], ...]  # change, why it is not run now
 
 
 class Engine:
@@ -94,8 +99,15 @@ class Engine:
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[str, Future[list[executor.ExecutionResult]]] = {}
         self._running_lock = threading.Lock()
+        self._refreshes = threading.Condition()
+        self._refreshing = 0  # status refreshes still to run after background rollouts
         self._last_read_ok: float | None = None
+        self._installed = provider_base.installed_names()
         self._interrupt_orphans()
+
+    def catalog(self, *, accounts: bool = True) -> spec_catalog.Catalog:
+        """What specs may name: installed providers; with ``accounts``, the config's accounts and regions."""
+        return catalog_for(self.config, self._installed, accounts=accounts)
 
     # ------------------------------------------------------------------ providers
 
@@ -175,22 +187,35 @@ class Engine:
         self._last_read_ok = now
         return res.head, None
 
-    def desired_at(self, commit: str, source: Any = None) -> tuple[model.DesiredState, Any]:
-        """Specs and the policy file at ``commit`` (from the mirror, or another reader)."""
+    def desired_at(self, commit: str, source: Any = None, *, check_accounts: bool = True
+                   ) -> tuple[model.DesiredState, Any]:
+        """Specs and the policy file at ``commit`` (from the mirror, or another reader).
+
+        A cluster naming an unknown provider (or, with ``check_accounts``, an account the config does
+        not have, or a region the account does not allow) makes its file a spec problem: the
+        application is held whole instead of half its clusters looking deleted.
+        """
         src = source or self.source
         files, refusals = src.tree_files(commit, self.config.spec_path)
         spec_files = [spec_loader.SpecFile(path=f.path, blob_id=f.blob_id, read=f.read) for f in files]
         desired = spec_loader.load_specs(
-            spec_files, spec_path=self.config.spec_path, commit=commit, cache=self.cache
+            spec_files, spec_path=self.config.spec_path, commit=commit, cache=self.cache,
+            catalog=self.catalog(accounts=check_accounts),
         )
         extra = [errors.SpecProblem(r.split(":", 1)[0], 1, "", r.split(": ", 1)[-1]) for r in refusals]
         policy_name = f"{self.config.spec_path}/policies.yaml".lstrip("/")
         settings_file = next((f for f in files if f.path == policy_name), None)
         pol: Any = None
         if settings_file is not None:
-            pol, problems = policy_file.load_policy_file(
-                settings_file.read().decode("utf-8", errors="replace"), file=policy_name
-            )
+            key = (settings_file.path, settings_file.blob_id)
+            hit = _POLICY_CACHE.get(key)
+            if hit is None:  # a pass over an unchanged commit parses nothing
+                hit = policy_file.load_policy_file(
+                    settings_file.read().decode("utf-8", errors="replace"), file=policy_name)
+                if len(_POLICY_CACHE) >= 32:
+                    _POLICY_CACHE.clear()
+                _POLICY_CACHE[key] = hit
+            pol, problems = hit
             extra += problems
         else:
             pol, _ = policy_file.load_policy_file("", file=policy_name)
@@ -252,13 +277,17 @@ class Engine:
         live: planner.LiveState | None = None,
         base_commit: str = "",
         exclude_running: bool = True,
+        app_files: dict[str, str] | None = None,
     ) -> Evaluation:
         now = self.clock.now()
         live = live if live is not None else self.read_live(desired)
         stalled, backing_off = self._failure_state(now)
         pauses = self.store.pauses()
+        files: dict[str, str] = dict(self.store.get(KEY_APP_FILES, {}) or {})
+        files.update(app_files or {})
         outcome = planner.plan(desired, live, planner.Options(
             prune=self.config.prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
+            app_files=files,
         ))
         ctx = policy_base.PolicyContext(
             now=now, live=live.groups, desired=desired, prune=self.config.prune,
@@ -269,26 +298,14 @@ class Engine:
             approvals=self._approvals(now), paused=frozenset(pauses),
         )
         judged = policy_base.judge(outcome.plan, ctx, policy_registry.default_policies())
-        runnable: list[model.Change] = []
-        held: list[tuple[model.Change, str]] = []
-        with self._running_lock:
-            running = {k for k, f in self._running.items() if not f.done()}
-        for change in judged.changes:
-            verdict = change.verdict
-            if verdict is model.Verdict.DENY:
-                held.append((change, "denied: " + "; ".join(
-                    v.message for v in change.verdicts if v.verdict is model.Verdict.DENY)))
-            elif verdict is model.Verdict.APPROVE and not policy_approvals.is_approved(change, judged, ctx):
-                held.append((change, f"waiting for approval (reconciler approve {change.change_id})"))
-            elif exclude_running and change.key in running:
-                held.append((change, "an execution is in progress"))
-            elif change.key in backing_off:
-                held.append((change, backing_off[change.key]))
-            else:
-                runnable.append(change)
-        if any(v.verdict is model.Verdict.DENY for v in judged.plan_verdicts):
-            held += [(c, "denied by a plan-wide policy") for c in runnable]
-            runnable = []
+        running: set[str] = set()
+        if exclude_running:
+            with self._running_lock:
+                running = {k for k, f in self._running.items() if not f.done()}
+        runnable, held = select(
+            judged, lambda c: policy_approvals.is_approved(c, judged, ctx), running=running,
+            backing_off=backing_off, skipped=outcome.skipped, same_run=not self.background,
+        )
         return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held))
 
     def _signature(self, commit: str, policy_settings: Any) -> dict[str, Any] | None:
@@ -316,13 +333,16 @@ class Engine:
                 kept = f"; {head[:8]} stays in force" if head else ""
                 raise errors.SourceError(f"{err or 'no commit to plan'}{kept}")
             commit = head
-        desired, pol = self.desired_at(commit, reader)
+        # an offline preview without a config file (CI) cannot know the accounts: it checks providers only
+        accounts = not offline or self.config.path is not None
+        desired, pol = self.desired_at(commit, reader, check_accounts=accounts)
         if base is None:
             return self.evaluate(desired, pol, exclude_running=False)
         base_commit = reader.resolve(base)
-        base_desired, _ = self.desired_at(base_commit, reader)
+        base_desired, _ = self.desired_at(base_commit, reader, check_accounts=accounts)
         live = self._assumed_live(base_desired) if offline else self.read_live(desired)
-        return self.evaluate(desired, pol, live=live, base_commit=base_commit, exclude_running=False)
+        return self.evaluate(desired, pol, live=live, base_commit=base_commit, exclude_running=False,
+                             app_files={n: a.source.file for n, a in base_desired.applications.items()})
 
     def _assumed_live(self, base: model.DesiredState) -> planner.LiveState:
         """For the offline PR preview (no cloud access): the last live state this store saw, if any,
@@ -367,12 +387,13 @@ class Engine:
             self.store.record("commit", f"reconciling {commit[:8]} ({reason})", now, commit=commit)
         ev = self.evaluate(desired, pol)
         self.remember_regions(ev.plan)
+        self._remember_app_files(ev)
         metrics.DRIFT.set(len(ev.outcome.drift))
-        metrics.PENDING_APPROVALS.set(sum(1 for _, why in ev.held if why.startswith("waiting for approval")))
+        metrics.PENDING_APPROVALS.set(sum(1 for _, why in ev.held if why.kind is model.Hold.APPROVAL))
         for change in ev.plan.changes:
             metrics.CHANGES.labels(change.action.value, "planned").inc()
         for change, why in ev.held:
-            if why.startswith("denied"):
+            if why.kind is model.Hold.DENIED:
                 metrics.CHANGES.labels(change.action.value, "denied").inc()
         results: list[executor.ExecutionResult] = []
         dispatched = 0
@@ -404,6 +425,8 @@ class Engine:
             self.executor.deploys.started(plan_id, [c for ro in todo for c in ro])
             for rollout in todo:
                 fut = self._pool.submit(self.executor.run_rollout, plan_id, rollout)
+                with self._refreshes:
+                    self._refreshing += 1
                 fut.add_done_callback(self._rollout_done)
                 for c in rollout:
                     self._running[c.key] = fut
@@ -419,37 +442,46 @@ class Engine:
             log.error("a rollout ended with an error: %s", exc)
         elif exc is not None:
             log.error("a rollout ended with an unexpected %s: %s", type(exc).__name__, exc, exc_info=exc)
-        if self.executor.stopping.is_set():
-            return
         try:
+            if self.executor.stopping.is_set():
+                return
             with self._pass_lock:
                 self.refresh_status("rollout finished")
         except errors.ReconcilerError as exc2:
             log.warning("status refresh after a rollout failed: %s", exc2)
         except Exception:
             log.exception("status refresh after a rollout failed unexpectedly")
+        finally:
+            with self._refreshes:
+                self._refreshing -= 1
+                self._refreshes.notify_all()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the executions dispatched so far end (tests, ``--once``)."""
+        """Block until the executions dispatched so far end, and the status refresh after each (tests)."""
         with self._running_lock:
             futures = list(self._running.values())
         for f in futures:
             f.result(timeout=timeout)
+        with self._refreshes:
+            self._refreshes.wait_for(lambda: self._refreshing == 0, timeout=timeout)
 
     # ------------------------------------------------------------------ failures, approvals
 
-    def _failure_state(self, now: float) -> tuple[dict[str, str], dict[str, str]]:
-        stalled: dict[str, str] = {}
-        backing_off: dict[str, str] = {}
+    def _failure_state(self, now: float) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
+        """Stalled and backing-off (change key, spec hash) pairs: both belong to the spec that failed,
+        so a commit that changes the spec is planned and run on the next pass."""
+        stalled: set[tuple[str, str]] = set()
+        backing_off: dict[tuple[str, str], str] = {}
         settings = self.config.execution
         for (key, spec_hash), row in self.store.failures().items():
             if row["count"] >= settings.max_attempts:
-                stalled[key] = spec_hash
+                stalled.add((key, spec_hash))
             else:
                 retry_at = row["updated_at"] + settings.retry_backoff_s * 2 ** (row["count"] - 1)
                 if retry_at > now:
-                    backing_off[key] = (f"retrying after failure {row['count']}/{settings.max_attempts} "
-                                        f"in {retry_at - now:.0f}s: {row['last_error']}")
+                    backing_off[(key, spec_hash)] = (
+                        f"retrying after failure {row['count']}/{settings.max_attempts} "
+                        f"in {retry_at - now:.0f}s: {row['last_error']}")
         return stalled, backing_off
 
     def _approvals(self, now: float) -> dict[str, Any]:
@@ -579,6 +611,17 @@ class Engine:
 
     # ------------------------------------------------------------------ status
 
+    def _remember_app_files(self, ev: Evaluation) -> None:
+        """Application -> the file that last defined it, kept while the application has live groups:
+        an application missing from Git whose file is still there was renamed, not removed."""
+        known: dict[str, str] = self.store.get(KEY_APP_FILES, {}) or {}
+        live_apps = {g.application for g in ev.live.groups if g.managed}
+        # while some region cannot be read, an application's groups may be hiding there: forget nothing
+        merged = dict(known) if ev.live.unreadable else {a: f for a, f in known.items() if a in live_apps}
+        merged.update({name: app.source.file for name, app in ev.desired.applications.items()})
+        if merged != known:
+            self.store.put(KEY_APP_FILES, merged, self.clock.now())
+
     def _remember_file_apps(self, desired: model.DesiredState) -> None:
         known: dict[str, str] = self.store.get(KEY_FILE_APPS, {}) or {}
         fresh = {app.source.file: name for name, app in desired.applications.items()}
@@ -607,16 +650,23 @@ class Engine:
         held: dict[str, list[str]] = {}
         for c, why in ev.held:
             held.setdefault(c.application, []).append(f"{c.cluster} in {c.region}: {why}")
-        skipped: dict[str, list[str]] = {}
+        skipped: dict[str, list[planner.Skip]] = {}
         for s in ev.outcome.skipped:
-            skipped.setdefault(s.application, []).append(f"{s.cluster}: {s.reason}")
+            skipped.setdefault(s.application, []).append(s)
+            if s.kind is model.SkipKind.UNREAD_FILE and s.application not in apps:
+                apps[s.application] = {"file": "", "conditions": [], "clusters": []}
         for name, entry in apps.items():
             conds = entry["conditions"]
             if name in pending:
                 conds.append(_cond("Reconciling", "Applying", "; ".join(pending[name]), commit, now))
-            stalls = [s for s in skipped.get(name, []) if "stalled" in s or "unreadable" in s]
+            mine = skipped.get(name, [])
+            stalls = [f"{s.cluster}: {s.reason}" for s in mine
+                      if s.kind in (model.SkipKind.STALLED, model.SkipKind.UNREADABLE)]
             if stalls:
                 conds.append(_cond("Stalled", "ChangeFailing", "; ".join(stalls), commit, now))
+            unread = [f"{s.cluster}: {s.reason}" for s in mine if s.kind is model.SkipKind.UNREAD_FILE]
+            if unread:
+                conds.append(_cond("Stalled", "SpecNotRead", "; ".join(dict.fromkeys(unread)), commit, now))
             if name in held:
                 conds.append(_cond("Reconciling", "Held", "; ".join(held[name]), commit, now))
             if not conds:
@@ -633,10 +683,12 @@ class Engine:
             "applications": apps,
             "changes": [{"change_id": c.change_id, "key": c.key, "action": c.action.value,
                          "verdict": c.verdict.value, "reason": c.reason} for c in ev.plan.changes],
-            "held": [{"key": c.key, "change_id": c.change_id, "why": why} for c, why in ev.held],
+            "held": [{"key": c.key, "change_id": c.change_id, "why": str(why), "kind": why.kind.value,
+                      "waiting": list(c.waiting)} for c, why in ev.held],
             "skipped": [dataclasses.asdict(s) for s in ev.outcome.skipped],
             "drift": list(ev.outcome.drift),
             "problems": [str(p) for p in ev.desired.problems],
+            "notices": [str(p) for p in ev.desired.notices],
             "server_groups": [
                 {**g.view(), "provider": g.provider, "account": g.account, "region": g.region,
                  "cluster": g.cluster, "application": g.application, "managed": g.managed}
@@ -659,7 +711,9 @@ class Engine:
             return
         desired, pol = self.desired_at(commit)
         self._remember_file_apps(desired)
-        self._save_status(self.evaluate(desired, pol), commit, source_error, reason, record_events=record_events)
+        ev = self.evaluate(desired, pol)
+        self._remember_app_files(ev)
+        self._save_status(ev, commit, source_error, reason, record_events=record_events)
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = dict(self.store.get(KEY_STATUS) or {})
@@ -738,6 +792,97 @@ def _unknown_target(target: str, names: set[str], what: str, *, where: str = "",
         hint = ""
     return errors.ReconcilerError(f"no {what} named {target!r}" + (f" {where}" if where else "") + hint
                                   + (f" ({tip})" if tip else ""))
+
+
+def catalog_for(config: config_mod.Config, installed: frozenset[str], *, accounts: bool) -> spec_catalog.Catalog:
+    """The names specs may use under ``config``: installed providers, configured accounts and regions."""
+    if not accounts:
+        return spec_catalog.Catalog(installed)
+    table: dict[str, dict[str, tuple[str, ...]]] = {}
+    for prov in config.providers:
+        table[prov] = {}
+        for name, acc in config.accounts(prov).items():
+            regions = acc.get("regions") if isinstance(acc, dict) else None
+            table[prov][str(name)] = tuple(str(r) for r in regions) if isinstance(regions, list) else ()
+    return spec_catalog.Catalog(installed, table, source=str(config.path) if config.path else "the config")
+
+
+def select(
+    plan: model.Plan,
+    approved: Callable[[model.Change], bool],
+    *,
+    running: set[str],
+    backing_off: dict[tuple[str, str], str],
+    skipped: tuple[planner.Skip, ...],
+    same_run: bool,
+) -> tuple[list[model.Change], list[tuple[model.Change, model.Held]]]:
+    """Which judged changes run now, and why each other one does not.
+
+    A change that waits for other clusters (``Change.waiting``: an earlier wave that does not serve
+    its spec yet, or the clusters replacing a destroyed one) runs only when each of them has a change
+    running in the same execution, which orders it first: the waves of one cluster always (the
+    executor runs them in order and stops at a failed one); a destroy after its replacements only
+    when ``same_run`` (a foreground run; the daemon leaves it for a later pass). Otherwise it is
+    held with the reason the earlier one is held or skipped.
+    """
+    runnable: list[model.Change] = []
+    held: list[tuple[model.Change, model.Held]] = []
+    for change in plan.changes:
+        verdict = change.verdict
+        if verdict is model.Verdict.DENY:
+            held.append((change, model.Held(model.Hold.DENIED, "denied: " + "; ".join(
+                v.message for v in change.verdicts if v.verdict is model.Verdict.DENY))))
+        elif verdict is model.Verdict.APPROVE and not approved(change):
+            held.append((change, model.Held(
+                model.Hold.APPROVAL, f"waiting for approval (reconciler approve {change.change_id})")))
+        elif change.key in running:
+            held.append((change, model.Held(model.Hold.RUNNING, "an execution is in progress")))
+        elif (change.key, change.spec_hash) in backing_off:
+            held.append((change, model.Held(model.Hold.BACKOFF, backing_off[(change.key, change.spec_hash)])))
+        else:
+            runnable.append(change)
+    if any(v.verdict is model.Verdict.DENY for v in plan.plan_verdicts):
+        held += [(c, model.Held(model.Hold.PLAN_DENIED, "denied by a plan-wide policy")) for c in runnable]
+        runnable = []
+    why_not: dict[str, str] = {s.key: s.reason for s in skipped}
+    why_not.update({c.key: str(h) for c, h in held})
+    keys = {c.key for c in runnable}
+    moved = True
+    while moved:  # a hold can hold others (a replacement waiting for its own earlier wave)
+        moved = False
+        keep: list[model.Change] = []
+        for c in runnable:
+            in_run = same_run or c.action is not model.Action.DESTROY
+            blocked = [k for k in c.waiting if not (in_run and k in keys)]
+            if blocked:
+                hold = _wait_hold(c, blocked, why_not, keys)
+                held.append((c, hold))
+                why_not[c.key] = str(hold)
+                keys.discard(c.key)
+                moved = True
+            else:
+                keep.append(c)
+        runnable = keep
+    return runnable, held
+
+
+def _wait_hold(change: model.Change, blocked: list[str], why_not: dict[str, str], keys: set[str]) -> model.Held:
+    def why(k: str) -> str:
+        if k in why_not:
+            return why_not[k]
+        return "deploying in this pass; destroyed on a later one" if k in keys else "not serving yet"
+
+    if change.action is model.Action.DESTROY:
+        parts = [f"{model.split_key(k)[3]} in {model.split_key(k)[2]} ({why(k)})" for k in blocked]
+        return model.Held(model.Hold.REPLACEMENT, f"waiting for {'; '.join(parts)} to serve before destroying "
+                          f"{change.cluster}: {change.application} would have no serving capacity there")
+    spec = change.desired
+    wave_of = {r: i for i, w in enumerate(spec.waves) for r in w} if spec else {}
+    regions = [model.split_key(k)[2] for k in blocked]
+    waves = sorted({wave_of.get(r, 0) + 1 for r in regions})
+    parts = [f"{r}: {why(k)}" for r, k in zip(regions, blocked, strict=True)]
+    return model.Held(model.Hold.WAVE, f"waiting for wave {', '.join(map(str, waves))} to succeed with spec "
+                      f"{change.spec_hash[:8]} ({'; '.join(parts)})")
 
 
 def _group_from_status(g: dict[str, Any]) -> model.ServerGroup:

@@ -72,7 +72,19 @@ class Executor:
     # ------------------------------------------------------------------ rollouts
 
     def run_rollouts(self, plan_id: str, changes: list[model.Change]) -> list[ExecutionResult]:
-        """Run changes grouped by cluster; clusters in parallel, waves in order, regions of a wave in parallel."""
+        """Run changes grouped by cluster; clusters in parallel, waves in order, regions of a wave in parallel.
+
+        Destroys that wait for replacement clusters (``Change.after``) run last, once everything else
+        of the run has ended, and each checks again that its replacements serve.
+        """
+        first = [c for c in changes if not (c.action is Action.DESTROY and c.after)]
+        last = [c for c in changes if c.action is Action.DESTROY and c.after]
+        results = self._run_parallel(plan_id, first)
+        if last:
+            results += self._run_parallel(plan_id, last)
+        return results
+
+    def _run_parallel(self, plan_id: str, changes: list[model.Change]) -> list[ExecutionResult]:
         key = lambda c: (c.application, c.cluster, c.provider, c.account)  # noqa: E731
         rollouts = [list(g) for _, g in groupby(sorted(changes, key=key), key=key)]
         self.deploys.started(plan_id, changes)
@@ -129,6 +141,7 @@ class Executor:
             self._say(msg)
             return ExecutionResult(change, "", "skipped", msg)
         self._held.key = lease_key
+        self._held.renewed = now
         try:
             self._abandon_stale(change)
             return self._run_locked(plan_id, change)
@@ -165,6 +178,17 @@ class Executor:
         return False
 
     def _run_locked(self, plan_id: str, change: model.Change) -> ExecutionResult:
+        provider = self.providers(change.provider, change.account)
+        if change.action is Action.DESTROY and change.after:
+            missing = self._replacements_missing(provider, change)
+            if missing:
+                msg = (f"not started: {', '.join(missing)} does not serve in {change.region} yet; "
+                       f"{change.cluster} keeps serving {change.application} there")
+                self.store.record("skipped", msg, self.clock.now(), application=change.application,
+                                  cluster=change.cluster, region=change.region, commit=change.commit)
+                self._say(f"{change.application}/{change.cluster} {change.region}: {msg}", change)
+                return ExecutionResult(change, "", "skipped", msg)
+        self.store.clear_failures(change.key, keep=change.spec_hash)  # a new spec starts a new count
         now = self.clock.now()
         ex_id = self.store.start_execution(
             {
@@ -321,6 +345,23 @@ class Executor:
                 )
             self._sleep(min(self.settings.poll_health_s, max(step.seconds - elapsed, 0.01)))
 
+    def _replacements_missing(self, provider: provider_base.Provider, change: model.Change) -> list[str]:
+        """The clusters in ``change.after`` that do not serve now, while the doomed cluster still does
+        (read live: a saved plan may be applied long after it was made)."""
+        own = [g for g in provider.list_server_groups(change.region) if g.cluster == change.cluster]
+        if not any(g.managed and g.enabled and g.healthy > 0 for g in own):
+            return []
+        missing: list[str] = []
+        for key in change.after:
+            prov_name, account, region, cluster = model.split_key(key)
+            try:
+                groups = self.providers(prov_name, account).list_server_groups(region)
+            except errors.ReconcilerError:
+                groups = []
+            if not any(g.cluster == cluster and g.managed and g.enabled and g.healthy > 0 for g in groups):
+                missing.append(cluster)
+        return missing
+
     def _traffic_guard(self, provider: provider_base.Provider, change: model.Change, name: str, what: str) -> None:
         """Refuse to take ``name`` out of service if it is the cluster's last healthy enabled capacity."""
         groups = [g for g in provider.list_server_groups(change.region) if g.cluster == change.cluster]
@@ -384,7 +425,7 @@ class Executor:
         state = "failed" if rb_error else "rolled_back"
         message = f"{reason}; " + (f"rollback failed: {rb_error}" if rb_error else
                                    f"rolled back ({', '.join(s.describe() for s in undo)}); "
-                                   f"the previous group keeps serving")
+                                   + self._who_serves(provider, change, target))
         self.store.finish_execution(ex_id, self.clock.now(), state=state, error=message)
         self.store.record("execution_" + state, f"{message} (attempt {count})", self.clock.now(),
                           application=change.application, cluster=change.cluster, region=change.region,
@@ -393,6 +434,22 @@ class Executor:
         metrics.CHANGES.labels(change.action.value, state).inc()
         self._say(f"{change.application}/{change.cluster} {change.region}: {state.replace('_', ' ')}")
         return ExecutionResult(change, ex_id, state, message, step=step.kind.value)
+
+    def _who_serves(self, provider: provider_base.Provider, change: model.Change, target: str) -> str:
+        """After a rollback, say truthfully what still serves (never claim a previous group that is not there)."""
+        try:
+            groups = [g for g in provider.list_server_groups(change.region)
+                      if g.managed and g.enabled and g.healthy > 0 and g.name != target]
+        except errors.ReconcilerError as exc:
+            return f"could not read what serves now: {exc}"
+        own = [g.name for g in groups if g.cluster == change.cluster]
+        if own:
+            return f"{', '.join(own)} keeps serving"
+        app = [g.name for g in groups if g.application == change.application]
+        if app:
+            return f"no group of {change.cluster} serves in {change.region}; {change.application} is served by " \
+                   f"{', '.join(app)}"
+        return f"nothing of {change.application} serves in {change.region}"
 
     def _undo_step(self, provider: provider_base.Provider, change: model.Change, s: Step) -> None:
         region, name = change.region, s.server_group
@@ -410,8 +467,14 @@ class Executor:
         if self.stopping.is_set():
             raise Interrupted("stopping")
         key = getattr(self._held, "key", None)
-        if key and not self.store.renew_lease(key, self.clock.now(), self.settings.lease_ttl_s):
+        if not key:
+            return
+        now = self.clock.now()
+        if now - getattr(self._held, "renewed", 0.0) < self.settings.lease_ttl_s / 4:
+            return  # renewed recently: the lease holds for three quarters of its TTL more
+        if not self.store.renew_lease(key, now, self.settings.lease_ttl_s):
             raise Interrupted(f"lost the lease on {key}: another process took the cluster over")
+        self._held.renewed = now
 
     def _sleep(self, seconds: float) -> None:
         self._check_stop()

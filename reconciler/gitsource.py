@@ -267,8 +267,28 @@ class GitSource:
     # ------------------------------------------------------------------ reading
 
     def resolve(self, ref: str) -> str:
-        """A commit id for ``ref``: a branch of the remote, a tag, a commit id, or a rev expression."""
-        return resolve_in(self._mirror(), ref, remote_prefix="refs/remotes/origin/")
+        """A commit id for ``ref`` in the mirror, which has no checkout and no local branches.
+
+        ``HEAD`` is the tracked branch; a bare name is a branch of the remote (``main`` means
+        ``origin/main`` here, ``main~1`` too), then a tag; ``origin/NAME``, commit ids and rev
+        expressions work as in git.
+        """
+        repo = self._mirror()
+        if ref == "HEAD" or ref.startswith(("HEAD~", "HEAD^")):
+            ref = f"origin/{self.branch}{ref[4:]}"
+        for candidate in (f"refs/remotes/origin/{ref}", f"refs/tags/{ref}"):
+            if candidate in repo.references:
+                return str(repo.references[candidate].peel(pygit2.Commit).id)
+        try:
+            return resolve_in(repo, ref, where=self.url)
+        except errors.SourceError:
+            if ref.startswith("origin/"):
+                raise
+            try:
+                return resolve_in(repo, f"origin/{ref}", where=self.url)
+            except errors.SourceError:
+                pass
+            raise
 
     def tree_files(self, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
         return tree_files(self._mirror(), commit, spec_path)
@@ -293,7 +313,9 @@ class LocalCheckout:
         self.repo = pygit2.Repository(found)
 
     def resolve(self, ref: str) -> str:
-        return resolve_in(self.repo, ref, remote_prefix="refs/remotes/origin/")
+        """``ref`` as git resolves it here: ``HEAD`` is the checked-out commit, ``main`` the local
+        branch, ``origin/main`` the remote-tracking branch, then tags, commit ids, rev expressions."""
+        return resolve_in(self.repo, ref, where=self.repo.workdir or self.repo.path)
 
     def tree_files(self, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
         return tree_files(self.repo, commit, spec_path)
@@ -310,15 +332,13 @@ def _git_message(exc: Exception) -> str:
     return text
 
 
-def resolve_in(repo: pygit2.Repository, ref: str, *, remote_prefix: str) -> str:
-    for candidate in (f"{remote_prefix}{ref}", f"refs/heads/{ref}", f"refs/tags/{ref}"):
-        if candidate in repo.references:
-            return str(repo.references[candidate].peel(pygit2.Commit).id)
+def resolve_in(repo: pygit2.Repository, ref: str, *, where: str) -> str:
+    """git's own rules (``git rev-parse REF^{commit}``); an unknown ref is an error, never a guess."""
     try:
         obj = repo.revparse_single(ref)
         return str(obj.peel(pygit2.Commit).id)
     except (KeyError, ValueError, pygit2.GitError) as exc:
-        raise errors.SourceError(f"cannot resolve {ref!r} to a commit: {exc}") from exc
+        raise errors.SourceError(f"cannot resolve {ref!r} to a commit in {where}: {exc}") from exc
 
 
 def tree_files(repo: pygit2.Repository, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:

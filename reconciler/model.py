@@ -63,6 +63,48 @@ class Verdict(enum.StrEnum):
 _VERDICT_RANK = {Verdict.ALLOW: 0, Verdict.WARN: 1, Verdict.APPROVE: 2, Verdict.DENY: 3}
 
 
+class Removal(enum.StrEnum):
+    """Why a cluster's groups are destroyed, which decides how carefully (see docs/safety.md)."""
+
+    MOVED = "moved"  # the application keeps other clusters in the region: destroyed after they serve
+    APP_REMOVED = "app_removed"  # the application's file was removed from Git
+    REGION_REMOVED = "region_removed"  # the application is in Git but has no cluster left in the region
+
+
+class Hold(enum.StrEnum):
+    """Why a planned change does not run now (the prose is rendered at the edge, from ``Held``)."""
+
+    DENIED = "denied"
+    PLAN_DENIED = "plan_denied"
+    APPROVAL = "approval"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    WAVE = "wave"  # an earlier wave has not succeeded with this spec
+    REPLACEMENT = "replacement"  # the clusters replacing a destroyed one do not serve yet
+
+
+class SkipKind(enum.StrEnum):
+    """Why the planner made no change where live and desired differ."""
+
+    UNREADABLE = "unreadable"
+    PAUSED = "paused"
+    STALLED = "stalled"
+    PRUNE_OFF = "prune_off"
+    BROKEN_SPECS = "broken_specs"
+    UNREAD_FILE = "unread_file"
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A hold on one change: its kind for code, its message for people."""
+
+    kind: Hold
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class StepKind(enum.StrEnum):
     CREATE = "create"  # create the server group, out of traffic unless the LB health-checks
     WAIT_HEALTHY = "wait_healthy"  # wait until healthy_percent of desired is healthy
@@ -113,10 +155,19 @@ class Rollout:
 
 @dataclass(frozen=True, slots=True)
 class SourceRef:
-    """Where a value came from, for error messages and plan links."""
+    """Where a value came from, for error messages and plan links.
+
+    ``fields`` holds the lines of a few fields checked after loading (provider,
+    account, regions) as ``(field path, line)`` pairs, so late checks still name
+    ``file:line: clusters[0].provider``.
+    """
 
     file: str
     line: int = 0
+    fields: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+
+    def line_of(self, path: str) -> int:
+        return next((n for p, n in self.fields if p == path), self.line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +250,10 @@ class DesiredState:
     applications: Mapping[str, Application]
     problems: tuple[Any, ...] = ()  # reconciler.errors.SpecProblem
     broken_files: frozenset[str] = frozenset()
+    notices: tuple[Any, ...] = ()  # SpecProblem values that do not break a file (files not read)
+    unread_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Files under the spec path that are not specs -> applications they may define (``*``: any).
+    Pruning is held for those applications: a renamed ``.yaml.bak`` must not look like a deletion."""
 
     def clusters(self) -> list[ClusterSpec]:
         return [c for app in self.applications.values() for c in app.clusters]
@@ -327,6 +382,12 @@ class Change:
     reason: str = ""
     verdicts: tuple[PolicyVerdict, ...] = ()
     commit: str = ""
+    after: tuple[str, ...] = ()
+    """Cluster keys (provider/account/region/cluster) that must serve before this change runs: the
+    earlier waves of the same cluster (serving this spec), or the clusters replacing a destroyed one."""
+    waiting: tuple[str, ...] = ()
+    """The part of ``after`` that did not serve when the plan was made."""
+    removal: Removal | None = None
     _id: str = field(default="", init=False, repr=False, compare=False)
 
     @property
@@ -346,6 +407,18 @@ class Change:
         return Verdict.strictest([v.verdict for v in self.verdicts])
 
     def content(self) -> dict[str, Any]:
+        """What the change id hashes. Desired capacity owned by an autoscaler is left out: it moves on
+        its own, and a reviewed plan or an approval must not go stale because of it. ``after`` and
+        ``waiting`` are left out too: they follow rollout progress, not what the change does."""
+        autoscaled = self.desired is not None and self.desired.autoscaling
+        steps = [s.as_dict() for s in self.steps]
+        current = _stable_view(self.current)
+        if autoscaled:
+            for step in steps:
+                if "capacity" in step:
+                    step["capacity"]["desired"] = None
+            if current is not None:
+                current["capacity"]["desired"] = None
         return {
             "application": self.application,
             "cluster": self.cluster,
@@ -354,12 +427,12 @@ class Change:
             "region": self.region,
             "action": self.action.value,
             "commit": self.commit,
-            "current": _stable_view(self.current),
+            "current": current,
             "desired_server_group": self.desired_server_group,
             "spec_hash": self.spec_hash,
             "desired": desired_view(self.desired),
             "wave": self.wave,
-            "steps": [s.as_dict() for s in self.steps],
+            "steps": steps,
         }
 
 
@@ -368,6 +441,7 @@ class Plan:
     commit: str
     changes: tuple[Change, ...]
     problems: tuple[Any, ...] = ()  # SpecProblem values from the spec tree
+    notices: tuple[Any, ...] = ()  # SpecProblem values for files under the spec path that are not read
     base_commit: str = ""
     live_fingerprint: str = ""
     plan_verdicts: tuple[PolicyVerdict, ...] = ()
@@ -394,6 +468,18 @@ class Plan:
 
 
 # --------------------------------------------------------------------------- naming
+
+
+def cluster_key(provider: str, account: str, region: str, cluster: str) -> str:
+    """The key of one cluster in one region, as ``Change.key`` spells it."""
+    return f"{provider}/{account}/{region}/{cluster}"
+
+
+def split_key(key: str) -> tuple[str, str, str, str]:
+    """(provider, account, region, cluster) of a key made by ``cluster_key``."""
+    provider, rest = key.split("/", 1)
+    account, region, cluster = rest.rsplit("/", 2)
+    return provider, account, region, cluster
 
 
 def cluster_name(application: str, stack: str = "", detail: str = "") -> str:

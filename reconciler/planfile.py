@@ -27,12 +27,13 @@ FORMAT_VERSION = 1
 _FIELD_TYPES: dict[tuple[type, str], Any] = {
     # ``Plan.problems`` is typed loosely to keep model.py free of errors.py; in a plan they are SpecProblems.
     (model.Plan, "problems"): tuple[errors.SpecProblem, ...],
+    (model.Plan, "notices"): tuple[errors.SpecProblem, ...],
 }
 
 
-def dump_plan(plan: model.Plan) -> str:
+def dump_plan(plan: model.Plan, *, held: Any = (), skipped: Any = ()) -> str:
     """The plan as a saved-plan document (sorted keys, stable bytes for the same plan)."""
-    doc = render.render_json(plan)
+    doc = render.render_json(plan, held=held, skipped=skipped)
     doc["format_version"] = FORMAT_VERSION
     doc["plan"] = _encode(plan)
     doc["digest"] = _digest(doc)
@@ -159,8 +160,12 @@ def _decode_dataclass(value: Any, cls: type, path: str) -> Any:
     if unknown:
         raise _Malformed(f"{path}.{unknown[0]}", "unknown key")
     kwargs = {}
+    optional = {f.name for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
     for name in names:
         if name not in value:
+            if name in optional:  # a field added since the plan was saved
+                continue
             raise _Malformed(f"{path}.{name}", "missing")
         kwargs[name] = _decode(value[name], _FIELD_TYPES.get((cls, name), hints[name]), f"{path}.{name}")
     return cls(**kwargs)

@@ -14,19 +14,25 @@ spec hash:
   of traffic (interrupted deploy, drift) -> ``replace``: wait healthy, enable, then retire
 * an older, retained group has ``h``     -> ``rollback``: resize it back, wait, enable, retire
 * otherwise                              -> ``replace``: the full red/black of DESIGN §4
-* owned groups of a cluster gone from Git -> ``destroy`` (only with prune)
+* owned groups of a cluster gone from Git -> ``destroy`` (only with prune), recorded with what must
+  serve first: an application's other clusters in the region (a rename or a move to another
+  stack, account or provider) are in ``after``, so the old cluster goes only once they serve
+
+A change that puts a spec into service in a later wave lists the earlier waves' regions in
+``after``; those that do not serve the same spec hash yet are in ``waiting`` (docs/safety.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from reconciler import model
-from reconciler.model import Action, Capacity, ServerGroup, Step, StepKind
+from reconciler.model import Action, Capacity, ServerGroup, SkipKind, Step, StepKind
 
 ZERO = Capacity(0, 0, 0)
 
@@ -38,10 +44,15 @@ class LiveState:
     groups: tuple[ServerGroup, ...] = ()
     unreadable: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
 
-    def fingerprint(self) -> str:
-        """Hash of what a saved plan depends on (membership, traffic, capacity, spec), not health."""
+    def fingerprint(self, autoscaled: Collection[tuple[str, str, str, str]] = ()) -> str:
+        """Hash of what a saved plan depends on (membership, traffic, capacity, spec), not health.
+
+        The desired size of groups in ``autoscaled`` clusters (provider, account, region, cluster)
+        is left out: the autoscaler owns it, so its moves do not make a reviewed plan stale.
+        """
         rows = sorted(
-            (g.provider, g.account, g.region, g.name, g.enabled, g.capacity.as_dict()["desired"],
+            (g.provider, g.account, g.region, g.name, g.enabled,
+             None if (g.provider, g.account, g.region, g.cluster) in autoscaled else g.capacity.desired,
              g.capacity.min, g.capacity.max, g.spec_hash)
             for g in self.groups
             if g.managed
@@ -55,6 +66,7 @@ class Skip:
     application: str
     cluster: str
     reason: str
+    kind: SkipKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,47 +79,118 @@ class Outcome:
 @dataclass(frozen=True, slots=True)
 class Options:
     prune: bool = False
-    stalled: Mapping[str, str] = field(default_factory=dict)  # change key -> spec hash that stalled
+    stalled: Collection[tuple[str, str]] = frozenset()  # (change key, spec hash) pairs that kept failing
     paused: frozenset[str] = frozenset()  # application or cluster names
     base_commit: str = ""
+    app_files: Mapping[str, str] = field(default_factory=dict)
+    """Application -> the spec file that last defined it (from earlier passes or the base commit).
+    An application missing from Git whose file is still there was renamed, not removed."""
+
+
+Key = tuple[str, str, str, str]
 
 
 def plan(desired: model.DesiredState, live: LiveState, options: Options | None = None) -> Outcome:
     opts = options or Options()
-    by_key: dict[tuple[str, str, str, str], list[ServerGroup]] = defaultdict(list)
+    by_key: dict[Key, list[ServerGroup]] = defaultdict(list)
     for g in live.groups:
         by_key[(g.provider, g.account, g.region, g.cluster)].append(g)
 
     changes: list[model.Change] = []
     skipped: list[Skip] = []
     drift: list[str] = []
-    wanted: set[tuple[str, str, str, str]] = set()
+    wanted: set[Key] = set()
+    autoscaled: set[Key] = set()
 
     for spec in desired.clusters():
         for wave_no, wave in enumerate(spec.waves):
             for region in wave:
                 key = (spec.provider, spec.account, region, spec.name)
                 wanted.add(key)
+                if spec.autoscaling:
+                    autoscaled.add(key)
                 skey = "/".join(key)
                 if (spec.provider, spec.account, region) in live.unreadable:
                     why = live.unreadable[(spec.provider, spec.account, region)]
-                    skipped.append(Skip(skey, spec.application, spec.name, f"live state unreadable: {why}"))
+                    skipped.append(Skip(skey, spec.application, spec.name, f"live state unreadable: {why}",
+                                        SkipKind.UNREADABLE))
                     continue
                 change = plan_cluster(spec, region, wave_no, by_key.get(key, []), desired.commit)
                 if change is None:
                     continue
                 if spec.application in opts.paused or spec.name in opts.paused:
-                    skipped.append(Skip(skey, spec.application, spec.name, "paused"))
+                    skipped.append(Skip(skey, spec.application, spec.name, "paused", SkipKind.PAUSED))
                     continue
-                if opts.stalled.get(skey) == change.spec_hash and change.action is not Action.ROLLBACK:
+                if (skey, change.spec_hash) in opts.stalled and change.action is not Action.ROLLBACK:
                     skipped.append(Skip(skey, spec.application, spec.name,
-                                        f"stalled: spec {change.spec_hash} kept failing; commit a fix"))
+                                        f"stalled: spec {change.spec_hash} kept failing; commit a fix",
+                                        SkipKind.STALLED))
                     continue
                 if change.reason.startswith("drift"):
                     drift.append(f"{skey}: {change.reason}")
+                if wave_no > 0 and delivers(change):
+                    change = _gate_on_earlier_waves(change, spec, wave_no, by_key)
                 changes.append(change)
 
+    changes += _prune(desired, live, opts, by_key, wanted, skipped)
+    changes.sort(key=lambda c: (c.application, c.cluster, c.provider, c.account, c.wave, c.region))
+    result = model.Plan(
+        commit=desired.commit,
+        changes=tuple(changes),
+        problems=desired.problems,
+        notices=desired.notices,
+        base_commit=opts.base_commit,
+        live_fingerprint=live.fingerprint(autoscaled),
+    )
+    return Outcome(result, tuple(skipped), tuple(drift))
+
+
+def delivers(change: model.Change) -> bool:
+    """Does this change put its spec into service (a new group, or enabling one)? Those wait for waves."""
+    return any(s.kind in (StepKind.CREATE, StepKind.ENABLE) for s in change.steps)
+
+
+def serves(groups: Iterable[ServerGroup], *, healthy_percent: int = 1, spec_hash: str | None = None) -> bool:
+    """Does some owned, enabled group (with ``spec_hash``, when given) have enough healthy instances?"""
+    for g in groups:  # a loop, not any(): it runs for every later-wave change of a 10,000-cluster plan
+        if g.managed and g.enabled and g.healthy > 0 and (spec_hash is None or g.spec_hash == spec_hash):
+            desired = g.capacity.desired
+            if desired == 0 or g.healthy * 100 >= healthy_percent * desired:
+                return True
+    return False
+
+
+def _gate_on_earlier_waves(change: model.Change, spec: model.ClusterSpec, wave_no: int,
+                           by_key: Mapping[Key, list[ServerGroup]]) -> model.Change:
+    """Record the earlier waves' regions this change waits for: each must serve the same spec hash.
+
+    Derived from live state, so it holds across passes, crashes and restarts: a stalled, held or
+    unreadable region of an earlier wave holds every later one.
+    """
+    earlier = [r for w in spec.waves[:wave_no] for r in w]
+    after = tuple(model.cluster_key(spec.provider, spec.account, r, spec.name) for r in earlier)
+    waiting = tuple(
+        k for r, k in zip(earlier, after, strict=True)
+        if not serves(by_key.get((spec.provider, spec.account, r, spec.name), []),
+                      healthy_percent=spec.health.healthy_percent, spec_hash=change.spec_hash)
+    )
+    return dataclasses.replace(change, after=after, waiting=waiting)
+
+
+def _prune(desired: model.DesiredState, live: LiveState, opts: Options, by_key: Mapping[Key, list[ServerGroup]],
+           wanted: set[Key], skipped: list[Skip]) -> list[model.Change]:
+    """Destroys for owned clusters that are not in Git, each with what must serve first."""
+    out: list[model.Change] = []
     orphan_keys = sorted(k for k, groups in by_key.items() if k not in wanted and any(g.managed for g in groups))
+    files_now = {a.source.file for a in desired.applications.values()} | set(desired.broken_files) \
+        | set(desired.unread_files)
+    unread_apps: dict[str, str] = {}
+    for file, apps in sorted(desired.unread_files.items()):
+        for a in apps:
+            unread_apps.setdefault(a, file)
+    specs_by_app: dict[str, list[model.ClusterSpec]] = defaultdict(list)
+    for c in desired.clusters():
+        specs_by_app[c.application].append(c)
     for key in orphan_keys:
         owned = [g for g in by_key[key] if g.managed]
         app = owned[0].application
@@ -115,26 +198,60 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
         if key[:3] in live.unreadable:
             continue
         if not opts.prune:
-            skipped.append(Skip(skey, app, key[3], "not in Git; kept because prune is off"))
+            skipped.append(Skip(skey, app, key[3], "not in Git; kept because prune is off", SkipKind.PRUNE_OFF))
             continue
         if desired.broken_files:
             skipped.append(Skip(skey, app, key[3],
-                                f"not destroyed: {len(desired.broken_files)} spec file(s) have errors"))
+                                f"not destroyed: {len(desired.broken_files)} spec file(s) have errors",
+                                SkipKind.BROKEN_SPECS))
+            continue
+        holder = unread_apps.get(app) or unread_apps.get("*")
+        if holder is not None:
+            skipped.append(Skip(skey, app, key[3],
+                                f"not destroyed: {holder} is not read as a spec (only .yaml and .yml are) and may "
+                                f"define {app}; rename or remove it", SkipKind.UNREAD_FILE))
             continue
         if app in opts.paused or key[3] in opts.paused:
-            skipped.append(Skip(skey, app, key[3], "paused"))
+            skipped.append(Skip(skey, app, key[3], "paused", SkipKind.PAUSED))
             continue
-        changes.append(_destroy(key, owned, desired.commit))
+        out.append(_destroy_orphan(key, owned, desired, opts, by_key, files_now, specs_by_app))
+    return out
 
-    changes.sort(key=lambda c: (c.application, c.cluster, c.provider, c.account, c.wave, c.region))
-    result = model.Plan(
-        commit=desired.commit,
-        changes=tuple(changes),
-        problems=desired.problems,
-        base_commit=opts.base_commit,
-        live_fingerprint=live.fingerprint(),
-    )
-    return Outcome(result, tuple(skipped), tuple(drift))
+
+def _destroy_orphan(key: Key, owned: list[ServerGroup], desired: model.DesiredState, opts: Options,
+                    by_key: Mapping[Key, list[ServerGroup]], files_now: set[str],
+                    specs_by_app: Mapping[str, list[model.ClusterSpec]]) -> model.Change:
+    region, cluster = key[2], key[3]
+    app = owned[0].application
+    if app in desired.applications:
+        successors = [app]
+    else:  # renamed inside its file? then the applications that file defines now carry its traffic
+        file = opts.app_files.get(app, "")
+        successors = sorted(a.name for a in desired.applications.values() if file and a.source.file == file)
+    replacements = [c for a in successors for c in specs_by_app.get(a, []) if region in c.regions]
+    serving = serves(owned)
+    after = tuple(model.cluster_key(c.provider, c.account, region, c.name) for c in replacements)
+    names = ", ".join(f"{c.name} ({c.provider}/{c.account})" for c in replacements)
+    if replacements:
+        removal = model.Removal.MOVED
+        waiting = tuple(k for c, k in zip(replacements, after, strict=True) if serving and not serves(
+            by_key.get((c.provider, c.account, region, c.name), []), healthy_percent=c.health.healthy_percent))
+        reason = (f"{cluster} ({key[0]}/{key[1]}) is no longer in {app}'s spec; {successors[0]} runs {names} "
+                  f"in {region} instead: destroyed only after that serves")
+    elif successors:
+        removal, waiting = model.Removal.REGION_REMOVED, ()
+        reason = (f"LAST SERVING CAPACITY: {successors[0]} is still in Git but has no cluster in {region} any "
+                  f"more; this destroys everything {app} serves there" if serving else
+                  f"{successors[0]} has no cluster in {region} any more; nothing of {cluster} serves there")
+    else:
+        removal, waiting = model.Removal.APP_REMOVED, ()
+        file = opts.app_files.get(app, "")
+        gone = f" ({file} deleted)" if file and file not in files_now else ""
+        reason = (f"LAST SERVING CAPACITY: application {app} was removed from Git{gone}; this destroys "
+                  f"everything it serves in {region}" if serving else
+                  f"application {app} was removed from Git{gone}; nothing of {cluster} serves in {region}")
+    change = _destroy(key, owned, desired.commit)
+    return dataclasses.replace(change, reason=reason, after=after, waiting=waiting, removal=removal)
 
 
 def plan_cluster(

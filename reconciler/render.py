@@ -65,8 +65,12 @@ def summary_line(plan: model.Plan) -> str:
 # ---------------------------------------------------------------------------- JSON
 
 
-def render_json(plan: model.Plan) -> dict[str, Any]:
-    """The plan-JSON contract of DESIGN §5; keys are only ever added, never renamed or removed."""
+def render_json(plan: model.Plan, *, held: Iterable[tuple[model.Change, model.Held]] = (),
+                skipped: Iterable[Any] = ()) -> dict[str, Any]:
+    """The plan-JSON contract of DESIGN §5; keys are only ever added, never renamed or removed.
+
+    ``held`` and ``skipped`` (from the engine's evaluation) say what would not run now and why.
+    """
     return {
         "plan_id": plan.plan_id,
         "commit": plan.commit,
@@ -75,8 +79,13 @@ def render_json(plan: model.Plan) -> dict[str, Any]:
         "live_fingerprint": plan.live_fingerprint,
         "summary": summary(plan),
         "problems": [_problem_json(p) for p in plan.problems],
+        "notices": [_problem_json(p) for p in plan.notices],
         "plan_verdicts": [v.as_dict() for v in plan.plan_verdicts],
         "changes": [_change_json(c) for c in plan.changes],
+        "held": [{"change_id": c.change_id, "key": c.key, "kind": h.kind.value, "message": h.message,
+                  "waiting": list(c.waiting)} for c, h in held],
+        "skipped": [{"key": s.key, "application": s.application, "cluster": s.cluster, "kind": str(s.kind),
+                     "reason": s.reason} for s in skipped],
     }
 
 
@@ -106,7 +115,35 @@ def _change_json(c: model.Change) -> dict[str, Any]:
         "steps": [{**s.as_dict(), "description": s.describe()} for s in c.steps],
         "verdicts": [v.as_dict() for v in c.verdicts],
         "verdict": c.verdict.value,
+        "after": list(c.after),
+        "waiting": list(c.waiting),
+        "removal": c.removal.value if c.removal else None,
+        "last_capacity": is_last_capacity(c),
     }
+
+
+def is_last_capacity(c: model.Change) -> bool:
+    """A destroy that takes an application's last serving capacity in a region (it says so loudly)."""
+    return c.action is model.Action.DESTROY and c.reason.startswith(LAST_CAPACITY)
+
+
+LAST_CAPACITY = "LAST SERVING CAPACITY"
+
+
+def after_line(c: model.Change) -> str:
+    """``after: X, Y serve (waiting for Y)`` for previews: what this change is ordered behind."""
+    if not c.after:
+        return ""
+    waiting = set(c.waiting)
+    if c.action is model.Action.DESTROY:
+        names = [f"{model.split_key(k)[3]} ({model.split_key(k)[0]}/{model.split_key(k)[1]})" for k in c.after]
+        what = f"{', '.join(names)} serve(s) in {c.region}"
+    else:
+        names = [model.split_key(k)[2] for k in c.after]
+        what = f"spec {c.spec_hash[:8]} succeeded in {', '.join(names)} (earlier waves)"
+    pending = [model.split_key(k)[3] if c.action is model.Action.DESTROY else model.split_key(k)[2]
+               for k in c.after if k in waiting]
+    return f"after: {what}" + (f"; not yet: {', '.join(pending)}" if pending else "")
 
 
 # ---------------------------------------------------------------------------- field diff
@@ -216,7 +253,14 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
         lines += ["", paint(f"{_count(len(plan.problems), 'spec problem')}; these applications are not planned:",
                             "1;31")]
         lines += [f"  {p}" for p in _sorted_problems(plan.problems)]
+    if plan.notices:
+        lines += ["", f"{_count(len(plan.notices), 'file')} under the spec path not read:"]
+        lines += [f"  {p}" for p in _sorted_problems(plan.notices)]
     lines += [_text_verdict(v, paint) for v in plan.plan_verdicts]
+    last = [c for c in plan.changes if is_last_capacity(c)]
+    if last:
+        lines += ["", paint(f"!! {_destroys(len(last))} an application's LAST serving capacity in a region: "
+                            + ", ".join(f"{c.application} in {c.region}" for c in last), "1;31")]
     if not plan.changes:
         lines += ["", "No changes: live state matches the desired state."]
     for c in plan.changes:
@@ -230,6 +274,8 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
         )
         if c.reason:
             lines.append(f"    why: {c.reason}")
+        if c.after:
+            lines.append(f"    {after_line(c)}")
         for row in diff_lines(c):
             if row[0] != " ":
                 lines.append("    " + paint(row, {"+": "32", "-": "31", "!": "33"}[row[0]]))
@@ -277,7 +323,7 @@ def render_markdown(
     the whole plan's summary line, so a reviewer can read any one of them. A cluster's rows and
     section are never split between parts; ``notes`` (held or skipped work) goes last.
     """
-    if not plan.changes and not plan.problems:
+    if not plan.changes and not plan.problems and not plan.notices:
         return [_no_changes(plan, title, notes)]
     units = [_unit(changes) for changes in _by_cluster(plan.changes)]
     if notes:
@@ -315,6 +361,7 @@ class _Frame:
 
     headline: str
     overall: str
+    alerts: tuple[str, ...]
     verdicts: tuple[str, ...]
     table: str
     footer: str
@@ -327,6 +374,7 @@ def _frame(plan: model.Plan, title: str) -> _Frame:
         headline=f"### {_md(title)}: {_commits(plan, plain=False)}",
         overall=f"{MARKS[verdict]} **{verdict.value}** · {_count(len(plan.changes), 'change')} in "
         f"{_count(clusters, 'cluster')} · plan `{plan.plan_id}`",
+        alerts=_alerts(plan),
         verdicts=tuple(_verdict_line(v) for v in plan.plan_verdicts),
         table="| application | cluster | provider/account | region | action | server group | image "
         "| capacity (min/desired/max) | verdict |\n|---|---|---|---|---|---|---|---|---|"
@@ -336,9 +384,26 @@ def _frame(plan: model.Plan, title: str) -> _Frame:
     )
 
 
+def _alerts(plan: model.Plan) -> tuple[str, ...]:
+    """What no reviewer may miss, repeated at the top of every part."""
+    out = []
+    last = [c for c in plan.changes if is_last_capacity(c)]
+    if last:
+        where = ", ".join(f"{_md(c.application)} in {_md(c.region)}" for c in last)
+        out.append(f"> 🛑 **{_destroys(len(last))} an application's LAST serving capacity in a region**: {where}")
+    if plan.notices:
+        files = ", ".join(_code(p.file) for p in _sorted_problems(plan.notices)[:5])
+        more = " …" if len(plan.notices) > 5 else ""
+        out.append(f"> ⚠️ {_count(len(plan.notices), 'file')} under the spec path not read (only .yaml and .yml "
+                   f"are specs): {files}{more}")
+    return tuple(out)
+
+
 def _compose(frame: _Frame, part: str, problems: str, units: Sequence[_Unit]) -> str:
     """One comment; its length is the fixed blocks plus ``unit.size`` per unit, which the packer relies on."""
     blocks = [MARKER, frame.headline + (f" — {part}" if part else ""), frame.overall, ""]
+    if frame.alerts:
+        blocks += [*frame.alerts, ""]
     if problems:
         blocks += [problems, ""]
     if frame.verdicts:
@@ -448,6 +513,8 @@ def _section(changes: list[model.Change]) -> str:
         out.append(f"**{_md(c.region)}** · {c.action.value} {_md(moves)} · wave {c.wave + 1} · change "
                    f"`{c.change_id}`" + (f" · {_md(c.reason)}" if c.reason else ""))
         out.append("")
+        if c.after:
+            out += [f"_{_md(after_line(c))}_", ""]
         if not shared and diff:
             out += [*_fence(diff, "diff"), ""]
         if c.steps:
@@ -465,9 +532,9 @@ def _verdict_line(v: model.PolicyVerdict) -> str:
     return f"- {MARKS[v.verdict]} {_code(v.policy)}{flag}: {_md(v.message)}"
 
 
-def notes_markdown(held: Iterable[tuple[model.Change, str]], skipped: Iterable[Any]) -> str:
+def notes_markdown(held: Iterable[tuple[model.Change, Any]], skipped: Iterable[Any]) -> str:
     """What was planned but will not run now (held, paused, stalled), for the last part's end."""
-    lines = [f"- ✋ {_md(c.cluster)} in {_md(c.region)}: {_md(why)}" for c, why in held]
+    lines = [f"- ✋ {_md(c.cluster)} in {_md(c.region)}: {_md(str(why))}" for c, why in held]
     lines += [f"- ⏸ {_md(s.cluster)} ({_md(s.key)}): {_md(s.reason)}" for s in skipped]
     return ("#### Not applied now\n\n" + "\n".join(lines) + "\n") if lines else ""
 
@@ -481,6 +548,10 @@ def _commits(plan: model.Plan, *, plain: bool) -> str:
     if plain:
         return f"{base or 'live'} -> {head}"
     return f"{_code(base) if base else 'live state'} → {_code(head)}"
+
+
+def _destroys(n: int) -> str:
+    return "1 change destroys" if n == 1 else f"{n} changes destroy"
 
 
 def _count(n: int, noun: str) -> str:

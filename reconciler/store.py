@@ -460,9 +460,13 @@ class Store:
             )
             return int(row[0]) + 1
 
-    def clear_failures(self, key: str) -> None:
+    def clear_failures(self, key: str, *, keep: str | None = None) -> None:
+        """Forget the failures of ``key`` (all of them, or those of every spec hash but ``keep``)."""
         with self.tx() as c:
-            c.execute(failures.delete().where(failures.c.key == key))
+            q = failures.delete().where(failures.c.key == key)
+            if keep is not None:
+                q = q.where(failures.c.spec_hash != keep)
+            c.execute(q)
 
     # ------------------------------------------------------------------ approvals and pauses
 

@@ -9,6 +9,7 @@ parses nothing, and a commit that changes one file re-parses one file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -26,8 +27,9 @@ import jinja2.sandbox
 
 from reconciler import config as config_mod
 from reconciler import errors, model
+from specs import catalog as catalog_mod
+from specs import policy_file, yamlnodes
 from specs import schema as schema_mod
-from specs import yamlnodes
 
 __all__ = ["MAX_FILE_BYTES", "MAX_RENDERED_CHARS", "SpecCache", "SpecFile", "load_directory", "load_specs",
            "parse_duration"]
@@ -71,6 +73,7 @@ class SpecCache:
     """Least recently used entries go first: a daemon's cache must not grow with every commit forever."""
     _entries: OrderedDict[tuple[str, str, str], _Result] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _unread: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     def get(self, key: tuple[str, str, str]) -> _Result | None:
         with self._lock:
@@ -88,6 +91,19 @@ class SpecCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def unread_apps(self, f: SpecFile) -> tuple[str, ...]:
+        """Applications a file that is not a spec may define (read once per blob)."""
+        key = (f.path, f.blob_id)
+        with self._lock:
+            hit = self._unread.get(key)
+        if hit is None:
+            hit = catalog_mod.may_define(f.path, f.read())
+            with self._lock:
+                if len(self._unread) >= self.max_entries:
+                    self._unread.clear()
+                self._unread[key] = hit
+        return hit
 
 
 def parse_duration(text: str | int | float, *, field: str) -> float:
@@ -119,12 +135,17 @@ _env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, loader=None,
 
 
 def load_specs(
-    files: Sequence[SpecFile], *, spec_path: str = "apps", commit: str = "", cache: SpecCache | None = None
+    files: Sequence[SpecFile], *, spec_path: str = "apps", commit: str = "", cache: SpecCache | None = None,
+    catalog: catalog_mod.Catalog | None = None,
 ) -> model.DesiredState:
     """The desired state of one tree: every spec file under ``spec_path`` rendered, parsed and validated.
 
-    ``files`` is every file under ``spec_path`` (non-YAML files and the
-    reserved ``values.yaml``/``policies.yaml`` at its root are skipped).
+    ``files`` is every file under ``spec_path``: ``.yaml``/``.yml`` in any
+    letter case are specs, the reserved ``values.yaml``/``policies.yaml`` at its
+    root are skipped, and every other file is reported in ``notices`` and
+    ``unread_files`` (pruning is held for the applications it may define).
+    With a ``catalog``, a cluster naming an unknown provider, an unconfigured
+    account or a region its account does not allow is its file's problem.
     Never raises for bad input: problems come back in ``DesiredState.problems``
     (sorted by file, then line) and their files in ``broken_files``.
     """
@@ -142,8 +163,13 @@ def load_specs(
         problems += vproblems
     spec_files = [
         f for f in files
-        if f.path.endswith((".yaml", ".yml")) and f.path[len(prefix):] not in RESERVED
+        if catalog_mod.is_spec_file(f.path) and f.path[len(prefix):] not in RESERVED
     ]
+    unread: dict[str, tuple[str, ...]] = {}
+    for f in files:
+        if not catalog_mod.is_spec_file(f.path):
+            unread[f.path] = cache.unread_apps(f)
+    notices = tuple(catalog_mod.unread_notice(path, apps) for path, apps in sorted(unread.items()))
     apps: dict[str, model.Application] = {}
     broken: set[str] = {p.file for p in problems}
     first_file: dict[str, str] = {}
@@ -156,6 +182,8 @@ def load_specs(
             hit = _load_one(f, values, values_ok=not problems)
             cache.put(key, hit)
         app, file_problems = hit
+        if not file_problems and app is not None and catalog is not None:
+            file_problems = tuple(catalog_mod.check_application(app, catalog))
         if file_problems:
             problems += file_problems
             broken.add(f.path)
@@ -182,16 +210,19 @@ def load_specs(
     if problems:
         log.debug("%d spec problem(s) in %d file(s) at %s", len(problems), len(broken), commit or "(tree)")
     return model.DesiredState(commit=commit, applications=apps, problems=tuple(problems),
-                              broken_files=frozenset(broken))
+                              broken_files=frozenset(broken), notices=notices, unread_files=unread)
 
 
-def load_directory(root: Path, *, spec_path: str = "apps", cache: SpecCache | None = None) -> model.DesiredState:
+def load_directory(root: Path, *, spec_path: str = "apps", cache: SpecCache | None = None,
+                   catalog: catalog_mod.Catalog | None = None) -> model.DesiredState:
     """For ``reconciler validate PATH``: PATH is a repo root containing SPEC_PATH, or the spec directory.
 
     Error file names are relative to the repo root (PATH, or its parent when
     PATH is the spec directory), as the Git source names them. Symbolic links
     are refused like the Git source refuses them, so ``validate`` passes only
-    what the daemon will load; a link that leaves PATH is never read.
+    what the daemon will load; a link that leaves PATH is never read. The
+    ``policies.yaml`` at the spec root is checked too: a broken one holds
+    every change of a pass, so ``validate`` must not call it ok.
     """
     given = root
     root = root.resolve()
@@ -214,7 +245,10 @@ def load_directory(root: Path, *, spec_path: str = "apps", cache: SpecCache | No
                 refusals.append(errors.SpecProblem(
                     rel, 1, "", f"symbolic link to a path {where} {given}; links are not followed in the spec tree"))
                 continue
-            if p.suffix not in (".yaml", ".yml") or not p.is_file():
+            if not p.is_file():
+                continue
+            if not catalog_mod.is_spec_file(name):
+                files.append(SpecFile(rel, f"path:{rel}:{p.stat().st_mtime_ns}", _reader(p)))
                 continue
             size = p.stat().st_size
             if size > MAX_FILE_BYTES:
@@ -223,16 +257,33 @@ def load_directory(root: Path, *, spec_path: str = "apps", cache: SpecCache | No
             data = p.read_bytes()
             blob = hashlib.sha1(data).hexdigest()  # noqa: S324 - a content id, like git's, not security
             files.append(SpecFile(rel, blob, _constant(data)))
-    state = load_specs(files, spec_path=rel_prefix.replace(os.sep, "/") if rel_prefix != "." else "", cache=cache)
+    prefix = rel_prefix.replace(os.sep, "/") if rel_prefix != "." else ""
+    state = load_specs(files, spec_path=prefix, cache=cache, catalog=catalog)
+    policies = spec_dir / "policies.yaml"
+    if policies.is_file() and not policies.is_symlink():
+        name = f"{prefix}/policies.yaml".lstrip("/")
+        _, pol_problems = policy_file.load_policy_file(
+            policies.read_bytes()[:MAX_FILE_BYTES].decode("utf-8", errors="replace"), file=name)
+        refusals += pol_problems
     if refusals:
         problems = sorted(refusals + list(state.problems), key=lambda p: (p.file, p.line, p.field))
-        return model.DesiredState(state.commit, state.applications, tuple(problems),
-                                  state.broken_files | {r.file for r in refusals})
+        return dataclasses.replace(state, problems=tuple(problems),
+                                   broken_files=state.broken_files | {r.file for r in refusals})
     return state
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:
     return lambda: data
+
+
+def _reader(p: Path) -> Callable[[], bytes]:
+    """A file that is not a spec: only its start is ever looked at."""
+
+    def read() -> bytes:
+        with p.open("rb") as f:
+            return f.read(catalog_mod.SCAN_BYTES)
+
+    return read
 
 
 def _oversize() -> bytes:
@@ -385,7 +436,11 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str) -> model.Ap
                 waves=tuple(tuple(w) for w in rollout.get("waves") or ()),
                 pause_s=parse_duration(rollout.get("pause", 0), field="rollout.pause"),
             ),
-            source=model.SourceRef(file, yamlnodes.line_of(lines, f"clusters[{i}]")),
+            source=model.SourceRef(file, yamlnodes.line_of(lines, f"clusters[{i}]"), fields=tuple(
+                (path, yamlnodes.line_of(lines, path))
+                for path in (f"clusters[{i}].provider", f"clusters[{i}].account",
+                             *(f"clusters[{i}].regions[{j}]" for j in range(len(c["regions"]))))
+            )),
         ))
     return model.Application(
         name=name, owner=str(doc["owner"]), criticality=model.Criticality(doc.get("criticality", "normal")),

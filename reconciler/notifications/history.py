@@ -181,21 +181,18 @@ class Record:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _held_kind(why: str) -> str | None:
-    # The engine's reasons are prose today; this is the one place that reads them.
-    if why.startswith("waiting for approval"):
-        return kinds.WAITING_FOR_APPROVAL
-    if why.startswith("denied"):
-        return kinds.GUARDRAIL_DENIED
-    return None
+_HELD_KINDS = {model.Hold.APPROVAL.value: kinds.WAITING_FOR_APPROVAL, model.Hold.DENIED.value: kinds.GUARDRAIL_DENIED,
+               model.Hold.PLAN_DENIED.value: kinds.GUARDRAIL_DENIED}
+_STALL_REASONS = {model.SkipKind.STALLED.value: "ChangeFailing", model.SkipKind.UNREADABLE.value: "LiveStateUnreadable"}
 
 
-def _stall_reason(reason: str) -> str | None:
-    if reason.startswith("stalled"):
-        return "ChangeFailing"
-    if reason.startswith("live state unreadable"):
-        return "LiveStateUnreadable"
-    return None
+def _held_kind(held: Mapping[str, Any]) -> str | None:
+    """The notification a held change starts, from the typed hold kind in the status document."""
+    return _HELD_KINDS.get(str(held.get("kind", "")))
+
+
+def _stall_reason(skip: Mapping[str, Any]) -> str | None:
+    return _STALL_REASONS.get(str(skip.get("kind", "")))
 
 
 def _split_key(key: str) -> tuple[str, str]:
@@ -216,8 +213,8 @@ def snapshot(status: Mapping[str, Any]) -> dict[str, Any]:
     by someone else (``reconciler status`` run with other Git credentials) never fakes a transition."""
     return {
         "held": sorted([h["change_id"], kind] for h in status.get("held") or []
-                       if (kind := _held_kind(h["why"])) is not None),
-        "stalled": sorted(s["key"] for s in status.get("skipped") or [] if _stall_reason(s["reason"])),
+                       if (kind := _held_kind(h)) is not None),
+        "stalled": sorted(s["key"] for s in status.get("skipped") or [] if _stall_reason(s)),
         "problems": _problems_by_file(status),
         "source_error": status.get("source_error"),
     }
@@ -235,7 +232,7 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
     before = {(change_id, kind) for change_id, kind in prev.get("held") or []}
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}  # one event per application: a freeze holds them all
     for h in current.get("held") or []:
-        kind = _held_kind(h["why"])
+        kind = _held_kind(h)
         if kind is None or (h["change_id"], kind) in before:
             continue
         region, cluster = _split_key(h["key"])
@@ -258,7 +255,7 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
 
     stalled_before = set(prev.get("stalled") or [])
     for s in current.get("skipped") or []:
-        reason = _stall_reason(s["reason"])
+        reason = _stall_reason(s)
         if reason is None or s["key"] in stalled_before:
             continue
         region, cluster = _split_key(s["key"])

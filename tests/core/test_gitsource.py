@@ -108,3 +108,15 @@ def test_symlinks_in_the_spec_tree_are_refused(env: Env) -> None:
     res = env.cli("plan")
     assert res.code == 1
     assert "apps/evil.yaml" in res.out + res.err and "symbolic link" in res.out + res.err
+
+
+def test_the_mirror_resolves_head_to_the_tracked_branch_and_refuses_unknown_refs(env: Env, tmp_path: Path) -> None:
+    env.repo.write("apps/checkout.yaml", app_spec()).commit("one")
+    first = env.repo.head()
+    env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2")).commit("two")
+    src = gitsource.GitSource(str(env.repo.path), "main", mirror_root=tmp_path / "state")
+    src.fetch()
+    assert src.resolve("HEAD") == src.resolve("main") == src.resolve("origin/main") == env.repo.head()
+    assert src.resolve("main~1") == src.resolve(first[:10]) == first
+    with pytest.raises(errors.SourceError, match="cannot resolve 'nope' to a commit"):
+        src.resolve("nope")

@@ -27,7 +27,7 @@ def test_the_saved_plan_is_the_json_contract_plus_what_apply_needs() -> None:
     assert doc["format_version"] == planfile.FORMAT_VERSION and doc["digest"].startswith("sha256:")
     change = doc["plan"]["changes"][0]
     assert change["desired"]["strategy"]["delay_before_disable_s"] == 30
-    assert change["desired"]["source"] == {"file": "apps/checkout.yaml", "line": 3}
+    assert change["desired"]["source"] == {"file": "apps/checkout.yaml", "line": 3, "fields": []}
     assert change["current"]["extra"] == [["launch-template", "lt-004"]]
 
 

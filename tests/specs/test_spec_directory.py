@@ -27,7 +27,7 @@ def repo(tmp_path: Path) -> Path:
     write(root / "apps" / "shop.yaml", minimal("shop").replace("img-1", "'{{ values.image }}'"))
     write(root / "apps" / "team" / "web.yml", minimal("web"))
     write(root / "apps" / "values.yaml", "image: img-7\n")
-    write(root / "apps" / "policies.yaml", "not: a spec\n")
+    write(root / "apps" / "policies.yaml", "defaults: {}\n")
     write(root / "apps" / "notes.txt", "not yaml\n")
     write(root / "README.md", "# desired state\n")
     return root
