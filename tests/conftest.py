@@ -18,10 +18,15 @@ from typing import Any
 import pygit2
 import pytest
 import yaml
+from hypothesis import settings as hypothesis_settings
 
 from reconciler import cli
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Properties are judged by what they find, not by how fast a shared 2-core machine runs one example.
+hypothesis_settings.register_profile("reconciler", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("reconciler")
 
 
 class DesiredRepo:

@@ -55,7 +55,7 @@ def test_a_typo_in_the_provider_is_a_spec_problem_and_nothing_is_destroyed(env: 
     typo = blog(provider="nosuchcloud")
     env.repo.write("apps/blog.yaml", typo).commit("typo")
     expected = (f"apps/blog.yaml:{line_of(typo, 'provider:')}: clusters[0].provider: unknown provider "
-                "'nosuchcloud' (installed: aws, gcp, local)")
+                "'nosuchcloud' (installed: aws, azure, cloudfoundry, gcp, local)")
 
     val = env.cli("validate", str(env.repo.path))
     assert val.code == 1 and expected in val.out

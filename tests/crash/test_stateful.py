@@ -291,7 +291,7 @@ class Fleet(RuleBasedStateMachine):
         if self.paused:
             self.engine.resume("app", by="test")
         else:
-            self.engine.pause("app", by="test")
+            self.engine.pause("app", by="test", force=True)  # app may be out of Git at the moment
         self.paused = not self.paused
         stateful_stats.KINDS["pause and resume"] += 1
 

@@ -127,13 +127,14 @@ def test_a_denial_a_broken_spec_and_a_source_error_are_each_recorded_when_they_b
 
 
 def test_transitions_compare_two_statuses() -> None:
-    held = [{"key": f"local/default/{r}/checkout-main", "change_id": f"id-{r}", "why": "denied: freeze: frozen"}
-            for r in ("us-east-1", "eu-west-1")]
+    held = [{"key": f"local/default/{r}/checkout-main", "change_id": f"id-{r}", "why": "denied: freeze: frozen",
+             "kind": "denied"} for r in ("us-east-1", "eu-west-1")]
     status = {"commit": "c" * 40, "applications": {"checkout": {"clusters": ["checkout-main"], "file": "apps/c.yaml"}},
               "changes": [{"change_id": f"id-{r}", "action": "replace"} for r in ("us-east-1", "eu-west-1")],
               "held": held,
               "skipped": [{"key": "local/default/eu-west-1/checkout-main", "application": "checkout",
-                           "cluster": "checkout-main", "reason": "stalled: spec 1234 kept failing; commit a fix"}],
+                           "cluster": "checkout-main", "reason": "stalled: spec 1234 kept failing; commit a fix",
+                           "kind": "stalled"}],
               "source_error": "cannot fetch https://user:tok3n@git.example.com/x.git: timeout"}
     first = history.transitions(None, status)
     assert [r.kind for r in first] == ["guardrail_denied", "stalled", "source_error"]
