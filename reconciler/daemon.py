@@ -210,7 +210,8 @@ class Daemon:
             ("poll_interval_s", "poll.interval"), ("poll_jitter_s", "poll.jitter"), ("schedules", "schedules"),
             ("log_level", "log.level"), ("shutdown_deadline_s", "daemon.shutdown_deadline")) if
             getattr(new, attr) != getattr(old, attr)]
-        changed += [f"http.{f}" for f in ("token_file", "webhook_secret_file", "max_body")
+        changed += [f"http.{f}" for f in ("token_file", "webhook_secret_file", "max_body", "tokens", "public_read",
+                                          "session_ttl_s")
                     if getattr(new.http, f) != getattr(old.http, f)]
         self.cfg = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir)
         log.info("config reloaded (%s); poll every %.1fs", ", ".join(changed) or "no changes", new.poll_interval_s)
@@ -222,9 +223,7 @@ class Daemon:
         if cfg.http.host is None:
             return None
         if self._api is None:
-            self._api = httpapi.Api(self.engine, self.trigger, token_file=cfg.http.token_file,
-                                    webhook_secret_file=cfg.http.webhook_secret_file, branch=cfg.branch,
-                                    max_body=cfg.http.max_body)
+            self._api = httpapi.Api(self.engine, self.trigger, http=cfg.http, branch=cfg.branch)
         return httpapi.Server(self._api, cfg.http.host, cfg.http.port, max_body=cfg.http.max_body)
 
     # ------------------------------------------------------------------ lifecycle
