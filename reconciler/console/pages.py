@@ -114,7 +114,8 @@ class Pages:
         html = self.env.get_template(template).render(
             identity=ctx.identity if ctx else None, session=session, flash=flash,
             csrf=session.csrf if session else "", version=__version__, static_version=self.static_version,
-            path=ctx.request.full_path.rstrip("?") if ctx and ctx.request.method == "GET" else "/", now=ctx.clock() if ctx else 0.0,
+            path=ctx.request.full_path.rstrip("?") if ctx and ctx.request.method == "GET" else "/",
+            now=ctx.clock() if ctx else 0.0,
             views=views, **values)
         return Response(html, status=status, mimetype="text/html")
 
