@@ -177,7 +177,7 @@ class Pages:
             ctx.require(S.READ, app)
         rows = views.visible_rows(ctx.backend.executions(limit=50, application=app), who)
         return self._page(ctx, "executions.html", "_executions.html", title="Executions", fleet_status=status,
-                          executions=rows, application=app or "", live=views.running(rows))
+                          executions=rows, application=app or "")
 
     def on_execution(self, ctx: base.Ctx, ident: str) -> Response:
         _who, status = self._status(ctx)
@@ -186,7 +186,7 @@ class Pages:
             raise base.Refusal(404, f"no execution {ident!r}")
         ctx.require(S.READ, str(row.get("application", "")))
         return self._page(ctx, "execution.html", "_execution.html", title=f"Execution {ident}",
-                          fleet_status=status, ex=row, live=views.running([row]))
+                          fleet_status=status, ex=row)
 
     def on_history(self, ctx: base.Ctx) -> Response:
         who, status = self._status(ctx)
@@ -219,7 +219,7 @@ class Pages:
             elif request.args.get("signed_out"):
                 notice = "Signed out."
             return self._signin_form(ctx, nxt, notice=notice)
-        if not sessions_mod.same(request.cookies.get(sessions_mod.SIGNIN_COOKIE), request.form.get("csrf")):
+        if not sessions_mod.same(request.cookies.get(sessions_mod.SIGNIN_COOKIE), request.form.get("signin_csrf")):
             return self._signin_form(ctx, nxt, status=403, error="The sign-in form expired or came from another "
                                      "site. Try again.")
         token = (request.form.get("token") or "").strip()

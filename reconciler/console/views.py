@@ -17,7 +17,6 @@ from reconciler import access
 CONDITION_ORDER = ("Stalled", "Paused", "Reconciling", "Ready")
 """The condition shown for an application: the first of these that holds."""
 
-FINISHED = ("succeeded", "failed", "rolled_back", "interrupted", "skipped")
 
 
 # ---------------------------------------------------------------------------- filtering
@@ -202,10 +201,6 @@ def duration(start: float | None, end: float | None, now: float) -> float | None
     if not start:
         return None
     return max((end or now) - start, 0.0)
-
-
-def running(executions: Iterable[Mapping[str, Any]]) -> bool:
-    return any(e.get("state") not in FINISHED for e in executions)
 
 
 def fmt_time(ts: Any) -> str:
