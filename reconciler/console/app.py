@@ -65,7 +65,8 @@ class Console:
 
     # ------------------------------------------------------------------ identity
 
-    def _context(self, request: Request) -> base.Ctx:
+    def _context(self, request: Request, *, cookies: bool = True) -> base.Ctx:
+        """Who asks: a bearer token; else (``cookies``) a console session; else, with public_read, a reader."""
         settings = self.settings
         ctx = base.Ctx(request=request, backend=self.backend, settings=settings, identity=None, session=None,
                        sessions=self.sessions, clock=self.clock, read_secret=self.read_secret)
@@ -77,7 +78,7 @@ class Console:
             ctx.identity = access.identify(access.digest(given), tokens, self.read_secret) if given else None
             ctx.bad_token = ctx.identity is None
             return ctx
-        session, expired = self.sessions.get(request.cookies.get(sessions_mod.COOKIE))
+        session, expired = self.sessions.get(request.cookies.get(sessions_mod.COOKIE) if cookies else None)
         if session is not None:
             who = access.identify(session.digest, tokens, self.read_secret)
             if who is None:  # the token was rotated or removed: its sessions end with it
@@ -107,8 +108,9 @@ class Console:
         ctx: base.Ctx | None = None
         try:
             endpoint, args = self.url_map.bind_to_environ(request.environ).match()
-            ctx = self._context(request)
             kind, name = endpoint.split(":", 1)
+            # API changes take a bearer token only: a session cookie there would need a CSRF token too
+            ctx = self._context(request, cookies=kind != "api" or request.method == "GET")
             if kind == "api":
                 return api.HANDLERS[name](ctx, **args)
             return self.pages.handle(name, ctx, **args)

@@ -226,6 +226,7 @@ class Pages:
         who = access.identify(access.digest(token), ctx.settings.all_tokens(), ctx.read_secret) if token else None
         if who is None:
             return self._signin_form(ctx, nxt, status=401, error="That token matches no configured token.")
+        ctx.sessions.close(request.cookies.get(sessions_mod.COOKIE))  # a new session id at every sign-in
         session = ctx.sessions.open(who)
         session.flash.append(f"Signed in as {who.name}.")
         response = Response(status=303, headers={"Location": nxt})

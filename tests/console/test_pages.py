@@ -100,6 +100,9 @@ def test_a_cross_site_form_post_is_refused_without_its_csrf_token(site: Site) ->
                       headers={"Origin": "https://evil.example"})
     assert res.status_code == 403 and "another site" in res.get_data(as_text=True)
     assert "checkout" not in site.get("/api/v1/status", "viewer").json["paused"]
+    api = client.post("/api/v1/pause/checkout", json={})
+    assert api.status_code == 401, "API changes take a bearer token, never the session cookie"
+    assert client.get("/api/v1/status").status_code == 200, "reads take the session (the live refresh)"
     no_session = site.client().post("/actions/pause", data={"target": "checkout", "csrf": token})
     assert no_session.status_code == 401 and "Sign in first" in no_session.get_data(as_text=True)
     res = client.post("/actions/pause", data={"target": "checkout", "csrf": token, "reason": "incident",
