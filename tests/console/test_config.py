@@ -3,9 +3,11 @@ mistake named by file:line and field, and the documented example loads as docume
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reconciler import access, errors
 from reconciler import config as config_mod
@@ -90,3 +92,11 @@ def test_every_token_mistake_is_named_by_line_and_field(tmp_path: Path) -> None:
     ]
     for line, text in expected:
         assert any(entry.startswith(f"{path}:{line}: {text}") for entry in lines), (line, text, lines)
+
+
+def test_the_documented_token_config_is_the_example_file() -> None:
+    doc = (ROOT / "docs" / "console.md").read_text(encoding="utf-8")
+    block = re.search(r"## Tokens and scopes\n\n```yaml\n(.*?)```", doc, re.S)
+    assert block, "docs/console.md shows the token config"
+    example = yaml.safe_load((ROOT / "examples" / "config-console.yaml").read_text(encoding="utf-8"))
+    assert yaml.safe_load(block.group(1)) == {"http": example["http"]}

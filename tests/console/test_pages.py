@@ -3,6 +3,8 @@ escaping of values from specs, and a page that a strict Content-Security-Policy 
 
 from __future__ import annotations
 
+import html
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from werkzeug.test import Client
 
 from reconciler.console import app as console_app
+from tests.conftest import app_spec
 from tests.console.conftest import TOKENS, Site, csp_problems, csrf_of, make_site, signin_csrf_of
 
 PAGES = ["/", "/apps/checkout", "/apps/payments", "/plan", "/executions", "/executions?application=checkout",
@@ -206,3 +209,36 @@ def test_public_read_shows_pages_without_a_session_but_not_actions(tmp_path: Pat
         assert res.status_code == 303 and _location(res).startswith("/signin?")
     finally:
         s.engine.close()
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_the_stylesheets_colours_meet_wcag_aa_contrast() -> None:
+    css = (Path(console_app.__file__).parent / "static" / "console.css").read_text(encoding="utf-8")
+    colours = dict(re.findall(r"--([\w-]+): (#[0-9a-f]{6})", css))
+    pairs = [("fg", "bg"), ("muted", "bg"), ("muted", "panel"), ("link", "bg"), ("ok", "ok-bg"),
+             ("info", "info-bg"), ("warn", "warn-bg"), ("bad", "bad-bg"), ("bad", "bg"), ("fg", "panel")]
+    for fg, bg in pairs:
+        light, dark = sorted((_luminance(colours[fg]), _luminance(colours[bg])), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, (fg, bg)
+    light, dark = _luminance("#ffffff"), _luminance(colours["focus"])
+    assert (light + 0.05) / (dark + 0.05) >= 3.0, "the focus ring stands out (non-text contrast)"
+
+
+def test_a_failed_deploy_shows_its_reason_in_the_executions_views(site: Site) -> None:
+    site.repo.write("apps/checkout.yaml", app_spec(image="checkout-bad", regions=("us-east-1",),
+                                                   timeout="300ms")).commit("a bad image")
+    site.reconcile()
+    client = site.signed_in("viewer")
+    rows = site.get("/api/v1/executions?application=checkout", "viewer").json["executions"]
+    failed = next(r for r in rows if r["state"] != "succeeded")
+    assert failed["error"]
+    listing = client.get("/executions").get_data(as_text=True)
+    assert html.escape(failed["error"], quote=True) in listing
+    page = client.get(f"/executions/{failed['id']}").get_data(as_text=True)
+    assert "Failure" in page and html.escape(failed["error"], quote=True) in page
+    assert 'data-state="failed"' in page
