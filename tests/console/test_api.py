@@ -8,6 +8,7 @@ import re
 import time
 from pathlib import Path
 
+import openapi_spec_validator
 import pytest
 
 from reconciler.console import openapi
@@ -33,6 +34,7 @@ def test_every_route_the_daemon_serves_is_in_the_openapi_document(site: Site) ->
         if path.startswith("/api/") or path in ("/healthz", "/readyz", "/metrics", "/webhook"):
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 served.add((path, method.lower()))
+    openapi_spec_validator.validate(doc)
     documented = {(p, m) for p, ops in doc["paths"].items() for m in ops}
     assert served and served == documented
     for path, ops in doc["paths"].items():
