@@ -34,8 +34,8 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from reconciler import access, errors, logs, metrics
 from reconciler import config as config_mod
-from reconciler import errors, logs, metrics
 from reconciler.console import app as console_app
 from reconciler.console import backend as console_backend
 from reconciler.console import base as console_base
@@ -119,6 +119,16 @@ class Api:
         for name, value in console_app.SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response(environ, start_response)
+
+    def _authorized(self, request: Request, scope: access.Scope = access.Scope.READ) -> Response | None:
+        """For a route served here that needs a token: its 401/403 answer, or None when the caller holds
+        ``scope`` for some application (a bearer token, a console session for reads, or public_read)."""
+        ctx = self.console.context(request, cookies=request.method == "GET")
+        try:
+            ctx.require(scope)
+        except console_base.Refusal as exc:
+            return _json({"error": exc.message}, exc.status)
+        return None
 
     # ------------------------------------------------------------------ routes
 

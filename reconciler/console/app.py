@@ -65,7 +65,7 @@ class Console:
 
     # ------------------------------------------------------------------ identity
 
-    def _context(self, request: Request, *, cookies: bool = True) -> base.Ctx:
+    def context(self, request: Request, *, cookies: bool = True) -> base.Ctx:
         """Who asks: a bearer token; else (``cookies``) a console session; else, with public_read, a reader."""
         settings = self.settings
         ctx = base.Ctx(request=request, backend=self.backend, settings=settings, identity=None, session=None,
@@ -110,7 +110,7 @@ class Console:
             endpoint, args = self.url_map.bind_to_environ(request.environ).match()
             kind, name = endpoint.split(":", 1)
             # API changes take a bearer token only: a session cookie there would need a CSRF token too
-            ctx = self._context(request, cookies=kind != "api" or request.method == "GET")
+            ctx = self.context(request, cookies=kind != "api" or request.method == "GET")
             if kind == "api":
                 return api.HANDLERS[name](ctx, **args)
             return self.pages.handle(name, ctx, **args)

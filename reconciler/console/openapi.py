@@ -16,14 +16,15 @@ from reconciler.console import api
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 
-OPEN_ROUTES: tuple[tuple[str, str, str, str], ...] = (
-    ("/healthz", "get", "healthz", "The process is alive (open, for probes)."),
-    ("/readyz", "get", "readyz", "200 when the repository was read recently and the store is writable, else 503 "
-     "with the reason (open, for probes)."),
-    ("/metrics", "get", "metrics", "Prometheus metrics (open, for scrapers)."),
-    ("/webhook", "post", "webhook", "Push events from GitHub, Gitea or GitLab, signed with webhook.secret_file "
-     "(HMAC-SHA256) or carrying GitLab's token; a push to the tracked branch starts a pass."),
+HTTPAPI_ROUTES: tuple[tuple[str, str, str, access.Scope | None, str], ...] = (
+    ("/healthz", "get", "healthz", None, "The process is alive (open, for probes)."),
+    ("/readyz", "get", "readyz", None, "200 when the repository was read recently and the store is writable, else "
+     "503 with the reason (open, for probes)."),
+    ("/metrics", "get", "metrics", None, "Prometheus metrics (open, for scrapers)."),
+    ("/webhook", "post", "webhook", None, "Push events from GitHub, Gitea or GitLab, signed with "
+     "webhook.secret_file (HMAC-SHA256) or carrying GitLab's token; a push to the tracked branch starts a pass."),
 )
+"""Routes ``httpapi.Api`` serves itself: (path, method, operationId, scope or None for open, summary)."""
 
 
 def _openapi_path(rule: str) -> str:
@@ -73,9 +74,12 @@ def document() -> dict[str, Any]:
             op["requestBody"] = {"required": False,
                                  "content": {"application/json": {"schema": route.body}}}
         paths.setdefault(_openapi_path(route.path), {})[route.method.lower()] = op
-    for path, method, op_id, summary in OPEN_ROUTES:
-        paths.setdefault(path, {})[method] = {"operationId": op_id, "summary": summary, "security": [],
-                                              "responses": {"200": {"description": "ok"}}}
+    for path, method, op_id, scope, summary in HTTPAPI_ROUTES:
+        op = {"operationId": op_id, "summary": summary, "responses": {"200": {"description": "ok"}}}
+        op["security"] = [] if scope is None else [{"bearer": []}, {"session": []}]
+        if scope is not None:
+            op["description"] = f"Scope: `{scope.value}` for any application."
+        paths.setdefault(path, {})[method] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "reconciler", "version": __version__,

@@ -244,3 +244,22 @@ def test_a_rotated_token_file_takes_effect_at_the_next_request(site: Site, tmp_p
     assert site.get("/api/v1/status", "viewer").status_code == 401
     res = site.client().get("/api/v1/status", headers={"Authorization": "Bearer viewer-rotated-000"})
     assert res.status_code == 200
+
+
+def test_routes_served_by_httpapi_itself_check_tokens_the_same_way(site: Site) -> None:
+    """``Api._authorized`` is how a route of httpapi's own (such as an event stream) asks for a scope."""
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from reconciler import access
+
+    def ask(headers: dict[str, str], scope: access.Scope = access.Scope.READ) -> int | None:
+        request = Request(EnvironBuilder(path="/x", headers=headers).get_environ())
+        denied = site.api._authorized(request, scope)
+        return None if denied is None else denied.status_code
+
+    assert ask({}) == 401
+    assert ask({"Authorization": "Bearer nope"}) == 401
+    assert ask(site.auth("viewer")) is None
+    assert ask(site.auth("viewer"), access.Scope.OPERATE) == 403
+    assert ask(site.auth("operator"), access.Scope.OPERATE) is None
