@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--branch", help="tracked branch (default: the config's, else main)")
     common.add_argument("--spec-path", help="spec directory inside the repo (default: apps)")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--server", default=os.environ.get("RECONCILER_SERVER") or None, metavar="URL",
+                        help="act through the daemon at URL (its /api/v1/) instead of the local state; the daemon "
+                        "records the token's name (default: $RECONCILER_SERVER)")
+    remote.add_argument("--token-file", metavar="FILE",
+                        help="with --server: a file holding the API token (default: $RECONCILER_TOKEN_FILE, "
+                        "else the token in $RECONCILER_TOKEN)")
 
     p = argparse.ArgumentParser(prog="reconciler", description="GitOps reconciler for VM fleets.")
     p.add_argument("--version", action="version", version=f"reconciler {__version__}")
@@ -82,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.set_defaults(func=cmd_schema, verbose=False)
 
-    s = sub.add_parser("plan", parents=[common],
+    s = sub.add_parser("plan", parents=[common, remote],
                        help="show what would change (exit 0 no changes, 2 changes, 1 error)")
     s.add_argument("--repo", help="repository URL or local path (default: the config's)")
     s.add_argument("--ref", help="commit, branch or tag to plan (default: the tracked branch head)")
@@ -107,11 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-format", choices=("auto", "text", "json"), default="auto")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("status", parents=[common], help="applications, conditions, server groups")
+    s = sub.add_parser("status", parents=[common, remote], help="applications, conditions, server groups")
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("history", parents=[common], help="what happened, newest first")
+    s = sub.add_parser("history", parents=[common, remote], help="what happened, newest first")
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.add_argument("--limit", type=int, default=50)
     s.add_argument("--application")
@@ -131,19 +138,20 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_events)
 
     for name, helptext in (("approve", "approve a change or plan id"), ("reject", "reject a change or plan id")):
-        s = sub.add_parser(name, parents=[common], help=helptext)
+        s = sub.add_parser(name, parents=[common, remote], help=helptext)
         s.add_argument("id", help="change id or plan id from `reconciler plan`")
         s.add_argument("--comment", default="")
-        s.add_argument("--by", default=None, help="who decides (default: the current user)")
+        s.add_argument("--by", default=None, help="who decides (default: the current user; with --server the "
+                       "token's name, always)")
         s.set_defaults(func=cmd_decide, decision=name)
 
-    s = sub.add_parser("rollback", parents=[common], help="re-enable the retained previous group of CLUSTER")
+    s = sub.add_parser("rollback", parents=[common, remote], help="re-enable the retained previous group of CLUSTER")
     s.add_argument("cluster")
     s.add_argument("--region")
     s.set_defaults(func=cmd_rollback)
 
     for name in ("pause", "resume"):
-        s = sub.add_parser(name, parents=[common], help=f"{name} reconciling an application or cluster")
+        s = sub.add_parser(name, parents=[common, remote], help=f"{name} reconciling an application or cluster")
         s.add_argument("target", help="application or cluster name")
         s.add_argument("--reason", default="")
         if name == "pause":
@@ -151,10 +159,10 @@ def _parser() -> argparse.ArgumentParser:
                            help="pause a name that is not in Git or live state yet (otherwise refused as a typo)")
         s.set_defaults(func=cmd_pause, action=name)
 
-    s = sub.add_parser("freeze", parents=[common], help="stop all changes except rollbacks")
+    s = sub.add_parser("freeze", parents=[common, remote], help="stop all changes except rollbacks")
     s.add_argument("--reason", required=True)
     s.set_defaults(func=cmd_freeze, action="freeze")
-    s = sub.add_parser("unfreeze", parents=[common], help="lift a freeze set with `reconciler freeze`")
+    s = sub.add_parser("unfreeze", parents=[common, remote], help="lift a freeze set with `reconciler freeze`")
     s.set_defaults(func=cmd_freeze, action="unfreeze", reason="")
     return p
 
@@ -174,6 +182,18 @@ def _engine(args: argparse.Namespace, *, repo: str | None = None, progress: bool
 
     cfg = _config(args, repo=repo)
     return engine_mod.Engine(cfg, progress=_progress if progress else None)
+
+
+def _remote(args: argparse.Namespace) -> Any:
+    from reconciler import remote
+
+    return remote.client(args)
+
+
+def _quote(name: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(name, safe="")
 
 
 def _progress(message: str) -> None:
@@ -232,6 +252,10 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from reconciler import gitsource, planfile, render
 
+    if args.server:
+        from reconciler import remote
+
+        return remote.plan(args)
     cfg_repo = args.repo
     eng = _engine(args, repo=cfg_repo)
     try:
@@ -388,12 +412,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    eng = _engine(args)
-    try:
-        eng.refresh_status(record_events=False)
-        status = eng.status()
-    finally:
-        eng.close()
+    if args.server:
+        status = _remote(args).get("/api/v1/status")
+    else:
+        eng = _engine(args)
+        try:
+            eng.refresh_status(record_events=False)
+            status = eng.status()
+        finally:
+            eng.close()
     if args.format == "json":
         print(json.dumps(status, indent=2, sort_keys=True, default=str))
         return EXIT_OK
@@ -438,12 +465,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    eng = _engine(args)
-    try:
-        events = eng.store.history(limit=args.limit, application=args.application)
-        execs = eng.store.executions(limit=args.limit, application=args.application)
-    finally:
-        eng.close()
+    if args.server:
+        doc = _remote(args).get("/api/v1/history", limit=args.limit, application=args.application)
+        events, execs = doc["events"], doc["executions"]
+    else:
+        eng = _engine(args)
+        try:
+            events = eng.store.history(limit=args.limit, application=args.application)
+            execs = eng.store.executions(limit=args.limit, application=args.application)
+        finally:
+            eng.close()
     if args.format == "json":
         print(json.dumps({"events": events, "executions": execs}, indent=2, sort_keys=True, default=str))
         return EXIT_OK
@@ -490,18 +521,30 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    eng = _engine(args)
-    try:
-        fn = eng.approve if args.decision == "approve" else eng.reject
-        row = fn(args.id, by=_user(args), comment=args.comment)
-    finally:
-        eng.close()
+    if args.server:
+        from reconciler import remote
+
+        remote.refuse_local_only(args, "--by")
+        row = _remote(args).post(f"/api/v1/{args.decision}/{_quote(args.id)}", {"comment": args.comment})
+    else:
+        eng = _engine(args)
+        try:
+            fn = eng.approve if args.decision == "approve" else eng.reject
+            row = fn(args.id, by=_user(args), comment=args.comment)
+        finally:
+            eng.close()
     print(f"{row['id']} {row['decision']} by {row['by']} (valid until "
           f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['expires_at']))})")
     return EXIT_OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    if args.server:
+        doc = _remote(args).post(f"/api/v1/rollback/{_quote(args.cluster)}", {"region": args.region})
+        print(f"rollback of {args.cluster} started in {', '.join(doc['regions'])} by {doc['by']}; {args.cluster} is "
+              f"paused: follow it with `reconciler history --server ...`, revert the deploy in Git, then "
+              f"`reconciler resume {args.cluster}`")
+        return EXIT_OK
     eng = _engine(args, progress=True)
     try:
         results = eng.rollback(args.cluster, region=args.region, by=_user(args))
@@ -514,27 +557,34 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    eng = _engine(args)
-    try:
-        if args.action == "pause":
-            eng.pause(args.target, by=_user(args), reason=args.reason, force=args.force)
-        else:
-            eng.resume(args.target, by=_user(args))
-    finally:
-        eng.close()
+    if args.server:
+        body = {"reason": args.reason, "force": bool(getattr(args, "force", False))}
+        _remote(args).post(f"/api/v1/{args.action}/{_quote(args.target)}", body)
+    else:
+        eng = _engine(args)
+        try:
+            if args.action == "pause":
+                eng.pause(args.target, by=_user(args), reason=args.reason, force=args.force)
+            else:
+                eng.resume(args.target, by=_user(args))
+        finally:
+            eng.close()
     print(f"{args.target} {'paused' if args.action == 'pause' else 'resumed'}")
     return EXIT_OK
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:
-    eng = _engine(args)
-    try:
-        if args.action == "freeze":
-            eng.freeze(by=_user(args), reason=args.reason)
-        else:
-            eng.unfreeze(by=_user(args))
-    finally:
-        eng.close()
+    if args.server:
+        _remote(args).post(f"/api/v1/{args.action}", {"reason": args.reason} if args.action == "freeze" else {})
+    else:
+        eng = _engine(args)
+        try:
+            if args.action == "freeze":
+                eng.freeze(by=_user(args), reason=args.reason)
+            else:
+                eng.unfreeze(by=_user(args))
+        finally:
+            eng.close()
     print("frozen: only rollbacks run" if args.action == "freeze" else "freeze lifted")
     return EXIT_OK
 

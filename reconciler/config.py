@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors
+from reconciler import access, errors
 from reconciler.notifications import settings as notify_settings
 
 ENV_CONFIG = "RECONCILER_CONFIG"
@@ -85,9 +85,16 @@ class HttpSettings:
 
     host: str | None = None  # http.listen host (None: no endpoint)
     port: int = 0  # http.listen port (0: any free port)
-    token_file: Path | None = None  # bearer token for state-changing routes, read at every request
+    token_file: Path | None = None  # an admin token (named token-file), read at every request
     webhook_secret_file: Path | None = None  # webhook.secret_file; without it /webhook is 404
     max_body: int = DEFAULT_MAX_BODY  # bytes; larger request bodies get 413 before they are read
+    tokens: tuple[access.Token, ...] = ()  # http.tokens: named tokens with scopes per application pattern
+    public_read: bool = False  # true: status, plans and history are readable without a token
+    session_ttl_s: float = 8 * 3600.0  # http.session_ttl: a console sign-in lasts this long
+
+    def all_tokens(self) -> tuple[access.Token, ...]:
+        """``http.tokens`` and, when set, ``http.token_file`` as the admin token ``token-file``."""
+        return access.legacy_token(self.token_file) + self.tokens
 
     @property
     def listen(self) -> str | None:

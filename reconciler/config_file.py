@@ -19,13 +19,15 @@ from typing import Any
 
 import yaml
 
+from reconciler import access, errors
 from reconciler import config as config_mod
-from reconciler import errors
 from reconciler.notifications import settings as notify_settings
 
 _BRANCH_RE = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]+(?<!/)(?<!\.lock)$")
 _SCP_RE = re.compile(r"^[\w.-]+@[\w.-]+:")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+_PATTERN_RE = re.compile(r"^[a-z0-9*?\[\]!-]{1,80}$")
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 TOP_KEYS = ("repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
             "execution", "webhook", "schedules", "approvals", "daemon", "notifications")
@@ -376,7 +378,8 @@ class _Builder:
         return types.MappingProxyType(out)
 
     def _http(self, value: Any, webhook_value: Any) -> config_mod.HttpSettings:
-        sec = self.section(value, "http", ("listen", "token_file", "max_body"))
+        sec = self.section(value, "http", ("listen", "token_file", "max_body", "tokens", "public_read",
+                                           "session_ttl"))
         webhook = self.section(webhook_value, "webhook", ("secret_file",))
         host: str | None = None
         port = 0
@@ -391,7 +394,81 @@ class _Builder:
             host=host, port=port, token_file=self.file_path(sec, "http", "token_file"),
             webhook_secret_file=self.file_path(webhook, "webhook", "secret_file"),
             max_body=self.size(sec, "http", "max_body", config_mod.DEFAULT_MAX_BODY, 1024, 64 * 1024 * 1024),
+            tokens=self._tokens(sec.get("tokens"), legacy="token_file" in sec and sec["token_file"] is not None),
+            public_read=self.flag(sec, "http", "public_read", False),
+            session_ttl_s=self.duration(sec, "http", "session_ttl", 8 * 3600.0, low=60.0, maximum=30 * 86400.0),
         )
+
+    def _tokens(self, value: Any, *, legacy: bool) -> tuple[access.Token, ...]:
+        """``http.tokens``: each ``{name, file | sha256, scopes: {PATTERN: [SCOPE, ...]}}``."""
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.fail("http.tokens", f"expected a list of {{name: ..., file: ..., scopes: {{'*': [read]}}}}, "
+                      f"got {_kind(value)}")
+            return ()
+        out: list[access.Token] = []
+        names: set[str] = {access.LEGACY_TOKEN_NAME} if legacy else set()
+        digests: set[str] = set()
+        for i, item in enumerate(value):
+            where = f"http.tokens[{i}]"
+            if not isinstance(item, dict):
+                self.fail(where, f"expected {{name: ..., file: ..., scopes: ...}}, got {_kind(item)}")
+                continue
+            sec = self.section(item, where, ("name", "file", "sha256", "scopes"))
+            name = self.text(sec, where, "name", "")
+            if not name:
+                self.fail(f"{where}.name", "required: who holds this token (recorded as the approver)")
+            elif not _TOKEN_NAME_RE.match(name):
+                self.fail(f"{where}.name", f"{config_mod._show(name)}: use letters, digits and . _ @ - "
+                          "(at most 64)")
+                name = ""
+            elif name in names:
+                why = "the name of http.token_file's token" if name == access.LEGACY_TOKEN_NAME else "given twice"
+                self.fail(f"{where}.name", f"{name!r} is {why}; token names must be unique")
+                name = ""
+            names.add(name)
+            file = self.file_path(sec, where, "file")
+            sha = self.text(sec, where, "sha256", "").strip().lower()
+            if (file is None) == (not sha):
+                self.fail(where, "give exactly one of file: (a file holding the token) or sha256: (its hex "
+                          "SHA-256, e.g. from `printf %s \"$TOKEN\" | sha256sum`)")
+            elif sha and not re.fullmatch(r"[0-9a-f]{64}", sha):
+                self.fail(f"{where}.sha256", "expected 64 hex digits (the SHA-256 of the token)")
+                sha = ""
+            elif sha and sha in digests:
+                self.fail(f"{where}.sha256", "the same token is given twice")
+            digests.add(sha)
+            grants = self._grants(sec.get("scopes"), f"{where}.scopes")
+            if name and grants and (file is not None or sha):
+                out.append(access.Token(name=name, grants=grants, file=file, sha256=sha))
+        return tuple(out)
+
+    def _grants(self, value: Any, where: str) -> tuple[access.Grant, ...]:
+        allowed = [s.value for s in access.Scope]
+        if not isinstance(value, dict) or not value:
+            self.fail(where, "required: a mapping of application patterns to scopes, e.g. "
+                      "{'*': [read], 'checkout*': [approve, operate]}")
+            return ()
+        grants: list[access.Grant] = []
+        for pattern, scopes in value.items():
+            at = f"{where}.{pattern}"
+            if not isinstance(pattern, str) or not _PATTERN_RE.match(pattern):
+                self.fail(where, f"{config_mod._show(pattern)} is not an application pattern (lowercase letters, "
+                          "digits and the wildcards * ? [ ])")
+                continue
+            items = scopes if isinstance(scopes, list) else [scopes]
+            chosen: set[access.Scope] = set()
+            for s in items:
+                if not isinstance(s, str) or s not in allowed:
+                    self.fail(at, f"{config_mod._show(s)} is not a scope (allowed: {', '.join(allowed)})")
+                    continue
+                chosen.add(access.Scope(s))
+            if not items:
+                self.fail(at, f"give at least one scope ({', '.join(allowed)})")
+            if chosen:
+                grants.append(access.Grant(pattern, frozenset(chosen)))
+        return tuple(grants)
 
     def _execution(self, value: Any) -> config_mod.ExecutionSettings:
         keys = ("max_attempts", "retry_backoff", "lease_ttl", "poll_health", "max_parallel", "step_retries",

@@ -213,7 +213,8 @@ class Daemon:
             ("poll_interval_s", "poll.interval"), ("poll_jitter_s", "poll.jitter"), ("schedules", "schedules"),
             ("log_level", "log.level"), ("shutdown_deadline_s", "daemon.shutdown_deadline")) if
             getattr(new, attr) != getattr(old, attr)]
-        changed += [f"http.{f}" for f in ("token_file", "webhook_secret_file", "max_body")
+        changed += [f"http.{f}" for f in ("token_file", "webhook_secret_file", "max_body", "tokens", "public_read",
+                                          "session_ttl_s")
                     if getattr(new.http, f) != getattr(old.http, f)]
         if new.notifications != old.notifications:
             changed.append("notifications")
@@ -228,9 +229,7 @@ class Daemon:
         if cfg.http.host is None:
             return None
         if self._api is None:
-            self._api = httpapi.Api(self.engine, self.trigger, token_file=cfg.http.token_file,
-                                    webhook_secret_file=cfg.http.webhook_secret_file, branch=cfg.branch,
-                                    max_body=cfg.http.max_body)
+            self._api = httpapi.Api(self.engine, self.trigger, http=cfg.http, branch=cfg.branch)
         return httpapi.Server(self._api, cfg.http.host, cfg.http.port, max_body=cfg.http.max_body)
 
     # ------------------------------------------------------------------ lifecycle

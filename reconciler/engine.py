@@ -26,7 +26,7 @@ from policies import registry as policy_registry
 from providers import base as provider_base
 from reconciler import clock as clock_mod
 from reconciler import config as config_mod
-from reconciler import errors, executor, gitsource, metrics, model, planner
+from reconciler import errors, executor, gitsource, metrics, model, planner, render
 from reconciler import store as store_mod
 from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
@@ -577,6 +577,11 @@ class Engine:
 
     def rollback(self, cluster: str, *, region: str | None = None, by: str = "cli") -> list[executor.ExecutionResult]:
         """Re-enable the newest retained group of CLUSTER (Git now disagrees until reverted)."""
+        return self.executor.run_rollouts("manual-rollback", self.prepare_rollback(cluster, region=region, by=by))
+
+    def prepare_rollback(self, cluster: str, *, region: str | None = None, by: str) -> list[model.Change]:
+        """The rollback changes of CLUSTER, with the cluster paused so no pass undoes them; nothing runs yet
+        (the daemon runs them in the background, the CLI at once)."""
         commit, _ = self.fetch()
         desired, _ = self.desired_at(commit) if commit else (None, None)
         specs = [c for c in (desired.clusters() if desired else []) if c.name == cluster]
@@ -607,7 +612,7 @@ class Engine:
         if not changes:
             raise errors.ReconcilerError(f"{cluster}: nothing to roll back")
         self.pause(cluster, by=by, reason="manual rollback; revert the commit in Git, then resume", force=True)
-        return self.executor.run_rollouts("manual-rollback", changes)
+        return changes
 
     # ------------------------------------------------------------------ status
 
@@ -691,7 +696,9 @@ class Engine:
             "notices": [str(p) for p in ev.desired.notices],
             "server_groups": [
                 {**g.view(), "provider": g.provider, "account": g.account, "region": g.region,
-                 "cluster": g.cluster, "application": g.application, "managed": g.managed}
+                 "cluster": g.cluster, "application": g.application, "managed": g.managed,
+                 "created_at": g.created_at, "commit": g.commit, "load_balancers": list(g.launch.load_balancers),
+                 "security_groups": list(g.launch.security_groups), "tags": render.tag_view(g.launch.tags)}
                 for g in ev.live.groups
             ],
             "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},

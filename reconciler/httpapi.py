@@ -1,10 +1,12 @@
-"""The daemon's small HTTP endpoint: health, readiness, Prometheus metrics, status, operations, webhooks.
+"""The daemon's HTTP endpoint: health, readiness, Prometheus metrics and webhooks here; the API and console
+in ``reconciler.console``.
 
-A WSGI app (werkzeug routing) served by waitress. Reading is open (bind it to
-loopback, the default); every route that changes state needs
-``Authorization: Bearer <token>`` with the token from ``http.token_file`` —
-with no token file those routes answer 403. The webhook has its own secret
-(``webhook.secret_file``): GitHub/Gitea HMAC-SHA256 signatures or GitLab's token.
+A WSGI app (werkzeug routing) served by waitress. ``/healthz``, ``/readyz`` and
+``/metrics`` stay open for probes and scrapers. Every other path goes to the
+console application: ``/api/v1/*`` (tokens with scopes from ``http.tokens``
+and ``http.token_file``; reads need one unless ``http.public_read``) and the
+console's pages. The webhook has its own secret (``webhook.secret_file``):
+GitHub/Gitea HMAC-SHA256 signatures or GitLab's token.
 
 A client's mistake is a 4xx, never a logged traceback: bodies larger than
 ``http.max_body`` are refused from their ``Content-Length`` (or, chunked, once
@@ -20,6 +22,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,11 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from reconciler import access, errors, logs, metrics
 from reconciler import config as config_mod
-from reconciler import errors, logs, metrics
+from reconciler.console import app as console_app
+from reconciler.console import backend as console_backend
+from reconciler.console import base as console_base
 from reconciler.notifications import stream as event_stream
 
 log = logging.getLogger(__name__)
@@ -56,25 +62,24 @@ def _read_secret(path: Path | None) -> str | None:
 
 
 class Api:
-    def __init__(self, engine: Any, trigger: Trigger, *, token_file: Path | None,
-                 webhook_secret_file: Path | None, branch: str,
-                 max_body: int = config_mod.DEFAULT_MAX_BODY) -> None:
-        self.engine = engine
+    """``engine`` serves readiness and, through ``console.backend.EngineBackend``, the API and console
+    (``backend`` replaces that, for tests)."""
+
+    def __init__(self, engine: Any, trigger: Trigger, *, token_file: Path | None = None,
+                 webhook_secret_file: Path | None = None, branch: str,
+                 max_body: int = config_mod.DEFAULT_MAX_BODY, http: config_mod.HttpSettings | None = None,
+                 backend: console_backend.Backend | None = None, clock: Callable[[], float] = time.time) -> None:
+        settings = http or config_mod.HttpSettings(token_file=token_file, webhook_secret_file=webhook_secret_file,
+                                                   max_body=max_body)
+        self.backend = backend or console_backend.EngineBackend(engine, trigger)
         self.trigger = trigger
-        self.token_file = token_file
-        self.webhook_secret_file = webhook_secret_file
+        self.console = console_app.Console(self.backend, settings, clock=clock, read_secret=_read_secret)
         self.branch = branch
-        self.max_body = max_body
+        self.configure(settings, branch)
         self.url_map = Map([
             Rule("/healthz", endpoint="healthz", methods=["GET"]),
             Rule("/readyz", endpoint="readyz", methods=["GET"]),
             Rule("/metrics", endpoint="metrics", methods=["GET"]),
-            Rule("/api/v1/status", endpoint="status", methods=["GET"]),
-            Rule("/api/v1/reconcile", endpoint="reconcile", methods=["POST"]),
-            Rule("/api/v1/approve/<ident>", endpoint="approve", methods=["POST"]),
-            Rule("/api/v1/reject/<ident>", endpoint="reject", methods=["POST"]),
-            Rule("/api/v1/pause/<target>", endpoint="pause", methods=["POST"]),
-            Rule("/api/v1/resume/<target>", endpoint="resume", methods=["POST"]),
             Rule("/webhook", endpoint="webhook", methods=["POST"]),
             Rule("/api/v1/events", endpoint="events", methods=["GET"]),
         ])
@@ -82,17 +87,29 @@ class Api:
     # ------------------------------------------------------------------ WSGI
 
     def configure(self, settings: config_mod.HttpSettings, branch: str) -> None:
-        """A reload: the next request uses the new files, limit and branch."""
+        """A reload: the next request uses the new tokens, files, limit and branch."""
         self.token_file = settings.token_file
         self.webhook_secret_file = settings.webhook_secret_file
         self.max_body = settings.max_body
         self.branch = branch
+        self.console.configure(settings)
+
+    def rules(self) -> list[Rule]:
+        """Every route served (for the OpenAPI check)."""
+        return [*self.url_map.iter_rules(), *self.console.rules()]
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         request.max_content_length = self.max_body  # werkzeug refuses more (413) when the body is read
+        adapter = self.url_map.bind_to_environ(environ)
+        if not adapter.test():  # not a probe or the webhook: the API or a console page
+            return self.console(environ, start_response)
         try:
-            endpoint, args = self.url_map.bind_to_environ(environ).match()
+            endpoint, args = adapter.match()
+        except HTTPException as exc:
+            response = _json({"error": exc.description}, exc.code or 500)
+            return response(environ, start_response)
+        try:
             response = getattr(self, f"on_{endpoint}")(request, **args)
         except HTTPException as exc:
             response = _json({"error": exc.description}, exc.code or 500)
@@ -101,16 +118,18 @@ class Api:
         except Exception:
             log.exception("HTTP %s %s failed", request.method, request.path)
             response = _json({"error": "internal error; see the daemon's log"}, 500)
+        for name, value in console_app.SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         return response(environ, start_response)
 
-    def _authorized(self, request: Request) -> Response | None:
-        token = _read_secret(self.token_file)
-        if token is None:
-            return _json({"error": "state-changing routes are disabled: set http.token_file"}, 403)
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else ""
-        if not given or not hmac.compare_digest(_bytes(given), token.encode()):
-            return _json({"error": "missing or wrong bearer token"}, 401)
+    def _authorized(self, request: Request, scope: access.Scope = access.Scope.READ) -> Response | None:
+        """For a route served here that needs a token: its 401/403 answer, or None when the caller holds
+        ``scope`` for some application (a bearer token, a console session for reads, or public_read)."""
+        ctx = self.console.context(request, cookies=request.method == "GET")
+        try:
+            ctx.require(scope)
+        except console_base.Refusal as exc:
+            return _json({"error": exc.message}, exc.status)
         return None
 
     # ------------------------------------------------------------------ routes
@@ -119,56 +138,20 @@ class Api:
         return _json({"status": "alive"})
 
     def on_readyz(self, _request: Request) -> Response:
-        ok, reason = self.engine.ready()
+        ok, reason = self.backend.ready()
         return _json({"ready": ok, "reason": reason}, 200 if ok else 503)
 
     def on_metrics(self, _request: Request) -> Response:
         return Response(generate_latest(metrics.REGISTRY), mimetype=CONTENT_TYPE_LATEST)
 
-    def on_status(self, _request: Request) -> Response:
-        return _json(self.engine.status())
-
-    def on_reconcile(self, request: Request) -> Response:
-        if (denied := self._authorized(request)) is not None:
-            return denied
-        self.trigger("api")
-        return _json({"triggered": True}, 202)
-
-    def on_approve(self, request: Request, ident: str) -> Response:
-        return self._decide(request, ident, "approve")
-
-    def on_reject(self, request: Request, ident: str) -> Response:
-        return self._decide(request, ident, "reject")
-
-    def _decide(self, request: Request, ident: str, decision: str) -> Response:
-        if (denied := self._authorized(request)) is not None:
-            return denied
-        body = _body(request)
-        fn = self.engine.approve if decision == "approve" else self.engine.reject
-        row = fn(ident, by=str(body.get("by") or "api"), comment=str(body.get("comment") or ""))
-        self.trigger(decision)
-        return _json(row)
-
-    def on_pause(self, request: Request, target: str) -> Response:
-        if (denied := self._authorized(request)) is not None:
-            return denied
-        body = _body(request)
-        self.engine.pause(target, by=str(body.get("by") or "api"), reason=str(body.get("reason") or ""),
-                          force=body.get("force") is True)
-        return _json({"paused": target})
-
-    def on_resume(self, request: Request, target: str) -> Response:
-        if (denied := self._authorized(request)) is not None:
-            return denied
-        self.engine.resume(target, by=str(_body(request).get("by") or "api"))
-        self.trigger("resume")
-        return _json({"resumed": target})
-
     def on_events(self, request: Request) -> Response:
-        """The history as server-sent events (docs/notifications.md); it shows what happens, so it needs the token."""
-        if (denied := self._authorized(request)) is not None:
-            return denied
-        return event_stream.response(self.engine.store, request)
+        """The history as server-sent events (docs/notifications.md); it shows what happens, so it needs ``read``."""
+        try:
+            who = self.console.context(request, cookies=True).require(access.Scope.READ)
+        except console_base.Refusal as exc:
+            return _json({"error": exc.message}, exc.status)
+        return event_stream.response(self.backend.event_store(), request,
+                                     visible=lambda app: not app or who.can(access.Scope.READ, app))
 
     def on_webhook(self, request: Request) -> Response:
         secret = _read_secret(self.webhook_secret_file)
@@ -220,23 +203,7 @@ def _event(request: Request) -> str | None:
     return None
 
 
-def _body(request: Request, *, strict: bool = True) -> dict[str, Any]:
-    """A JSON object body, or ``{}``. For the API anything else is the client's mistake (400); a webhook
-    payload sent form-encoded is simply not read (a verified push triggers a pass either way)."""
-    data = request.get_data(cache=True)
-    if not data.strip():
-        return {}
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        if not strict:
-            return {}
-        raise BadRequest("the body is not JSON") from exc
-    if not isinstance(doc, dict):
-        if not strict:
-            return {}
-        raise BadRequest("the body must be a JSON object")
-    return doc
+_body = console_base.json_body
 
 
 def _json(doc: Any, status: int = 200) -> Response:

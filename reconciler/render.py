@@ -99,7 +99,7 @@ def _change_json(c: model.Change) -> dict[str, Any]:
     if view is not None or c.desired_server_group is not None:
         desired = {"server_group": c.desired_server_group, **(view or {})}
         if "tags" in desired:
-            desired["tags"] = {k: _HIDDEN if _is_secret(k) else v for k, v in desired["tags"].items()}
+            desired["tags"] = tag_view(desired["tags"].items())
     return {
         "change_id": c.change_id,
         "application": c.application,
@@ -188,6 +188,11 @@ def _fields(launch: model.LaunchSpec, cap: model.Capacity) -> dict[str, str]:
     for key, value in sorted(launch.tags):
         out[f"tags.{key}"] = _digest(value) if _is_secret(key) else value
     return out
+
+
+def tag_view(tags: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Tags as shown anywhere (plans, status, the console): values of secret-looking keys hidden."""
+    return {k: _HIDDEN if _is_secret(k) else v for k, v in tags}
 
 
 def _is_secret(key: str) -> bool:

@@ -365,6 +365,11 @@ class Store:
             rows = c.execute(q).mappings().all()
         return [dict(r) for r in rows]
 
+    def execution(self, ex_id: str) -> dict[str, Any] | None:
+        with self.tx() as c:
+            row = c.execute(sa.select(executions).where(executions.c.id == ex_id)).mappings().first()
+        return dict(row) if row else None
+
     def steps_of(self, ex_id: str) -> list[dict[str, Any]]:
         with self.tx() as c:
             rows = c.execute(

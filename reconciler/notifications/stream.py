@@ -66,8 +66,13 @@ def start_id(store: store_mod.Store, request: Request) -> int:
     return store.last_event_id()
 
 
-def response(store: store_mod.Store, request: Request) -> Response:
-    """``text/event-stream`` of the history, filtered by ``?application=`` and ``?kind=`` (repeatable)."""
+def response(store: store_mod.Store, request: Request, *,
+             visible: Callable[[str], bool] = lambda _app: True) -> Response:
+    """``text/event-stream`` of the history, filtered by ``?application=`` and ``?kind=`` (repeatable).
+
+    ``visible(application)`` says whether the caller may read an application's events (its token's
+    scopes); events of no application (commits, source errors, freezes) are the caller's to judge too.
+    """
     if request.method == "HEAD":  # no body to stream: answer at once rather than hold a thread
         return Response(status=200, mimetype="text/event-stream")
     application = request.args.get("application") or None
@@ -86,7 +91,8 @@ def response(store: store_mod.Store, request: Request) -> Response:
                 if gone():
                     return
                 for row in rows:
-                    yield sse(row)
+                    if visible(str(row.get("application") or "")):
+                        yield sse(row)
                 if rows:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since >= KEEPALIVE_S:

@@ -84,9 +84,12 @@ class Daemon:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def get(self, path: str) -> tuple[int, str]:
+    def get(self, path: str, *, token: str | None = "") -> tuple[int, str]:
+        """GET with the daemon's token (reads need one); ``token=None`` sends none."""
+        token = self.token if token == "" else token
+        req = urllib.request.Request(self.url(path), headers={"Authorization": f"Bearer {token}"} if token else {})
         try:
-            with urllib.request.urlopen(self.url(path), timeout=5) as r:
+            with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             with e:

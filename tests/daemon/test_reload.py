@@ -113,6 +113,7 @@ def test_sighup_applies_a_good_config_to_the_executor_providers_http_and_log_lev
     assert d.post("/api/v1/reconcile", b"", {"Authorization": f"Bearer {d.token}"})[0] == 401
     assert d.post("/api/v1/reconcile", b"", {"Authorization": "Bearer second-t0ken"})[0] == 202
     assert d.post("/api/v1/reconcile", b"{}" + b" " * 3000, {"Authorization": "Bearer second-t0ken"})[0] == 413
+    d.token = "second-t0ken"  # reads need the token too
     # the rebuilt provider injects the new faults; the executor retries as often as the new config says,
     # and the engine stalls the change after the new max_attempts
     d.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=ONE)).commit("v2")

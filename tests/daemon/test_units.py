@@ -22,11 +22,12 @@ import pytest
 from werkzeug.test import Client
 
 from reconciler import config as config_mod
-from reconciler import daemon, errors, httpapi, logs, notify
+from reconciler import daemon, errors, httpapi, logs, model, notify
+from reconciler.console import backend
 
 
-class RecordingEngine:
-    """Stands in for Engine behind the routes: records the calls the API makes."""
+class RecordingBackend:
+    """Stands in for the engine behind the routes: records the calls the API makes."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []
@@ -37,9 +38,13 @@ class RecordingEngine:
     def status(self) -> dict[str, Any]:
         return {"commit": None, "applications": {}}
 
+    def plan_preview(self, *, fresh: bool = False) -> backend.Preview:
+        return backend.Preview(plan=model.Plan(commit="", changes=()), held=(), skipped=(), unreadable={},
+                               commit="")
+
     def approve(self, ident: str, *, by: str, comment: str = "") -> dict[str, Any]:
         self.calls.append(("approve", ident, by))
-        return {"id": ident, "state": "approved"}
+        return {"id": ident, "state": "approved", "by": by}
 
     def reject(self, ident: str, *, by: str, comment: str = "") -> dict[str, Any]:
         raise errors.ConfigError(f"no pending approval {ident}")
@@ -50,13 +55,16 @@ class RecordingEngine:
     def resume(self, target: str, *, by: str) -> None:
         self.calls.append(("resume", target, by))
 
+    def trigger(self, reason: str) -> None:
+        self.calls.append(("trigger", reason, ""))
+
 
 TOKEN = "s3cret"
 HOOK_SECRET = "hook"
 
 
 def make_api(tmp_path: Path, *, token: str | None = TOKEN, secret: str | None = HOOK_SECRET) -> tuple[
-        Client, RecordingEngine, list[str]]:
+        Client, RecordingBackend, list[str]]:
     token_file = secret_file = None
     if token is not None:
         token_file = tmp_path / "token"
@@ -64,10 +72,10 @@ def make_api(tmp_path: Path, *, token: str | None = TOKEN, secret: str | None = 
     if secret is not None:
         secret_file = tmp_path / "hook"
         secret_file.write_text(secret + "\n")
-    engine = RecordingEngine()
+    engine = RecordingBackend()
     triggered: list[str] = []
-    api = httpapi.Api(engine, triggered.append, token_file=token_file, webhook_secret_file=secret_file,
-                      branch="main")
+    api = httpapi.Api(None, triggered.append, token_file=token_file, webhook_secret_file=secret_file,
+                      branch="main", backend=engine)
     return Client(api), engine, triggered
 
 
@@ -80,23 +88,24 @@ def test_bearer_routes_need_the_exact_token(tmp_path: Path) -> None:
     auth = {"Authorization": "Bearer s3cret"}
     assert client.post("/api/v1/pause/checkout", json={"reason": "incident"}, headers=auth).status_code == 200
     assert client.post("/api/v1/approve/a1", json={"by": "alice"}, headers=auth).json == {
-        "id": "a1", "state": "approved"}
+        "id": "a1", "state": "approved", "by": "token-file"}, "the approver is the token's name, not the body's"
     rejected = client.post("/api/v1/reject/zz", headers=auth)
     assert rejected.status_code == 409 and "no pending approval zz" in json.loads(rejected.get_data())["error"]
-    assert engine.calls == [("pause", "checkout", "incident"), ("approve", "a1", "alice")]
-    assert triggered == ["approve"]
+    assert engine.calls == [("pause", "checkout", "incident"), ("approve", "a1", "token-file")]
+    assert triggered == []
 
 
-def test_without_a_token_file_state_changing_routes_are_403_and_reads_stay_open(tmp_path: Path) -> None:
+def test_without_any_token_api_routes_are_403_and_probes_stay_open(tmp_path: Path) -> None:
     client, engine, triggered = make_api(tmp_path, token=None)
     for path in ("/api/v1/reconcile", "/api/v1/resume/x", "/api/v1/approve/a1"):
-        res = client.post(path, headers={"Authorization": "Bearer anything"})
+        res = client.post(path)
         assert res.status_code == 403 and "http.token_file" in json.loads(res.get_data())["error"]
     assert engine.calls == [] and triggered == []
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 503 and json.loads(ready.get_data())["reason"] == "repository not read yet"
-    assert client.get("/api/v1/status").json == {"applications": {}, "commit": None}
+    status = client.get("/api/v1/status")
+    assert status.status_code == 403 and "http.public_read" in status.json["error"], "reads need a token now"
     assert client.get("/api/v1/pause/x").status_code == 405
     assert client.get("/nowhere").status_code == 404
 
