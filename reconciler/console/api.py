@@ -166,7 +166,7 @@ def preview_json(preview: Preview, who: access.Identity, *, fmt: str = "json",
         "partial": shown is not plan,
         "summary_line": render.summary_line(shown),
         "held": [{"change_id": c.change_id, "application": c.application, "cluster": c.cluster,
-                  "region": c.region, "why": why} for c, why in held],
+                  "region": c.region, "why": str(why), "kind": why.kind.value} for c, why in held],
         "skipped": [dataclasses.asdict(s) for s in skipped],
         "unreadable": [{"provider": p, "account": a, "region": r, "error": why}
                        for (p, a, r), why in sorted(preview.unreadable.items())],

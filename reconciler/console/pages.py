@@ -19,7 +19,7 @@ import jinja2
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
-from reconciler import __version__, access, errors
+from reconciler import __version__, access, errors, model
 from reconciler.console import api, base, views
 from reconciler.console import sessions as sessions_mod
 
@@ -166,7 +166,7 @@ class Pages:
             problem = ""
         except errors.ReconcilerError as exc:
             doc, problem = None, str(exc)
-        waiting = {h["change_id"] for h in (doc or {}).get("held", ()) if "approv" in h["why"]}
+        waiting = {h["change_id"] for h in (doc or {}).get("held", ()) if h.get("kind") == model.Hold.APPROVAL.value}
         return self.render(ctx, "plan.html", title="Plan and approvals", fleet_status=status, doc=doc,
                            problem=problem, waiting=waiting)
 

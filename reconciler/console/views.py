@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler import access
+from reconciler import access, model
 
 CONDITION_ORDER = ("Stalled", "Paused", "Reconciling", "Ready")
 """The condition shown for an application: the first of these that holds."""
@@ -111,7 +111,7 @@ def pending_approvals(status: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for c in status.get("changes") or ():
         h = held.get(c.get("change_id"))
-        if c.get("verdict") == "approve" and h is not None and "approv" in str(h.get("why", "")):
+        if c.get("verdict") == "approve" and h is not None and h.get("kind") == model.Hold.APPROVAL.value:
             key = str(c.get("key", ""))
             parts = key.split("/")
             out.append({"change_id": c["change_id"], "key": key, "action": c.get("action", ""),
