@@ -41,19 +41,32 @@ _FAULT_KEYS = {"rate", "calls", "kinds", "seed"}
 _CALLS = {"list", "health", "create", "enable", "disable", "resize", "destroy"}
 _KINDS = {"throttled", "unavailable", "timeout"}
 
-_engines: dict[str, sa.engine.Engine] = {}
+_engines: dict[str, tuple[sa.engine.Engine, int]] = {}
 _engines_lock = threading.Lock()
 
 
 def _engine_for(url: str) -> sa.engine.Engine:
-    """One engine per state URL per process (providers are made per pass)."""
+    """One engine per state URL per process, shared by the providers open on it (counted, see ``_release``)."""
     with _engines_lock:
-        eng = _engines.get(url)
+        eng, users = _engines.get(url, (None, 0))
         if eng is None:
             eng = store_mod.make_engine(url)
             _meta.create_all(eng)
-            _engines[url] = eng
+        _engines[url] = (eng, users + 1)
         return eng
+
+
+def _release(url: str) -> None:
+    """The last provider on ``url`` closed: its connections go (a long test run opens many stores)."""
+    with _engines_lock:
+        eng, users = _engines.get(url, (None, 0))
+        if eng is None:
+            return
+        if users <= 1:
+            del _engines[url]
+            eng.dispose()
+        else:
+            _engines[url] = (eng, users - 1)
 
 
 class LocalProvider:
@@ -81,6 +94,7 @@ class LocalProvider:
         self._fault_kinds = list(faults.get("kinds") or ["throttled", "unavailable"])
         self._rng = random.Random(faults.get("seed"))  # noqa: S311 - fault injection, not crypto
         self._engine = _engine_for(context.state_url)
+        self._closed = False
 
     @classmethod
     def check_settings(cls, account: str, config: Mapping[str, Any]) -> list[base.SettingsProblem]:
@@ -320,7 +334,9 @@ class LocalProvider:
         self._update("destroy", region, name, fn)
 
     def close(self) -> None:
-        return None
+        if not self._closed:
+            self._closed = True
+            _release(self.context.state_url)
 
     # ------------------------------------------------------------------ for operators and tests
 
