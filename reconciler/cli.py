@@ -168,9 +168,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from specs import loader
 
     spec_path = args.spec_path or "apps"
-    if args.config and not args.spec_path:
-        spec_path = _config(args).spec_path
-    desired = loader.load_directory(Path(args.path), spec_path=spec_path)
+    limits = None
+    if args.config:
+        cfg = _config(args)
+        spec_path, limits = args.spec_path or cfg.spec_path, cfg.specs
+    desired = loader.load_directory(Path(args.path), spec_path=spec_path, limits=limits)
     if desired.problems:
         for p in desired.problems:
             print(str(p))
@@ -230,11 +232,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _notes(ev: Any) -> str:
+    from reconciler import escaping
+
     lines: list[str] = []
     for change, why in ev.held:
-        lines.append(f"  held: {change.cluster} in {change.region}: {why}")
+        lines.append(escaping.visible(f"  held: {change.cluster} in {change.region}: {why}"))
     for s in ev.outcome.skipped:
-        lines.append(f"  skipped: {s.cluster} ({s.key}): {s.reason}")
+        lines.append(escaping.visible(f"  skipped: {s.cluster} ({s.key}): {s.reason}"))
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from reconciler import errors
+from specs import limits as spec_limits
 
 ENV_CONFIG = "RECONCILER_CONFIG"
 ENV_STATE_DIR = "RECONCILER_STATE_DIR"
@@ -25,7 +26,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 
 _TOP_KEYS = {
     "repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
-    "execution", "webhook", "schedules", "policies", "approvals", "daemon",
+    "execution", "webhook", "schedules", "policies", "approvals", "daemon", "specs",
 }
 _REPO_KEYS = {"url", "branch", "path", "allow_force_push", "allowed_signers"}
 
@@ -60,6 +61,7 @@ class Config:
     http_listen: str | None = None
     http_token_file: Path | None = None
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    specs: spec_limits.SpecLimits = field(default_factory=spec_limits.SpecLimits)  # limits on rendering and trees
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def accounts(self, provider: str) -> Mapping[str, Mapping[str, Any]]:
@@ -208,6 +210,7 @@ def _build(
         http_listen=str(http["listen"]) if http.get("listen") else None,
         http_token_file=(base_dir / str(token_file)) if token_file else None,
         execution=ex,
+        specs=spec_limits.from_config(raw.get("specs"), where=f"{name}: specs"),
         raw=raw,
     )
 

@@ -28,7 +28,7 @@ from reconciler import config as config_mod
 from reconciler import errors, executor, gitsource, metrics, model, planner
 from reconciler import store as store_mod
 from specs import loader as spec_loader
-from specs import policy_file
+from specs import renderpool
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ class Engine:
         self.store = store_mod.Store(config.state_url)
         self.source = gitsource.GitSource(config.repo_url, config.branch, mirror_root=config.state_dir)
         self.cache = spec_loader.SpecCache()
+        self._renderer: renderpool.RenderPool | None = None
+        self._renderer_lock = threading.Lock()
         self._providers: dict[tuple[str, str], provider_base.Provider] = {}
         self._provider_errors: dict[tuple[str, str], str] = {}
         self._providers_lock = threading.Lock()
@@ -114,6 +116,15 @@ class Engine:
             self._providers[key] = prov
             return prov
 
+    def renderer(self) -> renderpool.RenderPool:
+        """The template rendering workers, started on first use and replaced when a reload changed the limits."""
+        with self._renderer_lock:
+            if self._renderer is None or self._renderer.limits != self.config.specs:
+                if self._renderer is not None:
+                    self._renderer.close()
+                self._renderer = renderpool.RenderPool(self.config.specs)
+            return self._renderer
+
     # ------------------------------------------------------------------ reading
 
     def fetch(self) -> tuple[str | None, str | None]:
@@ -133,6 +144,13 @@ class Engine:
             self.store.put(KEY_SOURCE_ERROR, msg, now)
             log.error("%s", msg)
             return last_good, msg
+        try:  # a tree over the spec limits is refused whole, like a force-push: nothing of it is used
+            self.source.tree_files(res.head, self.config.spec_path, self.config.specs)
+        except gitsource.TreeTooLarge as exc:
+            msg = f"{exc}; keeping {(last_good or 'nothing')[:8]} in force"
+            self.store.put(KEY_SOURCE_ERROR, msg, now)
+            log.error("%s", msg)
+            return last_good, msg
         self.store.put(KEY_SOURCE_ERROR, None, now)
         self._last_read_ok = now
         return res.head, None
@@ -140,22 +158,15 @@ class Engine:
     def desired_at(self, commit: str, source: Any = None) -> tuple[model.DesiredState, Any]:
         """Specs and the policy file at ``commit`` (from the mirror, or another reader)."""
         src = source or self.source
-        files, refusals = src.tree_files(commit, self.config.spec_path)
+        files, refusals = src.tree_files(commit, self.config.spec_path, self.config.specs)
         spec_files = [spec_loader.SpecFile(path=f.path, blob_id=f.blob_id, read=f.read) for f in files]
         desired = spec_loader.load_specs(
-            spec_files, spec_path=self.config.spec_path, commit=commit, cache=self.cache
+            spec_files, spec_path=self.config.spec_path, commit=commit, cache=self.cache,
+            limits=self.config.specs, pool=self.renderer(),
         )
         extra = [errors.SpecProblem(r.split(":", 1)[0], 1, "", r.split(": ", 1)[-1]) for r in refusals]
-        policy_name = f"{self.config.spec_path}/policies.yaml".lstrip("/")
-        settings_file = next((f for f in files if f.path == policy_name), None)
-        pol: Any = None
-        if settings_file is not None:
-            pol, problems = policy_file.load_policy_file(
-                settings_file.read().decode("utf-8", errors="replace"), file=policy_name
-            )
-            extra += problems
-        else:
-            pol, _ = policy_file.load_policy_file("", file=policy_name)
+        pol, problems = spec_loader.load_policies(spec_files, spec_path=self.config.spec_path, cache=self.cache)
+        extra += problems
         if extra:
             desired = dataclasses.replace(
                 desired,
@@ -624,6 +635,8 @@ class Engine:
         return True
 
     def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()  # first: a pass stuck on a template returns at once
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         for p in self._providers.values():

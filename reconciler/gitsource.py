@@ -22,10 +22,10 @@ from typing import Any
 import pygit2
 
 from reconciler import errors
+from specs import limits as limits_mod
 
 log = logging.getLogger(__name__)
 
-MAX_SPEC_FILES = 20_000
 _SYMLINK = 0o120000
 _TREE = 0o040000
 _COMMIT = 0o160000
@@ -38,6 +38,10 @@ class TreeFile:
     path: str
     blob_id: str
     read: Callable[[], bytes]
+
+
+class TreeTooLarge(errors.SourceError):
+    """A commit whose spec tree is over ``specs.max_files`` or ``specs.max_total_size``: it is not used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,8 @@ class GitSource:
         self.mirror_path = mirror_root / "mirrors" / key
         self._repo: pygit2.Repository | None = None
         self.fetches = 0
+        self._trees: dict[tuple[str, str, limits_mod.SpecLimits], tuple[list[TreeFile], list[str]]] = {}
+        self._sizes: dict[str, int] = {}
 
     # ------------------------------------------------------------------ mirror
 
@@ -144,8 +150,18 @@ class GitSource:
         """A commit id for ``ref``: a branch of the remote, a tag, a commit id, or a rev expression."""
         return resolve_in(self._mirror(), ref, remote_prefix="refs/remotes/origin/")
 
-    def tree_files(self, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
-        return tree_files(self._mirror(), commit, spec_path)
+    def tree_files(self, commit: str, spec_path: str, limits: limits_mod.SpecLimits | None = None
+                   ) -> tuple[list[TreeFile], list[str]]:
+        """As the module function; remembered for the last few commits, so checking a head and then
+        loading it walks its tree once."""
+        key = (commit, spec_path, limits or limits_mod.SpecLimits())
+        if key not in self._trees:
+            if len(self._trees) >= 4:
+                self._trees.pop(next(iter(self._trees)))
+            if len(self._sizes) > 500_000:
+                self._sizes.clear()
+            self._trees[key] = tree_files(self._mirror(), commit, spec_path, key[2], sizes=self._sizes)
+        return self._trees[key]
 
     def commit_info(self, commit: str) -> dict[str, Any]:
         return commit_info(self._mirror(), commit)
@@ -169,8 +185,9 @@ class LocalCheckout:
     def resolve(self, ref: str) -> str:
         return resolve_in(self.repo, ref, remote_prefix="refs/remotes/origin/")
 
-    def tree_files(self, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
-        return tree_files(self.repo, commit, spec_path)
+    def tree_files(self, commit: str, spec_path: str, limits: limits_mod.SpecLimits | None = None
+                   ) -> tuple[list[TreeFile], list[str]]:
+        return tree_files(self.repo, commit, spec_path, limits)
 
     def commit_info(self, commit: str) -> dict[str, Any]:
         return commit_info(self.repo, commit)
@@ -187,8 +204,17 @@ def resolve_in(repo: pygit2.Repository, ref: str, *, remote_prefix: str) -> str:
         raise errors.SourceError(f"cannot resolve {ref!r} to a commit: {exc}") from exc
 
 
-def tree_files(repo: pygit2.Repository, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
-    """Every regular file under ``spec_path`` at ``commit``, plus refusals (symlinks, too many files)."""
+def tree_files(repo: pygit2.Repository, commit: str, spec_path: str, limits: limits_mod.SpecLimits | None = None,
+               *, sizes: dict[str, int] | None = None) -> tuple[list[TreeFile], list[str]]:
+    """Every regular file under ``spec_path`` at ``commit``, plus refusals (symlinks).
+
+    Raises ``TreeTooLarge`` when the tree holds more files or bytes than
+    ``limits`` allow: such a commit is not used at all (no file of it is read,
+    nothing is pruned because of it). ``sizes`` remembers blob sizes between
+    commits, so only new blobs' headers are read.
+    """
+    limits = limits or limits_mod.SpecLimits()
+    sizes = sizes if sizes is not None else {}
     try:
         root = repo[commit].peel(pygit2.Commit).tree
     except (KeyError, ValueError) as exc:
@@ -206,6 +232,8 @@ def tree_files(repo: pygit2.Repository, commit: str, spec_path: str) -> tuple[li
     else:
         tree = root
     out: list[TreeFile] = []
+    count, total = 0, 0
+    stop = 10 * limits.max_files
 
     def reader(oid: pygit2.Oid) -> Callable[[], bytes]:
         def read() -> bytes:
@@ -215,26 +243,40 @@ def tree_files(repo: pygit2.Repository, commit: str, spec_path: str) -> tuple[li
 
         return read
 
-    def walk(t: pygit2.Tree, prefix: str) -> None:
+    def size_of(oid: pygit2.Oid) -> int:
+        key = str(oid)
+        if key not in sizes:
+            sizes[key] = int(repo.odb.read_header(oid)[1])
+        return sizes[key]
+
+    if not isinstance(tree, pygit2.Tree):
+        return [], [f"{spec_path}: the spec path is not a directory"]
+    complete = True
+    stack: list[tuple[pygit2.Tree, str]] = [(tree, spec_path)]  # no recursion: trees may nest very deep
+    while stack and complete:
+        t, prefix = stack.pop()
         for e in t:
             name = e.name or ""
             path = f"{prefix}/{name}" if prefix else name
             if e.filemode == _TREE:
                 sub = repo[e.id]
                 assert isinstance(sub, pygit2.Tree)
-                walk(sub, path)
+                stack.append((sub, path))
             elif e.filemode == _SYMLINK:
                 problems.append(f"{path}: symbolic links are not followed in the spec tree")
             elif e.filemode == _COMMIT:
                 continue
             else:
-                out.append(TreeFile(path=path, blob_id=str(e.id), read=reader(e.id)))
-            if len(out) > MAX_SPEC_FILES:
-                raise errors.SourceError(f"more than {MAX_SPEC_FILES} files under {spec_path}/")
-
-    if not isinstance(tree, pygit2.Tree):
-        return [], [f"{spec_path}: the spec path is not a directory"]
-    walk(tree, spec_path)
+                count += 1
+                if count <= limits.max_files:  # past it only the count matters
+                    out.append(TreeFile(path=path, blob_id=str(e.id), read=reader(e.id)))
+                    total += size_of(e.id)
+                elif count > stop:
+                    complete = False
+                    break
+    over = limits_mod.tree_problem(spec_path, count, total, limits, complete=complete)
+    if over:
+        raise TreeTooLarge(f"{over} (commit {commit[:8]})")
     return out, problems
 
 
