@@ -164,7 +164,9 @@ class Engine:
             spec_files, spec_path=self.config.spec_path, commit=commit, cache=self.cache,
             limits=self.config.specs, pool=self.renderer(),
         )
-        extra = [errors.SpecProblem(r.split(":", 1)[0], 1, "", r.split(": ", 1)[-1]) for r in refusals]
+        if self._renderer is not None and self._renderer.closed:  # close() ran meanwhile: the daemon is stopping
+            raise errors.ReconcilerError("stopping: this pass was cut short while rendering templates")
+        extra = [errors.SpecProblem(path, 1, "", why) for path, why in refusals]
         pol, problems = spec_loader.load_policies(spec_files, spec_path=self.config.spec_path, cache=self.cache)
         extra += problems
         if extra:

@@ -40,6 +40,10 @@ class TreeFile:
     read: Callable[[], bytes]
 
 
+Refusal = tuple[str, str]
+"""(path, why): a file of the spec tree that is not read."""
+
+
 class TreeTooLarge(errors.SourceError):
     """A commit whose spec tree is over ``specs.max_files`` or ``specs.max_total_size``: it is not used."""
 
@@ -84,7 +88,7 @@ class GitSource:
         self.mirror_path = mirror_root / "mirrors" / key
         self._repo: pygit2.Repository | None = None
         self.fetches = 0
-        self._trees: dict[tuple[str, str, limits_mod.SpecLimits], tuple[list[TreeFile], list[str]]] = {}
+        self._trees: dict[tuple[str, str, limits_mod.SpecLimits], tuple[list[TreeFile], list[Refusal]]] = {}
         self._sizes: dict[str, int] = {}
 
     # ------------------------------------------------------------------ mirror
@@ -151,7 +155,7 @@ class GitSource:
         return resolve_in(self._mirror(), ref, remote_prefix="refs/remotes/origin/")
 
     def tree_files(self, commit: str, spec_path: str, limits: limits_mod.SpecLimits | None = None
-                   ) -> tuple[list[TreeFile], list[str]]:
+                   ) -> tuple[list[TreeFile], list[Refusal]]:
         """As the module function; remembered for the last few commits, so checking a head and then
         loading it walks its tree once."""
         key = (commit, spec_path, limits or limits_mod.SpecLimits())
@@ -186,7 +190,7 @@ class LocalCheckout:
         return resolve_in(self.repo, ref, remote_prefix="refs/remotes/origin/")
 
     def tree_files(self, commit: str, spec_path: str, limits: limits_mod.SpecLimits | None = None
-                   ) -> tuple[list[TreeFile], list[str]]:
+                   ) -> tuple[list[TreeFile], list[Refusal]]:
         return tree_files(self.repo, commit, spec_path, limits)
 
     def commit_info(self, commit: str) -> dict[str, Any]:
@@ -205,7 +209,7 @@ def resolve_in(repo: pygit2.Repository, ref: str, *, remote_prefix: str) -> str:
 
 
 def tree_files(repo: pygit2.Repository, commit: str, spec_path: str, limits: limits_mod.SpecLimits | None = None,
-               *, sizes: dict[str, int] | None = None) -> tuple[list[TreeFile], list[str]]:
+               *, sizes: dict[str, int] | None = None) -> tuple[list[TreeFile], list[Refusal]]:
     """Every regular file under ``spec_path`` at ``commit``, plus refusals (symlinks).
 
     Raises ``TreeTooLarge`` when the tree holds more files or bytes than
@@ -220,14 +224,14 @@ def tree_files(repo: pygit2.Repository, commit: str, spec_path: str, limits: lim
     except (KeyError, ValueError) as exc:
         raise errors.SourceError(f"commit {commit} is not in the repository") from exc
     spec_path = spec_path.strip("/")
-    problems: list[str] = []
+    problems: list[Refusal] = []
     if spec_path:
         try:
             entry = root[spec_path]
         except KeyError:
             return [], []
         if entry.filemode != _TREE:
-            return [], [f"{spec_path}: the spec path is not a directory"]
+            return [], [(spec_path, "the spec path is not a directory")]
         tree = repo[entry.id]
     else:
         tree = root
@@ -250,7 +254,7 @@ def tree_files(repo: pygit2.Repository, commit: str, spec_path: str, limits: lim
         return sizes[key]
 
     if not isinstance(tree, pygit2.Tree):
-        return [], [f"{spec_path}: the spec path is not a directory"]
+        return [], [(spec_path, "the spec path is not a directory")]
     complete = True
     stack: list[tuple[pygit2.Tree, str]] = [(tree, spec_path)]  # no recursion: trees may nest very deep
     while stack and complete:
@@ -258,12 +262,15 @@ def tree_files(repo: pygit2.Repository, commit: str, spec_path: str, limits: lim
         for e in t:
             name = e.name or ""
             path = f"{prefix}/{name}" if prefix else name
-            if e.filemode == _TREE:
+            refused = limits_mod.name_problem(name)
+            if refused:
+                problems.append((path, refused))
+            elif e.filemode == _TREE:
                 sub = repo[e.id]
                 assert isinstance(sub, pygit2.Tree)
                 stack.append((sub, path))
             elif e.filemode == _SYMLINK:
-                problems.append(f"{path}: symbolic links are not followed in the spec tree")
+                problems.append((path, "symbolic links are not followed in the spec tree"))
             elif e.filemode == _COMMIT:
                 continue
             else:

@@ -17,7 +17,7 @@ from typing import Any
 from reconciler import errors
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_RENDERED_CHARS", "SpecLimits", "format_size", "from_config",
-           "parse_size", "tree_problem"]
+           "name_problem", "parse_size", "tree_problem"]
 
 MAX_FILE_BYTES = 1024 * 1024
 """Larger spec, values or policy files are refused unread: a spec is a page of YAML, not a data dump."""
@@ -124,4 +124,11 @@ def tree_problem(spec_path: str, files: int, total_bytes: int, limits: SpecLimit
     if total_bytes > limits.max_total_bytes:
         return (f"{where} holds {more}{format_size(total_bytes)} of files, more than the limit of "
                 f"{format_size(limits.max_total_bytes)} (specs.max_total_size); none of it is loaded")
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why a file name in the spec tree is refused (bytes that are not UTF-8 cannot be shown or stored), or None."""
+    if any("\udc80" <= c <= "\udcff" for c in name):
+        return "the file name is not valid UTF-8; rename the file"
     return None

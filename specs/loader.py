@@ -300,7 +300,10 @@ def load_directory(root: Path, *, spec_path: str = "apps", cache: SpecCache | No
         for entry in entries:
             p = Path(entry.path)
             rel = _rel(p, base)
-            if entry.is_symlink():
+            refused = limits_mod.name_problem(entry.name)
+            if refused:
+                refusals.append(errors.SpecProblem(rel, 1, "", refused))
+            elif entry.is_symlink():
                 target = p.resolve()
                 where = "inside" if target.is_relative_to(root) else "outside"
                 refusals.append(errors.SpecProblem(
@@ -384,7 +387,7 @@ def _load_values(f: SpecFile) -> tuple[dict[str, Any], list[errors.SpecProblem]]
     try:
         value, _ = yamlnodes.load_yaml_with_lines(text, file=f.path)
     except errors.SpecError as exc:
-        return {}, exc.problems
+        return {}, list(_capped(exc.problems))
     if value is None:
         return {}, []
     if not isinstance(value, dict):
@@ -415,7 +418,7 @@ def _parse(path: str, rendered: str) -> _Result:
     try:
         doc, lines = yamlnodes.load_yaml_with_lines(rendered, file=path)
     except errors.SpecError as exc:
-        return None, tuple(exc.problems)
+        return None, _capped(exc.problems)
     if not isinstance(doc, dict):
         kind = "empty" if doc is None else type(doc).__name__
         return None, (errors.SpecProblem(path, 1, "", f"a spec must be a mapping with an application, got {kind}"),)

@@ -111,6 +111,10 @@ class RenderPool:
         self._closed = False
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def wall_limit_s(self) -> float:
         return 2 * self.limits.render_timeout_s + 1.0
 
@@ -295,7 +299,7 @@ def shared(limits: limits_mod.SpecLimits) -> RenderPool:
     """A process-wide pool for callers that do not bring their own (``validate``, tests); closed at exit."""
     global _shared  # noqa: PLW0603 - one pool of processes per process, on purpose
     with _shared_lock:
-        if _shared is None or _shared.limits != limits or _shared._closed:
+        if _shared is None or _shared.limits != limits or _shared.closed:
             if _shared is not None:
                 _shared.close()
             _shared = RenderPool(limits)
