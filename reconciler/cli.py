@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"reconciler {__version__}")
     sub = p.add_subparsers(dest="command")
 
-    s = sub.add_parser("validate", parents=[common], help="render and validate a spec tree (exit 0 ok, 1 invalid)")
+    s = sub.add_parser("validate", parents=[common],
+                       help="render and validate a spec tree and its policies.yaml, with the config's spec limits "
+                            "(exit 0 ok, 1 invalid)")
     s.add_argument("path", nargs="?", default=".", help="repo root or spec directory (default: .)")
     s.set_defaults(func=cmd_validate)
 

@@ -160,11 +160,12 @@ class Engine:
         src = source or self.source
         files, refusals = src.tree_files(commit, self.config.spec_path, self.config.specs)
         spec_files = [spec_loader.SpecFile(path=f.path, blob_id=f.blob_id, read=f.read) for f in files]
+        pool = self.renderer()
         desired = spec_loader.load_specs(
             spec_files, spec_path=self.config.spec_path, commit=commit, cache=self.cache,
-            limits=self.config.specs, pool=self.renderer(),
+            limits=pool.limits, pool=pool,
         )
-        if self._renderer is not None and self._renderer.closed:  # close() ran meanwhile: the daemon is stopping
+        if pool.closed:  # closed meanwhile (stopping, or a reload changed the limits): no half-rendered state
             raise errors.ReconcilerError("stopping: this pass was cut short while rendering templates")
         extra = [errors.SpecProblem(path, 1, "", why) for path, why in refusals]
         pol, problems = spec_loader.load_policies(spec_files, spec_path=self.config.spec_path, cache=self.cache)

@@ -106,9 +106,12 @@ class RenderPool:
         """Worker processes started so far (tests assert that passes reuse them)."""
         self.kills = 0
         """Workers killed for running past the wall-time limit."""
+        self.peak_rss_bytes = 0
+        """The largest resident size any stopped worker reached (``peak_rss()`` includes the live ones)."""
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._warned = False
 
     @property
     def closed(self) -> bool:
@@ -198,6 +201,10 @@ class RenderPool:
         message = json.loads(reply)
         if "hello" in message:
             w.ready = True
+            if message.get("unlimited") and not self._warned:
+                self._warned = True
+                log.warning("template rendering workers could not set %s (%s); the wall-clock limit still applies",
+                            ", ".join(message["unlimited"]), message.get("why", ""))
             return None
         index, _ = w.inflight.popleft()
         w.head_since = time.monotonic()
@@ -261,8 +268,12 @@ class RenderPool:
         self.starts += 1
         return _Worker(proc=proc, conn=connection.Connection(parent.detach()), started=time.monotonic())
 
-    @staticmethod
-    def _stop(w: _Worker) -> None:
+    def peak_rss(self) -> int:
+        """The largest resident size, in bytes, any worker of this pool reached so far."""
+        return max([self.peak_rss_bytes, *(_peak_rss(pid) for pid in self.pids())])
+
+    def _stop(self, w: _Worker) -> None:
+        self.peak_rss_bytes = max(self.peak_rss_bytes, _peak_rss(w.proc.pid))
         with contextlib.suppress(OSError):
             w.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -274,6 +285,7 @@ class RenderPool:
         """Kill every worker now, even one in the middle of a file; later renders report a shut-down pool."""
         self._closed = True
         for w in list(self._workers):
+            self.peak_rss_bytes = max(self.peak_rss_bytes, _peak_rss(w.proc.pid))
             with contextlib.suppress(OSError):
                 w.proc.kill()
         if self._lock.acquire(timeout=10):
@@ -289,6 +301,14 @@ class RenderPool:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _peak_rss(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 _shared_lock = threading.Lock()
@@ -326,8 +346,8 @@ def worker_main(argv: list[str]) -> None:
         raise sandbox.Interrupted(overtime)
 
     signal.signal(signal.SIGPROF, on_alarm)
-    _limit_self(memory)
-    conn.send_bytes(json.dumps({"hello": os.getpid()}).encode())
+    unlimited, why = _limit_self(memory)
+    conn.send_bytes(json.dumps({"hello": os.getpid(), "unlimited": unlimited, "why": why}).encode())
     values: Any = {}
     while True:
         try:
@@ -353,17 +373,26 @@ def worker_main(argv: list[str]) -> None:
             return
 
 
-def _limit_self(memory: int) -> None:
-    """Address space: what the interpreter uses now plus ``memory``; no core files, no file writes."""
+def _limit_self(memory: int) -> tuple[list[str], str]:
+    """Address space: what the interpreter uses now plus ``memory``; no core files, no file writes.
+
+    Returns the limits that could not be set (a seccomp filter may refuse setrlimit) and why.
+    """
     base = 0
     with contextlib.suppress(OSError, ValueError, IndexError):
         base = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
-    for which, wanted in ((resource.RLIMIT_AS, base + memory), (resource.RLIMIT_CORE, 0),
-                          (resource.RLIMIT_FSIZE, 0)):
+    unlimited: list[str] = []
+    why = ""
+    for name, which, wanted in (("the memory limit", resource.RLIMIT_AS, base + memory),
+                                ("RLIMIT_CORE", resource.RLIMIT_CORE, 0), ("RLIMIT_FSIZE", resource.RLIMIT_FSIZE, 0)):
         _soft, hard = resource.getrlimit(which)
         value = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        with contextlib.suppress(ValueError, OSError):
+        try:
             resource.setrlimit(which, (value, value))
+        except (ValueError, OSError) as exc:
+            unlimited.append(name)
+            why = str(exc)
+    return unlimited, why
 
 
 def _cpu_backstop(cpu_limit: float) -> None:

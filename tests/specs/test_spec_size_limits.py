@@ -251,3 +251,19 @@ def test_the_specs_config_section_parses_units_and_defaults() -> None:
 def test_a_bad_specs_section_names_the_field(section: object, message: str) -> None:
     with pytest.raises(errors.ConfigError, match="^" + message.replace(".", r"\.").replace("(", r"\(")):
         limits.from_config(section, where="c.yaml: specs")
+
+
+DOCS = Path(__file__).resolve().parents[2]
+
+
+def test_the_documented_specs_section_loads_as_written_and_states_the_defaults(tmp_path: Path) -> None:
+    from reconciler import config as config_mod
+
+    section = (DOCS / "docs" / "security.md").read_text(encoding="utf-8").split("### Configuration", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    readme = (DOCS / "README.md").read_text(encoding="utf-8").split("### Configuration", 1)[1]
+    readme_block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+    for text in (block, readme_block):
+        path = write(tmp_path / "config.yaml", text)
+        assert config_mod.load_config(path).specs == limits.SpecLimits()
