@@ -124,3 +124,47 @@ def test_a_value_cannot_forge_a_line_of_the_text_plan(env: Env) -> None:
     assert [line[:17] for line in lines if line.startswith("Plan: ")] == ["Plan: 2 to create"], res.out
     assert "apps/x\\nPlan: 0 to create" in res.out and "release\\nPlan: 0 to create" in res.out
     assert not any(line.startswith(("Plan: 0", "**Plan: 0")) for line in markdown.splitlines())
+
+
+def test_run_and_status_survive_deep_nesting_and_a_12_mb_policy_file(env: Env) -> None:
+    env.repo.write("apps/checkout.yaml", app_spec(regions=("us-east-1",)))
+    env.repo.write("apps/deep.yaml", "application: deep\nowner: o\nclusters: " + "[" * 600 + "]" * 600 + "\n")
+    env.repo.write("apps/policies.yaml", "defaults: {}\n" + "# padding\n" * 1_200_000).commit("hostile")
+
+    assert env.cli("run", "--once").code == 0
+    res = env.cli("status")
+    status = env.status()
+
+    assert res.code == 0 and "Traceback" not in res.err
+    assert sorted(status["problems"]) == [
+        "apps/deep.yaml:3: (file): nested more than 64 levels deep (lists and mappings inside each other); "
+        "a spec needs a handful",
+        "apps/policies.yaml:1: (file): file is larger than 1024 KiB; not parsed (split it up)",
+    ]
+    assert status["server_groups"] == [], "the broken policy file holds every change"
+
+
+def test_a_reload_with_other_limits_starts_new_workers(env: Env) -> None:
+    env.repo.write("apps/checkout.yaml", app_spec(image="{{ 'checkout-1' }}")).commit("v1")
+    eng = engine_mod.Engine(config_mod.load_config(env.config), clock=clock_mod.FakeClock())
+    try:
+        eng.refresh_status()
+        first = eng.renderer()
+        _limited(env, render_timeout="5s")
+        eng.config = config_mod.load_config(env.config)  # what SIGHUP does
+        eng.refresh_status()
+        second = eng.renderer()
+        assert first.closed and not second.closed
+        assert second.limits.render_timeout_s == 5.0 and eng.cache.parses == 2
+    finally:
+        eng.close()
+
+
+def test_a_bad_specs_section_is_a_config_error_naming_the_file(env: Env) -> None:
+    _limited(env, render_memory="lots")
+
+    res = env.cli("validate", str(env.repo.path))
+
+    assert res.code == 1
+    assert res.err.strip() == f"error: {env.config}: specs.render_memory: 'lots' is not a size (use e.g. 512KiB, " \
+                              "256MiB, 1GiB)"
