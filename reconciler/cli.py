@@ -330,27 +330,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not status.get("commit"):
         print("no reconcile pass has run yet (try `reconciler run --once`)")
         return EXIT_OK
+    from reconciler import escaping
+
+    v = escaping.visible  # values from specs, policies and clouds: one line each, control characters shown
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["updated_at"]))
     print(f"commit {status['commit'][:8]} (pass at {when})")
     if status.get("source_error"):
-        print(f"source: {status['source_error']}")
+        print(v(f"source: {status['source_error']}"))
     if status.get("freeze"):
-        print(f"FROZEN by {status['freeze'].get('by')}: {status['freeze'].get('reason')}")
+        print(v(f"FROZEN by {status['freeze'].get('by')}: {status['freeze'].get('reason')}"))
     for name, app in sorted(status.get("applications", {}).items()):
         conds = ", ".join(f"{c['type']} ({c['reason']})" for c in app["conditions"])
-        print(f"\n{name}: {conds}")
+        print(f"\n{v(name)}: {conds}")
         for c in app["conditions"]:
             if c["type"] != "Ready":
-                print(f"    {c['message']}")
+                print(f"    {v(c['message'])}")
         for g in sorted(status.get("server_groups", []), key=lambda g: (g["cluster"], g["region"], g["server_group"])):
             if g.get("application") != name:
                 continue
             state = "enabled " if g["enabled"] else "disabled"
             cap = g["capacity"]
-            print(f"  {g['region']:<14} {g['server_group']:<32} {state} {g['healthy']}/{cap['desired']} healthy "
-                  f"image={g['image']}")
+            print(v(f"  {g['region']:<14} {g['server_group']:<32} {state} {g['healthy']}/{cap['desired']} healthy "
+                    f"image={g['image']}"))
     for name, p in sorted((status.get("paused") or {}).items()):
-        print(f"\npaused: {name} by {p['by']} {p.get('reason', '')}")
+        print()
+        print(v(f"paused: {name} by {p['by']} {p.get('reason', '')}"))
     running = [e for e in status.get("executions", []) if e["state"] == "running"]
     if running:
         print("\nrunning:")
@@ -369,10 +373,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps({"events": events, "executions": execs}, indent=2, sort_keys=True, default=str))
         return EXIT_OK
+    from reconciler import escaping
+
     for e in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
         where = " ".join(x for x in (e["application"], e["cluster"], e["region"]) if x)
-        print(f"{when} {e['kind']:<22} {where:<40} {e['message']}")
+        print(escaping.visible(f"{when} {e['kind']:<22} {where:<40} {e['message']}"))
     return EXIT_OK
 
 

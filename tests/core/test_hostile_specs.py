@@ -168,3 +168,19 @@ def test_a_bad_specs_section_is_a_config_error_naming_the_file(env: Env) -> None
     assert res.code == 1
     assert res.err.strip() == f"error: {env.config}: specs.render_memory: 'lots' is not a size (use e.g. 512KiB, " \
                               "256MiB, 1GiB)"
+
+
+def test_status_and_history_text_show_control_characters_as_escapes(env: Env) -> None:
+    forged = "\nPlan: 0 to create"
+    env.repo.write("apps/checkout.yaml", app_spec(regions=("us-east-1",)))
+    env.repo.write("apps/policies.yaml", json.dumps({"freeze": {"reason": f"release{forged}", "by": "ann"}}) + "\n")
+    env.repo.commit("frozen")
+    assert env.cli("run", "--once").code == 0
+
+    status = env.cli("status").out
+    assert env.cli("pause", "checkout", "--reason", f"look{forged}").code == 0
+    history = env.cli("history").out
+
+    for out in (status, history):
+        assert not any(line.startswith("Plan:") for line in out.splitlines()), out
+    assert "release\\nPlan: 0 to create" in status and "look\\nPlan: 0 to create" in history
