@@ -32,6 +32,7 @@ import pickle
 import resource
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -153,8 +154,10 @@ class RenderPool:
                     log.error("cannot start a template rendering worker: %s", exc)
                     start_failures.append(str(exc))
                     break
-            for w in self._workers:
-                self._feed(w, jobs, pending)
+            for w in list(self._workers):
+                if not self._feed(w, jobs, pending):  # a send that cannot complete: the worker is stuck
+                    self._workers.remove(w)
+                    self._stop(w)
             deadlines = [self._deadline(w) for w in self._workers if w.inflight or not w.ready]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 0.05
             ready = connection.wait([w.conn for w in self._workers], timeout)
@@ -164,8 +167,12 @@ class RenderPool:
                         reply = w.conn.recv_bytes(_MAX_REPLY)
                     except (EOFError, OSError):
                         reply = None
+                    try:
+                        result = self._reply(w, jobs, reply) if reply is not None else None
+                    except (ValueError, TypeError, KeyError, IndexError):  # not our protocol: treat as dead
+                        log.error("a template rendering worker sent something unexpected; it is replaced")
+                        reply = None
                     if reply is not None:
-                        result = self._reply(w, jobs, reply)
                         if result is not None:
                             yield result
                         continue
@@ -180,22 +187,27 @@ class RenderPool:
             return w.started + _START_TIMEOUT_S
         return w.head_since + self.wall_limit_s
 
-    def _feed(self, w: _Worker, jobs: Sequence[Job], pending: collections.deque[int]) -> None:
+    def _feed(self, w: _Worker, jobs: Sequence[Job], pending: collections.deque[int]) -> bool:
+        """Queue jobs to ``w``; False when a send timed out (the socket is unusable now)."""
         while w.ready and pending and len(w.inflight) < _PIPELINE_JOBS:
             job = jobs[pending[0]]
             values = dict(job.values) if job.values_id != w.values_id else None
             payload = pickle.dumps((job.path, job.text, job.values_id, values, job.values_ok),
                                    protocol=pickle.HIGHEST_PROTOCOL)
             if w.inflight and w.queued_bytes() + len(payload) > _PIPELINE_BYTES:
-                return
+                return True
             try:
                 w.conn.send_bytes(payload)
+            except BlockingIOError:
+                log.error("a template rendering worker stopped reading its requests; it is replaced")
+                return False
             except OSError:
-                return  # it died; its end of the socket says so at the next wait
+                return True  # it died; its end of the socket says so at the next wait
             if not w.inflight:
                 w.head_since = time.monotonic()
             w.inflight.append((pending.popleft(), len(payload)))
             w.values_id = job.values_id
+        return True
 
     def _reply(self, w: _Worker, jobs: Sequence[Job], reply: bytes) -> tuple[int, Outcome] | None:
         message = json.loads(reply)
@@ -244,15 +256,17 @@ class RenderPool:
                            f"(specs.render_timeout); it was stopped")
             else:
                 how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-                message = (f"the template renderer stopped while rendering this file ({how}); with "
-                           f"{limits_mod.format_size(self.limits.render_memory_bytes)} of memory "
-                           "(specs.render_memory) it cannot be rendered")
+                message = (f"the template renderer stopped while rendering this file ({how}; "
+                           f"specs.render_memory is {limits_mod.format_size(self.limits.render_memory_bytes)})")
         yield index, Outcome(None, errors.SpecProblem(path, 1, "", message))
 
     # ------------------------------------------------------------------ processes
 
     def _start(self) -> _Worker:
         parent, child = socket.socketpair()
+        # A send to a worker that stopped reading fails after this long instead of blocking the pass.
+        parent.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                          struct.pack("ll", int(self.wall_limit_s), int(self.wall_limit_s % 1 * 1e6)))
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(child.fileno()), repr(self.limits.render_timeout_s),

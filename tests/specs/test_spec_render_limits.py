@@ -165,3 +165,16 @@ def test_a_closed_pool_kills_its_workers_and_reports_without_caching() -> None:
     assert pids and not any(Path(f"/proc/{pid}").exists() for pid in pids)
     assert lines_of(state) == ["apps/a.yaml:1: (file): the template renderer was shut down"]
     assert len(cache) == 0, "not the file's fault: not cached"
+
+
+def test_a_large_request_to_a_worker_that_stopped_reading_goes_to_a_new_one() -> None:
+    with renderpool.RenderPool(limits.SpecLimits(render_timeout_s=1), workers=1) as pool:
+        assert load(Tree({"warm.yaml": minimal("warm") + "# {{ 1 }}\n"}), pool).problems == ()
+        (pid,) = pool.pids()
+        os.kill(pid, signal.SIGSTOP)
+        big = minimal("big") + "# {{ 2 }}\n" + "#" * 900_000 + "\n"  # larger than a socket's buffer
+
+        state = load(Tree({"big.yaml": big}), pool)
+
+        assert state.problems == () and list(state.applications) == ["big"]
+        assert pool.starts == 2 and not Path(f"/proc/{pid}").exists()
