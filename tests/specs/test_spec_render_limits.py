@@ -168,11 +168,11 @@ def test_a_closed_pool_kills_its_workers_and_reports_without_caching() -> None:
 
 
 def test_a_large_request_to_a_worker_that_stopped_reading_goes_to_a_new_one() -> None:
-    with renderpool.RenderPool(limits.SpecLimits(render_timeout_s=1), workers=1) as pool:
+    with renderpool.RenderPool(limits.SpecLimits(render_timeout_s=0.5), workers=1) as pool:
         assert load(Tree({"warm.yaml": minimal("warm") + "# {{ 1 }}\n"}), pool).problems == ()
         (pid,) = pool.pids()
         os.kill(pid, signal.SIGSTOP)
-        big = minimal("big") + "# {{ 2 }}\n" + "#" * 900_000 + "\n"  # larger than a socket's buffer
+        big = minimal("big") + "# {{ 2 }}\n" + "#" * 400_000 + "\n"  # larger than a socket's buffer
 
         state = load(Tree({"big.yaml": big}), pool)
 
