@@ -272,7 +272,7 @@ class RenderPool:
                 [sys.executable, "-c", _BOOT, str(child.fileno()), repr(self.limits.render_timeout_s),
                  str(self.limits.render_memory_bytes)],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True,
+                stderr=subprocess.DEVNULL, start_new_session=True, env=_worker_env(),
             )
         except OSError:
             parent.close()
@@ -315,6 +315,12 @@ class RenderPool:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _worker_env() -> dict[str, str]:
+    """What a worker needs to start Python: no tokens or credentials from the daemon's environment."""
+    keep = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "VIRTUAL_ENV")
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith("PYTHON")}
 
 
 def _peak_rss(pid: int) -> int:

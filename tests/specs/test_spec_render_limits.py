@@ -178,3 +178,13 @@ def test_a_large_request_to_a_worker_that_stopped_reading_goes_to_a_new_one() ->
 
         assert state.problems == () and list(state.applications) == ["big"]
         assert pool.starts == 2 and not Path(f"/proc/{pid}").exists()
+
+
+def test_workers_do_not_inherit_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILER_GIT_TOKEN", "s3cr3t-token")
+    with renderpool.RenderPool(limits.SpecLimits(), workers=1) as pool:
+        assert load(Tree({"a.yaml": minimal("a") + "# {{ 1 }}\n"}), pool).problems == ()
+        (pid,) = pool.pids()
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+
+    assert b"s3cr3t-token" not in environ and b"RECONCILER_GIT_TOKEN" not in environ
