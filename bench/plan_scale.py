@@ -2,16 +2,19 @@
 
     .venv/bin/python bench/plan_scale.py [--clusters 10000] [--per-file 5]
 
-Three passes over the same GitSource and spec cache, as the daemon does them:
-a first plan (everything parsed), a re-plan on the same commit (nothing parsed),
-and a re-plan after one file changed (one file parsed). Live state is the
-desired state already applied in one region and missing in the other, so the
-planner produces real ``create`` changes and real no-ops.
+Three passes over the same GitSource, spec cache and rendering pool, as the
+daemon does them: a first plan (everything parsed; every file has a template
+marker, so every file is rendered by the pool's worker processes), a re-plan on
+the same commit (nothing parsed), and a re-plan after one file changed (one
+file parsed). Live state is the desired state already applied in one region and
+missing in the other, so the planner produces real ``create`` changes and real
+no-ops. The first plan includes starting the rendering workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -25,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from policies import base as policy_base
 from policies import registry
 from reconciler import gitsource, model, planner
-from specs import loader
+from specs import limits, loader, renderpool
 
 SPEC = """application: app{i}
 owner: team{i}@example.com
@@ -79,13 +82,14 @@ def live_for(desired: model.DesiredState) -> planner.LiveState:
     return planner.LiveState(tuple(groups))
 
 
-def one_pass(src: gitsource.GitSource, commit: str, cache: loader.SpecCache, live: planner.LiveState | None
-             ) -> tuple[float, int, model.Plan, model.DesiredState]:
+def one_pass(src: gitsource.GitSource, commit: str, cache: loader.SpecCache, pool: renderpool.RenderPool,
+             live: planner.LiveState | None) -> tuple[float, int, model.Plan, model.DesiredState]:
     before = cache.parses
     t0 = time.perf_counter()
-    files, _ = src.tree_files(commit, "apps")
+    files, _ = src.tree_files(commit, "apps", pool.limits)
     desired = loader.load_specs(
-        [loader.SpecFile(f.path, f.blob_id, f.read) for f in files], spec_path="apps", commit=commit, cache=cache
+        [loader.SpecFile(f.path, f.blob_id, f.read) for f in files], spec_path="apps", commit=commit, cache=cache,
+        limits=pool.limits, pool=pool,
     )
     live = live if live is not None else live_for(desired)
     out = planner.plan(desired, live)
@@ -110,19 +114,41 @@ def main() -> None:
         src.fetch()
         print(f"mirror fetch: {time.perf_counter() - t0:.2f}s")
         cache = loader.SpecCache()
-        first, parses1, plan1, desired = one_pass(src, commit, cache, None)
+        pool = renderpool.RenderPool(limits.SpecLimits())
+        cpu0 = time.process_time()
+        first, parses1, plan1, desired = one_pass(src, commit, cache, pool, None)
+        cpu_first = time.process_time() - cpu0
+        worker_cpu = sum(_cpu_s(pid) for pid in pool.pids())
         live = live_for(desired)
-        again, parses2, plan2, _ = one_pass(src, commit, cache, live)
+        again, parses2, plan2, _ = one_pass(src, commit, cache, pool, live)
         commit2 = change_one_file(repo, commit)
         src.fetch()
-        changed, parses3, _plan3, _ = one_pass(src, commit2, cache, live)
+        changed, parses3, _plan3, _ = one_pass(src, commit2, cache, pool, live)
+        workers, starts = pool.pids(), pool.starts
+        worker_rss = max((_peak_rss_kib(pid) for pid in workers), default=0) / 1024
+        pool.close()
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{'pass':<28}{'wall s':>8}{'parses':>8}{'changes':>9}")
         print(f"{'first plan':<28}{first:>8.2f}{parses1:>8}{len(plan1.changes):>9}")
         print(f"{'re-plan, same commit':<28}{again:>8.2f}{parses2:>8}{len(plan2.changes):>9}")
         print(f"{'re-plan, one file changed':<28}{changed:>8.2f}{parses3:>8}{len(_plan3.changes):>9}")
         print(f"ratio first/re-plan: {first / max(again, 1e-9):.1f}x; peak RSS {rss_mb:.0f} MiB")
+        print(f"first plan CPU: {cpu_first:.2f}s in this process, {worker_cpu:.2f}s in {len(workers)} rendering "
+              f"worker(s) (started {starts} time(s) in all, peak RSS {worker_rss:.0f} MiB each at most)")
         assert parses2 == 0 and parses3 == 1, "the spec cache must skip unchanged blobs"
+        assert starts == len(workers), "the rendering workers must serve every pass"
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("validate", parents=[common], help="render and validate a spec tree (exit 0 ok, 1 invalid)",
                        description="Render and validate every spec, policies.yaml and, with --config, the config; "
                        "providers must be installed, and with --config every account must be configured and "
-                       "every region allowed by its account. Files under the spec path that are not "
-                       ".yaml/.yml are reported on stderr (they are not read).")
+                       "every region allowed by its account, and the config's spec limits apply. Files under the "
+                       "spec path that are not .yaml/.yml are reported on stderr (they are not read).")
     s.add_argument("path", nargs="?", default=".", help="repo root or spec directory (default: .)")
     s.set_defaults(func=cmd_validate)
 
@@ -215,11 +215,13 @@ def _user(args: argparse.Namespace) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     from providers import base as provider_base
     from reconciler import engine as engine_mod
+    from reconciler import escaping
     from specs import catalog, loader
 
     spec_path = args.spec_path or "apps"
     installed = provider_base.installed_names()
     cat = catalog.Catalog(installed)
+    limits = None
     if args.config:
         try:
             cfg = _config(args)
@@ -227,11 +229,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(str(exc))
             print("1 problem in the config", file=sys.stderr)
             return EXIT_ERROR
-        spec_path = args.spec_path or cfg.spec_path
+        spec_path, limits = args.spec_path or cfg.spec_path, cfg.specs
         cat = engine_mod.catalog_for(cfg, installed, accounts=True)
-    desired = loader.load_directory(Path(args.path), spec_path=spec_path, catalog=cat)
+    desired = loader.load_directory(Path(args.path), spec_path=spec_path, catalog=cat, limits=limits)
     for n in desired.notices:
-        print(f"notice: {n}", file=sys.stderr)
+        print(escaping.visible(f"notice: {n}"), file=sys.stderr)
     if desired.problems:
         for p in desired.problems:
             print(str(p))
@@ -324,11 +326,13 @@ def _unread(ev: Any) -> list[str]:
 
 
 def _notes(ev: Any) -> str:
+    from reconciler import escaping
+
     lines: list[str] = []
     for change, why in ev.held:
-        lines.append(f"  held: {change.cluster} in {change.region}: {why}")
+        lines.append(escaping.visible(f"  held: {change.cluster} in {change.region}: {why}"))
     for s in ev.outcome.skipped:
-        lines.append(f"  skipped: {s.cluster} ({s.key}): {s.reason}")
+        lines.append(escaping.visible(f"  skipped: {s.cluster} ({s.key}): {s.reason}"))
     return "\n".join(lines)
 
 
@@ -427,27 +431,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not status.get("commit"):
         print("no reconcile pass has run yet (try `reconciler run --once`)")
         return EXIT_OK
+    from reconciler import escaping
+
+    v = escaping.visible  # values from specs, policies and clouds: one line each, control characters shown
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["updated_at"]))
     print(f"commit {status['commit'][:8]} (pass at {when})")
     if status.get("source_error"):
-        print(f"source: {status['source_error']}")
+        print(v(f"source: {status['source_error']}"))
     if status.get("freeze"):
-        print(f"FROZEN by {status['freeze'].get('by')}: {status['freeze'].get('reason')}")
+        print(v(f"FROZEN by {status['freeze'].get('by')}: {status['freeze'].get('reason')}"))
     for name, app in sorted(status.get("applications", {}).items()):
         conds = ", ".join(f"{c['type']} ({c['reason']})" for c in app["conditions"])
-        print(f"\n{name}: {conds}")
+        print(f"\n{v(name)}: {conds}")
         for c in app["conditions"]:
             if c["type"] != "Ready":
-                print(f"    {c['message']}")
+                print(f"    {v(c['message'])}")
         for g in sorted(status.get("server_groups", []), key=lambda g: (g["cluster"], g["region"], g["server_group"])):
             if g.get("application") != name:
                 continue
             state = "enabled " if g["enabled"] else "disabled"
             cap = g["capacity"]
-            print(f"  {g['region']:<14} {g['server_group']:<32} {state} {g['healthy']}/{cap['desired']} healthy "
-                  f"image={g['image']}")
+            print(v(f"  {g['region']:<14} {g['server_group']:<32} {state} {g['healthy']}/{cap['desired']} healthy "
+                    f"image={g['image']}"))
     for name, p in sorted((status.get("paused") or {}).items()):
-        print(f"\npaused: {name} by {p['by']} {p.get('reason', '')}")
+        print()
+        print(v(f"paused: {name} by {p['by']} {p.get('reason', '')}"))
     running = [e for e in status.get("executions", []) if e["state"] == "running"]
     if running:
         print("\nrunning:")
@@ -478,10 +486,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps({"events": events, "executions": execs}, indent=2, sort_keys=True, default=str))
         return EXIT_OK
+    from reconciler import escaping
+
     for e in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
         where = " ".join(x for x in (e["application"], e["cluster"], e["region"]) if x)
-        print(f"{when} {e['kind']:<22} {where:<40} {e['message']}")
+        print(escaping.visible(f"{when} {e['kind']:<22} {where:<40} {e['message']}"))
     return EXIT_OK
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from reconciler import access, errors
 from reconciler.notifications import settings as notify_settings
+from specs import limits as spec_limits
 
 ENV_CONFIG = "RECONCILER_CONFIG"
 ENV_STATE_DIR = "RECONCILER_STATE_DIR"
@@ -134,6 +135,7 @@ class Config:
     schedules: tuple[Schedule, ...] = ()
     approval_ttl_s: float = 24 * 3600.0  # approvals.ttl: an approval is valid this long
     notifications: notify_settings.NotificationSettings = field(default_factory=notify_settings.NotificationSettings)
+    specs: spec_limits.SpecLimits = field(default_factory=spec_limits.SpecLimits)  # limits on rendering and trees
     warnings: tuple[str, ...] = ()  # accepted but discouraged settings, logged by the daemon
 
     @property

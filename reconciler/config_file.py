@@ -22,6 +22,7 @@ import yaml
 from reconciler import access, errors
 from reconciler import config as config_mod
 from reconciler.notifications import settings as notify_settings
+from specs import limits as spec_limits
 
 _BRANCH_RE = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]+(?<!/)(?<!\.lock)$")
 _SCP_RE = re.compile(r"^[\w.-]+@[\w.-]+:")
@@ -30,7 +31,7 @@ _TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _PATTERN_RE = re.compile(r"^[a-z0-9*?\[\]!-]{1,80}$")
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 TOP_KEYS = ("repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
-            "execution", "webhook", "schedules", "approvals", "daemon", "notifications")
+            "execution", "webhook", "schedules", "approvals", "daemon", "notifications", "specs")
 """The config file's top-level fields."""
 _REPO_KEYS = ("url", "branch", "path", "allow_force_push", "allowed_signers", "username", "token_file",
               "ssh_key_file", "ssh_public_key_file", "ssh_known_hosts")
@@ -271,6 +272,7 @@ class _Builder:
         allow_force_push = self.flag(repo_sec, "repo", "allow_force_push", False)
         allowed_signers = self.file_path(repo_sec, "repo", "allowed_signers")
         notifications = self._notifications(raw.get("notifications"))
+        specs = self._specs(raw.get("specs"))
 
         if self.problems:
             raise errors.ConfigError("\n".join(text for _line, text in sorted(self.problems, key=lambda p: p[0])))
@@ -295,10 +297,20 @@ class _Builder:
             schedules=schedules,
             approval_ttl_s=ttl,
             notifications=notifications,
+            specs=specs,
             warnings=tuple(warnings),
         )
 
     # ------------------------------------------------------------------ sections
+
+    def _specs(self, value: Any) -> spec_limits.SpecLimits:
+        """The ``specs`` section (rendering and tree limits), checked by the spec layer's own parser."""
+        try:
+            return spec_limits.from_config(value, where="specs")
+        except errors.ConfigError as exc:
+            where, _, message = str(exc).partition(": ")
+            self.fail(where, message)
+            return spec_limits.SpecLimits()
 
     def _notifications(self, value: Any) -> notify_settings.NotificationSettings:
         """The ``notifications`` section, parsed by its own module; its problems join this file's."""

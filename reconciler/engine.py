@@ -32,7 +32,7 @@ from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
 from specs import catalog as spec_catalog
 from specs import loader as spec_loader
-from specs import policy_file
+from specs import renderpool
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ KEY_STATUS = "status/last_pass"
 KEY_FREEZE = "policy/freeze_switch"
 KEY_KNOWN_REGIONS = "live/known_regions"
 
-_POLICY_CACHE: dict[tuple[str, str], tuple[Any, list[errors.SpecProblem]]] = {}
-"""Parsed policies.yaml by (path, blob id), shared by the engines of a process (the file is immutable per blob)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +85,8 @@ class Engine:
         self.source = gitsource.GitSource(config.repo_url, config.branch, mirror_root=config.state_dir,
                                           credentials=config.git)
         self.cache = spec_loader.SpecCache()
+        self._renderer: renderpool.RenderPool | None = None
+        self._renderer_lock = threading.Lock()
         self._providers: dict[tuple[str, str], provider_base.Provider] = {}
         self._retired: list[provider_base.Provider] = []  # replaced by a reload; closed with the engine
         self._provider_errors: dict[tuple[str, str], str] = {}
@@ -164,6 +164,15 @@ class Engine:
                 changed.append(label)
         return changed
 
+    def renderer(self) -> renderpool.RenderPool:
+        """The template rendering workers, started on first use and replaced when a reload changed the limits."""
+        with self._renderer_lock:
+            if self._renderer is None or self._renderer.limits != self.config.specs:
+                if self._renderer is not None:
+                    self._renderer.close()
+                self._renderer = renderpool.RenderPool(self.config.specs)
+            return self._renderer
+
     # ------------------------------------------------------------------ reading
 
     def fetch(self) -> tuple[str | None, str | None]:
@@ -183,6 +192,13 @@ class Engine:
             self.store.put(KEY_SOURCE_ERROR, msg, now)
             log.error("%s", msg)
             return last_good, msg
+        try:  # a tree over the spec limits is refused whole, like a force-push: nothing of it is used
+            self.source.tree_files(res.head, self.config.spec_path, self.config.specs)
+        except gitsource.TreeTooLarge as exc:
+            msg = f"{exc}; keeping {(last_good or 'nothing')[:8]} in force"
+            self.store.put(KEY_SOURCE_ERROR, msg, now)
+            log.error("%s", msg)
+            return last_good, msg
         self.store.put(KEY_SOURCE_ERROR, None, now)
         self._last_read_ok = now
         return res.head, None
@@ -196,29 +212,18 @@ class Engine:
         application is held whole instead of half its clusters looking deleted.
         """
         src = source or self.source
-        files, refusals = src.tree_files(commit, self.config.spec_path)
+        files, refusals = src.tree_files(commit, self.config.spec_path, self.config.specs)
         spec_files = [spec_loader.SpecFile(path=f.path, blob_id=f.blob_id, read=f.read) for f in files]
+        pool = self.renderer()
         desired = spec_loader.load_specs(
             spec_files, spec_path=self.config.spec_path, commit=commit, cache=self.cache,
-            catalog=self.catalog(accounts=check_accounts),
+            limits=pool.limits, pool=pool, catalog=self.catalog(accounts=check_accounts),
         )
-        extra = [errors.SpecProblem(r.split(":", 1)[0], 1, "", r.split(": ", 1)[-1]) for r in refusals]
-        policy_name = f"{self.config.spec_path}/policies.yaml".lstrip("/")
-        settings_file = next((f for f in files if f.path == policy_name), None)
-        pol: Any = None
-        if settings_file is not None:
-            key = (settings_file.path, settings_file.blob_id)
-            hit = _POLICY_CACHE.get(key)
-            if hit is None:  # a pass over an unchanged commit parses nothing
-                hit = policy_file.load_policy_file(
-                    settings_file.read().decode("utf-8", errors="replace"), file=policy_name)
-                if len(_POLICY_CACHE) >= 32:
-                    _POLICY_CACHE.clear()
-                _POLICY_CACHE[key] = hit
-            pol, problems = hit
-            extra += problems
-        else:
-            pol, _ = policy_file.load_policy_file("", file=policy_name)
+        if pool.closed:  # closed meanwhile (stopping, or a reload changed the limits): no half-rendered state
+            raise errors.ReconcilerError("stopping: this pass was cut short while rendering templates")
+        extra = [errors.SpecProblem(path, 1, "", why) for path, why in refusals]
+        pol, problems = spec_loader.load_policies(spec_files, spec_path=self.config.spec_path, cache=self.cache)
+        extra += problems
         if extra:
             desired = dataclasses.replace(
                 desired,
@@ -771,6 +776,8 @@ class Engine:
         return True
 
     def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()  # first: a pass stuck on a template returns at once
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         for p in [*self._providers.values(), *self._retired]:

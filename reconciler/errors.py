@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler import escaping
+
 
 class ReconcilerError(Exception):
     """Base of every error the product raises on purpose."""
@@ -16,7 +18,8 @@ class ReconcilerError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SpecProblem:
-    """One problem in one spec file, printed as ``file:line: field.path: message``."""
+    """One problem in one spec file, printed as ``file:line: field.path: message`` on one line
+    (control characters from file names or quoted values are printed as escapes)."""
 
     file: str
     line: int
@@ -25,7 +28,7 @@ class SpecProblem:
 
     def __str__(self) -> str:
         field = self.field or "(file)"
-        return f"{self.file}:{self.line}: {field}: {self.message}"
+        return escaping.visible(f"{self.file}:{self.line}: {field}: {self.message}")
 
 
 class SpecError(ReconcilerError):

@@ -25,12 +25,12 @@ import pygit2
 
 from reconciler import config as config_mod
 from reconciler import errors, logs
+from specs import limits as limits_mod
 
 log = logging.getLogger(__name__)
 
 ENV_TOKEN = "RECONCILER_GIT_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 
-MAX_SPEC_FILES = 20_000
 _SYMLINK = 0o120000
 _TREE = 0o040000
 _COMMIT = 0o160000
@@ -43,6 +43,14 @@ class TreeFile:
     path: str
     blob_id: str
     read: Callable[[], bytes]
+
+
+Refusal = tuple[str, str]
+"""(path, why): a file of the spec tree that is not read."""
+
+
+class TreeTooLarge(errors.SourceError):
+    """A commit whose spec tree is over ``specs.max_files`` or ``specs.max_total_size``: it is not used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,8 @@ class GitSource:
         self.mirror_path = mirror_root / "mirrors" / key
         self._repo: pygit2.Repository | None = None
         self.fetches = 0
+        self._trees: dict[tuple[str, str, limits_mod.SpecLimits], tuple[list[TreeFile], list[Refusal]]] = {}
+        self._sizes: dict[str, int] = {}
 
     # ------------------------------------------------------------------ mirror
 
@@ -290,8 +300,18 @@ class GitSource:
                 pass
             raise
 
-    def tree_files(self, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
-        return tree_files(self._mirror(), commit, spec_path)
+    def tree_files(self, commit: str, spec_path: str, limits: limits_mod.SpecLimits | None = None
+                   ) -> tuple[list[TreeFile], list[Refusal]]:
+        """As the module function; remembered for the last few commits, so checking a head and then
+        loading it walks its tree once."""
+        key = (commit, spec_path, limits or limits_mod.SpecLimits())
+        if key not in self._trees:
+            if len(self._trees) >= 4:
+                self._trees.pop(next(iter(self._trees)))
+            if len(self._sizes) > 500_000:
+                self._sizes.clear()
+            self._trees[key] = tree_files(self._mirror(), commit, spec_path, key[2], sizes=self._sizes)
+        return self._trees[key]
 
     def commit_info(self, commit: str) -> dict[str, Any]:
         return commit_info(self._mirror(), commit)
@@ -317,8 +337,9 @@ class LocalCheckout:
         branch, ``origin/main`` the remote-tracking branch, then tags, commit ids, rev expressions."""
         return resolve_in(self.repo, ref, where=self.repo.workdir or self.repo.path)
 
-    def tree_files(self, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
-        return tree_files(self.repo, commit, spec_path)
+    def tree_files(self, commit: str, spec_path: str, limits: limits_mod.SpecLimits | None = None
+                   ) -> tuple[list[TreeFile], list[Refusal]]:
+        return tree_files(self.repo, commit, spec_path, limits)
 
     def commit_info(self, commit: str) -> dict[str, Any]:
         return commit_info(self.repo, commit)
@@ -341,25 +362,36 @@ def resolve_in(repo: pygit2.Repository, ref: str, *, where: str) -> str:
         raise errors.SourceError(f"cannot resolve {ref!r} to a commit in {where}: {exc}") from exc
 
 
-def tree_files(repo: pygit2.Repository, commit: str, spec_path: str) -> tuple[list[TreeFile], list[str]]:
-    """Every regular file under ``spec_path`` at ``commit``, plus refusals (symlinks, too many files)."""
+def tree_files(repo: pygit2.Repository, commit: str, spec_path: str, limits: limits_mod.SpecLimits | None = None,
+               *, sizes: dict[str, int] | None = None) -> tuple[list[TreeFile], list[Refusal]]:
+    """Every regular file under ``spec_path`` at ``commit``, plus refusals (symlinks).
+
+    Raises ``TreeTooLarge`` when the tree holds more files or bytes than
+    ``limits`` allow: such a commit is not used at all (no file of it is read,
+    nothing is pruned because of it). ``sizes`` remembers blob sizes between
+    commits, so only new blobs' headers are read.
+    """
+    limits = limits or limits_mod.SpecLimits()
+    sizes = sizes if sizes is not None else {}
     try:
         root = repo[commit].peel(pygit2.Commit).tree
     except (KeyError, ValueError) as exc:
         raise errors.SourceError(f"commit {commit} is not in the repository") from exc
     spec_path = spec_path.strip("/")
-    problems: list[str] = []
+    problems: list[Refusal] = []
     if spec_path:
         try:
             entry = root[spec_path]
         except KeyError:
-            return [], [f"{spec_path}: the spec path does not exist at commit {commit[:8]} (repo.path in the config)"]
+            return [], [(spec_path, f"the spec path does not exist at commit {commit[:8]} (repo.path in the config)")]
         if entry.filemode != _TREE:
-            return [], [f"{spec_path}: the spec path is not a directory"]
+            return [], [(spec_path, "the spec path is not a directory")]
         tree = repo[entry.id]
     else:
         tree = root
     out: list[TreeFile] = []
+    count, total = 0, 0
+    stop = 10 * limits.max_files
 
     def reader(oid: pygit2.Oid) -> Callable[[], bytes]:
         def read() -> bytes:
@@ -369,26 +401,43 @@ def tree_files(repo: pygit2.Repository, commit: str, spec_path: str) -> tuple[li
 
         return read
 
-    def walk(t: pygit2.Tree, prefix: str) -> None:
+    def size_of(oid: pygit2.Oid) -> int:
+        key = str(oid)
+        if key not in sizes:
+            sizes[key] = int(repo.odb.read_header(oid)[1])
+        return sizes[key]
+
+    if not isinstance(tree, pygit2.Tree):
+        return [], [(spec_path, "the spec path is not a directory")]
+    complete = True
+    stack: list[tuple[pygit2.Tree, str]] = [(tree, spec_path)]  # no recursion: trees may nest very deep
+    while stack and complete:
+        t, prefix = stack.pop()
         for e in t:
             name = e.name or ""
             path = f"{prefix}/{name}" if prefix else name
-            if e.filemode == _TREE:
+            refused = limits_mod.name_problem(name)
+            if refused:
+                problems.append((path, refused))
+            elif e.filemode == _TREE:
                 sub = repo[e.id]
                 assert isinstance(sub, pygit2.Tree)
-                walk(sub, path)
+                stack.append((sub, path))
             elif e.filemode == _SYMLINK:
-                problems.append(f"{path}: symbolic links are not followed in the spec tree")
+                problems.append((path, "symbolic links are not followed in the spec tree"))
             elif e.filemode == _COMMIT:
                 continue
             else:
-                out.append(TreeFile(path=path, blob_id=str(e.id), read=reader(e.id)))
-            if len(out) > MAX_SPEC_FILES:
-                raise errors.SourceError(f"more than {MAX_SPEC_FILES} files under {spec_path}/")
-
-    if not isinstance(tree, pygit2.Tree):
-        return [], [f"{spec_path}: the spec path is not a directory"]
-    walk(tree, spec_path)
+                count += 1
+                if count <= limits.max_files:  # past it only the count matters
+                    out.append(TreeFile(path=path, blob_id=str(e.id), read=reader(e.id)))
+                    total += size_of(e.id)
+                elif count > stop:
+                    complete = False
+                    break
+    over = limits_mod.tree_problem(spec_path, count, total, limits, complete=complete)
+    if over:
+        raise TreeTooLarge(f"{over} (commit {commit[:8]})")
     return out, problems
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler import errors, model
+from reconciler import errors, escaping, model
 
 MARKER = "<!-- reconciler-plan -->"
 """First line of every Markdown part: CI finds its previous (sticky) comment by it."""
@@ -247,7 +247,12 @@ def _short_capacity(text: str | None) -> str | None:
 
 
 def render_text(plan: model.Plan, *, color: bool) -> str:
-    """For terminals: only what changes and what is not simply allowed; ANSI colour only when asked."""
+    """For terminals: only what changes and what is not simply allowed; ANSI colour only when asked.
+
+    Every value is printed through ``escaping.visible``: a newline or an ANSI escape in an image, a name or
+    a message cannot start a line of its own or recolour the terminal.
+    """
+    v_ = escaping.visible
 
     def paint(text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if color else text
@@ -273,18 +278,18 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
         target = c.desired_server_group or "-"
         lines.append("")
         lines.append(
-            paint(f"{c.action.value} {c.cluster}", "1;" + _ACTION_COLOR[c.action])
-            + f" {c.provider}/{c.account} {c.region}: {current} -> {target}"
+            paint(f"{c.action.value} {v_(c.cluster)}", "1;" + _ACTION_COLOR[c.action])
+            + v_(f" {c.provider}/{c.account} {c.region}: {current} -> {target}")
             + f"  (wave {c.wave + 1}, change {c.change_id})"
         )
         if c.reason:
-            lines.append(f"    why: {c.reason}")
+            lines.append(f"    why: {v_(c.reason)}")
         if c.after:
-            lines.append(f"    {after_line(c)}")
+            lines.append(f"    {v_(after_line(c))}")
         for row in diff_lines(c):
             if row[0] != " ":
-                lines.append("    " + paint(row, {"+": "32", "-": "31", "!": "33"}[row[0]]))
-        lines += [f"    {i}. {s.describe()}" for i, s in enumerate(c.steps, 1)]
+                lines.append("    " + paint(v_(row), {"+": "32", "-": "31", "!": "33"}[row[0]]))
+        lines += [f"    {i}. {v_(s.describe())}" for i, s in enumerate(c.steps, 1)]
         lines += ["    " + _text_verdict(v, paint) for v in c.verdicts if v.verdict is not model.Verdict.ALLOW]
     lines += ["", summary_line(plan)]
     return "\n".join(lines) + "\n"
@@ -292,7 +297,8 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
 
 def _text_verdict(v: model.PolicyVerdict, paint: Callable[[str, str], str]) -> str:
     """``DENY [policy] message``: the form scripts and people grep for; allows are left out of terminals."""
-    return paint(f"{v.verdict.value.upper()} [{v.policy}]", _VERDICT_COLOR[v.verdict]) + f" {v.message}"
+    return (paint(f"{v.verdict.value.upper()} [{escaping.visible(v.policy)}]", _VERDICT_COLOR[v.verdict])
+            + f" {escaping.visible(v.message)}")
 
 
 def render_problems(problems: Iterable[Any]) -> str:
@@ -503,8 +509,8 @@ def _section(changes: list[model.Change]) -> str:
         by_action.setdefault(c.action, {})[c.region] = None
     what = "; ".join(f"{a.value} in {', '.join(regions)}" for a, regions in by_action.items())
     out = [
-        f"<details><summary><b>{html.escape(first.cluster)}</b> · {html.escape(first.provider)}/"
-        f"{html.escape(first.account)} · {html.escape(what)} · {MARKS[verdict]} {verdict.value}</summary>",
+        f"<details><summary><b>{_html(first.cluster)}</b> · {_html(first.provider)}/"
+        f"{_html(first.account)} · {_html(what)} · {MARKS[verdict]} {verdict.value}</summary>",
         "",
     ]
     diffs = [diff_lines(c) for c in changes]
@@ -563,9 +569,14 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def _html(text: str) -> str:
+    return html.escape(escaping.visible(text))
+
+
 def _text(text: str) -> str:
-    """Plain text that cannot open HTML (a stray ``<details>`` would swallow the comment), on one line."""
-    return html.escape(text, quote=False).replace("\r", " ").replace("\n", " ")
+    """Plain text that cannot open HTML (a stray ``<details>`` would swallow the comment), on one line:
+    control characters are shown as escapes."""
+    return html.escape(escaping.visible(text), quote=False)
 
 
 def _md(text: str) -> str:
@@ -575,14 +586,16 @@ def _md(text: str) -> str:
 
 def _code(text: str) -> str:
     """An inline code span that survives backticks and newlines in the value."""
-    text = text.replace("\n", " ")
+    text = escaping.visible(text)
     ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def _fence(lines: list[str], lang: str) -> list[str]:
-    """A fenced block no value can close early: the fence is longer than any backtick run inside."""
+    """A fenced block no value can close early: the fence is longer than any backtick run inside, and no
+    value can add a line (control characters are shown as escapes)."""
+    lines = [escaping.visible(line) for line in lines]
     longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
     fence = "`" * max(3, longest + 1)
     return [f"{fence}{lang}", *lines, fence]

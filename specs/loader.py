@@ -1,10 +1,13 @@
-"""Load a spec tree: render (Jinja2 sandbox) -> parse (safe YAML) -> validate (cerberus) -> model values.
+"""Load a spec tree: render (Jinja2 sandbox, in limited workers) -> parse (safe YAML) -> validate -> model values.
 
 Every problem of every file is collected and reported as
 ``file:line: field.path: message``; a file with any problem contributes no
-application (and is listed in ``broken_files``) while the others load. Results
-are cached per (path, blob id, values blob id): a pass over an unchanged commit
-parses nothing, and a commit that changes one file re-parses one file.
+application (and is listed in ``broken_files``) while the others load. Nothing
+here raises for bad input, however hostile: templates run in ``renderpool``
+workers bounded by ``SpecLimits``, YAML nesting and size are bounded, and any
+unexpected failure on one file becomes that file's problem. Results are cached
+per (path, blob id, values blob id): a pass over an unchanged commit parses
+nothing, and a commit that changes one file re-parses one file.
 """
 
 from __future__ import annotations
@@ -20,31 +23,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import jinja2.exceptions
-import jinja2.runtime
-import jinja2.sandbox
-
 from reconciler import config as config_mod
 from reconciler import errors, model
 from specs import catalog as catalog_mod
-from specs import policy_file, yamlnodes
+from specs import limits as limits_mod
+from specs import policy_file, renderpool, sandbox, yamlnodes
 from specs import schema as schema_mod
 
-__all__ = ["MAX_FILE_BYTES", "MAX_RENDERED_CHARS", "SpecCache", "SpecFile", "load_directory", "load_specs",
-           "parse_duration"]
+__all__ = ["MAX_FILE_BYTES", "MAX_RENDERED_CHARS", "SpecCache", "SpecFile", "load_directory", "load_policies",
+           "load_specs", "parse_duration"]
 
 log = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 1024 * 1024
-"""Larger spec files are refused unread: a spec is a page of YAML, not a data dump."""
-MAX_RENDERED_CHARS = 4 * 1024 * 1024
-"""Rendering stops past this size, so a runaway loop cannot exhaust memory."""
+MAX_FILE_BYTES = limits_mod.MAX_FILE_BYTES
+MAX_RENDERED_CHARS = limits_mod.MAX_RENDERED_CHARS
 VALUES_FILE = "values.yaml"
-RESERVED = {"values.yaml", "policies.yaml"}
+POLICY_FILE = "policies.yaml"
+RESERVED = {VALUES_FILE, POLICY_FILE}
 """Files at the spec root that are not application specs."""
+MAX_PROBLEMS_PER_FILE = 100
+"""More problems than this in one file are counted, not listed: the first ones say what is wrong."""
 
 _Result = tuple[model.Application | None, tuple[errors.SpecProblem, ...]]
+_PolicyResult = tuple[policy_file.PolicySettings, tuple[errors.SpecProblem, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +66,19 @@ class SpecCache:
 
     The path is part of the key because problems name their file: the same
     content at two paths gives two differently worded results. The values
-    blob id is part of it because every template may read ``values``.
+    blob id is part of it because every template may read ``values``. Results
+    depend on the limits too (a template may fit 5s but not 2s): loading with
+    other limits than the cached results had starts afresh.
     """
 
     parses: int = 0
+    policy_parses: int = 0
+    """``policies.yaml`` parses: once per blob, like the specs."""
     max_entries: int = 50_000
     """Least recently used entries go first: a daemon's cache must not grow with every commit forever."""
     _entries: OrderedDict[tuple[str, str, str], _Result] = field(default_factory=OrderedDict)
+    _policies: OrderedDict[tuple[str, str], _PolicyResult] = field(default_factory=OrderedDict)
+    _limits: limits_mod.SpecLimits | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _unread: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
@@ -88,6 +95,26 @@ class SpecCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def use(self, limits: limits_mod.SpecLimits) -> None:
+        """Forget results made under other limits."""
+        with self._lock:
+            if self._limits != limits:
+                self._entries.clear()
+                self._policies.clear()
+                self._limits = limits
+
+    def policy(self, key: tuple[str, str], make: Callable[[], _PolicyResult]) -> _PolicyResult:
+        with self._lock:
+            hit = self._policies.get(key)
+        if hit is None:
+            hit = make()
+            with self._lock:
+                self.policy_parses += 1
+                self._policies[key] = hit
+                while len(self._policies) > 8:
+                    self._policies.popitem(last=False)
+        return hit
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -114,28 +141,9 @@ def parse_duration(text: str | int | float, *, field: str) -> float:
         raise ValueError(str(exc)) from exc
 
 
-class _Sandbox(jinja2.sandbox.SandboxedEnvironment):
-    """The Jinja2 sandbox, plus a size check on ``*`` and ``**`` (``{{ 'x' * 10**10 }}`` would eat memory)."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int) \
-                        and len(seq) * times > MAX_RENDERED_CHARS:
-                    raise jinja2.exceptions.SecurityError(f"'*' would build {len(seq) * times:,} items")
-        if operator == "**" and isinstance(left, int) and isinstance(right, int) \
-                and abs(left) > 1 and right > 0 and (abs(left).bit_length() - 1) * right > 4096:
-            raise jinja2.exceptions.SecurityError(f"'**' result too large ({left} ** {right})")
-        return super().call_binop(context, operator, left, right)
-
-
-_env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, loader=None, keep_trailing_newline=True)
-
-
 def load_specs(
     files: Sequence[SpecFile], *, spec_path: str = "apps", commit: str = "", cache: SpecCache | None = None,
+    limits: limits_mod.SpecLimits | None = None, pool: renderpool.RenderPool | None = None,
     catalog: catalog_mod.Catalog | None = None,
 ) -> model.DesiredState:
     """The desired state of one tree: every spec file under ``spec_path`` rendered, parsed and validated.
@@ -146,12 +154,19 @@ def load_specs(
     ``unread_files`` (pruning is held for the applications it may define).
     With a ``catalog``, a cluster naming an unknown provider, an unconfigured
     account or a region its account does not allow is its file's problem.
-    Never raises for bad input: problems come back in ``DesiredState.problems``
-    (sorted by file, then line) and their files in ``broken_files``.
+    Templates render in ``pool`` (default: the process-wide pool for
+    ``limits``). Never raises for bad input: problems come back in
+    ``DesiredState.problems`` (sorted by file, then line) and their files in
+    ``broken_files``.
     """
+    limits = limits or limits_mod.SpecLimits()
     cache = cache if cache is not None else SpecCache()
+    cache.use(limits)
     root = spec_path.strip("/")
     prefix = f"{root}/" if root else ""
+    if len(files) > limits.max_files:
+        problem = limits_mod.tree_problem(root, len(files), 0, limits, complete=True) or ""
+        return _refused(commit, root, problem)
     values_name = f"{prefix}{VALUES_FILE}"
     values_file = next((f for f in files if f.path == values_name), None)
     problems: list[errors.SpecProblem] = []
@@ -161,27 +176,19 @@ def load_specs(
         values_id = values_file.blob_id
         values, vproblems = _load_values(values_file)
         problems += vproblems
-    spec_files = [
-        f for f in files
-        if catalog_mod.is_spec_file(f.path) and f.path[len(prefix):] not in RESERVED
-    ]
-    unread: dict[str, tuple[str, ...]] = {}
-    for f in files:
-        if not catalog_mod.is_spec_file(f.path):
-            unread[f.path] = cache.unread_apps(f)
+    spec_files = sorted((f for f in files
+                         if catalog_mod.is_spec_file(f.path) and f.path[len(prefix):] not in RESERVED),
+                        key=lambda f: f.path)
+    unread = {f.path: cache.unread_apps(f) for f in files if not catalog_mod.is_spec_file(f.path)}
     notices = tuple(catalog_mod.unread_notice(path, apps) for path, apps in sorted(unread.items()))
+    results = _results(spec_files, values, values_id, values_ok=not problems, cache=cache,
+                       pool=pool or renderpool.shared(limits))
     apps: dict[str, model.Application] = {}
     broken: set[str] = {p.file for p in problems}
     first_file: dict[str, str] = {}
     dupes: set[str] = set()
-    for f in sorted(spec_files, key=lambda f: f.path):
-        key = (f.path, f.blob_id, values_id)
-        hit = cache.get(key)
-        if hit is None:
-            cache.parses += 1
-            hit = _load_one(f, values, values_ok=not problems)
-            cache.put(key, hit)
-        app, file_problems = hit
+    for f in spec_files:
+        app, file_problems = results[f.path]
         if not file_problems and app is not None and catalog is not None:
             file_problems = tuple(catalog_mod.check_application(app, catalog))
         if file_problems:
@@ -213,7 +220,78 @@ def load_specs(
                               broken_files=frozenset(broken), notices=notices, unread_files=unread)
 
 
+def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, *, values_ok: bool,
+             cache: SpecCache, pool: renderpool.RenderPool) -> dict[str, _Result]:
+    """Every file's result: from the cache, or read and finished here, or rendered by the pool first.
+
+    Rendering runs in the pool's workers while this thread parses and
+    validates what they have already rendered.
+    """
+    out: dict[str, _Result] = {}
+    jobs: list[renderpool.Job] = []
+    for f in files:
+        key = (f.path, f.blob_id, values_id)
+        hit = cache.get(key)
+        if hit is not None:
+            out[f.path] = hit
+            continue
+        cache.parses += 1
+        text, problem = _read(f)
+        if problem is not None or text is None:
+            out[f.path] = (None, (problem,) if problem else ())
+        elif sandbox.has_markup(text):
+            jobs.append(renderpool.Job(f.path, text, values_id, values, values_ok))
+            continue
+        else:
+            out[f.path] = _finish(f.path, text)
+        cache.put(key, out[f.path])
+    blob = {f.path: f.blob_id for f in files}
+    for index, outcome in pool.render(jobs):
+        path = jobs[index].path
+        if outcome.problem is not None or outcome.text is None:
+            problem = outcome.problem or errors.SpecProblem(path, 1, "", "template produced nothing")
+            result: _Result = (None, (problem,))
+        else:
+            result = _finish(path, outcome.text)
+        out[path] = result
+        if outcome.lasting:
+            cache.put((path, blob[path], values_id), result)
+    return out
+
+
+def load_policies(files: Sequence[SpecFile], *, spec_path: str = "apps", cache: SpecCache | None = None
+                  ) -> tuple[policy_file.PolicySettings, list[errors.SpecProblem]]:
+    """``policies.yaml`` at the spec root (absent: the built-in defaults), parsed once per blob id.
+
+    The same limits as a spec: at most ``MAX_FILE_BYTES``, UTF-8, nesting and
+    size bounded by the YAML reader; every problem names the file.
+    """
+    name = f"{spec_path.strip('/')}/{POLICY_FILE}".lstrip("/")
+    found = next((f for f in files if f.path == name), None)
+    if found is None:
+        return policy_file.PolicySettings(file=name), []
+    cache = cache if cache is not None else SpecCache()
+
+    def parse() -> _PolicyResult:
+        text, problem = _read(found)
+        if problem is not None or text is None:
+            problems = [problem] if problem else []
+            return policy_file.PolicySettings(file=name, problems=tuple(problems)), tuple(problems)
+        try:
+            settings, problems = policy_file.load_policy_file(text, file=name)
+            problems = list(_capped(problems))
+        except Exception as exc:  # never past the spec layer: it is the file's problem
+            log.exception("%s could not be read", name)
+            problem = errors.SpecProblem(name, 1, "", f"cannot be used: {type(exc).__name__}: {exc}")
+            return policy_file.PolicySettings(file=name, problems=(problem,)), (problem,)
+        return settings, tuple(problems)
+
+    settings, problems = cache.policy((found.path, found.blob_id), parse)
+    return settings, list(problems)
+
+
 def load_directory(root: Path, *, spec_path: str = "apps", cache: SpecCache | None = None,
+                   limits: limits_mod.SpecLimits | None = None,
                    catalog: catalog_mod.Catalog | None = None) -> model.DesiredState:
     """For ``reconciler validate PATH``: PATH is a repo root containing SPEC_PATH, or the spec directory.
 
@@ -221,55 +299,86 @@ def load_directory(root: Path, *, spec_path: str = "apps", cache: SpecCache | No
     PATH is the spec directory), as the Git source names them. Symbolic links
     are refused like the Git source refuses them, so ``validate`` passes only
     what the daemon will load; a link that leaves PATH is never read. The
-    ``policies.yaml`` at the spec root is checked too: a broken one holds
-    every change of a pass, so ``validate`` must not call it ok.
+    tree limits (``specs.max_files``, ``specs.max_total_size``) apply as in
+    the Git source, and ``policies.yaml`` is validated too.
     """
+    limits = limits or limits_mod.SpecLimits()
     given = root
     root = root.resolve()
     if not root.is_dir():
-        raise errors.SpecError([errors.SpecProblem(str(given), 1, "", "no such directory")])
+        problem = errors.SpecProblem(str(given), 1, "", "no such directory")
+        return model.DesiredState("", {}, (problem,), frozenset({problem.file}))
     spec_dir = root / spec_path if spec_path and (root / spec_path).is_dir() else root
     base = root if spec_dir != root else root.parent
-    rel_prefix = os.path.relpath(spec_dir, base)
-    files: list[SpecFile] = []
+    rel_prefix = _rel(spec_dir, base)
+    rel_prefix = "" if rel_prefix == "." else rel_prefix
+    found: list[tuple[str, Path, int]] = []
     refusals: list[errors.SpecProblem] = []
-    for dirpath, dirnames, filenames in os.walk(spec_dir):  # never follows links to directories
-        here = Path(dirpath)
-        dirnames.sort()
-        for name in sorted(filenames) + [d for d in dirnames if (here / d).is_symlink()]:
-            p = here / name
-            rel = os.path.relpath(p, base).replace(os.sep, "/")
-            if p.is_symlink():
+    count, total, complete = 0, 0, True
+    stack = [spec_dir]  # no recursion: directories may nest very deep
+    while stack and complete:
+        here = stack.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError as exc:
+            refusals.append(errors.SpecProblem(_rel(here, base), 1, "", f"cannot be read: {exc.strerror}"))
+            continue
+        for entry in entries:
+            p = Path(entry.path)
+            rel = _rel(p, base)
+            refused = limits_mod.name_problem(entry.name)
+            if refused:
+                refusals.append(errors.SpecProblem(rel, 1, "", refused))
+            elif entry.is_symlink():
                 target = p.resolve()
                 where = "inside" if target.is_relative_to(root) else "outside"
                 refusals.append(errors.SpecProblem(
                     rel, 1, "", f"symbolic link to a path {where} {given}; links are not followed in the spec tree"))
-                continue
-            if not p.is_file():
-                continue
-            if not catalog_mod.is_spec_file(name):
-                files.append(SpecFile(rel, f"path:{rel}:{p.stat().st_mtime_ns}", _reader(p)))
-                continue
-            size = p.stat().st_size
-            if size > MAX_FILE_BYTES:
-                files.append(SpecFile(rel, f"size:{size}", _oversize))
-                continue
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(p)
+            elif entry.is_file(follow_symlinks=False):
+                size = entry.stat(follow_symlinks=False).st_size
+                count, total = count + 1, total + size
+                found.append((rel, p, size))
+                if count > 10 * limits.max_files:
+                    complete = False
+                    break
+    over = limits_mod.tree_problem(rel_prefix, count, total, limits, complete=complete)
+    if over:
+        return _refused("", rel_prefix, over)
+    files: list[SpecFile] = []
+    for rel, p, size in found:
+        if not catalog_mod.is_spec_file(rel):
+            files.append(SpecFile(rel, f"path:{rel}:{p.stat().st_mtime_ns}", _reader(p)))
+            continue
+        if size > MAX_FILE_BYTES:
+            files.append(SpecFile(rel, f"size:{size}", _oversize))
+            continue
+        try:
             data = p.read_bytes()
-            blob = hashlib.sha1(data).hexdigest()  # noqa: S324 - a content id, like git's, not security
-            files.append(SpecFile(rel, blob, _constant(data)))
-    prefix = rel_prefix.replace(os.sep, "/") if rel_prefix != "." else ""
-    state = load_specs(files, spec_path=prefix, cache=cache, catalog=catalog)
-    policies = spec_dir / "policies.yaml"
-    if policies.is_file() and not policies.is_symlink():
-        name = f"{prefix}/policies.yaml".lstrip("/")
-        _, pol_problems = policy_file.load_policy_file(
-            policies.read_bytes()[:MAX_FILE_BYTES].decode("utf-8", errors="replace"), file=name)
-        refusals += pol_problems
-    if refusals:
-        problems = sorted(refusals + list(state.problems), key=lambda p: (p.file, p.line, p.field))
+        except OSError as exc:
+            refusals.append(errors.SpecProblem(rel, 1, "", f"cannot be read: {exc.strerror}"))
+            continue
+        blob = hashlib.sha1(data).hexdigest()  # noqa: S324 - a content id, like git's, not security
+        files.append(SpecFile(rel, blob, _constant(data)))
+    state = load_specs(files, spec_path=rel_prefix, cache=cache, limits=limits, catalog=catalog)
+    _settings, policy_problems = load_policies(files, spec_path=rel_prefix, cache=cache)
+    extra = refusals + policy_problems
+    if extra:
+        problems = sorted(extra + list(state.problems), key=lambda p: (p.file, p.line, p.field))
         return dataclasses.replace(state, problems=tuple(problems),
-                                   broken_files=state.broken_files | {r.file for r in refusals})
+                                   broken_files=state.broken_files | {r.file for r in extra})
     return state
+
+
+def _rel(p: Path, base: Path) -> str:
+    return os.path.relpath(p, base).replace(os.sep, "/")
+
+
+def _refused(commit: str, root: str, message: str) -> model.DesiredState:
+    """A whole tree not loaded: one problem on the spec directory; nothing may be pruned."""
+    where = root or "."
+    return model.DesiredState(commit, {}, (errors.SpecProblem(where, 1, "", message),), frozenset({where}))
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:
@@ -295,7 +404,11 @@ def _oversize() -> bytes:
 
 
 def _read(f: SpecFile) -> tuple[str | None, errors.SpecProblem | None]:
-    data = f.read()
+    try:
+        data = f.read()
+    except Exception as exc:  # a blob the object database cannot produce: this file's problem, not the pass's
+        log.warning("%s cannot be read: %r", f.path, exc)
+        return None, errors.SpecProblem(f.path, 1, "", f"cannot be read: {type(exc).__name__}: {exc}")
     if len(data) > MAX_FILE_BYTES:
         return None, errors.SpecProblem(
             f.path, 1, "", f"file is larger than {MAX_FILE_BYTES // 1024} KiB; not parsed (split it up)")
@@ -312,7 +425,7 @@ def _load_values(f: SpecFile) -> tuple[dict[str, Any], list[errors.SpecProblem]]
     try:
         value, _ = yamlnodes.load_yaml_with_lines(text, file=f.path)
     except errors.SpecError as exc:
-        return {}, exc.problems
+        return {}, list(_capped(exc.problems))
     if value is None:
         return {}, []
     if not isinstance(value, dict):
@@ -320,80 +433,41 @@ def _load_values(f: SpecFile) -> tuple[dict[str, Any], list[errors.SpecProblem]]
     return value, []
 
 
-def _load_one(
-    f: SpecFile, values: dict[str, Any], *, values_ok: bool
-) -> tuple[model.Application | None, tuple[errors.SpecProblem, ...]]:
-    text, problem = _read(f)
-    if problem is not None or text is None:
-        return None, (problem,) if problem else ()
-    rendered, problem = _render(f.path, text, values, values_ok=values_ok)
-    if problem is not None or rendered is None:
-        return None, (problem,) if problem else ()
+def _capped(problems: Sequence[errors.SpecProblem]) -> tuple[errors.SpecProblem, ...]:
+    """At most ``MAX_PROBLEMS_PER_FILE``, then one line that says how many more there are."""
+    if len(problems) <= MAX_PROBLEMS_PER_FILE:
+        return tuple(problems)
+    last = problems[MAX_PROBLEMS_PER_FILE - 1]
+    more = errors.SpecProblem(last.file, last.line, last.field,
+                              f"... and {len(problems) - MAX_PROBLEMS_PER_FILE:,} more problems in this file")
+    return (*problems[:MAX_PROBLEMS_PER_FILE], more)
+
+
+def _finish(path: str, rendered: str) -> _Result:
+    """Rendered text -> parsed, validated, modelled; an unexpected failure is still only this file's problem."""
     try:
-        doc, lines = yamlnodes.load_yaml_with_lines(rendered, file=f.path)
+        return _parse(path, rendered)
+    except Exception as exc:
+        log.exception("%s could not be loaded", path)
+        return None, (errors.SpecProblem(path, 1, "", f"cannot be used: {type(exc).__name__}: {exc}"),)
+
+
+def _parse(path: str, rendered: str) -> _Result:
+    try:
+        doc, lines = yamlnodes.load_yaml_with_lines(rendered, file=path)
     except errors.SpecError as exc:
-        return None, tuple(exc.problems)
+        return None, _capped(exc.problems)
     if not isinstance(doc, dict):
         kind = "empty" if doc is None else type(doc).__name__
-        return None, (errors.SpecProblem(f.path, 1, "", f"a spec must be a mapping with an application, got {kind}"),)
-    problems = schema_mod.validate(doc, lines, file=f.path)
+        return None, (errors.SpecProblem(path, 1, "", f"a spec must be a mapping with an application, got {kind}"),)
+    problems = schema_mod.validate(doc, lines, file=path)
     if problems:
-        return None, tuple(problems)
+        return None, _capped(problems)
     try:
-        return _to_model(doc, lines, f.path), ()
+        return _to_model(doc, lines, path), ()
     except (ValueError, TypeError, KeyError) as exc:  # the schema should have caught it; still the file's problem
-        log.warning("spec %s passed validation but could not be modelled: %r", f.path, exc)
-        return None, (errors.SpecProblem(f.path, 1, "", f"cannot be used: {exc}"),)
-
-
-def _render(
-    path: str, text: str, values: dict[str, Any], *, values_ok: bool
-) -> tuple[str | None, errors.SpecProblem | None]:
-    """Render one template; any failure is this file's problem, never the caller's exception."""
-
-    def fail(exc: BaseException, message: str) -> tuple[None, errors.SpecProblem]:
-        return None, errors.SpecProblem(path, _template_line(exc), "", message)
-
-    if "{{" not in text and "{%" not in text and "{#" not in text:
-        return text, None  # nothing to render: skip compiling (a third of a cold load's time)
-    try:
-        template = _env.from_string(text)
-        chunks: list[str] = []
-        size = 0
-        for chunk in template.generate(values=values):
-            size += len(chunk)
-            if size > MAX_RENDERED_CHARS:
-                return None, errors.SpecProblem(
-                    path, 1, "", f"template renders to more than {MAX_RENDERED_CHARS // (1024 * 1024)} MiB")
-            chunks.append(chunk)
-        return "".join(chunks), None
-    except jinja2.TemplateSyntaxError as exc:
-        return fail(exc, f"template syntax error: {exc.message}")
-    except jinja2.UndefinedError as exc:
-        hint = "" if values_ok else " (values.yaml has errors)"
-        return fail(exc, f"template: {exc.message}{hint}")
-    except jinja2.exceptions.SecurityError as exc:
-        return fail(exc, f"template refused by the sandbox: {exc}")
-    except jinja2.TemplateError as exc:
-        return fail(exc, f"template error: {exc}")
-    except RecursionError as exc:
-        return fail(exc, "template error: recursion too deep")
-    except TypeError as exc:
-        if "no loader" in str(exc):  # {% include %}, {% import %}, {% extends %}
-            return fail(exc, "template error: include, import and extends are not available in specs")
-        return fail(exc, f"template error: {exc}")
-    except Exception as exc:  # a template may raise anything: it is the file's problem
-        return fail(exc, f"template error: {type(exc).__name__}: {exc}")
-
-
-def _template_line(exc: BaseException) -> int:
-    tb = exc.__traceback__
-    line = 1
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return getattr(exc, "lineno", None) or line
+        log.warning("spec %s passed validation but could not be modelled: %r", path, exc)
+        return None, (errors.SpecProblem(path, 1, "", f"cannot be used: {exc}"),)
 
 
 def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str) -> model.Application:

@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cerberus
-
 from reconciler import errors
 from reconciler.notifications import kinds as notify_kinds
+from specs import schema as schema_mod
 from specs import yamlnodes
 
+MAX_ITEMS = 20_000
+"""Most entries in one mapping or list (``clusters:`` may name every cluster of a large fleet)."""
 _FROM = r"^([01]\d|2[0-3]):[0-5]\d$"
 _TIME = _FROM + r"|^24:00$"
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -153,10 +154,13 @@ def load_policy_file(text: str, *, file: str) -> tuple[PolicySettings, list[erro
         return PolicySettings(file=file), []
     if not isinstance(value, dict):
         return _broken(file, [errors.SpecProblem(file, 1, "", "policies.yaml must be a mapping")])
+    too_big = schema_mod.oversized(value, lines, file=file, max_items=MAX_ITEMS, max_values=yamlnodes.MAX_NODES)
+    if too_big is not None:
+        return _broken(file, [too_big])
     problems: list[errors.SpecProblem] = []
-    validator = cerberus.Validator(SCHEMA)  # one per call: a validator keeps per-document state
+    validator = schema_mod.Validator(SCHEMA)  # one per call: a validator keeps per-document state
     if not validator.validate(value):
-        for path, raw in _flatten(validator.errors, ""):
+        for path, raw in validator.flat_errors():
             message = f"unknown field; allowed here: {', '.join(sorted(_allowed(path)))}" if raw == "unknown field" \
                 else raw
             problems.append(errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, message))

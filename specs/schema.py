@@ -14,7 +14,8 @@ import cerberus
 from reconciler import errors
 from specs import yamlnodes
 
-__all__ = ["APPLICATION", "CLUSTER", "NAME_LIMIT", "json_schema", "validate"]
+__all__ = ["APPLICATION", "CLUSTER", "MAX_DURATION_S", "MAX_ITEMS", "MAX_VALUES", "NAME_LIMIT", "Validator",
+           "json_schema", "oversized", "parse_seconds", "printable", "validate"]
 
 NAME_LIMIT = 58
 """Longest cluster name: ``cluster-vNNN`` must fit GCE's 63-character resource names.
@@ -24,29 +25,42 @@ AWS Auto Scaling group names allow 255, so GCE is the binding limit. The
 application, stack and detail patterns below keep names inside GCE's pattern.
 """
 
+MAX_DURATION_S = 365 * 86400.0
+"""Longest timeout, delay or pause a spec may ask for."""
+MAX_ITEMS = 1000
+"""Most items in one list or mapping of a spec (the longest the schema allows is ``clusters``, 1,000)."""
+MAX_VALUES = 20_000
+"""Most values in one spec file; a larger document is refused before validation (a spec has about 50)."""
+
 _REGION_RE = r"^[a-z0-9][a-z0-9-]*$"
 _PROVIDER_RE = r"^[a-z][a-z0-9_]*$"
 _DURATION_RE = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
-_duration = {"type": ["string", "integer", "float"], "regex": _DURATION_RE, "min": 0}
-_names = {"type": "list", "schema": {"type": "string", "empty": False}}
+_PRINTABLE_JSON = ("^[^\\u0000-\\u001f\\u007f-\\u00a0\\u00ad\\u2028\\u2029\\u200b-\\u200f\\u202a-\\u202e"
+                   "\\u2060-\\u206f\\ufeff]*$")
+"""The JSON Schema approximation of ``printable`` (no control, format or line-separator characters)."""
+_duration = {"type": ["string", "integer", "float"], "regex": _DURATION_RE, "min": 0, "max_duration": MAX_DURATION_S}
+_name = {"type": "string", "empty": False, "printable": True, "maxlength": 255}
+_names = {"type": "list", "maxlength": 100, "schema": _name}
 
 CLUSTER: dict[str, Any] = {
     "stack": {"type": "string", "regex": r"^[a-z0-9]*$", "nullable": True},
     "detail": {"type": "string", "regex": r"^([a-z0-9]+(-[a-z0-9]+)*)?$", "nullable": True},
     "provider": {"type": "string", "required": True, "regex": _PROVIDER_RE},
-    "account": {"type": "string", "required": True, "empty": False},
+    "account": {**_name, "required": True, "maxlength": 128},
     "regions": {
         "type": "list",
         "required": True,
         "minlength": 1,
-        "schema": {"type": "string", "regex": _REGION_RE},
+        "maxlength": 100,
+        "schema": {"type": "string", "regex": _REGION_RE, "maxlength": 64},
     },
-    "image": {"type": "string", "required": True, "empty": False},
-    "instance_type": {"type": "string", "required": True, "empty": False},
+    "image": {**_name, "required": True, "maxlength": 1024},
+    "instance_type": {**_name, "required": True, "maxlength": 128},
     "capacity": {
         "type": "dict",
         "required": True,
-        "schema": {k: {"type": "integer", "required": True, "min": 0} for k in ("min", "desired", "max")},
+        "schema": {k: {"type": "integer", "required": True, "min": 0, "max": 1_000_000}
+                   for k in ("min", "desired", "max")},
     },
     "autoscaling": {"type": "boolean"},
     "load_balancers": _names,
@@ -54,8 +68,9 @@ CLUSTER: dict[str, Any] = {
     "user_data": {"type": "string"},
     "tags": {
         "type": "dict",
+        "maxlength": 100,
         "keysrules": {"type": "string", "regex": r"^[A-Za-z0-9_.:/=+@ -]{1,128}$"},
-        "valuesrules": {"type": ["string", "integer", "float", "boolean"]},
+        "valuesrules": {"type": ["string", "integer", "float", "boolean"], "printable": True, "maxlength": 256},
     },
     "health": {
         "type": "dict",
@@ -78,7 +93,9 @@ CLUSTER: dict[str, Any] = {
     "rollout": {
         "type": "dict",
         "schema": {
-            "waves": {"type": "list", "schema": {"type": "list", "minlength": 1, "schema": {"type": "string"}}},
+            "waves": {"type": "list", "maxlength": 100,
+                      "schema": {"type": "list", "minlength": 1, "maxlength": 100,
+                                 "schema": {"type": "string", "printable": True, "maxlength": 64}}},
             "pause": _duration,
         },
     },
@@ -86,9 +103,10 @@ CLUSTER: dict[str, Any] = {
 
 APPLICATION: dict[str, Any] = {
     "application": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9]*$", "maxlength": 40},
-    "owner": {"type": "string", "required": True, "empty": False},
+    "owner": {**_name, "required": True, "maxlength": 256},
     "criticality": {"type": "string", "allowed": ["low", "normal", "critical"]},
-    "clusters": {"type": "list", "required": True, "minlength": 1, "schema": {"type": "dict", "schema": CLUSTER}},
+    "clusters": {"type": "list", "required": True, "minlength": 1, "maxlength": 1000,
+                 "schema": {"type": "dict", "schema": CLUSTER}},
 }
 
 _MESSAGES = {
@@ -100,8 +118,100 @@ _MESSAGES = {
     _DURATION_RE: "a duration like 30s, 10m or 1h",
 }
 
-class _Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no type hints
-    """Cerberus with YAML's booleans kept out of numbers (``min: true`` is a mistake, not 1)."""
+def printable(text: str) -> bool:
+    """No control, format (bidi, zero-width), separator or unassigned characters besides the plain space:
+    what prints as one plain line."""
+    return text.isprintable()
+
+
+class Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no type hints
+    """Cerberus made safe for hostile documents: linear error bookkeeping, whole-string patterns, and the
+    ``printable`` and ``max_duration`` rules.
+
+    Cerberus re-sorts its whole error list (and a tree of them) on every
+    error it adds, so a document with thousands of errors took minutes
+    (quadratic); here errors are sorted once, by ``sorted_errors``. Its ``regex`` rule matched with
+    ``re.match`` and a ``$`` that also matches before a final newline, so
+    ``"shop\\n"`` passed ``^[a-z]+$``; here a pattern must match the whole value.
+    """
+
+    def _error(self, *args: Any) -> None:
+        if len(args) == 1:  # a batch of ValidationErrors: as cerberus, minus the sorts
+            # The error trees are left out: each insertion re-sorts a node's list, and only rules these
+            # schemas do not use (dependencies, readonly, chains of coercers) read them.
+            self._errors.extend(args[0])
+            for error in args[0]:
+                self.error_handler.emit(error)
+        else:
+            super()._error(*args)
+
+    def flat_errors(self) -> list[tuple[str, str]]:
+        """(``clusters[0].capacity.min``, message) per error, in cerberus's order.
+
+        Read straight from the errors: cerberus's ``errors`` property builds a
+        nested dict by copying it at every insertion, quadratic in the number
+        of errors.
+        """
+        self._errors.sort()
+        messages = cerberus.errors.BasicErrorHandler.messages
+        out: list[tuple[str, str]] = []
+        stack = list(reversed(self._errors))
+        while stack:
+            error = stack.pop()
+            if error.is_group_error:
+                stack.extend(reversed(error.child_errors))
+                continue
+            template = messages.get(error.code, "{0}")
+            try:
+                message = template.format(*error.info, constraint=error.constraint, field=error.field,
+                                          value=error.value)
+            except (IndexError, KeyError, ValueError):
+                message = str(error.info[0]) if error.info else f"invalid ({error.rule})"
+            out.append((_path(error.document_path), message))
+        return out
+
+    def _validate_regex(self, pattern: str, field: str, value: Any) -> None:
+        """{'type': 'string'}"""
+        if isinstance(value, str) and not re.fullmatch(pattern, value):
+            self._error(field, cerberus.errors.REGEX_MISMATCH)
+
+    def _validate_printable(self, constraint: bool, field: str, value: Any) -> None:
+        """{'type': 'boolean'}"""
+        if constraint and isinstance(value, str) and not printable(value):
+            bad = next(c for c in value if not c.isprintable())
+            self._error(field, f"must not contain control characters (found {bad!r})")
+
+    def _validate_max_duration(self, constraint: float, field: str, value: Any) -> None:
+        """{'type': 'number'}"""
+        try:
+            seconds = parse_seconds(value)
+        except (ValueError, OverflowError):
+            return  # the regex rule reports the form
+        if seconds > constraint:
+            self._error(field, f"must be at most {constraint / 86400:g}d")
+
+
+def parse_seconds(value: Any) -> float:
+    """A duration's seconds, as the model will read it; ValueError or OverflowError if it is not one."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int | float):
+        return float(value)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(value))
+    if not m:
+        raise ValueError(value)
+    return float(m.group(1)) * {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[m.group(2)]
+
+
+def _path(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for key in parts:
+        out = f"{out}[{key}]" if isinstance(key, int) else (f"{out}.{key}" if out else str(key))
+    return out
+
+
+class _Validator(Validator):
+    """Also keeps YAML's booleans out of numbers (``min: true`` is a mistake, not 1)."""
 
     types_mapping = {
         **cerberus.Validator.types_mapping,
@@ -122,12 +232,38 @@ def _validator() -> cerberus.Validator:
     return v
 
 
+def oversized(doc: Any, lines: dict[str, int], *, file: str, max_items: int, max_values: int
+              ) -> errors.SpecProblem | None:
+    """A document too large to validate usefully: more values, or a longer list or mapping, than any valid
+    one has. Checked before cerberus, whose cost grows with every error."""
+    if len(lines) > max_values:
+        return errors.SpecProblem(file, 1, "", f"holds {len(lines):,} values, more than the {max_values:,} "
+                                               "one file may have (split it up)")
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            children = [(f"{path}.{k}" if path else str(k), v) for k, v in node.items()]
+        elif isinstance(node, list):
+            children = [(f"{path}[{i}]", v) for i, v in enumerate(node)]
+        else:
+            continue
+        if len(children) > max_items:
+            return errors.SpecProblem(file, yamlnodes.line_of(lines, path), path,
+                                      f"{len(children):,} items, more than the {max_items:,} allowed")
+        stack.extend(children)
+    return None
+
+
 def validate(doc: dict[str, Any], lines: dict[str, int], *, file: str) -> list[errors.SpecProblem]:
     """Every problem of one rendered spec, with lines from ``lines``."""
+    too_big = oversized(doc, lines, file=file, max_items=MAX_ITEMS, max_values=MAX_VALUES)
+    if too_big is not None:
+        return [too_big]
     v = _validator()
     problems: list[errors.SpecProblem] = []
     if not v.validate(doc, normalize=False):
-        for path, message in _flatten(v.errors, ""):
+        for path, message in v.flat_errors():
             problems.append(
                 errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, _explain(path, message, doc))
             )
@@ -324,6 +460,8 @@ def _rule_to_json(rule: dict[str, Any]) -> dict[str, Any]:
         out["enum"] = rule["allowed"]
     if "regex" in rule:
         out["pattern"] = rule["regex"]
+    elif rule.get("printable") and "string" in kinds:
+        out["pattern"] = _PRINTABLE_JSON
     if "min" in rule:
         out["minimum"] = rule["min"]
     if "max" in rule:
@@ -331,7 +469,7 @@ def _rule_to_json(rule: dict[str, Any]) -> dict[str, Any]:
     if "minlength" in rule:
         out["minItems" if "list" in kinds else "minLength"] = rule["minlength"]
     if "maxlength" in rule:
-        out["maxLength"] = rule["maxlength"]
+        out["maxItems" if "list" in kinds else "maxProperties" if "dict" in kinds else "maxLength"] = rule["maxlength"]
     if "list" in kinds and "schema" in rule:
         out["items"] = _rule_to_json(rule["schema"])
     if "dict" in kinds and "schema" in rule:

@@ -6,7 +6,9 @@ Python ``SafeLoader``). We compose nodes ourselves instead of calling
 because PyYAML silently keeps the last of two equal keys, which hides typos
 in review: a duplicate key is an error here. Merge keys (``<<: *defaults``)
 work as in PyYAML, keys written next to a merge override the merged ones.
-Alias expansion is bounded so a "billion laughs" document fails fast.
+Alias expansion is bounded so a "billion laughs" document fails fast, and
+nesting is bounded (``MAX_DEPTH``) so no document can exhaust the stack of
+this walk, of the validator or of anything downstream.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from typing import Any
 import yaml
 
 from reconciler import errors
+from specs import limits as limits_mod
 
-__all__ = ["MAX_NODES", "line_of", "load_yaml_with_lines"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "line_of", "load_yaml_with_lines"]
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
 
-MAX_NODES = 1_000_000
-"""Most values one document may expand to (aliases count each time they are used)."""
+MAX_NODES = 100_000
+"""Most values one document may expand to (aliases count each time they are used); a spec has about 50."""
+MAX_DEPTH = limits_mod.MAX_DEPTH
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
@@ -32,6 +36,14 @@ class _TooBig(Exception):
     """Raised inside the tree walk when aliases expand past ``MAX_NODES``."""
 
 
+class _TooDeep(Exception):
+    """Raised inside the tree walk past ``MAX_DEPTH`` levels; carries the line."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[str, int]]:
     """The document's value and ``{"clusters[0].capacity.min": 12, ...}`` (1-based lines).
 
@@ -39,11 +51,15 @@ def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[str, int]]:
     ``[i]``. A path's line is the line of its key (for mapping entries) or of
     its value (list items). Raises ``SpecError`` for YAML syntax errors,
     unknown or unsafe tags, duplicate keys, non-scalar keys, several
-    documents in one file and runaway alias expansion; every problem found in
-    the tree is reported, not only the first.
+    documents in one file, nesting deeper than ``MAX_DEPTH`` and runaway
+    alias expansion; every problem found in the tree is reported, not only
+    the first.
     """
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except RecursionError as exc:  # only the pure-Python composer recurses; libyaml stops at 1,000 levels
+        raise errors.SpecError([errors.SpecProblem(
+            file, 1, "", f"nested more than {MAX_DEPTH} levels deep")]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -59,10 +75,14 @@ def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[str, int]]:
         return None, {}
     walk = _Walk(file)
     try:
-        value = walk.build(nodes[0], "")
+        value = walk.build(nodes[0], "", 0)
     except _TooBig as exc:
         raise errors.SpecError([errors.SpecProblem(
             file, 1, "", f"the document expands to more than {MAX_NODES:,} values (aliases?)")]) from exc
+    except _TooDeep as exc:
+        raise errors.SpecError([errors.SpecProblem(
+            file, exc.line, "", f"nested more than {MAX_DEPTH} levels deep (lists and mappings inside "
+                                "each other); a spec needs a handful")]) from exc
     if walk.problems:
         raise errors.SpecError(walk.problems)
     return value, walk.lines
@@ -89,21 +109,26 @@ class _Walk:
             self.problem(node, path, f"not allowed in a spec: {problem}")
             return None
 
-    def build(self, node: yaml.Node, path: str) -> Any:
+    def build(self, node: yaml.Node, path: str, depth: int) -> Any:
         self.budget -= 1
         if self.budget < 0:
             raise _TooBig
         self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_TAGS:
-            self.problem(node, path, f"not allowed in a spec: the tag {node.tag!r} (only plain YAML)")
-            return None
+        if isinstance(node, yaml.CollectionNode):
+            if depth >= MAX_DEPTH:
+                raise _TooDeep(node.start_mark.line + 1)
+            if node.tag not in _PLAIN_TAGS:
+                self.problem(node, path, f"not allowed in a spec: the tag {node.tag!r} (only plain YAML)")
+                return None
         if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, path)
+            return self.mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+            return [self.build(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node.value)]
         return self.scalar(node, path)
 
-    def mapping(self, node: yaml.MappingNode, path: str) -> dict[Any, Any]:
+    def mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict[Any, Any]:
+        if depth >= MAX_DEPTH:
+            raise _TooDeep(node.start_mark.line + 1)
         out: dict[Any, Any] = {}
         merges: list[yaml.Node] = []
         for key_node, value_node in node.value:
@@ -120,7 +145,7 @@ class _Walk:
                 self.problem(key_node, child, f"duplicate key (first at line {self.lines.get(child, '?')})")
                 continue
             self.lines[child] = key_node.start_mark.line + 1
-            out[key] = self.build(value_node, child)
+            out[key] = self.build(value_node, child, depth + 1)
         for merge in merges:
             sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
             for source in sources:  # earlier sources win, as in PyYAML
@@ -129,7 +154,7 @@ class _Walk:
                     continue
                 outer, self.lines = self.lines, {}
                 try:
-                    merged = self.mapping(source, path)
+                    merged = self.mapping(source, path, depth + 1)  # merge chains nest too
                     merged_lines = self.lines
                 finally:
                     self.lines = outer

@@ -179,7 +179,7 @@ def test_values_cannot_break_the_table_or_inject_html() -> None:
     assert len(re.findall(r"(?<!\\)\|", row)) == 10, row
     assert "<script>" not in text
     assert sum(line.startswith("<details>") for line in text.splitlines()) == 1
-    assert "a \\| b &lt;script&gt;alert(1)&lt;/script&gt; second line" in text
+    assert "a \\| b &lt;script&gt;alert(1)&lt;/script&gt;\\nsecond line" in text  # the newline shown, not kept
     assert "`` img\\|<details>`x` ``" in row
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import errors
 from specs import loader
 from tests.specs.spec_helpers import lines_of, minimal
 
@@ -27,7 +26,7 @@ def repo(tmp_path: Path) -> Path:
     write(root / "apps" / "shop.yaml", minimal("shop").replace("img-1", "'{{ values.image }}'"))
     write(root / "apps" / "team" / "web.yml", minimal("web"))
     write(root / "apps" / "values.yaml", "image: img-7\n")
-    write(root / "apps" / "policies.yaml", "defaults: {}\n")
+    write(root / "apps" / "policies.yaml", "defaults: {blast_radius: {max_clusters: 10}}\n")  # not a spec
     write(root / "apps" / "notes.txt", "not yaml\n")
     write(root / "README.md", "# desired state\n")
     return root
@@ -63,9 +62,11 @@ def test_another_spec_path_is_honoured(tmp_path: Path) -> None:
     assert state.applications["shop"].source.file == "deploy/specs/shop.yaml"
 
 
-def test_a_missing_directory_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(errors.SpecError, match="no such directory"):
-        loader.load_directory(tmp_path / "nowhere")
+def test_a_missing_directory_is_a_problem_not_an_exception(tmp_path: Path) -> None:
+    state = loader.load_directory(tmp_path / "nowhere")
+
+    assert lines_of(state) == [f"{tmp_path / 'nowhere'}:1: (file): no such directory"]
+    assert state.applications == {}
 
 
 def test_a_link_that_leaves_the_tree_is_refused_and_not_read(repo: Path, tmp_path: Path) -> None:

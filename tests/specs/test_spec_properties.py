@@ -19,6 +19,9 @@ regions = st.lists(st.sampled_from(["us-east-1", "us-west-2", "eu-west-1", "euro
                    min_size=1, max_size=5, unique=True)
 seconds = st.sampled_from([0.0, 1.0, 30.0, 90.0, 600.0, 3600.0])
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20)
+printable = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"),
+                                  include_characters=" "), max_size=20)
+"""What a tag value may hold: text that prints as itself on one line."""
 
 
 def to_duration(s: float) -> str | int:
@@ -56,7 +59,7 @@ def clusters(draw: st.DrawFn, app: str, stack: str) -> model.ClusterSpec:
             user_data=draw(text),
             security_groups=tuple(draw(st.lists(lower, max_size=3))),
             load_balancers=tuple(draw(st.lists(lower, max_size=3))),
-            tags=tuple(sorted(draw(st.dictionaries(lower, text, max_size=4)).items())),
+            tags=tuple(sorted(draw(st.dictionaries(lower, printable, max_size=4)).items())),
         ),
         capacity=model.Capacity(lo, desired, hi),
         autoscaling=draw(st.booleans()),
