@@ -4,6 +4,7 @@ whole and prunes nothing, and no value can forge a line of the text plan."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from reconciler import clock as clock_mod
@@ -166,8 +167,9 @@ def test_a_bad_specs_section_is_a_config_error_naming_the_file(env: Env) -> None
     res = env.cli("validate", str(env.repo.path))
 
     assert res.code == 1
-    assert res.err.strip() == f"error: {env.config}: specs.render_memory: 'lots' is not a size (use e.g. 512KiB, " \
-                              "256MiB, 1GiB)"
+    assert re.search(rf"^{re.escape(str(env.config))}:\d+: specs.render_memory: 'lots' is not a size "
+                     r"\(use e.g. 512KiB, 256MiB, 1GiB\)$", res.out, re.M), res.out
+    assert "1 problem in the config" in res.err
 
 
 def test_status_and_history_text_show_control_characters_as_escapes(env: Env) -> None:
