@@ -246,3 +246,31 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return f"{postgres_server}/{name}"
+
+
+# ---------------------------------------------------------------------------- the stateful test's figures
+
+
+_FIGURES: list[dict[str, Any]] = []
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    """Collect the figures the stateful test recorded (its report reaches the controlling process)."""
+    if report.when == "call":
+        _FIGURES.extend(value for name, value in report.user_properties if name == "stateful")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _FIGURES:
+        return
+    steps = sum(f["steps"] for f in _FIGURES)
+    examples = sum(f["examples"] for f in _FIGURES)
+    counts: dict[str, int] = {}
+    for f in _FIGURES:
+        for kind, n in f["kinds"].items():
+            counts[kind] = counts.get(kind, 0) + n
+    kinds = sorted(k for k, n in counts.items() if n)
+    terminalreporter.write_sep("-", "stateful safety test")
+    terminalreporter.write_line(f"{steps} steps in {examples} runs, {len(kinds)} scenario kinds:")
+    for k in kinds:
+        terminalreporter.write_line(f"  {counts[k]:>6}  {k}")

@@ -341,7 +341,7 @@ class Fleet(RuleBasedStateMachine):
 
 
 @pytest.mark.timeout(max(300, TARGET // 4))
-def test_random_operator_sequences_keep_every_safety_invariant() -> None:
+def test_random_operator_sequences_keep_every_safety_invariant(record_property: Any) -> None:
     target = TARGET
     phases = [Phase.explicit, Phase.reuse, Phase.generate]
     if os.environ.get(ENV_SHRINK) == "1":
@@ -355,6 +355,9 @@ def test_random_operator_sequences_keep_every_safety_invariant() -> None:
                 stateful_step_count=STEPS_PER_EXAMPLE, deadline=None, database=None, phases=phases,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     kinds = {k for k in stateful_stats.KINDS if stateful_stats.KINDS[k]}
+    # the figures travel with the test's report, so the summary prints them under pytest-xdist too
+    record_property("stateful", {"steps": stateful_stats.STEPS, "examples": stateful_stats.EXAMPLES,
+                                 "kinds": dict(stateful_stats.KINDS)})
     assert stateful_stats.STEPS - start >= target
     must = {"rename the cluster (stack)", "move to another account", "move to another provider", "unknown provider",
             "unknown account", "rename the spec file (.yml/.YAML)", "crash in the middle of a pass", "restart",
