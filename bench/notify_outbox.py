@@ -25,11 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml
 
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import executor, model
-from reconciler import store as store_mod
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import model
 from reconciler.notifications import history, outbox, senders, worker
+from reconciler.runtime import executor
+from reconciler.state import store as store_mod
 from specs import policy_file
 
 

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from policies import base as policy_base
 from policies import registry
-from reconciler import gitsource, model, planner
+from reconciler.core import model, planner
+from reconciler.source import git as gitsource
 from specs import limits, loader, renderpool
 
 SPEC = """application: app{i}

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from policies import patterns
 from policies.base import Judgement, Policy, PolicyContext, deny
-from reconciler import model
+from reconciler.core import model
 
 NAME = "allow-list"
 

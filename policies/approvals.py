@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from policies.base import Judgement, Policy, PolicyContext, allow
-from reconciler import model
+from reconciler.core import model
 
 NAME = "approval"
 

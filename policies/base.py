@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler import model
+from reconciler.core import model
 
 
 @dataclass(frozen=True, slots=True)

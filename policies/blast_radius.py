@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from policies.base import Judgement, Policy, PolicyContext, approve
-from reconciler import model
+from reconciler.core import model
 
 NAME = "blast-radius"
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from policies.base import Judgement, Policy, PolicyContext, deny, warn
-from reconciler import model
-from reconciler.model import StepKind
+from reconciler.core import model
+from reconciler.core.model import StepKind
 
 NAME = "capacity-guard"
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from policies import patterns
 from policies.base import Judgement, Policy, PolicyContext, approve
-from reconciler import model
+from reconciler.core import model
 
 NAME = "criticality"
 

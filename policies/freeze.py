@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from policies.base import Judgement, Policy, PolicyContext, allow, deny
-from reconciler import model
+from reconciler.core import model
 
 NAME = "freeze"
 

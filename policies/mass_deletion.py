@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from policies.base import Judgement, Policy, PolicyContext, deny
-from reconciler import model
+from reconciler.core import model
 
 NAME = "mass-deletion"
 

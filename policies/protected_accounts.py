@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from policies import patterns
 from policies.base import Judgement, Policy, PolicyContext, approve, warn
-from reconciler import model
+from reconciler.core import model
 
 NAME = "protected-account"
 

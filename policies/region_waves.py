@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from policies.base import Judgement, Policy, PolicyContext, allow, deny
-from reconciler import model
-from reconciler.config import parse_duration
+from reconciler.core import model
+from reconciler.core.durations import parse_duration
 
 NAME = "region-waves"
 

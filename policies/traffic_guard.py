@@ -23,8 +23,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from policies.base import Judgement, Policy, PolicyContext, allow, approve, deny, warn
-from reconciler import model
-from reconciler.model import StepKind
+from reconciler.core import model
+from reconciler.core.model import StepKind
 
 NAME = "traffic-guard"
 

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from policies.base import Judgement, Policy, PolicyContext, allow, deny
-from reconciler import model
+from reconciler.core import model
 
 NAME = "deployment-window"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -36,8 +36,8 @@ import botocore.session
 from botocore.credentials import DeferredRefreshableCredentials
 
 from providers import base
-from reconciler import clock as clock_mod
-from reconciler import errors, model
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors, model
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A provider instance serves one account of one cloud. It observes live state in
 bulk and performs single, idempotent mutations; the executor decides the order
-(red/black) and every guard. Providers raise only ``reconciler.errors``
+(red/black) and every guard. Providers raise only ``reconciler.core.errors``
 ``ProviderError`` subclasses, with the call, account and region in the message.
 
 Third-party clouds register a class under the ``reconciler.providers`` entry-point
@@ -18,14 +18,17 @@ import difflib
 import functools
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from reconciler import clock as clock_mod
-from reconciler import errors, model
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors, model
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 ENTRY_POINT_GROUP = "reconciler.providers"
 
@@ -35,11 +38,18 @@ EXTRAS = {"aws": "aws", "gcp": "gcp", "azure": "azure", "cloudfoundry": "cloudfo
 
 @dataclass(frozen=True, slots=True)
 class ProviderContext:
-    """What every provider may use besides its own account config."""
+    """What every provider may use besides its own account config.
+
+    ``open_database`` is the state layer's way in for a provider that keeps rows of its own
+    beside the reconciler's state (the local provider's simulated cloud, GCP's per-group
+    records): a new SQLAlchemy engine on ``state_url`` (SQLite or PostgreSQL, configured as the
+    state store configures its own), so providers never import the store. The caller disposes it.
+    """
 
     state_url: str
     state_dir: Path
     clock: clock_mod.Clock = field(default_factory=clock_mod.SystemClock)
+    open_database: Callable[[], Engine] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

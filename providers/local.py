@@ -23,8 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from providers import base
-from reconciler import errors, model
-from reconciler import store as store_mod
+from reconciler.core import errors, model
 
 _meta = sa.MetaData()
 local_groups = sa.Table(
@@ -45,12 +44,13 @@ _engines: dict[str, tuple[sa.engine.Engine, int]] = {}
 _engines_lock = threading.Lock()
 
 
-def _engine_for(url: str) -> sa.engine.Engine:
+def _engine_for(context: base.ProviderContext) -> sa.engine.Engine:
     """One engine per state URL per process, shared by the providers open on it (counted, see ``_release``)."""
+    url = context.state_url
     with _engines_lock:
         eng, users = _engines.get(url, (None, 0))
         if eng is None:
-            eng = store_mod.make_engine(url)
+            eng = context.open_database()
             _meta.create_all(eng)
         _engines[url] = (eng, users + 1)
         return eng
@@ -93,7 +93,7 @@ class LocalProvider:
         self._fault_calls = set(faults.get("calls") or _CALLS)
         self._fault_kinds = list(faults.get("kinds") or ["throttled", "unavailable"])
         self._rng = random.Random(faults.get("seed"))  # noqa: S311 - fault injection, not crypto
-        self._engine = _engine_for(context.state_url)
+        self._engine = _engine_for(context)
         self._closed = False
 
     @classmethod

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__, errors
-from reconciler import config as config_mod
+from reconciler import __version__
+from reconciler.config import settings as config_mod
+from reconciler.core import errors
 
 log = logging.getLogger("reconciler")
 
@@ -178,7 +179,7 @@ def _config(args: argparse.Namespace, *, repo: str | None = None) -> config_mod.
 
 
 def _engine(args: argparse.Namespace, *, repo: str | None = None, progress: bool = False) -> Any:
-    from reconciler import engine as engine_mod
+    from reconciler.runtime import engine as engine_mod
 
     cfg = _config(args, repo=repo)
     return engine_mod.Engine(cfg, progress=_progress if progress else None)
@@ -214,8 +215,8 @@ def _user(args: argparse.Namespace) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from providers import base as provider_base
-    from reconciler import engine as engine_mod
-    from reconciler import escaping
+    from reconciler.core import escaping
+    from reconciler.runtime import engine as engine_mod
     from specs import catalog, loader
 
     spec_path = args.spec_path or "apps"
@@ -252,7 +253,8 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from reconciler import gitsource, planfile, render
+    from reconciler import planfile, render
+    from reconciler.source import git as gitsource
 
     if args.server:
         from reconciler import remote
@@ -326,7 +328,7 @@ def _unread(ev: Any) -> list[str]:
 
 
 def _notes(ev: Any) -> str:
-    from reconciler import escaping
+    from reconciler.core import escaping
 
     lines: list[str] = []
     for change, why in ev.held:
@@ -431,7 +433,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not status.get("commit"):
         print("no reconcile pass has run yet (try `reconciler run --once`)")
         return EXIT_OK
-    from reconciler import escaping
+    from reconciler.core import escaping
 
     v = escaping.visible  # values from specs, policies and clouds: one line each, control characters shown
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["updated_at"]))
@@ -486,7 +488,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps({"events": events, "executions": execs}, indent=2, sort_keys=True, default=str))
         return EXIT_OK
-    from reconciler import escaping
+    from reconciler.core import escaping
 
     for e in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
@@ -496,8 +498,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from reconciler import store as store_mod
     from reconciler.notifications import stream
+    from reconciler.state import store as store_mod
 
     store = store_mod.Store(_config(args).state_url)
 

@@ -32,10 +32,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from reconciler import config as config_mod
-from reconciler import engine as engine_mod
-from reconciler import errors, httpapi, logs, notify
+from reconciler import http as http_api
+from reconciler import logs, sdnotify
+from reconciler.config import settings as config_mod
+from reconciler.core import errors
 from reconciler.notifications import worker as notify_worker
+from reconciler.runtime import engine as engine_mod
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ class Daemon:
         self.overrides = overrides
         self.cfg = cfg
         self.engine = engine_mod.Engine(cfg, background=True)
-        self.notifier = notify.Notifier()
+        self.notifier = sdnotify.Notifier()
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None})
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
@@ -113,8 +115,8 @@ class Daemon:
         self._signals = 0
         self._ready = False
         self._pass_started: float | None = None
-        self._api: httpapi.Api | None = None
-        self._server: httpapi.Server | None = None
+        self._api: http_api.Api | None = None
+        self._server: http_api.Server | None = None
         self._hub: notify_worker.Hub | None = None  # chat, mail and commit-status delivery
 
     # ------------------------------------------------------------------ passes
@@ -224,13 +226,13 @@ class Daemon:
         logs.set_level(new.log_level)  # after the line above, which must show even when the new level hides info
         self.notifier.status(f"config reloaded; poll every {new.poll_interval_s:.0f}s")
 
-    def _bind(self, cfg: config_mod.Config) -> httpapi.Server | None:
+    def _bind(self, cfg: config_mod.Config) -> http_api.Server | None:
         """A server on ``http.listen`` (not yet serving), or None when the endpoint is off."""
         if cfg.http.host is None:
             return None
         if self._api is None:
-            self._api = httpapi.Api(self.engine, self.trigger, http=cfg.http, branch=cfg.branch)
-        return httpapi.Server(self._api, cfg.http.host, cfg.http.port, max_body=cfg.http.max_body)
+            self._api = http_api.Api(self.engine, self.trigger, http=cfg.http, branch=cfg.branch)
+        return http_api.Server(self._api, cfg.http.host, cfg.http.port, max_body=cfg.http.max_body)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -264,7 +266,7 @@ class Daemon:
         self.scheduler.start()
         self._hub = notify_worker.restart(None, self.engine.store, self.cfg)
         log.info("daemon started: %s@%s every %.0fs", self.cfg.repo_url, self.cfg.branch, self.cfg.poll_interval_s)
-        tick = notify.watchdog_interval()
+        tick = sdnotify.watchdog_interval()
         while True:
             self._wake.wait(tick or 1.0)
             self._wake.clear()

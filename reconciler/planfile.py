@@ -20,7 +20,8 @@ import types
 import typing
 from typing import Any
 
-from reconciler import errors, model, render
+from reconciler import render
+from reconciler.core import errors, model
 
 FORMAT_VERSION = 1
 

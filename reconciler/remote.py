@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors
+from reconciler.core import errors
 
 ENV_SERVER = "RECONCILER_SERVER"
 ENV_TOKEN = "RECONCILER_TOKEN"  # noqa: S105 - the variable's name

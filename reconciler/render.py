@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler import errors, escaping, model
+from reconciler.core import errors, escaping, model
 
 MARKER = "<!-- reconciler-plan -->"
 """First line of every Markdown part: CI finds its previous (sticky) comment by it."""
@@ -36,8 +36,6 @@ _ACTION_COLOR = {
 }
 _VERDICT_COLOR = {model.Verdict.ALLOW: "32", model.Verdict.WARN: "33", model.Verdict.APPROVE: "33",
                   model.Verdict.DENY: "1;31"}
-_SECRET_KEY = re.compile(r"(?i)secret|passw|token|credential|private|api[_-]?key")
-_HIDDEN = "(hidden)"
 _PART_PLACEHOLDER = "Part 9999 of 9999"
 
 
@@ -99,7 +97,7 @@ def _change_json(c: model.Change) -> dict[str, Any]:
     if view is not None or c.desired_server_group is not None:
         desired = {"server_group": c.desired_server_group, **(view or {})}
         if "tags" in desired:
-            desired["tags"] = tag_view(desired["tags"].items())
+            desired["tags"] = escaping.tag_view(desired["tags"].items())
     return {
         "change_id": c.change_id,
         "application": c.application,
@@ -170,7 +168,7 @@ def field_diff(c: model.Change) -> list[FieldChange]:
     out = []
     for key in dict.fromkeys([*old, *new]):
         a, b = old.get(key), new.get(key)
-        hidden = key == "user_data" or (key.startswith("tags.") and _is_secret(key[5:]))
+        hidden = key == "user_data" or (key.startswith("tags.") and escaping.is_secret_key(key[5:]))
         out.append(FieldChange(key, a, b, hidden))
     return out
 
@@ -186,17 +184,8 @@ def _fields(launch: model.LaunchSpec, cap: model.Capacity) -> dict[str, str]:
     if launch.user_data:
         out["user_data"] = _digest(launch.user_data)
     for key, value in sorted(launch.tags):
-        out[f"tags.{key}"] = _digest(value) if _is_secret(key) else value
+        out[f"tags.{key}"] = _digest(value) if escaping.is_secret_key(key) else value
     return out
-
-
-def tag_view(tags: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Tags as shown anywhere (plans, status, the console): values of secret-looking keys hidden."""
-    return {k: _HIDDEN if _is_secret(k) else v for k, v in tags}
-
-
-def _is_secret(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
 
 
 def _digest(text: str) -> str:
@@ -209,11 +198,11 @@ def diff_lines(c: model.Change) -> list[str]:
     for f in field_diff(c):
         if f.hidden:
             if not f.changed:
-                lines.append(f"  {f.field}: {_HIDDEN}")
+                lines.append(f"  {f.field}: {escaping.HIDDEN}")
             elif f.old is None:
                 lines.append(f"+ {f.field}: (set, hidden)")
             elif f.new is None:
-                lines.append(f"- {f.field}: {_HIDDEN}")
+                lines.append(f"- {f.field}: {escaping.HIDDEN}")
             else:
                 lines.append(f"! {f.field}: (changed, hidden)")
         elif not f.changed:

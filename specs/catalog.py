@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler import errors, model
+from reconciler.core import errors, model
 
 __all__ = ["Catalog", "check_application", "is_spec_file", "may_define", "unread_notice"]
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler import errors
+from reconciler.core import durations, errors
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_RENDERED_CHARS", "SpecLimits", "format_size", "from_config",
            "name_problem", "parse_size", "tree_problem"]
@@ -59,9 +59,7 @@ def from_config(raw: Any, *, where: str) -> SpecLimits:
     if unknown:
         raise errors.ConfigError(f"{where}.{unknown[0]}: unknown field; allowed: {', '.join(_KEYS)}")
     d = SpecLimits()
-    from reconciler import config as config_mod  # noqa: PLC0415 - config imports this module
-
-    timeout = config_mod.parse_duration(raw.get("render_timeout", d.render_timeout_s),
+    timeout = durations.parse_duration(raw.get("render_timeout", d.render_timeout_s),
                                         where=f"{where}.render_timeout")
     if not 0.01 <= timeout <= 600:
         raise errors.ConfigError(f"{where}.render_timeout: must be between 10ms and 10m, got {timeout:g}s")

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler import config as config_mod
-from reconciler import errors, model
+from reconciler.core import durations, errors, model
 from specs import catalog as catalog_mod
 from specs import limits as limits_mod
 from specs import policy_file, renderpool, sandbox, yamlnodes
@@ -136,7 +135,7 @@ class SpecCache:
 def parse_duration(text: str | int | float, *, field: str) -> float:
     """``30s``, ``10m``, ``1h``, ``500ms`` or a number of seconds (the config's parser); ValueError names the field."""
     try:
-        return config_mod.parse_duration(text, where=field)
+        return durations.parse_duration(text, where=field)
     except errors.ConfigError as exc:
         raise ValueError(str(exc)) from exc
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler import errors
+from reconciler.core import errors
 from reconciler.notifications import kinds as notify_kinds
 from specs import schema as schema_mod
 from specs import yamlnodes

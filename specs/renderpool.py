@@ -44,7 +44,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from reconciler import errors
+from reconciler.core import errors
 from specs import limits as limits_mod
 from specs import sandbox
 

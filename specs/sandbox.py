@@ -23,7 +23,7 @@ import jinja2.runtime
 import jinja2.sandbox
 import jinja2.utils
 
-from reconciler import errors
+from reconciler.core import errors
 from specs import limits as limits_mod
 
 __all__ = ["Interrupted", "has_markup", "render", "template_line"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import cerberus
 
-from reconciler import errors
+from reconciler.core import errors
 from specs import yamlnodes
 
 __all__ = ["APPLICATION", "CLUSTER", "MAX_DURATION_S", "MAX_ITEMS", "MAX_VALUES", "NAME_LIMIT", "Validator",

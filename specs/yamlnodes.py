@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from reconciler import errors
+from reconciler.core import errors
 from specs import limits as limits_mod
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "line_of", "load_yaml_with_lines"]

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ import pytest
 import yaml
 from hypothesis import settings as hypothesis_settings
 
+from providers.base import ProviderContext
 from reconciler import cli
+from reconciler.core import clock as clock_mod
+from reconciler.state import store as store_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,6 +132,12 @@ class CliResult:
 
 
 _cli_lock = threading.Lock()
+
+
+def provider_context(state_url: str, state_dir: Path, clock: clock_mod.Clock | None = None) -> ProviderContext:
+    """A provider's context as the engine builds it: the state layer opens its database."""
+    return ProviderContext(state_url, state_dir, clock=clock or clock_mod.SystemClock(),
+                           open_database=partial(store_mod.make_engine, state_url))
 
 
 def run_cli(*args: str, config_first: bool = False) -> CliResult:

@@ -1,7 +1,7 @@
 """The Azure provider's edge: error mapping, ``Retry-After``, polling on our clock, names and IDs.
 
 Nothing here sends a request; ``map_error`` is the one place an SDK failure becomes a
-``reconciler.errors`` exception.
+``reconciler.core.errors`` exception.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 from azure.core import exceptions as azexc
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
-from reconciler import clock as clock_mod
-from reconciler import errors
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors
 
 NAME = "azure"
 TIMEOUT = "OperationTimeout"

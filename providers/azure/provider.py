@@ -40,9 +40,9 @@ from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.monitor import models as mm
 from azure.mgmt.network import NetworkManagementClient
 
-from providers import base, ratelimit
+from providers import base
 from providers.azure import edge
-from reconciler import errors, model
+from reconciler.core import errors, model, ratelimit
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The GCP provider's edge: error mapping, rate limiting and the GCE label and URL rules.
 
 Nothing here calls the API; ``map_error`` is the one place a client failure becomes a
-``reconciler.errors`` exception.
+``reconciler.core.errors`` exception.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from datetime import datetime
 import google.api_core.exceptions as gexc
 from google.auth import exceptions as gauth_exc
 
-from providers.ratelimit import TokenBucket  # noqa: F401 - moved there to be shared; still importable here
-from reconciler import errors
+from reconciler.core import errors
 
 NAME = "gcp"
 IN_USE = "resourceInUseByAnotherResource"

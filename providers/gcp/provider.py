@@ -32,10 +32,10 @@ from google.auth import credentials as gcreds
 from google.auth import exceptions as gauth_exc
 from google.cloud import compute_v1
 
-from providers import base, ratelimit
+from providers import base
 from providers.gcp import edge
 from providers.gcp import records as records_mod
-from reconciler import errors, model
+from reconciler.core import errors, model, ratelimit
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class GcpProvider:
         self.backends = compute_v1.BackendServicesClient(**kw)
         self.region_ops = compute_v1.RegionOperationsClient(**kw)
         self.global_ops = compute_v1.GlobalOperationsClient(**kw)
-        self.records = records_mod.Records(context.state_url, project)
+        self.records = records_mod.Records(context.open_database(), project)
         self._buckets: dict[str, ratelimit.TokenBucket] = {}
         self._count_lock = threading.Lock()
 

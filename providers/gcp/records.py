@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from reconciler import store as store_mod
-
 _meta = sa.MetaData()
 _groups = sa.Table(
     "gcp_group_state", _meta,
@@ -38,9 +36,9 @@ class Record:
 class Records:
     """Per-group rows of one project, in the reconciler's state store (SQLite or PostgreSQL)."""
 
-    def __init__(self, state_url: str, project: str) -> None:
+    def __init__(self, engine: sa.engine.Engine, project: str) -> None:
         self.project = project
-        self._engine = store_mod.make_engine(state_url)
+        self._engine = engine
         _meta.create_all(self._engine)
 
     def _key(self, region: str, name: str) -> tuple[sa.ColumnElement[bool], ...]:

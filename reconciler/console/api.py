@@ -16,9 +16,10 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from reconciler import access, model, render
+from reconciler import render
 from reconciler.console import base, views
 from reconciler.console.backend import Preview
+from reconciler.core import access, model
 
 S = access.Scope
 Handler = Callable[..., Response]

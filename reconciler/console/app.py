@@ -1,4 +1,4 @@
-"""The console and the ``/api/v1/`` API as one WSGI application, mounted by ``httpapi``.
+"""The console and the ``/api/v1/`` API as one WSGI application, mounted by ``reconciler.http``.
 
 Here a request learns who makes it (a bearer token, a console session, or
 nobody, which reads only with ``http.public_read``), is routed to an API route
@@ -20,11 +20,12 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from reconciler import access, errors, logs
-from reconciler import config as config_mod
+from reconciler import logs
+from reconciler.config import settings as config_mod
 from reconciler.console import api, base, pages
 from reconciler.console import backend as backend_mod
 from reconciler.console import sessions as sessions_mod
+from reconciler.core import access, errors
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ SECURITY_HEADERS = {
 
 
 class Console:
-    """Routes ``/api/v1/*`` and the console pages; ``httpapi.Api`` hands it every path it does not serve."""
+    """Routes ``/api/v1/*`` and the console pages; ``http.Api`` hands it every path it does not serve."""
 
     def __init__(self, backend: backend_mod.Backend, settings: config_mod.HttpSettings, *,
                  clock: Callable[[], float] = time.time, read_secret: Callable[[Path], str | None]) -> None:

@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reconciler import model
+from reconciler.core import model
 
 if TYPE_CHECKING:
-    from reconciler import engine as engine_mod
+    from reconciler.runtime import engine as engine_mod
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from typing import Any
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Request, Response
 
-from reconciler import access
-from reconciler import config as config_mod
+from reconciler.config import settings as config_mod
 from reconciler.console import backend as backend_mod
 from reconciler.console import sessions as sessions_mod
+from reconciler.core import access
 
 
 class Refusal(Exception):

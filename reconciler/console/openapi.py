@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the daemon's HTTP API, made from the route table (``api.ROUTES``).
 
-The probe and webhook routes are served by ``httpapi`` itself; they are listed
+The probe and webhook routes are served by ``reconciler.http`` itself; they are listed
 here so the document describes every machine-facing route of the daemon (the
 console's HTML pages are not part of it).
 """
@@ -11,8 +11,9 @@ import functools
 import re
 from typing import Any
 
-from reconciler import __version__, access
+from reconciler import __version__
 from reconciler.console import api
+from reconciler.core import access
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 
@@ -26,7 +27,7 @@ HTTPAPI_ROUTES: tuple[tuple[str, str, str, access.Scope | None, str], ...] = (
     ("/api/v1/events", "get", "events", access.Scope.READ, "The history as server-sent events (`?application=`, "
      "`?kind=`, `Last-Event-ID`); only events of applications the token may read, and of none."),
 )
-"""Routes ``httpapi.Api`` serves itself: (path, method, operationId, scope or None for open, summary)."""
+"""Routes ``http.Api`` serves itself: (path, method, operationId, scope or None for open, summary)."""
 
 
 def _openapi_path(rule: str) -> str:

@@ -19,9 +19,10 @@ import jinja2
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
-from reconciler import __version__, access, errors, model
+from reconciler import __version__
 from reconciler.console import api, base, views
 from reconciler.console import sessions as sessions_mod
+from reconciler.core import access, errors, model
 
 S = access.Scope
 

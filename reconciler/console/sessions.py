@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from reconciler import access
+from reconciler.core import access
 
 COOKIE = "reconciler_session"
 SIGNIN_COOKIE = "reconciler_signin"

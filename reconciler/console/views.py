@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler import access, model
+from reconciler.core import access, model
 
 CONDITION_ORDER = ("Stalled", "Paused", "Reconciling", "Ready")
 """The condition shown for an application: the first of these that holds."""

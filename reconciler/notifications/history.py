@@ -24,10 +24,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reconciler import clock as clock_mod
-from reconciler import logs, model
-from reconciler import store as store_mod
+from reconciler import logs
+from reconciler.core import clock as clock_mod
+from reconciler.core import model
 from reconciler.notifications import kinds
+from reconciler.state import store as store_mod
 
 _URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 MAX_ERROR_CHARS = 300

@@ -23,9 +23,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler import errors
-from reconciler import store as store_mod
+from reconciler.core import errors
 from reconciler.notifications import settings as settings_mod
+from reconciler.state import store as store_mod
 
 metadata = sa.MetaData()
 

@@ -27,7 +27,8 @@ from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-from reconciler import __version__, errors
+from reconciler import __version__
+from reconciler.core import errors
 from reconciler.notifications import history, messages
 from reconciler.notifications import settings as settings_mod
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from reconciler import errors, logs
+from reconciler import logs
+from reconciler.core import durations, errors
 from specs import yamlnodes
 
 SECTION = "notifications"
@@ -205,12 +206,10 @@ class _Reader:
         return str(value)
 
     def duration(self, raw: Mapping[str, Any], key: str, path: str, default: float) -> float:
-        from reconciler import config as config_mod  # noqa: PLC0415 - config imports this module
-
         if key not in raw:
             return default
         try:
-            return config_mod.parse_duration(raw[key], where=f"{self.at(f'{path}.{key}')}: {path}.{key}")
+            return durations.parse_duration(raw[key], where=f"{self.at(f'{path}.{key}')}: {path}.{key}")
         except errors.ConfigError as exc:
             self.problems.append(str(exc))
             return default

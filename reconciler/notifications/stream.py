@@ -17,8 +17,8 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from reconciler import errors
-from reconciler import store as store_mod
+from reconciler.core import errors
+from reconciler.state import store as store_mod
 
 MAX_STREAMS = 2  # each open stream holds one of the HTTP server's threads
 POLL_S = 0.5

@@ -23,13 +23,15 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import engine as engine_mod
-from reconciler import errors, executor, gitsource, metrics
-from reconciler import store as store_mod
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors
 from reconciler.notifications import messages, outbox, pacing, routing, senders
 from reconciler.notifications import settings as settings_mod
+from reconciler.runtime import engine as engine_mod
+from reconciler.runtime import executor, metrics
+from reconciler.source import git as gitsource
+from reconciler.state import store as store_mod
 from specs import policy_file
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from werkzeug.test import Client, TestResponse
 
-from reconciler import config as config_mod
-from reconciler import engine as engine_mod
-from reconciler import httpapi
+from reconciler import http as http_api
+from reconciler.config import settings as config_mod
 from reconciler.console import backend
+from reconciler.runtime import engine as engine_mod
 from tests.conftest import DesiredRepo, app_spec, write_config
 
 POLICIES = "applications:\n  payments: {require_approval: always}\n"
@@ -50,7 +50,7 @@ class Site:
     repo: DesiredRepo
     config_path: Path
     engine: engine_mod.Engine
-    api: httpapi.Api
+    api: http_api.Api
     clock: WallClock
     triggered: list[str] = field(default_factory=list)
 
@@ -122,7 +122,7 @@ def make_site(tmp_path: Path, *, public_read: bool = False, legacy: bool = False
     eng = engine_mod.Engine(cfg)
     clock = WallClock()
     site = Site(repo, cfg_path, eng, None, clock)  # type: ignore[arg-type]
-    site.api = httpapi.Api(eng, site.triggered.append, http=cfg.http, branch=cfg.branch, clock=clock,
+    site.api = http_api.Api(eng, site.triggered.append, http=cfg.http, branch=cfg.branch, clock=clock,
                            backend=backend.EngineBackend(eng, site.triggered.append))
     return site
 

@@ -251,7 +251,7 @@ def test_routes_served_by_httpapi_itself_check_tokens_the_same_way(site: Site) -
     from werkzeug.test import EnvironBuilder
     from werkzeug.wrappers import Request
 
-    from reconciler import access
+    from reconciler.core import access
 
     def ask(headers: dict[str, str], scope: access.Scope = access.Scope.READ) -> int | None:
         request = Request(EnvironBuilder(path="/x", headers=headers).get_environ())

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler import access, errors
-from reconciler import config as config_mod
+from reconciler.config import settings as config_mod
+from reconciler.core import access, errors
 from tests.conftest import ROOT
 
 S = access.Scope

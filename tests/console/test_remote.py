@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import httpapi
+from reconciler import http as http_api
 from tests.conftest import CliResult, app_spec, run_cli
 from tests.console.conftest import TOKENS, Site, make_site
 
@@ -19,7 +19,7 @@ from tests.console.conftest import TOKENS, Site, make_site
 def served(tmp_path: Path) -> Iterator[tuple[Site, str]]:
     site = make_site(tmp_path)
     site.reconcile()
-    server = httpapi.Server(site.api, "127.0.0.1", 0)
+    server = http_api.Server(site.api, "127.0.0.1", 0)
     server.start()
     try:
         yield site, f"http://127.0.0.1:{server.port}"

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler import config as config_mod
-from reconciler import config_file, errors
+from reconciler.config import file as config_file
+from reconciler.config import settings as config_mod
+from reconciler.core import durations, errors
 from tests.conftest import ROOT, DesiredRepo, app_spec, run_cli
 
 BASE = "repo: {{url: {repo}, branch: main, path: apps}}\nstate_dir: {state}\n"
@@ -131,15 +132,15 @@ def test_credentials_in_the_url_are_split_off_and_the_url_kept_clean(tmp_path: P
 
 
 def test_units_parse_with_one_function_each() -> None:
-    assert config_mod.parse_duration("500ms", where="x") == 0.5
-    assert config_mod.parse_duration("2h", where="x") == 7200
-    assert config_mod.parse_size("1MiB", where="x") == 1024 * 1024
-    assert config_mod.parse_size("64k", where="x") == 64_000
-    assert config_mod.parse_size("10MB", where="x") == 10_000_000
-    assert config_mod.parse_size(4096, where="x") == 4096
+    assert durations.parse_duration("500ms", where="x") == 0.5
+    assert durations.parse_duration("2h", where="x") == 7200
+    assert durations.parse_size("1MiB", where="x") == 1024 * 1024
+    assert durations.parse_size("64k", where="x") == 64_000
+    assert durations.parse_size("10MB", where="x") == 10_000_000
+    assert durations.parse_size(4096, where="x") == 4096
     for bad in ("1 TB", "-1", "lots", True):
         with pytest.raises(errors.ConfigError, match=r"^x: "):
-            config_mod.parse_size(bad, where="x")
+            durations.parse_size(bad, where="x")
     assert config_mod.split_credentials("https://u:p%40ss@h:8443/r.git") == ("https://u@h:8443/r.git", "u", "p@ss")
     assert config_mod.split_credentials("git@github.com:o/r.git") == ("git@github.com:o/r.git", "", "")
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from providers import base
-from reconciler import errors
+from reconciler.core import errors
 from tests.conftest import Env, app_spec, write_config
 
 

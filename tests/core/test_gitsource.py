@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import engine as engine_mod
-from reconciler import errors, gitsource
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors
+from reconciler.runtime import engine as engine_mod
+from reconciler.source import git as gitsource
 from tests.conftest import Env, app_spec, write_config
 
 

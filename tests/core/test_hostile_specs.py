@@ -7,9 +7,9 @@ import json
 import re
 from pathlib import Path
 
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import engine as engine_mod
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.runtime import engine as engine_mod
 from tests.conftest import Env, app_spec, run_cli, write_config
 
 SPIN = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"

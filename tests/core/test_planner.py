@@ -7,8 +7,8 @@ import dataclasses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler import model, planner
-from reconciler.model import Action, Capacity, StepKind
+from reconciler.core import model, planner
+from reconciler.core.model import Action, Capacity, StepKind
 
 LAUNCH = model.LaunchSpec(image="img-1", instance_type="m5.large")
 

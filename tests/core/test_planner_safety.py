@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from reconciler import engine, model, planner
-from reconciler.model import Action, Capacity, Removal
+from reconciler.core import model, planner
+from reconciler.core.model import Action, Capacity, Removal
+from reconciler.runtime import engine
 
 W = (("r1",), ("r2", "r3"))
 

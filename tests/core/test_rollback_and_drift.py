@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 
-from providers.base import ProviderContext
 from providers.local import LocalProvider
-from reconciler import config as config_mod
-from reconciler import model
-from tests.conftest import Env, app_spec
+from reconciler.config import settings as config_mod
+from reconciler.core import model
+from tests.conftest import Env, app_spec, provider_context
 
 ONE = ("us-east-1",)
 
 
 def _local(env: Env) -> LocalProvider:
     cfg = config_mod.load_config(env.config)
-    return LocalProvider("default", ProviderContext(cfg.state_url, cfg.state_dir))
+    return LocalProvider("default", provider_context(cfg.state_url, cfg.state_dir))
 
 
 def _names(env: Env) -> dict[str, dict]:

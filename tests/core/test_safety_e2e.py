@@ -344,10 +344,10 @@ def test_spec_suffixes_ignore_case_and_other_files_hold_pruning(env: Env) -> Non
 
 
 def test_a_saved_plan_survives_the_autoscaler_moving_desired_capacity(env: Env, tmp_path: Path) -> None:
-    from providers.base import ProviderContext
     from providers.local import LocalProvider
-    from reconciler import config as config_mod
-    from reconciler import model
+    from reconciler.config import settings as config_mod
+    from reconciler.core import model
+    from tests.conftest import provider_context
 
     env.repo.write("apps/blog.yaml", blog(extra="autoscaling: true\n")).commit("v1")
     assert env.cli("apply", "--yes").code == 0
@@ -355,7 +355,7 @@ def test_a_saved_plan_survives_the_autoscaler_moving_desired_capacity(env: Env, 
     saved = tmp_path / "plan.json"
     assert env.cli("plan", "--out", str(saved)).code == 2
     cfg = config_mod.load_config(env.config)
-    LocalProvider("default", ProviderContext(cfg.state_url, cfg.state_dir)).tamper(
+    LocalProvider("default", provider_context(cfg.state_url, cfg.state_dir)).tamper(
         "us-east-1", "blog-v000", capacity=model.Capacity(1, 5, 6))
 
     res = env.cli("apply", "--plan", str(saved), "--yes")

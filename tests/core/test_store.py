@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler import errors
-from reconciler.store import Store
+from reconciler.core import errors
+from reconciler.state.store import Store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler import metrics
+from reconciler.runtime import metrics
 from tests.conftest import Env, app_spec, write_config
 
 

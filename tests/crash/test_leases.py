@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import engine as engine_mod
-from reconciler.store import Store
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.runtime import engine as engine_mod
+from reconciler.state.store import Store
 from tests.conftest import Env, app_spec, write_config
 
 

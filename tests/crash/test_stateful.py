@@ -43,13 +43,13 @@ from hypothesis.stateful import (
 
 from providers import base as provider_base
 from providers import local as local_mod
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import engine as engine_mod
-from reconciler import executor as executor_mod
-from reconciler import model, planner
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import model, planner
+from reconciler.runtime import engine as engine_mod
+from reconciler.runtime import executor as executor_mod
 from tests import othercloud
-from tests.conftest import DesiredRepo, app_spec, write_config
+from tests.conftest import DesiredRepo, app_spec, provider_context, write_config
 from tests.crash import stateful_stats
 
 ENV_STEPS = "RECONCILER_STATEFUL_STEPS"
@@ -114,7 +114,7 @@ class Fleet(RuleBasedStateMachine):
         self.repo.write("apps/keep.yaml", app_spec("keep", regions=REGIONS))
         self.repo.write("apps/policies.yaml", "defaults: {mass_deletion: {max_share: 1.0}}\n")
         self._commit("first")
-        ctx = provider_base.ProviderContext(self.cfg.state_url, self.cfg.state_dir, clock=self.clock)
+        ctx = provider_context(self.cfg.state_url, self.cfg.state_dir, self.clock)
         self.providers = [(othercloud.OtherCloud if p == othercloud.NAME else local_mod.LocalProvider)(a, ctx)
                           for p, a in ACCOUNTS]
         self.providers[0].put_foreign_group("r1", FOREIGN, desired=2)

@@ -21,9 +21,11 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from reconciler import config as config_mod
-from reconciler import daemon, errors, httpapi, logs, model, notify
+from reconciler import daemon, logs, sdnotify
+from reconciler import http as http_api
+from reconciler.config import settings as config_mod
 from reconciler.console import backend
+from reconciler.core import errors, model
 
 
 class RecordingBackend:
@@ -74,7 +76,7 @@ def make_api(tmp_path: Path, *, token: str | None = TOKEN, secret: str | None = 
         secret_file.write_text(secret + "\n")
     engine = RecordingBackend()
     triggered: list[str] = []
-    api = httpapi.Api(None, triggered.append, token_file=token_file, webhook_secret_file=secret_file,
+    api = http_api.Api(None, triggered.append, token_file=token_file, webhook_secret_file=secret_file,
                       branch="main", backend=engine)
     return Client(api), engine, triggered
 
@@ -166,7 +168,7 @@ def test_notify_to_a_path_and_to_the_abstract_namespace(tmp_path: Path) -> None:
         a.setblocking(False)
         b.setblocking(False)
         for address, sock in ((path, a), ("@" + abstract, b)):
-            n = notify.Notifier(address)
+            n = sdnotify.Notifier(address)
             n.ready("ready at abc1234")
             n.status("polling")
             n.watchdog()
@@ -178,22 +180,22 @@ def test_notify_to_a_path_and_to_the_abstract_namespace(tmp_path: Path) -> None:
 
 
 def test_notify_is_a_no_op_outside_systemd_and_survives_a_vanished_socket(tmp_path: Path) -> None:
-    off = notify.Notifier("")
+    off = sdnotify.Notifier("")
     assert not off.enabled
     off.ready("x")
-    gone = notify.Notifier(str(tmp_path / "missing.sock"))
+    gone = sdnotify.Notifier(str(tmp_path / "missing.sock"))
     gone.watchdog()  # logged, not raised: systemd going away must not kill the daemon
     gone.close()
 
 
 def test_watchdog_interval_is_half_of_watchdog_usec_for_this_pid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
-    assert notify.watchdog_interval() is None
+    assert sdnotify.watchdog_interval() is None
     monkeypatch.setenv("WATCHDOG_USEC", "60000000")
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    assert notify.watchdog_interval() == 30.0
+    assert sdnotify.watchdog_interval() == 30.0
     monkeypatch.setenv("WATCHDOG_PID", "1")
-    assert notify.watchdog_interval() is None
+    assert sdnotify.watchdog_interval() is None
 
 
 def _capture(fmt: str) -> tuple[io.StringIO, logging.Handler]:

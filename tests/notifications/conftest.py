@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import executor, model
-from reconciler import store as store_mod
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import model
 from reconciler.notifications import history, outbox, worker
+from reconciler.runtime import executor
+from reconciler.state import store as store_mod
 from specs import policy_file
 from tests.conftest import write_config
 from tests.daemon.conftest import daemon_factory  # noqa: F401 - the fixture, for test_daemon.py

@@ -9,8 +9,8 @@ import time
 import pytest
 from prometheus_client import generate_latest
 
-from reconciler import metrics
 from reconciler.notifications import outbox, worker
+from reconciler.runtime import metrics
 from tests.notifications.conftest import Rig
 from tests.notifications.endpoints import Answer, Endpoint, Seen, fails_first, slack_ok
 
@@ -187,7 +187,7 @@ def test_a_rate_limit_of_zero_sends_without_pause(rig, endpoint, per_minute: int
 
 @pytest.mark.postgres
 def test_two_daemons_sharing_a_postgresql_store_deliver_each_event_once(rig, endpoint, postgres_url) -> None:
-    from reconciler import store as store_mod
+    from reconciler.state import store as store_mod
 
     ep = endpoint()
     r: Rig = rig(_slack(ep, rate_limit={"per_minute": 0}), state=postgres_url)
@@ -213,7 +213,7 @@ def test_two_daemons_sharing_a_postgresql_store_deliver_each_event_once(rig, end
 
 
 def test_a_reload_adds_targets_and_drops_the_queue_of_a_removed_one(rig, endpoint, tmp_path) -> None:
-    from reconciler import config as config_mod
+    from reconciler.config import settings as config_mod
     from tests.conftest import write_config
 
     down = endpoint(lambda _ep, _req: Answer(503, b"down"))

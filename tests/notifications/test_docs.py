@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from reconciler import config as config_mod
+from reconciler.config import settings as config_mod
 from reconciler.notifications import kinds, messages, senders
 from specs import policy_file
 

@@ -7,8 +7,8 @@ import shutil
 
 import sqlalchemy as sa
 
-from reconciler import store as store_mod
 from reconciler.notifications import history, kinds, messages
+from reconciler.state import store as store_mod
 from tests.conftest import Env, app_spec, write_config
 
 ONE = ("us-east-1",)

@@ -87,9 +87,9 @@ def test_a_misspelt_event_in_policies_yaml_is_a_problem_with_its_line():
 
 
 def test_the_daemon_reads_the_rules_and_criticality_in_force_from_its_mirror(env):
-    from reconciler import config as config_mod
-    from reconciler import store as store_mod
+    from reconciler.config import settings as config_mod
     from reconciler.notifications import worker
+    from reconciler.state import store as store_mod
     from tests.conftest import app_spec
 
     env.repo.write("apps/checkout.yaml", app_spec(regions=("us-east-1",), criticality="low"))

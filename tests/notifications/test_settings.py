@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import config as config_mod
-from reconciler import errors
+from reconciler.config import settings as config_mod
+from reconciler.core import errors
 from reconciler.notifications import settings as settings_mod
 
 BASE = "repo: {url: ., branch: main}\nstate: sqlite:///state.db\n"

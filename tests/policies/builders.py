@@ -6,8 +6,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from policies import base, registry
-from reconciler import model
-from reconciler.model import Action, Capacity, Step, StepKind, Verdict
+from reconciler.core import model
+from reconciler.core.model import Action, Capacity, Step, StepKind, Verdict
 from specs import policy_file
 
 

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from policies import approvals, base
-from reconciler import model
-from reconciler.model import Verdict
+from reconciler.core import model
+from reconciler.core.model import Verdict
 from tests.policies.builders import REDBLACK, change, group, judge, messages, spec, verdicts
 
 NOW = 1_800_000_000.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.model import Action, Verdict
+from reconciler.core.model import Action, Verdict
 from specs import policy_file
 from tests.policies.builders import REDBLACK, change, group, judge, messages, verdicts
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from policies import windows
-from reconciler.model import Action, Capacity, Step, StepKind, Verdict
+from reconciler.core.model import Action, Capacity, Step, StepKind, Verdict
 from specs import policy_file
 from tests.policies.builders import REDBLACK, change, group, judge, messages, spec, ts, verdicts
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler import errors, model
-from reconciler.model import Action, Capacity, Change, PolicyVerdict, Step, StepKind, Verdict
+from reconciler.core import errors, model
+from reconciler.core.model import Action, Capacity, Change, PolicyVerdict, Step, StepKind, Verdict
 
 HEAD = "5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f"
 BASE = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"

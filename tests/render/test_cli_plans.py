@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import model, render
+from reconciler import render
+from reconciler.core import model
 from tests.conftest import Env, app_spec
 
 
@@ -61,12 +62,12 @@ def test_a_saved_plan_applies_and_is_refused_when_stale(env: Env, tmp_path: Path
     assert res.code == 1 and "is now at" in res.err
 
     assert env.cli("plan", "--format", "json", "--out", str(saved)).code == 2
-    from providers.base import ProviderContext
     from providers.local import LocalProvider
-    from reconciler import config as config_mod
+    from reconciler.config import settings as config_mod
+    from tests.conftest import provider_context
 
     cfg = config_mod.load_config(env.config)
-    LocalProvider("default", ProviderContext(cfg.state_url, cfg.state_dir)).tamper(
+    LocalProvider("default", provider_context(cfg.state_url, cfg.state_dir)).tamper(
         "us-east-1", "checkout-main-v000", capacity=model.Capacity(1, 5, 6))
     res = env.cli("apply", "--plan", str(saved), "--yes")
     assert res.code == 1 and "live state changed" in res.err

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from reconciler import errors, render
+from reconciler import render
+from reconciler.core import errors
 from tests.render import factory
 
 CHANGE_KEYS = {"change_id", "application", "cluster", "provider", "account", "region", "action", "wave",

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import errors, model, render
+from reconciler import render
+from reconciler.core import errors, model
 from tests.render import factory
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from reconciler import errors, model, planfile, render
+from reconciler import planfile, render
+from reconciler.core import errors, model
 from tests.render import factory
 
 

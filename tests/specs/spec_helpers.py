@@ -7,7 +7,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Callable
 
-from reconciler import model
+from reconciler.core import model
 from specs import loader
 
 VALID = """

@@ -26,10 +26,11 @@ import pygit2
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import engine as engine_mod
-from reconciler import errors, escaping, model, render
+from reconciler import render
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors, escaping, model
+from reconciler.runtime import engine as engine_mod
 from specs import renderpool
 from tests.conftest import run_cli, write_config
 from tests.specs import hostile

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler import model
+from reconciler.core import model
 from specs import loader
 from tests.specs.spec_helpers import VALID, Tree, lines_of, minimal
 

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import model
+from reconciler.core import model
 from tests.specs.spec_helpers import Tree
 
 lower = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)

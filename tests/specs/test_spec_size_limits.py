@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import errors
+from reconciler.core import errors
 from specs import limits, loader, schema, yamlnodes
 from tests.specs.spec_helpers import Tree, lines_of, minimal
 
@@ -257,7 +257,7 @@ DOCS = Path(__file__).resolve().parents[2]
 
 
 def test_the_documented_specs_section_loads_as_written_and_states_the_defaults(tmp_path: Path) -> None:
-    from reconciler import config as config_mod
+    from reconciler.config import settings as config_mod
 
     section = (DOCS / "docs" / "security.md").read_text(encoding="utf-8").split("### Configuration", 1)[1]
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]

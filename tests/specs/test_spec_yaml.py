@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler import errors
+from reconciler.core import errors
 from specs import yamlnodes
 from tests.specs.spec_helpers import Tree, lines_of, minimal
 

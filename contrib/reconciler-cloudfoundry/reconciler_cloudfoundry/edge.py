@@ -3,7 +3,7 @@
 ``Client`` is ``cloudfoundry_client.CloudFoundryClient`` (login, token refresh, root discovery)
 with one change: a failed request raises ``ApiError`` carrying the response headers, so a 429's
 ``Retry-After`` can be honoured. ``map_error`` is the one place a failure becomes a
-``reconciler.errors`` exception.
+``reconciler.core.errors`` exception.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from cloudfoundry_client.client import CloudFoundryClient
 from cloudfoundry_client.errors import InvalidStatusCode
 from oauth2_client.credentials_manager import CredentialManager, OAuthError
 
-from reconciler import errors
+from reconciler.core import errors
 
 NAME = "cloudfoundry"
 WRITE_ROLE = "SpaceDeveloper"

@@ -32,8 +32,8 @@ from urllib.parse import urlencode
 
 import yaml
 
-from providers import base, ratelimit
-from reconciler import errors, model
+from providers import base
+from reconciler.core import errors, model, ratelimit
 from reconciler_cloudfoundry import edge
 
 log = logging.getLogger(__name__)

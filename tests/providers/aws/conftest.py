@@ -17,7 +17,8 @@ from moto.server import ThreadedMotoServer
 
 from providers.aws import AwsProvider
 from providers.base import ProviderContext
-from reconciler import clock as clock_mod
+from reconciler.core import clock as clock_mod
+from tests.conftest import provider_context
 
 REGIONS = ("us-east-1", "eu-west-1")
 IMAGE = "ami-12c6146b"
@@ -113,7 +114,7 @@ def clock() -> clock_mod.FakeClock:
 
 @pytest.fixture
 def context(tmp_path: Path, clock: clock_mod.FakeClock) -> ProviderContext:
-    return ProviderContext(state_url=f"sqlite:///{tmp_path / 's.db'}", state_dir=tmp_path, clock=clock)
+    return provider_context(f"sqlite:///{tmp_path / 's.db'}", tmp_path, clock)
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from providers.aws import DISABLE_PROCESSES, AwsProvider
 from providers.base import CreateRequest, ProviderContext
-from reconciler import clock as clock_mod
-from reconciler import errors, model
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors, model
 from tests.providers.aws.conftest import IMAGE, Cloud, inject_faults
 
 REGION = "us-east-1"

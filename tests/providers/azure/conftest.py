@@ -10,7 +10,8 @@ import pytest
 
 from providers.azure import AzureProvider
 from providers.base import ProviderContext
-from reconciler import clock as clock_mod
+from reconciler.core import clock as clock_mod
+from tests.conftest import provider_context
 from tests.providers.azure.fake_arm import IDENTITY_HEADER, ArmDouble
 
 REGIONS = ("westeurope", "northeurope")
@@ -41,8 +42,7 @@ def account(arm: ArmDouble, **overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> ProviderContext:
-    return ProviderContext(state_url=f"sqlite:///{tmp_path / 's.db'}", state_dir=tmp_path,
-                           clock=clock_mod.FakeClock())
+    return provider_context(f"sqlite:///{tmp_path / 's.db'}", tmp_path, clock_mod.FakeClock())
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import yaml
 from providers import base
 from providers.azure import AzureProvider
 from providers.base import ProviderContext
-from reconciler import errors, model
+from reconciler.core import errors, model
 from tests.providers.azure.conftest import MakeAzure, account
 from tests.providers.azure.fake_arm import ArmDouble
 from tests.providers.azure.test_azure_provider import REGION, request

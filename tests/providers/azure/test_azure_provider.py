@@ -8,7 +8,7 @@ import pytest
 
 from providers.azure import AzureProvider
 from providers.base import CreateRequest
-from reconciler import errors, model
+from reconciler.core import errors, model
 from tests.providers.azure.conftest import SSH_KEY, MakeAzure
 from tests.providers.azure.fake_arm import ArmDouble
 

@@ -10,7 +10,8 @@ import pytest
 
 from providers import base
 from providers.base import ProviderContext
-from reconciler import clock as clock_mod
+from reconciler.core import clock as clock_mod
+from tests.conftest import provider_context
 from tests.providers.cloudfoundry.fake_cc import CloudControllerDouble
 
 SPACE = "production"
@@ -39,8 +40,7 @@ def account(cc: CloudControllerDouble, creds: Path, **overrides: Any) -> dict[st
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> ProviderContext:
-    return ProviderContext(state_url=f"sqlite:///{tmp_path / 's.db'}", state_dir=tmp_path,
-                           clock=clock_mod.FakeClock())
+    return provider_context(f"sqlite:///{tmp_path / 's.db'}", tmp_path, clock_mod.FakeClock())
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import yaml
 
 from providers import base
 from providers.base import CreateRequest, ProviderContext
-from reconciler import errors, model
+from reconciler.core import errors, model
 from tests.providers.cloudfoundry.conftest import SPACE, MakeCf, account
 from tests.providers.cloudfoundry.fake_cc import CcError, CloudControllerDouble
 

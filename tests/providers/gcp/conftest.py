@@ -10,7 +10,8 @@ import pytest
 
 from providers.base import ProviderContext
 from providers.gcp import GcpProvider
-from reconciler import clock as clock_mod
+from reconciler.core import clock as clock_mod
+from tests.conftest import provider_context
 from tests.providers.gcp.fake_compute import ComputeDouble
 
 REGIONS = ("europe-west1", "us-central1")
@@ -27,8 +28,7 @@ def compute() -> Iterator[ComputeDouble]:
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> ProviderContext:
-    return ProviderContext(state_url=f"sqlite:///{tmp_path / 's.db'}", state_dir=tmp_path,
-                           clock=clock_mod.FakeClock())
+    return provider_context(f"sqlite:///{tmp_path / 's.db'}", tmp_path, clock_mod.FakeClock())
 
 
 @pytest.fixture

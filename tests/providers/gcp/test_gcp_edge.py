@@ -11,9 +11,10 @@ import pytest
 
 from providers.base import ProviderContext
 from providers.gcp import GcpProvider, map_error
-from providers.gcp.edge import TokenBucket, label_key, label_value
-from reconciler import clock as clock_mod
-from reconciler import errors, model
+from providers.gcp.edge import label_key, label_value
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors, model
+from reconciler.core.ratelimit import TokenBucket
 from tests.providers.gcp.conftest import MakeGcp
 from tests.providers.gcp.fake_compute import ApiError, ComputeDouble
 from tests.providers.gcp.test_gcp_provider import REGION, request

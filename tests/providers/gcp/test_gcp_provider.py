@@ -8,7 +8,7 @@ import pytest
 
 from providers.base import CreateRequest
 from providers.gcp import GcpProvider, label_value
-from reconciler import errors, model
+from reconciler.core import errors, model
 from tests.providers.gcp.conftest import REGIONS, MakeGcp
 from tests.providers.gcp.fake_compute import ComputeDouble
 

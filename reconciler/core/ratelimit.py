@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from reconciler import clock as clock_mod
+from reconciler.core import clock as clock_mod
 
 
 class TokenBucket:

@@ -34,14 +34,16 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from reconciler import access, errors, logs, metrics
-from reconciler import config as config_mod
+from reconciler import logs
+from reconciler.config import settings as config_mod
 from reconciler.console import app as console_app
 from reconciler.console import backend as console_backend
 from reconciler.console import base as console_base
+from reconciler.core import access, errors
 from reconciler.notifications import stream as event_stream
+from reconciler.runtime import metrics
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reconciler.httpapi")  # the name log filters know; kept when the module moved
 
 Trigger = Callable[[str], None]
 

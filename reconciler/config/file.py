@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from reconciler import access, errors
-from reconciler import config as config_mod
+from reconciler.config import settings as config_mod
+from reconciler.core import access, durations, errors
 from reconciler.notifications import settings as notify_settings
 from specs import limits as spec_limits
 
@@ -170,7 +170,7 @@ class _Builder:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.fail(_join(where, key), f"expected true or false, got {config_mod._show(value)}")
+            self.fail(_join(where, key), f"expected true or false, got {durations.show(value)}")
             return default
         return value
 
@@ -179,7 +179,7 @@ class _Builder:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(_join(where, key), f"expected a whole number from {low} to {high}, got {config_mod._show(value)}")
+            self.fail(_join(where, key), f"expected a whole number from {low} to {high}, got {durations.show(value)}")
             return default
         if not low <= value <= high:
             self.fail(_join(where, key), f"must be from {low} to {high}, got {value}")
@@ -187,17 +187,18 @@ class _Builder:
         return value
 
     def duration(self, sec: dict[str, Any], where: str, key: str, default: float, *, low: float = 0.0,
-                 maximum: float = config_mod.MAX_DURATION_S) -> float:
+                 maximum: float = durations.MAX_DURATION_S) -> float:
         value = sec.get(key, default)
         if value is None:
             return default
         try:
-            seconds = config_mod.parse_duration(value, where=_join(where, key), maximum=maximum)
+            seconds = durations.parse_duration(value, where=_join(where, key), maximum=maximum)
         except errors.ConfigError as exc:
             self.fail(_join(where, key), str(exc).split(": ", 1)[1])
             return default
         if seconds < low:
-            self.fail(_join(where, key), f"must be at least {config_mod._fmt_s(low)}, got {config_mod._show(value)}")
+            self.fail(_join(where, key),
+                      f"must be at least {durations.format_seconds(low)}, got {durations.show(value)}")
             return default
         return seconds
 
@@ -206,13 +207,13 @@ class _Builder:
         if value is None:
             return default
         try:
-            size = config_mod.parse_size(value, where=_join(where, key))
+            size = durations.parse_size(value, where=_join(where, key))
         except errors.ConfigError as exc:
             self.fail(_join(where, key), str(exc).split(": ", 1)[1])
             return default
         if not low <= size <= high:
             self.fail(_join(where, key),
-                      f"must be from {_fmt_size(low)} to {_fmt_size(high)}, got {config_mod._show(value)}")
+                      f"must be from {_fmt_size(low)} to {_fmt_size(high)}, got {durations.show(value)}")
             return default
         return size
 
@@ -240,7 +241,7 @@ class _Builder:
         branch_name = branch if branch is not None else self.text(repo_sec, "repo", "branch", "main")
         if not _BRANCH_RE.match(branch_name):
             self.fail("--branch" if branch is not None else "repo.branch",
-                      f"{config_mod._show(branch_name)} is not a branch name")
+                      f"{durations.show(branch_name)} is not a branch name")
         spec = self._spec_path(spec_path if spec_path is not None else self.text(repo_sec, "repo", "path", "apps"),
                                "--spec-path" if spec_path is not None else "repo.path")
 
@@ -350,7 +351,7 @@ class _Builder:
         cleaned = text.strip().strip("/")
         parts = [p for p in cleaned.split("/") if p not in ("", ".")]
         if text.strip().startswith("/") or ".." in parts or "\\" in text or _CONTROL_RE.search(text):
-            self.fail(where, f"{config_mod._show(text)} must be a directory inside the repository, e.g. apps "
+            self.fail(where, f"{durations.show(text)} must be a directory inside the repository, e.g. apps "
                       "(relative, without '..')")
             return "apps"
         return "/".join(parts)
@@ -360,7 +361,7 @@ class _Builder:
             return _resolve_sqlite(url, self.base_dir)
         if re.match(r"^postgresql(\+psycopg)?://", url):
             return url
-        self.fail(where, f"{config_mod._show(_redact_url(url))} is not a state URL (sqlite:///PATH or postgresql://...)")
+        self.fail(where, f"{durations.show(_redact_url(url))} is not a state URL (sqlite:///PATH or postgresql://...)")
         return "sqlite:///:memory:"
 
     def _providers(self, value: Any) -> Mapping[str, Mapping[str, Any]]:
@@ -432,7 +433,7 @@ class _Builder:
             if not name:
                 self.fail(f"{where}.name", "required: who holds this token (recorded as the approver)")
             elif not _TOKEN_NAME_RE.match(name):
-                self.fail(f"{where}.name", f"{config_mod._show(name)}: use letters, digits and . _ @ - "
+                self.fail(f"{where}.name", f"{durations.show(name)}: use letters, digits and . _ @ - "
                           "(at most 64)")
                 name = ""
             elif name in names:
@@ -466,14 +467,14 @@ class _Builder:
         for pattern, scopes in value.items():
             at = f"{where}.{pattern}"
             if not isinstance(pattern, str) or not _PATTERN_RE.match(pattern):
-                self.fail(where, f"{config_mod._show(pattern)} is not an application pattern (lowercase letters, "
+                self.fail(where, f"{durations.show(pattern)} is not an application pattern (lowercase letters, "
                           "digits and the wildcards * ? [ ])")
                 continue
             items = scopes if isinstance(scopes, list) else [scopes]
             chosen: set[access.Scope] = set()
             for s in items:
                 if not isinstance(s, str) or s not in allowed:
-                    self.fail(at, f"{config_mod._show(s)} is not a scope (allowed: {', '.join(allowed)})")
+                    self.fail(at, f"{durations.show(s)} is not a scope (allowed: {', '.join(allowed)})")
                     continue
                 chosen.add(access.Scope(s))
             if not items:
@@ -503,7 +504,7 @@ class _Builder:
             return _LOG_LEVELS[value.strip().lower()]
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 50:
             return value
-        self.fail("log.level", f"{config_mod._show(value)} is not a log level (debug, info, warning, error)")
+        self.fail("log.level", f"{durations.show(value)} is not a log level (debug, info, warning, error)")
         return logging.INFO
 
     def _schedules(self, value: Any) -> tuple[config_mod.Schedule, ...]:
@@ -549,13 +550,13 @@ def _check_cron(schedule: config_mod.Schedule) -> tuple[str, str] | None:
     try:
         ZoneInfo(schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        return "timezone", f"{config_mod._show(schedule.timezone)} is not a time zone (e.g. UTC, Europe/Berlin)"
+        return "timezone", f"{durations.show(schedule.timezone)} is not a time zone (e.g. UTC, Europe/Berlin)"
     if len(schedule.cron.split()) != 5:
-        return "cron", f"{config_mod._show(schedule.cron)}: expected five crontab fields, e.g. '0 3 * * *'"
+        return "cron", f"{durations.show(schedule.cron)}: expected five crontab fields, e.g. '0 3 * * *'"
     try:
         CronTrigger.from_crontab(schedule.cron, timezone=schedule.timezone)
     except (ValueError, LookupError) as exc:
-        return "cron", f"{config_mod._show(schedule.cron)}: {exc}"
+        return "cron", f"{durations.show(schedule.cron)}: {exc}"
     return None
 
 
@@ -563,12 +564,12 @@ def _parse_listen(text: str) -> tuple[str, int] | str:
     """``host:port`` or ``[v6]:port``; the port a number from 0 (any free port) to 65535."""
     m = re.match(r"^\[([0-9a-fA-F:.]+)\]:(\w*)$", text) or re.match(r"^([^:\[\]\s]+):(\w*)$", text)
     if not m:
-        return f"{config_mod._show(text)}: expected host:port, e.g. 127.0.0.1:8787 (or [::1]:8787)"
+        return f"{durations.show(text)}: expected host:port, e.g. 127.0.0.1:8787 (or [::1]:8787)"
     host, port = m.group(1), m.group(2)
     if not port.isdigit():
-        return f"{config_mod._show(text)}: the port must be a number, e.g. 127.0.0.1:8787"
+        return f"{durations.show(text)}: the port must be a number, e.g. 127.0.0.1:8787"
     if int(port) > 65535:
-        return f"{config_mod._show(text)}: port {port} is out of range (0-65535)"
+        return f"{durations.show(text)}: port {port} is out of range (0-65535)"
     return host, int(port)
 
 

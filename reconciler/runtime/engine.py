@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import logging
 import threading
 import time
@@ -24,17 +25,19 @@ from policies import approvals as policy_approvals
 from policies import base as policy_base
 from policies import registry as policy_registry
 from providers import base as provider_base
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import errors, executor, gitsource, metrics, model, planner, render
-from reconciler import store as store_mod
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors, escaping, model, planner
 from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
+from reconciler.runtime import executor, metrics
+from reconciler.source import git as gitsource
+from reconciler.state import store as store_mod
 from specs import catalog as spec_catalog
 from specs import loader as spec_loader
 from specs import renderpool
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reconciler.engine")  # the name log filters know; kept when the module moved
 
 KEY_LAST_GOOD = "source/last_good_commit"
 KEY_SOURCE_ERROR = "source/error"
@@ -124,7 +127,8 @@ class Engine:
                     f"(providers.{name}.accounts; configured: {known})"
                 )
             ctx = provider_base.ProviderContext(
-                state_url=self.config.state_url, state_dir=self.config.state_dir, clock=self.clock
+                state_url=self.config.state_url, state_dir=self.config.state_dir, clock=self.clock,
+                open_database=functools.partial(store_mod.make_engine, self.config.state_url),
             )
             prov = provider_base.make_provider(name, account, dict(accounts[account] or {}), ctx)
             self._providers[key] = prov
@@ -703,7 +707,7 @@ class Engine:
                 {**g.view(), "provider": g.provider, "account": g.account, "region": g.region,
                  "cluster": g.cluster, "application": g.application, "managed": g.managed,
                  "created_at": g.created_at, "commit": g.commit, "load_balancers": list(g.launch.load_balancers),
-                 "security_groups": list(g.launch.security_groups), "tags": render.tag_view(g.launch.tags)}
+                 "security_groups": list(g.launch.security_groups), "tags": escaping.tag_view(g.launch.tags)}
                 for g in ev.live.groups
             ],
             "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reconciler.notify")  # the name log filters know; kept when the module moved
 
 
 class Notifier:

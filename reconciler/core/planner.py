@@ -31,8 +31,8 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconciler import model
-from reconciler.model import Action, Capacity, ServerGroup, SkipKind, Step, StepKind
+from reconciler.core import model
+from reconciler.core.model import Action, Capacity, ServerGroup, SkipKind, Step, StepKind
 
 ZERO = Capacity(0, 0, 0)
 

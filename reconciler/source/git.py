@@ -23,11 +23,12 @@ from typing import Any
 
 import pygit2
 
-from reconciler import config as config_mod
-from reconciler import errors, logs
+from reconciler import logs
+from reconciler.config import settings as config_mod
+from reconciler.core import errors
 from specs import limits as limits_mod
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reconciler.gitsource")  # the name log filters know; kept when the module moved
 
 ENV_TOKEN = "RECONCILER_GIT_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 

@@ -22,9 +22,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from reconciler import errors, logs
+from reconciler import logs
+from reconciler.core import errors
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reconciler.store")  # the name log filters know; kept when the module moved
 
 metadata = sa.MetaData()
 

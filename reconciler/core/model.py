@@ -248,7 +248,7 @@ class DesiredState:
 
     commit: str
     applications: Mapping[str, Application]
-    problems: tuple[Any, ...] = ()  # reconciler.errors.SpecProblem
+    problems: tuple[Any, ...] = ()  # reconciler.core.errors.SpecProblem
     broken_files: frozenset[str] = frozenset()
     notices: tuple[Any, ...] = ()  # SpecProblem values that do not break a file (files not read)
     unread_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from providers import base as provider_base
-from reconciler import clock as clock_mod
-from reconciler import config as config_mod
-from reconciler import errors, metrics, model
-from reconciler import store as store_mod
-from reconciler.model import Action, Step, StepKind
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import errors, model
+from reconciler.core.model import Action, Step, StepKind
 from reconciler.notifications import history
+from reconciler.runtime import metrics
+from reconciler.state import store as store_mod
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reconciler.executor")  # the name log filters know; kept when the module moved
 
 ENV_CRASH_AFTER = "RECONCILER_TEST_CRASH_AFTER_STEP"
 """Test-only: SIGKILL this process right after the N-th step of the process ends (1-based)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler import escaping
+from reconciler.core import escaping
 
 
 class ReconcilerError(Exception):

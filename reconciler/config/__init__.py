@@ -1,0 +1,1 @@
+"""The configuration: ``settings`` holds the typed, frozen settings; ``file`` reads and checks the YAML."""

@@ -1,0 +1,1 @@
+"""The state store: what the reconciler remembers between passes (SQLite or PostgreSQL)."""
