@@ -19,13 +19,13 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from policies.base import Judgement, Policy, PolicyContext, allow
+from policies.base import AnyChange, Judgement, Policy, PolicyContext, allow
 from reconciler.core import model
 
 NAME = "approval"
 
 
-def approval_for(change: model.Change, plan: model.Plan, ctx: PolicyContext) -> Mapping[str, Any] | None:
+def approval_for(change: AnyChange, plan: model.Plan, ctx: PolicyContext) -> Mapping[str, Any] | None:
     """The valid approval covering ``change`` (its own id first, then the whole plan's), or None.
 
     A rejection recorded for the change wins over an approval of the plan: the
@@ -43,7 +43,7 @@ def approval_for(change: model.Change, plan: model.Plan, ctx: PolicyContext) -> 
     return None
 
 
-def is_approved(change: model.Change, plan: model.Plan, ctx: PolicyContext) -> bool:
+def is_approved(change: AnyChange, plan: model.Plan, ctx: PolicyContext) -> bool:
     """True when a valid, unexpired approval is bound to this change's id or this plan's id."""
     return approval_for(change, plan, ctx) is not None
 
@@ -51,7 +51,7 @@ def is_approved(change: model.Change, plan: model.Plan, ctx: PolicyContext) -> b
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
     if not ctx.approvals:
         return
-    for change in plan.changes:
+    for change in (*plan.changes, *plan.resource_changes):
         decision = approval_for(change, plan, ctx)
         if decision is None:
             continue

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.core import model
+from reconciler.core.resources import LiveResource, ResourceChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class PolicyContext:
     settings: Mapping[str, Any] = field(default_factory=dict)
     approvals: Mapping[str, Any] = field(default_factory=dict)
     paused: frozenset[str] = frozenset()
+    resources: Sequence[LiveResource] = ()
+    """Live load balancers and security groups (where providers report them)."""
 
     def setting(self, key: str, default: Any) -> Any:
         return self.settings.get(key, default)
@@ -83,26 +86,35 @@ def judge(plan: model.Plan, ctx: PolicyContext, policies: Sequence[Policy]) -> m
         dataclasses.replace(c, verdicts=c.verdicts + tuple(per_change.get(c.change_id, ())))
         for c in plan.changes
     )
-    return dataclasses.replace(plan, changes=changes, plan_verdicts=plan.plan_verdicts + tuple(plan_wide))
+    resources = tuple(
+        dataclasses.replace(r, verdicts=r.verdicts + tuple(per_change.get(r.change_id, ())))
+        for r in plan.resource_changes
+    )
+    return dataclasses.replace(plan, changes=changes, resource_changes=resources,
+                               plan_verdicts=plan.plan_verdicts + tuple(plan_wide))
 
 
-def allow(policy: str, change: model.Change | None, message: str) -> Judgement:
+AnyChange = model.Change | ResourceChange
+"""What a judgement may name: a cluster change or a resource change (both have a ``change_id``)."""
+
+
+def allow(policy: str, change: AnyChange | None, message: str) -> Judgement:
     return _j(policy, change, model.Verdict.ALLOW, message)
 
 
-def warn(policy: str, change: model.Change | None, message: str) -> Judgement:
+def warn(policy: str, change: AnyChange | None, message: str) -> Judgement:
     return _j(policy, change, model.Verdict.WARN, message)
 
 
-def approve(policy: str, change: model.Change | None, message: str) -> Judgement:
+def approve(policy: str, change: AnyChange | None, message: str) -> Judgement:
     return _j(policy, change, model.Verdict.APPROVE, message)
 
 
-def deny(policy: str, change: model.Change | None, message: str) -> Judgement:
+def deny(policy: str, change: AnyChange | None, message: str) -> Judgement:
     return _j(policy, change, model.Verdict.DENY, message)
 
 
-def _j(policy: str, change: model.Change | None, v: model.Verdict, message: str) -> Judgement:
+def _j(policy: str, change: AnyChange | None, v: model.Verdict, message: str) -> Judgement:
     return Judgement(
         change.change_id if change is not None else None, model.PolicyVerdict(policy, v, message)
     )

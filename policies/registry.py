@@ -33,6 +33,7 @@ from policies import (
     policy_file_guard,
     protected_accounts,
     region_waves,
+    resource_guard,
     signed_commits,
     traffic_guard,
     windows,
@@ -45,7 +46,8 @@ def default_policies() -> list[Policy]:
     return [
         policy_file_guard.POLICY, traffic_guard.POLICY, mass_deletion.POLICY, capacity_guard.POLICY,
         region_waves.POLICY, allow_lists.POLICY, windows.POLICY, freeze.POLICY, blast_radius.POLICY,
-        protected_accounts.POLICY, criticality.POLICY, signed_commits.POLICY, approvals.POLICY,
+        protected_accounts.POLICY, criticality.POLICY, signed_commits.POLICY, resource_guard.POLICY,
+        approvals.POLICY,
     ]
 
 

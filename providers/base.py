@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
+from reconciler.core.resources import Kind, LiveResource
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -120,6 +121,43 @@ class Provider(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRequest:
+    """A load balancer or security group to create, or to update in place to exactly this (``update``)."""
+
+    kind: Kind
+    name: str
+    application: str
+    region: str
+    settings: tuple[tuple[str, str], ...]
+    rules: tuple[str, ...]  # Rule.line() texts
+    spec_hash: str
+    commit: str
+    update: bool = False
+
+    def ownership_tags(self) -> dict[str, str]:
+        return {model.TAG_MANAGED_BY: model.MANAGED_BY, model.TAG_APPLICATION: self.application,
+                model.TAG_SPEC_HASH: self.spec_hash, model.TAG_COMMIT: self.commit}
+
+
+@runtime_checkable
+class ResourceProvider(Protocol):
+    """A provider that also manages load balancers and security groups (see docs/resources.md).
+
+    The same contract as for groups: bulk reads; idempotent mutations; never a change to a resource
+    without our ownership tags; ``destroy_resource`` refuses (``errors.Conflict``) while a group uses it.
+    """
+
+    def list_resources(self, region: str) -> list[LiveResource]:
+        """Every balancer and security group in the region (bulk, paginated), managed or not."""
+
+    def put_resource(self, request: ResourceRequest) -> None:
+        """Create the resource, or update our own in place (settings and rules exactly as requested)."""
+
+    def destroy_resource(self, region: str, kind: Kind, name: str) -> None:
+        """Delete our own resource; a resource that is gone is a no-op."""
 
 
 def installed_names() -> frozenset[str]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from providers import base
+from providers import base, local_resources
 from reconciler.core import errors, model
 
 _meta = sa.MetaData()
@@ -38,6 +38,8 @@ local_groups = sa.Table(
 _KEYS = {"boot_seconds", "unhealthy_images", "regions", "faults"}
 _FAULT_KEYS = {"rate", "calls", "kinds", "seed"}
 _CALLS = {"list", "health", "create", "enable", "disable", "resize", "destroy"}
+_RESOURCE_CALLS = {"list_resources", "create_resource", "update_resource", "destroy_resource"}
+"""Faults reach these only when ``faults.calls`` names them (the default stays the group calls)."""
 _KINDS = {"throttled", "unavailable", "timeout"}
 
 _engines: dict[str, tuple[sa.engine.Engine, int]] = {}
@@ -52,6 +54,7 @@ def _engine_for(context: base.ProviderContext) -> sa.engine.Engine:
         if eng is None:
             eng = context.open_database()
             _meta.create_all(eng)
+            local_resources.create_tables(eng)
         _engines[url] = (eng, users + 1)
         return eng
 
@@ -69,7 +72,7 @@ def _release(url: str) -> None:
             _engines[url] = (eng, users - 1)
 
 
-class LocalProvider:
+class LocalProvider(local_resources.LocalResources):
     name = "local"
 
     def __init__(
@@ -112,7 +115,7 @@ class LocalProvider:
                 sub = base.SettingsCheck(faults)
                 sub.keys(_FAULT_KEYS)
                 sub.number("rate", low=0, high=1)
-                sub.strings("calls", example="[create, enable]", allowed=_CALLS)
+                sub.strings("calls", example="[create, enable]", allowed=_CALLS | _RESOURCE_CALLS)
                 sub.strings("kinds", example="[throttled, unavailable]", allowed=_KINDS)
                 sub.number("seed", whole=True)
                 check.problems += [(f"faults.{f}", m) for f, m in sub.problems]
@@ -264,6 +267,12 @@ class LocalProvider:
                     return self._to_model(request.region, existing, now)
                 raise errors.Conflict(
                     f"server group {request.name} already exists with other contents",
+                    provider="local", call="create", account=self.account, region=request.region,
+                )
+            missing = self.missing_resources(conn, request.region, request.launch)
+            if missing:
+                raise errors.NotFound(
+                    f"server group {request.name} names {', '.join(missing)}, which does not exist",
                     provider="local", call="create", account=self.account, region=request.region,
                 )
             launch = request.launch

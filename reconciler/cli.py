@@ -277,10 +277,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                   encoding="utf-8")
     if args.format == "json":
         # stdout shows the redacted JSON contract only
-        doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped)
+        doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped, resource_held=ev.resources_held,
+                                 resource_skipped=ev.outcome.resource_skipped)
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif args.format == "markdown":
-        notes = render.notes_markdown(ev.held, ev.outcome.skipped)
+        notes = render.notes_markdown(ev.held, ev.outcome.skipped, ev.resources_held, ev.outcome.resource_skipped)
         parts = [_no_false_match(p, ev) for p in
                  render.render_markdown(plan, max_chars=args.max_comment_chars, notes=notes)]
         sys.stdout.write("\n".join(p if p.endswith("\n") else p + "\n" for p in parts))
@@ -304,7 +305,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if unread:
         return EXIT_ERROR
-    return EXIT_CHANGES if plan.changes else EXIT_OK
+    return EXIT_CHANGES if plan.changes or plan.resource_changes else EXIT_OK
 
 
 _MATCH_CLAIMS = ("No changes: live state matches the desired state.",
@@ -328,6 +329,7 @@ def _unread(ev: Any) -> list[str]:
 
 
 def _notes(ev: Any) -> str:
+    from reconciler import resource_render
     from reconciler.core import escaping
 
     lines: list[str] = []
@@ -335,11 +337,13 @@ def _notes(ev: Any) -> str:
         lines.append(escaping.visible(f"  held: {change.cluster} in {change.region}: {why}"))
     for s in ev.outcome.skipped:
         lines.append(escaping.visible(f"  skipped: {s.cluster} ({s.key}): {s.reason}"))
+    lines += resource_render.notes_text(ev.resources_held, ev.outcome.resource_skipped)
     return "\n".join(lines)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from reconciler import planfile, render
+    from reconciler.runtime import resources as resources_rt
 
     eng = _engine(args, progress=True)
     try:
@@ -387,25 +391,33 @@ def cmd_apply(args: argparse.Namespace) -> int:
         unread = _unread(ev)
         for line in unread:
             print(f"error: {line}", file=sys.stderr)
-        if not ev.runnable:
-            return EXIT_ERROR if ev.held or unread else EXIT_OK
+        if not ev.runnable and not ev.resources_runnable:
+            held = ev.held or ev.resources_held
+            return EXIT_ERROR if held or unread else EXIT_OK
         if not args.yes:
             if not sys.stdin.isatty():
                 raise errors.ReconcilerError("refusing to apply without --yes when stdin is not a terminal")
-            answer = input(f"Apply {len(ev.runnable)} change(s)? [y/N] ")
+            answer = input(f"Apply {len(ev.runnable) + len(ev.resources_runnable)} change(s)? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 print("not applied")
                 return EXIT_ERROR
         eng.remember_regions(ev.plan)
-        results = eng.executor.run_rollouts(ev.plan.plan_id, list(ev.runnable))
+        res_results, runnable = resources_rt.run_first(eng.executor, ev.plan.plan_id, ev.resources_runnable,
+                                                       ev.runnable)
+        results = eng.executor.run_rollouts(ev.plan.plan_id, runnable)
         eng.store.put("source/last_good_commit", ev.plan.commit, eng.clock.now())
         eng.refresh_status("apply")
         failed = [r for r in results if r.state != "succeeded"]
         for r in failed:
             print(f"{r.change.cluster} in {r.change.region}: {r.state}: {r.error}", file=sys.stderr)
-        ok = len(results) - len(failed)
-        print(f"Applied {ok} of {len(results)} change(s)" + (f"; {len(ev.held)} held" if ev.held else ""))
-        return EXIT_ERROR if failed or ev.held or unread else EXIT_OK
+        res_failed = [r for r in res_results if r.state != "succeeded"]
+        for rr in res_failed:
+            print(f"{rr.change.label} in {rr.change.region}: {rr.state}: {rr.error}", file=sys.stderr)
+        total = len(results) + len(res_results)
+        ok = total - len(failed) - len(res_failed)
+        n_held = len(ev.held) + len(ev.resources_held) + len(ev.runnable) - len(runnable)
+        print(f"Applied {ok} of {total} change(s)" + (f"; {n_held} held" if n_held else ""))
+        return EXIT_ERROR if failed or res_failed or n_held or unread else EXIT_OK
     finally:
         eng.close()
 

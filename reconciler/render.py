@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler import resource_render
 from reconciler.core import errors, escaping, model
 
 MARKER = "<!-- reconciler-plan -->"
@@ -57,14 +58,15 @@ def summary_line(plan: model.Plan) -> str:
         f"Plan: {s['create']} to create, {s['replace']} to replace, {s['resize']} to resize, "
         f"{s['rollback']} to roll back, {s['destroy']} to destroy; {s['need_approval']} need approval, "
         f"{s['denied']} denied"
-    )
+    ) + resource_render.summary_suffix(plan)
 
 
 # ---------------------------------------------------------------------------- JSON
 
 
 def render_json(plan: model.Plan, *, held: Iterable[tuple[model.Change, model.Held]] = (),
-                skipped: Iterable[Any] = ()) -> dict[str, Any]:
+                skipped: Iterable[Any] = (), resource_held: Iterable[tuple[Any, model.Held]] = (),
+                resource_skipped: Iterable[Any] = ()) -> dict[str, Any]:
     """The plan-JSON contract of DESIGN §5; keys are only ever added, never renamed or removed.
 
     ``held`` and ``skipped`` (from the engine's evaluation) say what would not run now and why.
@@ -84,6 +86,7 @@ def render_json(plan: model.Plan, *, held: Iterable[tuple[model.Change, model.He
                   "waiting": list(c.waiting)} for c, h in held],
         "skipped": [{"key": s.key, "application": s.application, "cluster": s.cluster, "kind": str(s.kind),
                      "reason": s.reason} for s in skipped],
+        **resource_render.json_keys(plan, resource_held, resource_skipped),
     }
 
 
@@ -260,8 +263,9 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
     if last:
         lines += ["", paint(f"!! {_destroys(len(last))} an application's LAST serving capacity in a region: "
                             + ", ".join(f"{c.application} in {c.region}" for c in last), "1;31")]
-    if not plan.changes:
+    if not plan.changes and not plan.resource_changes:
         lines += ["", "No changes: live state matches the desired state."]
+    lines += resource_render.text_lines(plan, paint)
     for c in plan.changes:
         current = c.current.name if c.current else "-"
         target = c.desired_server_group or "-"
@@ -323,9 +327,11 @@ def render_markdown(
     the whole plan's summary line, so a reviewer can read any one of them. A cluster's rows and
     section are never split between parts; ``notes`` (held or skipped work) goes last.
     """
-    if not plan.changes and not plan.problems and not plan.notices:
+    if not plan.changes and not plan.problems and not plan.notices and not plan.resource_changes:
         return [_no_changes(plan, title, notes)]
     units = [_unit(changes) for changes in _by_cluster(plan.changes)]
+    if plan.resource_changes:  # they run first, so they read first
+        units.insert(0, _Unit((), resource_render.markdown_section(plan).rstrip("\n")))
     if notes:
         units.append(_Unit((), notes.rstrip("\n")))
     problems = _problems_block(plan.problems, max_chars // 2)
@@ -532,10 +538,12 @@ def _verdict_line(v: model.PolicyVerdict) -> str:
     return f"- {MARKS[v.verdict]} {_code(v.policy)}{flag}: {_md(v.message)}"
 
 
-def notes_markdown(held: Iterable[tuple[model.Change, Any]], skipped: Iterable[Any]) -> str:
+def notes_markdown(held: Iterable[tuple[model.Change, Any]], skipped: Iterable[Any],
+                   resource_held: Iterable[tuple[Any, Any]] = (), resource_skipped: Iterable[Any] = ()) -> str:
     """What was planned but will not run now (held, paused, stalled), for the last part's end."""
     lines = [f"- ✋ {_md(c.cluster)} in {_md(c.region)}: {_md(str(why))}" for c, why in held]
     lines += [f"- ⏸ {_md(s.cluster)} ({_md(s.key)}): {_md(s.reason)}" for s in skipped]
+    lines += resource_render.notes_markdown(resource_held, resource_skipped)
     return ("#### Not applied now\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 

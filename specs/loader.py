@@ -26,7 +26,7 @@ from typing import Any
 from reconciler.core import durations, errors, model
 from specs import catalog as catalog_mod
 from specs import limits as limits_mod
-from specs import policy_file, renderpool, sandbox, yamlnodes
+from specs import policy_file, renderpool, resource_checks, sandbox, yamlnodes
 from specs import schema as schema_mod
 
 __all__ = ["MAX_FILE_BYTES", "MAX_RENDERED_CHARS", "SpecCache", "SpecFile", "load_directory", "load_policies",
@@ -512,12 +512,14 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str) -> model.Ap
             source=model.SourceRef(file, yamlnodes.line_of(lines, f"clusters[{i}]"), fields=tuple(
                 (path, yamlnodes.line_of(lines, path))
                 for path in (f"clusters[{i}].provider", f"clusters[{i}].account",
+                             f"clusters[{i}].load_balancers", f"clusters[{i}].security_groups",
                              *(f"clusters[{i}].regions[{j}]" for j in range(len(c["regions"]))))
             )),
         ))
     return model.Application(
         name=name, owner=str(doc["owner"]), criticality=model.Criticality(doc.get("criticality", "normal")),
         clusters=tuple(clusters), source=model.SourceRef(file, yamlnodes.line_of(lines, "application")),
+        resources=resource_checks.to_model(doc, lines, file, tuple(clusters)),
     )
 
 

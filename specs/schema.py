@@ -4,6 +4,7 @@ cross-field rules cerberus cannot express, and a JSON Schema export for editors.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import cerberus
 
 from reconciler.core import errors
-from specs import yamlnodes
+from specs import resource_checks, yamlnodes
 
 __all__ = ["APPLICATION", "CLUSTER", "MAX_DURATION_S", "MAX_ITEMS", "MAX_VALUES", "NAME_LIMIT", "Validator",
            "json_schema", "oversized", "parse_seconds", "printable", "validate"]
@@ -101,12 +102,53 @@ CLUSTER: dict[str, Any] = {
     },
 }
 
+_RES_NAME_RE = r"^[a-z]([a-z0-9-]*[a-z0-9])?$"
+_CIDR_RE = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
+_PORTS_RE = r"^(all|\d{1,5}(-\d{1,5})?)$"
+_port = {"type": "integer", "min": 1, "max": 65535}
+_threshold = {"type": "integer", "min": 2, "max": 10}
+_PLACEMENT: dict[str, Any] = {
+    "provider": {"type": "string", "regex": _PROVIDER_RE},
+    "account": {**_name, "maxlength": 128},
+    "regions": {"type": "list", "minlength": 1, "maxlength": 100,
+                "schema": {"type": "string", "regex": _REGION_RE, "maxlength": 64}},
+}
+HEALTH_CHECK: dict[str, Any] = {
+    "protocol": {"type": "string", "allowed": ["http", "https", "tcp"]},
+    "port": _port,
+    "path": {"type": "string", "regex": r"^/[!-~]*$", "maxlength": 1024},
+    "interval": _duration,
+    "timeout": _duration,
+    "healthy_threshold": _threshold,
+    "unhealthy_threshold": _threshold,
+}
+LOAD_BALANCER: dict[str, Any] = {
+    "name": {"type": "string", "required": True, "regex": _RES_NAME_RE, "maxlength": 32},
+    **_PLACEMENT,
+    "protocol": {"type": "string", "allowed": ["http", "https", "tcp"]},
+    "port": _port,
+    "health_check": {"type": "dict", "schema": HEALTH_CHECK},
+}
+SECURITY_GROUP: dict[str, Any] = {
+    "name": {"type": "string", "required": True, "regex": _RES_NAME_RE, "maxlength": 63},
+    **_PLACEMENT,
+    "description": {**_name, "maxlength": 255},
+    "ingress": {"type": "list", "maxlength": 60, "schema": {"type": "dict", "schema": {
+        "protocol": {"type": "string", "required": True, "allowed": ["tcp", "udp", "icmp", "all"]},
+        "ports": {"type": ["integer", "string"], "regex": _PORTS_RE},
+        "cidr": {"type": "string", "regex": _CIDR_RE},
+        "group": {"type": "string", "regex": _RES_NAME_RE, "maxlength": 63},
+    }}},
+}
+
 APPLICATION: dict[str, Any] = {
     "application": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9]*$", "maxlength": 40},
     "owner": {**_name, "required": True, "maxlength": 256},
     "criticality": {"type": "string", "allowed": ["low", "normal", "critical"]},
     "clusters": {"type": "list", "required": True, "minlength": 1, "maxlength": 1000,
                  "schema": {"type": "dict", "schema": CLUSTER}},
+    "load_balancers": {"type": "list", "maxlength": 100, "schema": {"type": "dict", "schema": LOAD_BALANCER}},
+    "security_groups": {"type": "list", "maxlength": 100, "schema": {"type": "dict", "schema": SECURITY_GROUP}},
 }
 
 _MESSAGES = {
@@ -116,6 +158,10 @@ _MESSAGES = {
     r"^[a-z0-9]*$": "lowercase letters and digits only (no hyphens: they separate app-stack-detail)",
     r"^([a-z0-9]+(-[a-z0-9]+)*)?$": "lowercase letters, digits and inner hyphens",
     _DURATION_RE: "a duration like 30s, 10m or 1h",
+    _RES_NAME_RE: "lowercase letters, digits and inner hyphens, starting with a letter",
+    _CIDR_RE: "an IPv4 CIDR block such as 10.0.0.0/8 or 0.0.0.0/0",
+    _PORTS_RE: "a port (443), a range (8080-8081) or all",
+    r"^/[!-~]*$": "a path starting with / (no spaces)",
 }
 
 def printable(text: str) -> bool:
@@ -326,6 +372,8 @@ def _cross_field(doc: dict[str, Any], lines: dict[str, int], file: str) -> list[
             _check_cluster(app, i, c, names, bad)
         except (TypeError, KeyError, AttributeError, ValueError):
             continue  # the shape is wrong; the schema errors above already say how
+    with contextlib.suppress(TypeError, KeyError, AttributeError, ValueError):  # wrong shape: said above
+        resource_checks.check(doc, bad)
     return out
 
 
@@ -424,15 +472,50 @@ _DESCRIPTIONS = {
     "waves": "Region waves in order; together they list every region exactly once.",
     "pause": "Pause between waves, e.g. 10m.",
 }
+_NESTED_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "load_balancers": {
+        "load_balancers": "Load balancers this application declares (AWS target groups, local simulated "
+                          "balancers); clusters name them in clusters[].load_balancers. See docs/resources.md.",
+        "name": "Name; clusters refer to it by this name.",
+        "provider": "Provider; by default that of the clusters naming it.",
+        "account": "Account; by default that of the clusters naming it.",
+        "regions": "Regions; by default those of the clusters naming it.",
+        "protocol": "Traffic protocol: http (default), https or tcp.",
+        "port": "Traffic port (default 80).",
+        "health_check": "How the balancer checks its targets; a change is an update in place.",
+        "path": "HTTP(S) path of the health check (default /).",
+        "interval": "Time between checks (default 30s).",
+        "timeout": "Time a check may take (default 5s).",
+        "healthy_threshold": "Passing checks before a target is healthy (2-10, default 3).",
+        "unhealthy_threshold": "Failing checks before a target is unhealthy (2-10, default 3).",
+    },
+    "security_groups": {
+        "security_groups": "Security groups (firewall rules) this application declares; clusters name them in "
+                           "clusters[].security_groups. See docs/resources.md.",
+        "name": "Name; clusters and other groups' rules refer to it by this name.",
+        "provider": "Provider; by default that of the clusters naming it.",
+        "account": "Account; by default that of the clusters naming it.",
+        "regions": "Regions; by default those of the clusters naming it.",
+        "description": "Free text shown in the cloud's console.",
+        "ingress": "Inbound rules; removing one that serving traffic may need asks for an approval.",
+        "protocol": "tcp, udp, icmp or all.",
+        "ports": "A port (443), a range (8080-8081) or all (the default).",
+        "cidr": "Source addresses, e.g. 10.0.0.0/8 (exactly one of cidr and group).",
+        "group": "Source: another security group, by name (exactly one of cidr and group).",
+    },
+}
 
 
-def _to_json(schema: dict[str, Any]) -> dict[str, Any]:
+def _to_json(schema: dict[str, Any], descriptions: dict[str, str] | None = None) -> dict[str, Any]:
     props: dict[str, Any] = {}
     required = []
     for name, rule in schema.items():
-        props[name] = _rule_to_json(rule)
-        if name in _DESCRIPTIONS:
-            props[name]["description"] = _DESCRIPTIONS[name]
+        text = descriptions or _DESCRIPTIONS
+        if descriptions is None and name in _NESTED_DESCRIPTIONS:  # a resource list: its own vocabulary below
+            text = _NESTED_DESCRIPTIONS[name]
+        props[name] = _rule_to_json(rule, text)
+        if name in text:
+            props[name]["description"] = text[name]
         if rule.get("required"):
             required.append(name)
     out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
@@ -441,7 +524,7 @@ def _to_json(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _rule_to_json(rule: dict[str, Any]) -> dict[str, Any]:
+def _rule_to_json(rule: dict[str, Any], descriptions: dict[str, str] | None = None) -> dict[str, Any]:
     kinds = rule.get("type", "string")
     kinds = kinds if isinstance(kinds, list) else [kinds]
     mapping = {
@@ -471,9 +554,9 @@ def _rule_to_json(rule: dict[str, Any]) -> dict[str, Any]:
     if "maxlength" in rule:
         out["maxItems" if "list" in kinds else "maxProperties" if "dict" in kinds else "maxLength"] = rule["maxlength"]
     if "list" in kinds and "schema" in rule:
-        out["items"] = _rule_to_json(rule["schema"])
+        out["items"] = _rule_to_json(rule["schema"], descriptions)
     if "dict" in kinds and "schema" in rule:
-        out.update(_to_json(rule["schema"]))
+        out.update(_to_json(rule["schema"], descriptions))
     if "dict" in kinds and "valuesrules" in rule:
         out["additionalProperties"] = _rule_to_json(rule["valuesrules"])
     if "dict" in kinds and "keysrules" in rule:

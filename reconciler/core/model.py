@@ -81,6 +81,7 @@ class Hold(enum.StrEnum):
     BACKOFF = "backoff"
     WAVE = "wave"  # an earlier wave has not succeeded with this spec
     REPLACEMENT = "replacement"  # the clusters replacing a destroyed one do not serve yet
+    RESOURCE = "resource"  # a load balancer or security group it names was not created
 
 
 class SkipKind(enum.StrEnum):
@@ -92,6 +93,9 @@ class SkipKind(enum.StrEnum):
     PRUNE_OFF = "prune_off"
     BROKEN_SPECS = "broken_specs"
     UNREAD_FILE = "unread_file"
+    IN_USE = "in_use"  # a resource no longer declared that something still uses
+    UNOWNED = "unowned"  # a declared resource exists without our ownership tags
+    CONFLICT = "conflict"  # a resource declared twice, or owned by another application
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +239,7 @@ class Application:
     criticality: Criticality
     clusters: tuple[ClusterSpec, ...]
     source: SourceRef
+    resources: tuple[Any, ...] = ()  # reconciler.core.resources.ResourceSpec: load balancers, security groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,24 +450,25 @@ class Plan:
     base_commit: str = ""
     live_fingerprint: str = ""
     plan_verdicts: tuple[PolicyVerdict, ...] = ()
+    resource_changes: tuple[Any, ...] = ()  # reconciler.core.resources.ResourceChange, run before the clusters
     _id: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def verdict(self) -> Verdict:
         return Verdict.strictest(
             [c.verdict for c in self.changes] + [v.verdict for v in self.plan_verdicts]
+            + [r.verdict for r in self.resource_changes]
         )
 
     @property
     def plan_id(self) -> str:
         """Hash of the canonical content: same inputs, same id (verdicts excluded). Computed once."""
         if not self._id:
-            payload = json.dumps(
-                {"commit": self.commit, "base_commit": self.base_commit,
-                 "changes": [c.change_id for c in self.changes]},
-                sort_keys=True,
-                separators=(",", ":"),
-            )
+            content: dict[str, Any] = {"commit": self.commit, "base_commit": self.base_commit,
+                                       "changes": [c.change_id for c in self.changes]}
+            if self.resource_changes:  # only then: plan ids of plans without resources stay as they were
+                content["resource_changes"] = [r.change_id for r in self.resource_changes]
+            payload = json.dumps(content, sort_keys=True, separators=(",", ":"))
             object.__setattr__(self, "_id", hashlib.sha256(payload.encode()).hexdigest()[:16])
         return self._id
 

@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconciler.core import model
+from reconciler.core import model, resource_plan, resources
 from reconciler.core.model import Action, Capacity, ServerGroup, SkipKind, Step, StepKind
 
 ZERO = Capacity(0, 0, 0)
@@ -43,6 +43,15 @@ class LiveState:
 
     groups: tuple[ServerGroup, ...] = ()
     unreadable: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+    resources: tuple[resources.LiveResource, ...] = ()
+    resources_read: frozenset[tuple[str, str, str]] = frozenset()
+    """(provider, account, region) whose load balancers and security groups were read (providers that have them)."""
+
+    def resource_inputs(self, *, prune: bool = False, paused: frozenset[str] = frozenset(),
+                        stalled: Collection[tuple[str, str]] = frozenset()) -> resource_plan.Inputs:
+        return resource_plan.Inputs(groups=self.groups, resources=self.resources, read=self.resources_read,
+                                    unreadable=self.unreadable, prune=prune, paused=paused,
+                                    stalled=frozenset(stalled))
 
     def fingerprint(self, autoscaled: Collection[tuple[str, str, str, str]] = ()) -> str:
         """Hash of what a saved plan depends on (membership, traffic, capacity, spec), not health.
@@ -57,6 +66,10 @@ class LiveState:
             for g in self.groups
             if g.managed
         )
+        owned = sorted((r.provider, r.account, r.region, r.kind.value, r.name, r.spec_hash, list(r.settings),
+                        list(r.rules)) for r in self.resources if r.managed)
+        if owned:  # only then: fingerprints of fleets without resources stay as they were
+            return hashlib.sha256(json.dumps([rows, owned]).encode()).hexdigest()[:16]
         return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
@@ -74,6 +87,7 @@ class Outcome:
     plan: model.Plan
     skipped: tuple[Skip, ...] = ()
     drift: tuple[str, ...] = ()
+    resource_skipped: tuple[resource_plan.ResourceSkip, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +148,8 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
 
     changes += _prune(desired, live, opts, by_key, wanted, skipped)
     changes.sort(key=lambda c: (c.application, c.cluster, c.provider, c.account, c.wave, c.region))
+    res = resource_plan.plan_resources(desired, live.resource_inputs(
+        prune=opts.prune, paused=opts.paused, stalled=opts.stalled))
     result = model.Plan(
         commit=desired.commit,
         changes=tuple(changes),
@@ -141,8 +157,9 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
         notices=desired.notices,
         base_commit=opts.base_commit,
         live_fingerprint=live.fingerprint(autoscaled),
+        resource_changes=res.changes,
     )
-    return Outcome(result, tuple(skipped), tuple(drift))
+    return Outcome(result, tuple(skipped), tuple(drift) + res.drift, res.skipped)
 
 
 def delivers(change: model.Change) -> bool:

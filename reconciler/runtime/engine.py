@@ -27,10 +27,11 @@ from policies import registry as policy_registry
 from providers import base as provider_base
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
-from reconciler.core import errors, escaping, model, planner
+from reconciler.core import errors, escaping, model, planner, resource_plan
 from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
 from reconciler.runtime import executor, metrics
+from reconciler.runtime import resources as resources_rt
 from reconciler.source import git as gitsource
 from reconciler.state import store as store_mod
 from specs import catalog as spec_catalog
@@ -70,6 +71,8 @@ class Evaluation:
     plan: model.Plan
     runnable: tuple[model.Change, ...]
     held: tuple[tuple[model.Change, model.Held], ...]  # change, why it is not run now
+    resources_runnable: tuple[Any, ...] = ()  # resources.ResourceChange, run before the clusters
+    resources_held: tuple[tuple[Any, model.Held], ...] = ()
 
 
 class Engine:
@@ -242,11 +245,16 @@ class Engine:
         if desired is not None:
             for c in desired.clusters():
                 wanted.setdefault((c.provider, c.account), set()).update(c.regions)
+            for prov, acc, region in (p for a in desired.applications.values() for r in a.resources
+                                      for p in r.placements):
+                wanted.setdefault((prov, acc), set()).add(region)
         known = self.store.get(KEY_KNOWN_REGIONS, {}) or {}
         for k, regions in known.items():
             prov, acc = k.split("/", 1)
             wanted.setdefault((prov, acc), set()).update(regions)
         groups: list[model.ServerGroup] = []
+        resources: list[Any] = []
+        resources_read: set[tuple[str, str, str]] = set()
         unreadable: dict[tuple[str, str, str], str] = {}
         for (prov_name, account), regions in sorted(wanted.items()):
             try:
@@ -259,16 +267,20 @@ class Engine:
             for region in sorted(regions):
                 try:
                     groups += prov.list_server_groups(region)
+                    found = resources_rt.read(prov, region)
+                    if found is not None:
+                        resources += found
+                        resources_read.add((prov_name, account, region))
                 except Exception as exc:  # one broken account or region hides only its own clusters
                     unreadable[(prov_name, account, region)] = _unexpected(
                         exc, f"listing {prov_name}/{account}/{region}")
                     metrics.API_ERRORS.labels(prov_name, type(exc).__name__).inc()
-        return planner.LiveState(tuple(groups), unreadable)
+        return planner.LiveState(tuple(groups), unreadable, tuple(resources), frozenset(resources_read))
 
     def remember_regions(self, plan: model.Plan) -> None:
         known: dict[str, list[str]] = self.store.get(KEY_KNOWN_REGIONS, {}) or {}
         changed = False
-        for c in plan.changes:
+        for c in (*plan.changes, *plan.resource_changes):
             k = f"{c.provider}/{c.account}"
             if c.region not in known.get(k, []):
                 known.setdefault(k, []).append(c.region)
@@ -290,6 +302,7 @@ class Engine:
     ) -> Evaluation:
         now = self.clock.now()
         live = live if live is not None else self.read_live(desired)
+        desired = resource_plan.hold_unknown_references(desired, live.resource_inputs())
         stalled, backing_off = self._failure_state(now)
         pauses = self.store.pauses()
         files: dict[str, str] = dict(self.store.get(KEY_APP_FILES, {}) or {})
@@ -304,7 +317,7 @@ class Engine:
                 policy_settings, prune=self.config.prune, freeze_switch=self.store.get(KEY_FREEZE),
                 commit_signature=self._signature(desired.commit, policy_settings),
             ),
-            approvals=self._approvals(now), paused=frozenset(pauses),
+            approvals=self._approvals(now), paused=frozenset(pauses), resources=live.resources,
         )
         judged = policy_base.judge(outcome.plan, ctx, policy_registry.default_policies())
         running: set[str] = set()
@@ -315,7 +328,12 @@ class Engine:
             judged, lambda c: policy_approvals.is_approved(c, judged, ctx), running=running,
             backing_off=backing_off, skipped=outcome.skipped, same_run=not self.background,
         )
-        return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held))
+        res_run, res_held = resources_rt.select(
+            judged.resource_changes, lambda c: policy_approvals.is_approved(c, judged, ctx),
+            backing_off=backing_off, plan_denied=any(v.verdict is model.Verdict.DENY for v in judged.plan_verdicts))
+        runnable, waiting = resources_rt.hold_dependents(runnable, [c for c, _ in res_held])
+        return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held + waiting),
+                          tuple(res_run), tuple(res_held))
 
     def _signature(self, commit: str, policy_settings: Any) -> dict[str, Any] | None:
         """Verify the commit's signature only when policies.yaml requires signed commits."""
@@ -406,12 +424,14 @@ class Engine:
                 metrics.CHANGES.labels(change.action.value, "denied").inc()
         results: list[executor.ExecutionResult] = []
         dispatched = 0
-        if ev.runnable:
+        _res_results, runnable = resources_rt.run_first(self.executor, ev.plan.plan_id, ev.resources_runnable,
+                                                        ev.runnable)
+        if runnable:
             if self.background:
-                dispatched = self._dispatch(ev.plan.plan_id, list(ev.runnable))
+                dispatched = self._dispatch(ev.plan.plan_id, runnable)
             else:
-                results = self.executor.run_rollouts(ev.plan.plan_id, list(ev.runnable))
-                dispatched = len(ev.runnable)
+                results = self.executor.run_rollouts(ev.plan.plan_id, runnable)
+                dispatched = len(runnable)
         self._save_status(ev, commit, source_error, reason)
         if source_error is None and not desired.problems:
             metrics.LAST_SUCCESS.set(self.clock.now())

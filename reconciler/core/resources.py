@@ -1,0 +1,225 @@
+"""Load balancers and security groups declared in specs, as values: desired, live, and the changes between.
+
+A resource lives in one (provider, account, region) under a name, like a cluster; clusters refer to it by
+that name (``clusters[].load_balancers`` / ``security_groups``). Settings travel as flat ``field -> text``
+pairs (``health_check.path: /health``) and rules as canonical one-line texts, so diffs, previews and
+providers all read the same shape. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.core import model
+
+
+class Kind(enum.StrEnum):
+    LOAD_BALANCER = "load_balancer"
+    SECURITY_GROUP = "security_group"
+
+    @property
+    def label(self) -> str:
+        return "load balancer" if self is Kind.LOAD_BALANCER else "security group"
+
+    @property
+    def spec_field(self) -> str:
+        """The spec key that declares it (and the cluster key that names it)."""
+        return "load_balancers" if self is Kind.LOAD_BALANCER else "security_groups"
+
+
+class ResourceAction(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DESTROY = "destroy"
+
+
+Placement = tuple[str, str, str]
+"""(provider, account, region)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One ingress rule: ``tcp 443 from 0.0.0.0/0`` or ``tcp 8080 from group checkout-lb``."""
+
+    protocol: str
+    ports: str  # "443", "8080-8081" or "all"
+    cidr: str = ""
+    group: str = ""
+
+    def line(self) -> str:
+        return f"{self.protocol} {self.ports} from " + (f"group {self.group}" if self.group else self.cidr)
+
+    def port_range(self) -> tuple[int, int]:
+        if self.ports == "all":
+            return 0, 65535
+        low, _, high = self.ports.partition("-")
+        return int(low), int(high or low)
+
+    def covers(self, other: Rule) -> bool:
+        """Does this rule let through everything ``other`` does (same source, wider or equal ports)?"""
+        if (self.cidr, self.group) != (other.cidr, other.group):
+            return False
+        if self.protocol not in (other.protocol, "all"):
+            return False
+        a, b = self.port_range(), other.port_range()
+        return a[0] <= b[0] and b[1] <= a[1]
+
+    @staticmethod
+    def parse(line: str) -> Rule:
+        """The inverse of ``line`` (providers that keep rules as text)."""
+        protocol, ports, _from, *source = line.split(" ")
+        if source[0] == "group":
+            return Rule(protocol, ports, group=source[1])
+        return Rule(protocol, ports, cidr=source[0])
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSpec:
+    """One declared load balancer or security group, with every default filled in."""
+
+    kind: Kind
+    name: str
+    application: str
+    placements: tuple[Placement, ...]
+    settings: tuple[tuple[str, str], ...] = ()
+    rules: tuple[Rule, ...] = ()
+    source: model.SourceRef = field(default_factory=lambda: model.SourceRef(""))
+    path: str = ""  # where it is declared, e.g. ``security_groups[0]`` (for error messages)
+
+    def spec_hash(self) -> str:
+        """Stored on what we create: a live resource whose hash matches but whose fields differ was edited by hand."""
+        payload = json.dumps({"kind": self.kind.value, "settings": sorted(self.settings),
+                              "rules": sorted(r.line() for r in self.rules)}, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def rule_lines(self) -> tuple[str, ...]:
+        return tuple(sorted(r.line() for r in self.rules))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveResource:
+    """A resource as a provider reports it; ``managed`` only with our ownership tags."""
+
+    kind: Kind
+    name: str
+    provider: str
+    account: str
+    region: str
+    managed: bool
+    application: str = ""
+    settings: tuple[tuple[str, str], ...] = ()
+    rules: tuple[str, ...] = ()  # Rule.line() texts, sorted
+    spec_hash: str = ""
+    commit: str = ""
+
+    @property
+    def placement(self) -> Placement:
+        return self.provider, self.account, self.region
+
+    def view(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "name": self.name, "provider": self.provider, "account": self.account,
+                "region": self.region, "managed": self.managed, "application": self.application,
+                "settings": dict(self.settings), "rules": list(self.rules), "spec_hash": self.spec_hash}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDiff:
+    field: str
+    old: str | None
+    new: str | None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"field": self.field, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceChange:
+    """Create, update in place or destroy one resource in one region."""
+
+    kind: Kind
+    name: str
+    application: str
+    provider: str
+    account: str
+    region: str
+    action: ResourceAction
+    fields: tuple[FieldDiff, ...] = ()
+    rules_added: tuple[str, ...] = ()
+    rules_removed: tuple[str, ...] = ()
+    desired: ResourceSpec | None = None
+    spec_hash: str = ""
+    used_by: tuple[str, ...] = ()
+    """Server groups (and security groups, by their rules) that use it now."""
+    narrows: tuple[str, ...] = ()
+    """Removed rules no remaining rule covers, while something uses the resource: serving traffic may need them."""
+    reason: str = ""
+    commit: str = ""
+    verdicts: tuple[model.PolicyVerdict, ...] = ()
+    _id: str = field(default="", init=False, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Like a cluster key, with the kind before the name (leases, failures, executions)."""
+        return model.cluster_key(self.provider, self.account, self.region, f"{self.kind.value}:{self.name}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.label} {self.name}"
+
+    @property
+    def verdict(self) -> model.Verdict:
+        return model.Verdict.strictest([v.verdict for v in self.verdicts])
+
+    @property
+    def change_id(self) -> model.ChangeId:
+        if not self._id:
+            payload = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
+            object.__setattr__(self, "_id", hashlib.sha256(payload.encode()).hexdigest()[:12])
+        return model.ChangeId(self._id)
+
+    def content(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "name": self.name, "application": self.application,
+                "provider": self.provider, "account": self.account, "region": self.region,
+                "action": self.action.value, "commit": self.commit, "spec_hash": self.spec_hash,
+                "fields": [f.as_dict() for f in self.fields], "rules_added": list(self.rules_added),
+                "rules_removed": list(self.rules_removed)}
+
+    def describe(self) -> str:
+        return f"{self.action.value} {self.label} in {self.region}"
+
+    def diff_lines(self) -> list[str]:
+        """Field diffs and rules as added/removed lines, for every preview format."""
+        out = []
+        for f in self.fields:
+            if f.old is None:
+                out.append(f"+ {f.field}: {f.new}")
+            elif f.new is None:
+                out.append(f"- {f.field}: {f.old}")
+            else:
+                out.append(f"~ {f.field}: {f.old} -> {f.new}")
+        out += [f"+ ingress {r}" for r in self.rules_added]
+        out += [f"- ingress {r}" for r in self.rules_removed]
+        return out
+
+
+def used_by(kind: Kind, name: str, placement: Placement, groups: tuple[model.ServerGroup, ...],
+            resources: tuple[LiveResource, ...] = ()) -> tuple[str, ...]:
+    """Every server group (ours or not) in ``placement`` naming the resource, and security groups whose
+    rules name it: what a destroy would break."""
+    out = []
+    for g in groups:
+        if (g.provider, g.account, g.region) != placement:
+            continue
+        names = g.launch.load_balancers if kind is Kind.LOAD_BALANCER else g.launch.security_groups
+        if name in names:
+            out.append(g.name)
+    if kind is Kind.SECURITY_GROUP:
+        for r in resources:
+            if r.placement == placement and r.kind is kind and r.name != name \
+                    and any(Rule.parse(line).group == name for line in r.rules):
+                out.append(f"security group {r.name}")
+    return tuple(sorted(out))

@@ -1,0 +1,203 @@
+"""Running resource changes: before the clusters, durably, with the guards of server groups.
+
+Every resource change is one execution of one step in the store (recorded before and after, under a lease
+on its key), retried with the executor's bounded backoff; a failure is counted per (key, spec hash), so it
+backs off and then stalls like a cluster change. Creates and updates run before any cluster change of the
+same pass, and a cluster whose spec names a resource that was to be created and was not is held (it would
+be created before what it needs). At run time a destroy re-reads the region and refuses while any server
+group (ours or not) uses the resource.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from providers import base as provider_base
+from reconciler.core import errors, model
+from reconciler.core.resources import Kind, LiveResource, ResourceAction, ResourceChange, used_by
+from reconciler.runtime import executor as executor_mod
+from reconciler.runtime import metrics
+
+log = logging.getLogger("reconciler.executor")
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceResult:
+    change: ResourceChange
+    execution_id: str
+    state: str  # succeeded | failed | skipped
+    error: str = ""
+
+
+def read(provider: provider_base.Provider, region: str) -> list[LiveResource] | None:
+    """The region's resources, or None for a provider that does not manage any."""
+    if not isinstance(provider, provider_base.ResourceProvider):
+        return None
+    return provider.list_resources(region)
+
+
+def select(changes: Iterable[ResourceChange], approved: Callable[[ResourceChange], bool], *,
+           backing_off: Mapping[tuple[str, str], str], plan_denied: bool
+           ) -> tuple[list[ResourceChange], list[tuple[ResourceChange, model.Held]]]:
+    """Which resource changes run now, and why each other one does not (as ``engine.select``)."""
+    runnable: list[ResourceChange] = []
+    held: list[tuple[ResourceChange, model.Held]] = []
+    for c in changes:
+        if c.verdict is model.Verdict.DENY:
+            held.append((c, model.Held(model.Hold.DENIED, "denied: " + "; ".join(
+                v.message for v in c.verdicts if v.verdict is model.Verdict.DENY))))
+        elif c.verdict is model.Verdict.APPROVE and not approved(c):
+            held.append((c, model.Held(model.Hold.APPROVAL,
+                                       f"waiting for approval (reconciler approve {c.change_id})")))
+        elif (c.key, c.spec_hash) in backing_off:
+            held.append((c, model.Held(model.Hold.BACKOFF, backing_off[(c.key, c.spec_hash)])))
+        elif plan_denied:
+            held.append((c, model.Held(model.Hold.PLAN_DENIED, "denied by a plan-wide policy")))
+        else:
+            runnable.append(c)
+    return runnable, held
+
+
+def needs(change: model.Change) -> list[tuple[Kind, str]]:
+    """The resources a cluster change creates a group with."""
+    if change.desired is None or not any(s.kind is model.StepKind.CREATE for s in change.steps):
+        return []
+    launch = change.desired.launch
+    return [(Kind.LOAD_BALANCER, n) for n in launch.load_balancers] + \
+        [(Kind.SECURITY_GROUP, n) for n in launch.security_groups]
+
+
+def hold_dependents(changes: Iterable[model.Change], pending: Iterable[ResourceChange]
+                    ) -> tuple[list[model.Change], list[tuple[model.Change, model.Held]]]:
+    """Cluster changes that would create a group naming a resource whose create did not run (held,
+    denied, failed): they wait, so no group is ever created before what it names exists."""
+    missing = {(c.provider, c.account, c.region, c.kind, c.name): c for c in pending
+               if c.action is ResourceAction.CREATE}
+    run: list[model.Change] = []
+    held: list[tuple[model.Change, model.Held]] = []
+    for ch in changes:
+        gone = [missing[k] for kind, name in needs(ch)
+                if (k := (ch.provider, ch.account, ch.region, kind, name)) in missing]
+        if gone:
+            held.append((ch, model.Held(model.Hold.RESOURCE, "waiting for " + ", ".join(
+                f"{r.label} to be created" for r in gone))))
+        else:
+            run.append(ch)
+    return run, held
+
+
+def run_first(executor: executor_mod.Executor, plan_id: str, resource_changes: Iterable[ResourceChange],
+              changes: Iterable[model.Change]) -> tuple[list[ResourceResult], list[model.Change]]:
+    """Run the resource changes, then say which cluster changes may run: those not waiting for a resource
+    whose create just failed (the one place every entry point goes through, CLI and daemon alike)."""
+    todo = list(resource_changes)
+    if not todo:
+        return [], list(changes)
+    results = ResourceRunner(executor).run_all(plan_id, todo)
+    run, held = hold_dependents(changes, [r.change for r in results if r.state != "succeeded"])
+    for ch, why in held:
+        executor.store.record("skipped", f"not started: {why}", executor.clock.now(), application=ch.application,
+                              cluster=ch.cluster, region=ch.region, commit=ch.commit)
+    return results, run
+
+
+class ResourceRunner:
+    """Runs resource changes with the executor's store, providers, retries and leases."""
+
+    def __init__(self, executor: executor_mod.Executor) -> None:
+        self.ex = executor
+
+    def run_all(self, plan_id: str, changes: Iterable[ResourceChange]) -> list[ResourceResult]:
+        """Creates and updates first, destroys last (a destroy may free what an update removed)."""
+        ordered = sorted(changes, key=lambda c: (c.action is ResourceAction.DESTROY, c.key))
+        return [self.run(plan_id, c) for c in ordered]
+
+    def run(self, plan_id: str, change: ResourceChange) -> ResourceResult:
+        ex = self.ex
+        if not ex._acquire(change.key):
+            msg = f"{change.key}: another execution holds the lease; not started"
+            return ResourceResult(change, "", "skipped", msg)
+        try:
+            return self._run_locked(plan_id, change)
+        except errors.ReconcilerError as exc:
+            return ResourceResult(change, "", "failed", f"{change.key}: not started: {exc}")
+        finally:
+            try:
+                ex.store.release_lease(change.key)
+            except errors.ReconcilerError as exc:
+                log.warning("%s: could not release the lease (it expires by itself): %s", change.key, exc)
+
+    def _run_locked(self, plan_id: str, change: ResourceChange) -> ResourceResult:
+        ex, store, now = self.ex, self.ex.store, self.ex.clock.now()
+        provider = ex.providers(change.provider, change.account)
+        store.clear_failures(change.key, keep=change.spec_hash)
+        ex_id = store.start_execution(
+            {"plan_id": plan_id, "change_id": change.change_id, "commit": change.commit, "key": change.key,
+             "application": change.application, "cluster": f"{change.kind.value}:{change.name}",
+             "provider": change.provider, "account": change.account, "region": change.region,
+             "action": change.action.value, "spec_hash": change.spec_hash, "change": change.reason},
+            [{"kind": f"{change.action.value}_resource", "server_group": change.name,
+              "description": change.describe()}], now)
+        where: dict[str, Any] = {"application": change.application, "cluster": change.name, "region": change.region,
+                 "execution_id": ex_id, "commit": change.commit}
+        store.record("execution_started", f"{change.describe()} ({change.reason})", now, **where)
+        ex._say(f"{change.application}/{change.label} {change.region}: {change.action.value} ({change.reason})")
+        store.step_started(ex_id, 0, now)
+        try:
+            self._step(provider, change)
+        except Exception as exc:
+            failure = executor_mod._as_error(exc, _as_change(change), change.describe())
+            at = ex.clock.now()
+            count = store.add_failure(change.key, change.spec_hash, str(failure), at)
+            store.step_ended(ex_id, 0, at, state="failed", error=str(failure))
+            store.finish_execution(ex_id, at, state="failed", error=str(failure))
+            store.record("execution_failed", f"{change.describe()} failed: {failure} (attempt {count})", at, **where)
+            metrics.CHANGES.labels(f"{change.action.value}_resource", "failed").inc()
+            ex._say(f"{change.application}/{change.label} {change.region}: FAILED: {failure}")
+            return ResourceResult(change, ex_id, "failed", str(failure))
+        at = ex.clock.now()
+        store.step_ended(ex_id, 0, at, state="done")
+        store.finish_execution(ex_id, at, state="succeeded")
+        store.clear_failures(change.key)
+        store.record("execution_succeeded", f"{change.describe()} done", at, **where)
+        metrics.CHANGES.labels(f"{change.action.value}_resource", "applied").inc()
+        executor_mod._maybe_crash()
+        return ResourceResult(change, ex_id, "succeeded")
+
+    def _step(self, provider: provider_base.Provider, change: ResourceChange) -> None:
+        if not isinstance(provider, provider_base.ResourceProvider):
+            raise errors.ReconcilerError(f"provider {change.provider} does not manage {change.kind.label}s")
+        rp: provider_base.ResourceProvider = provider
+        shim = _as_change(change)
+        if change.action is ResourceAction.DESTROY:
+            self._guard(provider, change)
+            self.ex._retry(shim, "destroy_resource",
+                           lambda: rp.destroy_resource(change.region, change.kind, change.name))
+            return
+        spec = change.desired
+        assert spec is not None
+        request = provider_base.ResourceRequest(
+            kind=change.kind, name=change.name, application=change.application, region=change.region,
+            settings=spec.settings, rules=spec.rule_lines(), spec_hash=change.spec_hash, commit=change.commit,
+            update=change.action is ResourceAction.UPDATE)
+        self.ex._retry(shim, "put_resource", lambda: rp.put_resource(request))
+
+    def _guard(self, provider: provider_base.Provider, change: ResourceChange) -> None:
+        """Never destroy what a server group uses: read live again (a saved plan may be old)."""
+        groups = tuple(provider.list_server_groups(change.region))
+        live = tuple(read(provider, change.region) or ())
+        users = used_by(change.kind, change.name, (change.provider, change.account, change.region), groups, live)
+        if users:
+            raise errors.PolicyDenied(f"resource guard: refusing to destroy {change.label} in {change.region}: "
+                                      f"used by {', '.join(users)}")
+
+
+def _as_change(change: ResourceChange) -> model.Change:
+    """The executor's retry and error helpers speak of cluster changes: the same key and names."""
+    return model.Change(application=change.application, cluster=f"{change.kind.value}:{change.name}",
+                        provider=change.provider, account=change.account, region=change.region,
+                        action=model.Action.DESTROY if change.action is ResourceAction.DESTROY
+                        else model.Action.CREATE, steps=(), commit=change.commit)
