@@ -467,6 +467,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             cap = g["capacity"]
             print(v(f"  {g['region']:<14} {g['server_group']:<32} {state} {g['healthy']}/{cap['desired']} healthy "
                     f"image={g['image']}"))
+        for r in status.get("resources", []):
+            if name in r["applications"]:
+                attached = ", ".join(g["server_group"] for g in r["server_groups"]) or "no server group"
+                owner = "" if r["managed"] else " (not managed)"
+                print(v(f"  {r['region']:<14} {r['kind'].replace('_', ' ')} {r['name']}{owner}: {r['health']} "
+                        f"{r['healthy']}/{r['instances']} healthy, attached: {attached}"))
     for name, p in sorted((status.get("paused") or {}).items()):
         print()
         print(v(f"paused: {name} by {p['by']} {p.get('reason', '')}"))

@@ -159,10 +159,12 @@ def _diff(spec: ResourceSpec, current: LiveResource | None, place: Placement, in
         return None
     users = used_by(spec.kind, spec.name, place, inputs.groups, inputs.resources)
     keep = [Rule.parse(line) for line in spec.rule_lines()]
-    narrows = tuple(line for line in removed if users and not any(r.covers(Rule.parse(line)) for r in keep))
+    drifted = current.spec_hash == h  # a rule added by hand is taken out again without asking
+    narrows = tuple(line for line in removed
+                    if users and not drifted and not any(r.covers(Rule.parse(line)) for r in keep))
     what = ", ".join([f.field for f in fields] + (["ingress"] if added or removed else []))
     reason = (f"drift: {spec.kind.label} {spec.name} was changed outside the reconciler ({what})"
-              if current.spec_hash == h else f"{what} changed")
+              if drifted else f"{what} changed")
     return ResourceChange(**base, action=ResourceAction.UPDATE, fields=fields,  # type: ignore[arg-type]
                           rules_added=added, rules_removed=removed, used_by=users, narrows=narrows, reason=reason)
 

@@ -536,9 +536,9 @@ class Engine:
             raise errors.SourceError("no commit to approve against")
         desired, pol = self.desired_at(commit)
         ev = self.evaluate(desired, pol, exclude_running=False)
-        ids: dict[str, model.Change] = {c.change_id: c for c in ev.plan.changes}
+        ids: dict[str, Any] = {c.change_id: c for c in (*ev.plan.changes, *ev.plan.resource_changes)}
         if ident != ev.plan.plan_id and ident not in ids:
-            pending = [c.change_id for c in ev.plan.changes if c.verdict is model.Verdict.APPROVE]
+            pending = [c.change_id for c in ids.values() if c.verdict is model.Verdict.APPROVE]
             raise errors.ReconcilerError(
                 f"{ident} is neither the current plan ({ev.plan.plan_id}) nor one of its changes "
                 f"(waiting for approval: {', '.join(pending) or 'none'}); re-run `reconciler plan`"
@@ -552,8 +552,8 @@ class Engine:
         target = ids.get(ident)
         self.store.record(decision, f"{ident} {decision} by {by}" + (f": {comment}" if comment else ""),
                           self.clock.now(), application=target.application if target else "",
-                          cluster=target.cluster if target else "", region=target.region if target else "",
-                          commit=commit)
+                          cluster=(target.cluster if isinstance(target, model.Change) else target.name)
+                          if target else "", region=target.region if target else "", commit=commit)
         return {**row, "id": ident}
 
     def pause(self, target: str, *, by: str, reason: str = "", force: bool = False) -> None:
@@ -681,9 +681,13 @@ class Engine:
         pending: dict[str, list[str]] = {}
         for c in ev.runnable:
             pending.setdefault(c.application, []).append(f"{c.action.value} {c.cluster} in {c.region}")
+        for rc in ev.resources_runnable:
+            pending.setdefault(rc.application, []).append(rc.describe())
         held: dict[str, list[str]] = {}
         for c, why in ev.held:
             held.setdefault(c.application, []).append(f"{c.cluster} in {c.region}: {why}")
+        for rc, why in ev.resources_held:
+            held.setdefault(rc.application, []).append(f"{rc.label} in {rc.region}: {why}")
         skipped: dict[str, list[planner.Skip]] = {}
         for s in ev.outcome.skipped:
             skipped.setdefault(s.application, []).append(s)
@@ -731,6 +735,10 @@ class Engine:
                 for g in ev.live.groups
             ],
             "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},
+            "resources": resources_rt.status_rows(ev.live.resources, ev.live.groups),
+            "resource_changes": [{"change_id": c.change_id, "key": c.key, "action": c.action.value,
+                                  "verdict": c.verdict.value, "reason": c.reason} for c in ev.plan.resource_changes],
+            "resource_skipped": [dataclasses.asdict(s) for s in ev.outcome.resource_skipped],
         }
         self.store.put(KEY_STATUS, status, now)
         if record_events:  # approvals now awaited, denials, stalls, source errors: once, when they begin

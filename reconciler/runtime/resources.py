@@ -201,3 +201,28 @@ def _as_change(change: ResourceChange) -> model.Change:
                         provider=change.provider, account=change.account, region=change.region,
                         action=model.Action.DESTROY if change.action is ResourceAction.DESTROY
                         else model.Action.CREATE, steps=(), commit=change.commit)
+
+
+def status_rows(resources: Iterable[LiveResource], groups: Iterable[model.ServerGroup]) -> list[dict[str, Any]]:
+    """What ``reconciler status`` lists per resource: the groups attached to it and their health.
+
+    A balancer is ``healthy`` when some enabled group attached to it has healthy instances; ``unused``
+    when no group names it.
+    """
+    groups = list(groups)
+    rows: list[dict[str, Any]] = []
+    for r in resources:
+        users = set(used_by(r.kind, r.name, r.placement, tuple(groups)))
+        attached = [g for g in groups if g.name in users and (g.provider, g.account, g.region) == r.placement]
+        enabled = [g for g in attached if g.enabled]
+        healthy = sum(g.healthy for g in enabled)
+        apps = sorted({g.application for g in attached if g.application})
+        rows.append({
+            **r.view(),
+            "applications": sorted({r.application, *apps} - {""}),
+            "server_groups": [{"server_group": g.name, "application": g.application, "enabled": g.enabled,
+                               "healthy": g.healthy, "desired": g.capacity.desired} for g in attached],
+            "healthy": healthy, "instances": sum(g.capacity.desired for g in enabled),
+            "health": "unused" if not attached else "healthy" if healthy else "unhealthy",
+        })
+    return sorted(rows, key=lambda x: (x["application"], x["kind"], x["name"], x["region"]))
