@@ -202,7 +202,8 @@ def test_a_resource_someone_else_made_is_used_but_never_changed(env: Env) -> Non
         local.put_foreign_resource("us-east-1", Kind.SECURITY_GROUP, "shared")
     finally:
         local.close()
-    env.repo.write("apps/checkout.yaml", spec(uses="load_balancers: [checkout-web]\nsecurity_groups: [shared, checkout]\n"))
+    uses = "load_balancers: [checkout-web]\nsecurity_groups: [shared, checkout]\n"
+    env.repo.write("apps/checkout.yaml", spec(uses=uses))
     env.repo.commit("uses a foreign balancer")
     doc = _plan_json(env)
     assert [c["name"] for c in doc["resource_changes"]] == ["checkout"], "the declared, missing one is created"
