@@ -9,7 +9,10 @@ local provider and a second cloud registered as a plugin, with a fake clock. Aft
 * no application loses its last healthy enabled capacity in a region, unless its file was removed;
 * no region of a later wave ever receives a spec hash that has not succeeded in every earlier wave
   (checked when each group is created);
-* groups the reconciler does not own are untouched, and group names are unique.
+* groups the reconciler does not own are untouched, and group names are unique;
+* no load balancer or security group is destroyed while a server group uses it, no server group is
+  created before the resources it names exist, and a resource the reconciler does not own is untouched
+  (the machine also declares, changes, renames and removes resources and edits them by hand).
 
 ``RECONCILER_STATEFUL_STEPS`` sets how many steps run (default 2,000, what CI runs); the counts of
 steps and scenario kinds are printed in pytest's summary.
@@ -43,9 +46,11 @@ from hypothesis.stateful import (
 
 from providers import base as provider_base
 from providers import local as local_mod
+from providers import local_resources
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
-from reconciler.core import model, planner
+from reconciler.core import errors, model, planner
+from reconciler.core.resources import Kind, ResourceAction
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
 from tests import othercloud
@@ -66,6 +71,10 @@ UNKNOWN = (("nosuchcloud", "default"), ("local", "nosuch"))
 FILES = ("app.yaml", "app.yml", "app.YAML")
 ACCOUNTS = (("local", "default"), ("local", "second"), (othercloud.NAME, "other"))
 FOREIGN = "legacy-v000"
+FOREIGN_LB = "legacy-lb"
+BALANCERS = ("app-web", "app-edge")
+PATHS = ("/health", "/ready")
+PORTS = ((443,), (443, 8443), (8443,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +86,22 @@ class Want:
     stack: str = ""
     where: tuple[str, str] = ("local", "default")
     regions: tuple[str, ...] = REGIONS
+    balancer: str = ""  # a declared balancer (and the security group app-sg) the cluster uses; "" none
+    path: str = PATHS[0]
+    ports: tuple[int, ...] = PORTS[0]
 
     def spec(self) -> str:
         later = ", ".join(self.regions[1:])
         extra = f"rollout: {{waves: [[{self.regions[0]}], [{later}]]}}\n"
-        return app_spec("app", image=self.image, stack=self.stack, provider=self.where[0], account=self.where[1],
+        if self.balancer:
+            extra += f"load_balancers: [{self.balancer}]\nsecurity_groups: [app-sg]\n"
+        text = app_spec("app", image=self.image, stack=self.stack, provider=self.where[0], account=self.where[1],
                         regions=self.regions, extra=extra)
+        if self.balancer:
+            rules = "".join(f"      - {{protocol: tcp, ports: {p}, cidr: 10.0.0.0/8}}\n" for p in self.ports)
+            text += (f"load_balancers:\n  - name: {self.balancer}\n    health_check: {{path: {self.path}}}\n"
+                     f"security_groups:\n  - name: app-sg\n    ingress:\n{rules}")
+        return text
 
     @property
     def converges(self) -> bool:
@@ -118,6 +137,7 @@ class Fleet(RuleBasedStateMachine):
         self.providers = [(othercloud.OtherCloud if p == othercloud.NAME else local_mod.LocalProvider)(a, ctx)
                           for p, a in ACCOUNTS]
         self.providers[0].put_foreign_group("r1", FOREIGN, desired=2)
+        self.providers[0].put_foreign_resource("r1", Kind.LOAD_BALANCER, FOREIGN_LB)
         self.engine = self._engine()
         stateful_stats.EXAMPLES += 1
         stateful_stats.CURRENT = self
@@ -235,6 +255,46 @@ class Fleet(RuleBasedStateMachine):
             self._forget_app()
         self._change("revert the last commit", passes, **dataclasses.asdict(previous))
 
+    @rule(name=st.sampled_from(["", *BALANCERS]), passes=st.sampled_from([0, 1, 1, 2]))
+    def declare_or_remove_a_balancer(self, name: str, passes: int) -> None:
+        kind = ("stop using and remove the balancer" if not name else "declare a balancer" if not self.want.balancer
+                else "rename the balancer" if name != self.want.balancer else "keep the balancer")
+        self._change(kind, passes, balancer=name)
+
+    @precondition(lambda self: bool(self.want.balancer))
+    @rule(path=st.sampled_from(PATHS), ports=st.sampled_from(PORTS), passes=st.sampled_from([0, 1, 1, 2]))
+    def change_health_check_or_rules(self, path: str, ports: tuple[int, ...], passes: int) -> None:
+        self._change("change the health check or the rules", passes, path=path, ports=ports)
+
+    @rule(path=st.sampled_from(["/by-hand", *PATHS]), port=st.sampled_from([22, 443]))
+    def edit_a_resource_by_hand(self, path: str, port: int) -> None:
+        """Someone edits a managed balancer's health check or adds a rule in the console (drift)."""
+        with self.providers[0]._engine.begin() as conn:
+            rows = conn.execute(sa.select(local_resources.local_resources)).all()
+        owned = [r for r in rows if '"managed-by": "reconciler"' in r.data]
+        if not owned:
+            return
+        r = owned[0]
+        prov = next(p for p in self.providers if p.account == r.account)
+        if r.kind == Kind.LOAD_BALANCER.value:
+            prov.tamper_resource(r.region, Kind.LOAD_BALANCER, r.name, settings={"health_check.path": path})
+        else:
+            rules = json.loads(r.data)["rules"]
+            prov.tamper_resource(r.region, Kind.SECURITY_GROUP, r.name, rules=[*rules, f"tcp {port} from 0.0.0.0/0"])
+        stateful_stats.KINDS["edit a resource by hand"] += 1
+
+    @rule()
+    def approve_what_waits(self) -> None:
+        """An operator approves the resource changes waiting for one (narrowed ingress)."""
+        status = self.engine.store.get(engine_mod.KEY_STATUS) or {}
+        for rc in status.get("resource_changes", []):
+            if rc["verdict"] == "approve":
+                try:
+                    self.engine.approve(rc["change_id"], by="test")
+                except errors.ReconcilerError:
+                    continue  # the plan moved on since the status was saved
+                stateful_stats.KINDS["approve a narrowed ingress"] += 1
+
     def _forget_app(self) -> None:
         """Its file is removed: losing its capacity is allowed from now until it is back and serves."""
         self.served = {s for s in self.served if s[0] != "app"}
@@ -307,6 +367,8 @@ class Fleet(RuleBasedStateMachine):
         assert len(names) == len(set(names)), "server group names are unique"
         foreign = [g for g in groups if g.name == FOREIGN]
         assert len(foreign) == 1 and foreign[0].enabled and foreign[0].capacity.desired == 2, "unowned: untouched"
+        mine = [r for r in self.providers[0].list_resources("r1") if r.name == FOREIGN_LB]
+        assert len(mine) == 1 and not mine[0].managed and mine[0].settings == (), "unowned resource: untouched"
         now: set[tuple[str, str]] = set()
         for g in groups:
             if g.managed and planner.serves([g], healthy_percent=100):
@@ -324,15 +386,19 @@ class Fleet(RuleBasedStateMachine):
                 self.engine.resume("app", by="test")
             for _ in range(5):
                 self.clock.advance(3600)
+                self.approve_what_waits()
                 self.engine.reconcile(reason="final")
                 self.engine.wait(timeout=60)
                 ev = self.engine.plan()
-                if not ev.runnable:
+                if not ev.runnable and not ev.resources_runnable and not [
+                        c for c, h in ev.resources_held if h.kind is model.Hold.APPROVAL]:
                     break
-            runnable = [f"{c.key} {c.action.value}: {c.reason}" for c in ev.runnable]
+            runnable = [f"{c.key} {c.action.value}: {c.reason}" for c in (*ev.runnable, *ev.resources_runnable)]
             assert runnable == [], runnable
             if self.want.converges:
                 assert [c.key for c in ev.plan.changes] == [], [f"{c.key}: {c.reason}" for c in ev.plan.changes]
+                declared = [c.key for c in ev.plan.resource_changes if c.action is not ResourceAction.DESTROY]
+                assert declared == [], [f"{c.key}: {c.reason}" for c in ev.plan.resource_changes]
         finally:
             stateful_stats.CURRENT = None
             self.engine.close()
@@ -362,7 +428,9 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
     must = {"rename the cluster (stack)", "move to another account", "move to another provider", "unknown provider",
             "unknown account", "rename the spec file (.yml/.YAML)", "crash in the middle of a pass", "restart",
             "held: wave", "held: replacement", "skipped: stalled", "spec problem: unknown provider",
-            "fix-forward commit", "execution rolled_back"}
+            "fix-forward commit", "execution rolled_back", "declare a balancer", "rename the balancer",
+            "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
+            "resources created", "resources destroyed"}
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
 
 
@@ -377,8 +445,25 @@ def _watch_waves() -> Iterator[None]:
     """Check every group the providers create: a later wave's region only gets a spec hash that served
     in every earlier wave, observed now or at some earlier step (a spy: the real method runs)."""
     original = local_mod.LocalProvider.create_server_group
+    put, destroy = local_mod.LocalProvider.put_resource, local_mod.LocalProvider.destroy_resource
+
+    def put_resource(prov: local_mod.LocalProvider, request: provider_base.ResourceRequest) -> None:
+        put(prov, request)
+        stateful_stats.KINDS["resources updated" if request.update else "resources created"] += 1
+
+    def destroy_resource(prov: local_mod.LocalProvider, region: str, kind: Kind, name: str) -> None:
+        users = [g.name for g in prov.list_server_groups(region)
+                 if name in (g.launch.load_balancers if kind is Kind.LOAD_BALANCER else g.launch.security_groups)]
+        assert not users, f"{kind.label} {name} in {region} destroyed while {users} use it"
+        destroy(prov, region, kind, name)
+        stateful_stats.KINDS["resources destroyed"] += 1
 
     def create(prov: local_mod.LocalProvider, request: provider_base.CreateRequest) -> model.ServerGroup:
+        live = {(r.kind, r.name) for r in prov.list_resources(request.region)}
+        needed = [(Kind.LOAD_BALANCER, n) for n in request.launch.load_balancers] + [
+            (Kind.SECURITY_GROUP, n) for n in request.launch.security_groups]
+        missing = [n for n in needed if n not in live]
+        assert not missing, f"{request.name} in {request.region} created before {missing} existed"
         machine = stateful_stats.CURRENT
         if machine is not None and request.region != "r1":
             now = planner.serves([g for g in prov.list_server_groups("r1") if g.cluster == request.cluster],
@@ -389,7 +474,11 @@ def _watch_waves() -> Iterator[None]:
         return original(prov, request)
 
     local_mod.LocalProvider.create_server_group = create  # type: ignore[method-assign]
+    local_mod.LocalProvider.put_resource = put_resource  # type: ignore[method-assign]
+    local_mod.LocalProvider.destroy_resource = destroy_resource  # type: ignore[method-assign]
     try:
         yield
     finally:
         local_mod.LocalProvider.create_server_group = original  # type: ignore[method-assign]
+        local_mod.LocalProvider.put_resource = put  # type: ignore[method-assign]
+        local_mod.LocalProvider.destroy_resource = destroy  # type: ignore[method-assign]
