@@ -35,7 +35,7 @@ import botocore.parsers
 import botocore.session
 from botocore.credentials import DeferredRefreshableCredentials
 
-from providers import base
+from providers import aws_resources, base
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
 
@@ -67,6 +67,7 @@ _SERVICE_OF = {
     "CreateLaunchTemplate": "ec2", "DeleteLaunchTemplate": "ec2", "DescribeLaunchTemplates": "ec2",
     "DescribeSubnets": "ec2", "DescribeSecurityGroups": "ec2",
     "DescribeTargetGroups": "elbv2", "DescribeTargetHealth": "elbv2", "AssumeRole": "sts",
+    **aws_resources.SERVICE_OF,
 }
 """Every call this provider makes, with its service: the IAM actions documented in docs/aws.md."""
 
@@ -109,8 +110,9 @@ def _known_regions() -> frozenset[str]:
                      for region in session.get_available_regions(service, partition))
 
 
-class AwsProvider:
-    """One AWS account: clients per (service, region), made lazily, counted and rate limited."""
+class AwsProvider(aws_resources.AwsResources):
+    """One AWS account: clients per (service, region), made lazily, counted and rate limited; its target groups
+    and security groups are managed by ``aws_resources``."""
 
     name = NAME
 
@@ -333,7 +335,9 @@ class AwsProvider:
             cluster=tags.get(model.TAG_CLUSTER) or model.cluster_of(g["AutoScalingGroupName"]),
             application=tags.get(model.TAG_APPLICATION, ""), managed=base.tags_say_managed(tags),
             launch=model.LaunchSpec(image=tags.get(TAG_IMAGE, ""), instance_type=tags.get(TAG_TYPE, ""),
-                                    security_groups=_split(tags.get(TAG_SGS, "")), load_balancers=wanted_tgs,
+                                    security_groups=_split(tags.get(TAG_SGS, "")),
+                                    load_balancers=wanted_tgs if base.tags_say_managed(tags)
+                                    else tuple(sorted(attached)),  # what a foreign group uses, for guards
                                     tags=extra),
             capacity=model.Capacity(int(g["MinSize"]), int(g["DesiredCapacity"]), int(g["MaxSize"])),
             enabled=enabled, healthy=healthy, instances=len(g.get("Instances", [])),

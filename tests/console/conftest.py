@@ -99,7 +99,8 @@ def make_site(tmp_path: Path, *, public_read: bool = False, legacy: bool = False
     repo = DesiredRepo(tmp_path / "desired")
     for name, text in (apps or {
         "checkout": app_spec(regions=("us-east-1", "eu-west-1"),
-                             extra=TAGS + "load_balancers: [checkout-web]\nsecurity_groups: [checkout-sg]\n"),
+                             extra=TAGS + "load_balancers: [checkout-web]\nsecurity_groups: [checkout-sg]\n")
+        + "load_balancers: [{name: checkout-web}]\nsecurity_groups: [{name: checkout-sg}]\n",
         "payments": app_spec("payments", regions=("us-east-1",)),
     }).items():
         repo.write(f"apps/{name}.yaml", text)

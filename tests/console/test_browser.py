@@ -22,6 +22,7 @@ from tests.daemon.conftest import Daemon, free_port
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 SHOTS = Path(os.environ.get("RECONCILER_SCREENSHOTS") or ROOT / "build" / "screenshots")
+WEB = "load_balancers: [{name: checkout-web}]\n"  # declared: the local provider creates it
 ONE = ("us-east-1",)
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,7 @@ def _no_leftover_threads(browser: Any) -> Iterator[None]:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tmp = tmp_path_factory.mktemp("console-daemon")
     repo = DesiredRepo(tmp / "desired")
-    repo.write("apps/checkout.yaml", app_spec(regions=ONE, extra=TAGS + "load_balancers: [checkout-web]\n"))
+    repo.write("apps/checkout.yaml", app_spec(regions=ONE, extra=TAGS + "load_balancers: [checkout-web]\n") + WEB)
     repo.write("apps/payments.yaml", app_spec("payments", regions=ONE, criticality="critical"))
     repo.write("apps/policies.yaml", POLICIES)
     repo.commit("initial")
@@ -139,7 +140,7 @@ def test_a_deploy_shows_up_live_in_the_executions_view(page: Any, daemon: Daemon
     before = page.locator("tr.execution").count()
     page.evaluate("window.notReloaded = true")
     daemon.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=ONE,
-                                                     extra=TAGS + "load_balancers: [checkout-web]\n")).commit("v2")
+                                                     extra=TAGS + "load_balancers: [checkout-web]\n") + WEB).commit("v2")
     page.locator("tr.execution").nth(before).wait_for(timeout=15_000)  # a new row, without a reload
     first = page.locator("tr.execution").first
     assert "checkout-main" in first.inner_text()

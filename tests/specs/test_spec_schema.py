@@ -37,6 +37,24 @@ def test_every_validated_field_is_listed_and_described() -> None:
             assert prop.get("description"), name
 
 
+def test_resources_are_listed_and_described_in_their_own_words() -> None:
+    doc = schema.json_schema()
+    lb = properties(doc, "load_balancers")
+    sg = properties(doc, "security_groups")
+
+    assert set(lb["properties"]) == set(schema.LOAD_BALANCER) and lb["required"] == ["name"]
+    assert set(sg["properties"]) == set(schema.SECURITY_GROUP)
+    rule = properties(doc, "security_groups", "ingress")
+    assert rule["required"] == ["protocol"] and rule["additionalProperties"] is False
+    for node in (lb, sg, properties(doc, "load_balancers", "health_check"), rule):
+        for name, prop in node["properties"].items():
+            assert prop.get("description"), name
+    health = properties(doc, "load_balancers", "health_check")["properties"]
+    assert "health check" in health["timeout"]["description"].lower() or "check" in health["timeout"]["description"]
+    assert health["healthy_threshold"] | {"description": ""} == {
+        "type": "integer", "minimum": 2, "maximum": 10, "description": ""}
+
+
 def test_enums_patterns_and_bounds_carry_over() -> None:
     doc = schema.json_schema()
     cluster = properties(doc, "clusters")
