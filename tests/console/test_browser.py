@@ -139,8 +139,8 @@ def test_a_deploy_shows_up_live_in_the_executions_view(page: Any, daemon: Daemon
     _sign_in(page, daemon, "operator", "/executions")
     before = page.locator("tr.execution").count()
     page.evaluate("window.notReloaded = true")
-    daemon.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=ONE,
-                                                     extra=TAGS + "load_balancers: [checkout-web]\n") + WEB).commit("v2")
+    v2 = app_spec(image="checkout-2.0", regions=ONE, extra=TAGS + "load_balancers: [checkout-web]\n") + WEB
+    daemon.repo.write("apps/checkout.yaml", v2).commit("v2")
     page.locator("tr.execution").nth(before).wait_for(timeout=15_000)  # a new row, without a reload
     first = page.locator("tr.execution").first
     assert "checkout-main" in first.inner_text()
