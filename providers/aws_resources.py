@@ -122,7 +122,13 @@ class AwsResources:
                             Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]
         if not groups:
             return None, None
-        return self._sg(region, groups[0], {g["GroupId"]: g["GroupName"] for g in groups}), groups[0]
+        names = {g["GroupId"]: g["GroupName"] for g in groups}
+        refs = sorted({u["GroupId"] for p in groups[0].get("IpPermissions", []) for u in p.get("UserIdGroupPairs", [])}
+                      - set(names))
+        if refs:  # the groups its rules name, by name as the spec does
+            found = self._call(region, "DescribeSecurityGroups", GroupIds=refs)["SecurityGroups"]
+            names |= {g["GroupId"]: g["GroupName"] for g in found}
+        return self._sg(region, groups[0], names), groups[0]
 
     def _refuse_foreign(self, live: LiveResource, call: str, region: str) -> None:
         if not live.managed:

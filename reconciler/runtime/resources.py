@@ -104,6 +104,22 @@ def run_first(executor: executor_mod.Executor, plan_id: str, resource_changes: I
     return results, run
 
 
+def ordered(changes: Iterable[ResourceChange]) -> list[ResourceChange]:
+    """Creates and updates first, a security group before the groups whose rules name it; destroys last."""
+    todo = sorted(changes, key=lambda c: c.key)
+    puts = [c for c in todo if c.action is not ResourceAction.DESTROY]
+    out: list[ResourceChange] = []
+    while puts:
+        pending = {(c.provider, c.account, c.region, c.name) for c in puts if c.kind is Kind.SECURITY_GROUP}
+        ready = [c for c in puts if not any(
+            (c.provider, c.account, c.region, r.group) in pending and r.group != c.name
+            for r in (c.desired.rules if c.desired else ()))]
+        ready = ready or puts[:1]  # a cycle of references: the provider's error will name it
+        out += ready
+        puts = [c for c in puts if c not in ready]
+    return out + [c for c in todo if c.action is ResourceAction.DESTROY]
+
+
 class ResourceRunner:
     """Runs resource changes with the executor's store, providers, retries and leases."""
 
@@ -112,8 +128,7 @@ class ResourceRunner:
 
     def run_all(self, plan_id: str, changes: Iterable[ResourceChange]) -> list[ResourceResult]:
         """Creates and updates first, destroys last (a destroy may free what an update removed)."""
-        ordered = sorted(changes, key=lambda c: (c.action is ResourceAction.DESTROY, c.key))
-        return [self.run(plan_id, c) for c in ordered]
+        return [self.run(plan_id, c) for c in ordered(changes)]
 
     def run(self, plan_id: str, change: ResourceChange) -> ResourceResult:
         ex = self.ex
