@@ -230,3 +230,32 @@ def test_plans_in_markdown_show_resource_diffs_before_the_clusters(env: Env) -> 
     assert "+ ingress tcp 8443 from 10.0.0.0/8" in out and "+ health_check.path: /health" in out
     assert out.index("Load balancers and security groups") < out.index("<b>checkout-main</b>")
     assert "resources: 2 to create, 0 to update, 0 to destroy" in out
+
+
+def test_a_cluster_waits_while_its_balancer_cannot_be_created(tmp_path: Path) -> None:
+    repo = DesiredRepo(tmp_path / "desired")
+    faults = {"rate": 1.0, "calls": ["create_resource"], "kinds": ["unavailable"], "seed": 1}
+    cfg = write_config(tmp_path / "config.yaml", repo.path, tmp_path / "state", providers={
+        "local": {"accounts": {"default": {"faults": faults}}}}, execution={"step_retries": 2, "step_backoff": "0s",
+                                                                         "retry_backoff": "0s"})
+    e = Env(repo, cfg, tmp_path / "state")
+    repo.write("apps/checkout.yaml", spec()).commit("v1")
+    res = e.cli("apply", "--yes")
+    assert res.code == 1
+    assert "load balancer checkout-web in us-east-1: failed:" in res.err and "service unavailable" in res.err
+    assert e.groups() == [], "no group is created before what it names exists"
+    history = e.cli("history").out
+    assert "not started: waiting for load balancer checkout-web to be created" in history
+
+
+def test_validate_names_the_file_and_line_of_every_resource_problem(env: Env) -> None:
+    bad = spec().replace("cidr: 0.0.0.0/0}", "cidr: 0.0.0.0/0, group: checkout}").replace(
+        "path: /health", "path: health")
+    env.repo.write("apps/checkout.yaml", bad)
+    res = env.cli("validate", str(env.repo.path / "apps"))
+    assert res.code == 1
+    assert res.out.splitlines() == [
+        "apps/checkout.yaml:17: load_balancers[0].health_check.path: must be a path starting with / (no spaces)",
+        "apps/checkout.yaml:22: security_groups[0].ingress[0]: give exactly one source: cidr (addresses) or group "
+        "(another security group)",
+    ]
