@@ -22,6 +22,7 @@ from typing import Any
 
 from reconciler import render
 from reconciler.core import errors, model
+from reconciler.core.resources import ResourceChange
 
 FORMAT_VERSION = 1
 
@@ -29,6 +30,7 @@ _FIELD_TYPES: dict[tuple[type, str], Any] = {
     # ``Plan.problems`` is typed loosely to keep model.py free of errors.py; in a plan they are SpecProblems.
     (model.Plan, "problems"): tuple[errors.SpecProblem, ...],
     (model.Plan, "notices"): tuple[errors.SpecProblem, ...],
+    (model.Plan, "resource_changes"): tuple[ResourceChange, ...],
 }
 
 

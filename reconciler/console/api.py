@@ -156,10 +156,12 @@ def preview_json(preview: Preview, who: access.Identity, *, fmt: str = "json",
     """The plan contract (``render.render_json``) plus what will not run now, cut to what ``who`` may read."""
     plan = preview.plan
     readable = tuple(c for c in plan.changes if who.can(S.READ, c.application))
+    resources = tuple(r for r in plan.resource_changes if who.can(S.READ, r.application))
     shown = plan
-    if len(readable) != len(plan.changes) or (plan.problems and not who.can_everywhere(S.READ)):
-        shown = dataclasses.replace(plan, changes=readable, problems=() if not who.can_everywhere(S.READ)
-                                    else plan.problems)
+    if len(readable) != len(plan.changes) or len(resources) != len(plan.resource_changes) or (
+            plan.problems and not who.can_everywhere(S.READ)):
+        shown = dataclasses.replace(plan, changes=readable, resource_changes=resources,
+                                    problems=() if not who.can_everywhere(S.READ) else plan.problems)
     held = [(c, why) for c, why in preview.held if who.can(S.READ, c.application)]
     skipped = [s for s in preview.skipped if who.can(S.READ, s.application)]
     doc: dict[str, Any] = {

@@ -259,3 +259,22 @@ def test_validate_names_the_file_and_line_of_every_resource_problem(env: Env) ->
         "apps/checkout.yaml:22: security_groups[0].ingress[0]: give exactly one source: cidr (addresses) or group "
         "(another security group)",
     ]
+
+
+def test_a_saved_plan_with_resource_changes_applies_and_goes_stale_when_a_resource_moves(env: Env) -> None:
+    env.repo.write("apps/checkout.yaml", spec()).commit("v1")
+    saved = env.state_dir.parent / "plan.json"
+    assert env.cli("plan", "--out", str(saved)).code == 2
+    doc = json.loads(saved.read_text(encoding="utf-8"))
+    assert len(doc["resource_changes"]) == 2
+    res = env.cli("apply", "--plan", str(saved), "--yes")
+    assert res.code == 0, res.out + res.err
+    env.repo.write("apps/checkout.yaml", spec(path="/ready")).commit("v2")
+    assert env.cli("plan", "--out", str(saved)).code == 2
+    local = _local(env)
+    try:
+        local.tamper_resource("us-east-1", Kind.LOAD_BALANCER, "checkout-web", settings={"port": "81"})
+    finally:
+        local.close()
+    res = env.cli("apply", "--plan", str(saved), "--yes")
+    assert res.code == 1 and "live state changed since the plan was made" in res.err
