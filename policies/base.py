@@ -40,7 +40,7 @@ class PolicyContext:
     def setting(self, key: str, default: Any) -> Any:
         return self.settings.get(key, default)
 
-    def for_change(self, change: model.Change) -> dict[str, Any]:
+    def for_change(self, change: model.Change | ResourceChange) -> dict[str, Any]:
         """Guardrail settings for one change: policies.yaml layers resolved for its application and cluster."""
         file = self.settings.get("policies")
         criticality = "normal"

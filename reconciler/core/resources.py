@@ -171,6 +171,12 @@ class ResourceChange:
         return f"{self.kind.label} {self.name}"
 
     @property
+    def cluster(self) -> str:
+        """The key's last part, ``security_group:NAME``: where a cluster change names its cluster (policies
+        resolve ``clusters.<name>`` layers by it; history and executions show it)."""
+        return f"{self.kind.value}:{self.name}"
+
+    @property
     def verdict(self) -> model.Verdict:
         return model.Verdict.strictest([v.verdict for v in self.verdicts])
 

@@ -125,3 +125,16 @@ def test_plan_ids_and_fingerprints_without_resources_are_unchanged() -> None:
     assert with_one.plan_id != p.plan_id
     assert planner.LiveState().fingerprint() == planner.LiveState(resources=(live(sg(), managed=False),)).fingerprint()
     assert planner.LiveState().fingerprint() != planner.LiveState(resources=(live(sg()),)).fingerprint()
+
+
+def test_narrowed_ingress_follows_policies_yaml_and_a_freeze_holds_resource_changes() -> None:
+    from specs import policy_file
+
+    users = (group("shop-v000", ("web",)),)
+    [narrow] = plan(desired(sg(rules=(HTTPS,))), live(sg(rules=(HTTPS, ADMIN))), groups=users).changes
+    p = model.Plan("c1", (), resource_changes=(narrow,))
+    relaxed = policy_file.PolicySettings(applications={"shop": {"resources": {"narrowed_ingress": "warn"}}})
+    judged = list(resource_guard.evaluate(p, policy_base.PolicyContext(now=0, settings={"policies": relaxed})))
+    assert [j.verdict.verdict for j in judged] == [model.Verdict.WARN]
+    frozen = policy_base.PolicyContext(now=0, settings={"freeze_switch": {"by": "ops", "reason": "sale"}})
+    assert model.Verdict.DENY in [j.verdict.verdict for j in resource_guard.evaluate(p, frozen)]
