@@ -33,7 +33,7 @@ from reconciler.core.resources import (
     ResourceChange,
     ResourceSpec,
     Rule,
-    used_by,
+    users_index,
 )
 
 RKey = tuple[str, str, str, Kind, str]  # provider, account, region, kind, name
@@ -91,6 +91,7 @@ def plan_resources(desired: model.DesiredState, inputs: Inputs) -> ResourceOutco
     skipped: list[ResourceSkip] = []
     drift: list[str] = []
     twice = _declared_twice(desired)
+    users = users_index(inputs.groups, inputs.resources)
     for k, spec in sorted(wanted.items(), key=lambda kv: _key(kv[0])):
         place: Placement = (k[0], k[1], k[2])
         if place not in inputs.read:
@@ -112,7 +113,7 @@ def plan_resources(desired: model.DesiredState, inputs: Inputs) -> ResourceOutco
                                         f"{spec.kind.label} {spec.name} belongs to application "
                                         f"{current.application}; left untouched"))
             continue
-        change = _diff(spec, current, place, inputs, desired.commit)
+        change = _diff(spec, current, place, users.get((place, spec.kind, spec.name), ()), desired.commit)
         if change is None:
             continue
         if spec.application in inputs.paused:
@@ -128,7 +129,8 @@ def plan_resources(desired: model.DesiredState, inputs: Inputs) -> ResourceOutco
     for k, current in sorted(live.items(), key=lambda kv: _key(kv[0])):
         if k in wanted or not current.managed or current.placement in inputs.unreadable:
             continue
-        skip = _why_kept(k, current, desired, inputs, named)
+        skip = _why_kept(k, current, desired, inputs, named,
+                         users.get((current.placement, current.kind, current.name), ()))
         if skip is not None:
             skipped.append(skip)
             continue
@@ -141,7 +143,7 @@ def plan_resources(desired: model.DesiredState, inputs: Inputs) -> ResourceOutco
     return ResourceOutcome(tuple(changes), tuple(skipped), tuple(drift))
 
 
-def _diff(spec: ResourceSpec, current: LiveResource | None, place: Placement, inputs: Inputs,
+def _diff(spec: ResourceSpec, current: LiveResource | None, place: Placement, users: tuple[str, ...],
           commit: str) -> ResourceChange | None:
     h = spec.spec_hash()
     base = {"kind": spec.kind, "name": spec.name, "application": spec.application, "provider": place[0],
@@ -157,7 +159,6 @@ def _diff(spec: ResourceSpec, current: LiveResource | None, place: Placement, in
     removed = tuple(sorted(set(current.rules) - set(spec.rule_lines())))
     if not fields and not added and not removed:
         return None
-    users = used_by(spec.kind, spec.name, place, inputs.groups, inputs.resources)
     keep = [Rule.parse(line) for line in spec.rule_lines()]
     drifted = current.spec_hash == h  # a rule added by hand is taken out again without asking
     narrows = tuple(line for line in removed
@@ -170,7 +171,7 @@ def _diff(spec: ResourceSpec, current: LiveResource | None, place: Placement, in
 
 
 def _why_kept(k: RKey, current: LiveResource, desired: model.DesiredState, inputs: Inputs,
-              named: Mapping[RKey, list[str]]) -> ResourceSkip | None:
+              named: Mapping[RKey, list[str]], users: tuple[str, ...]) -> ResourceSkip | None:
     skey, app, name = _key(k), current.application, current.name
     label = f"{current.kind.label} {name}"
     if not inputs.prune:
@@ -181,7 +182,6 @@ def _why_kept(k: RKey, current: LiveResource, desired: model.DesiredState, input
                             f"{len(desired.broken_files)} spec file(s) have errors")
     if app in inputs.paused:
         return ResourceSkip(skey, app, name, SkipKind.PAUSED, "paused")
-    users = used_by(current.kind, name, current.placement, inputs.groups, inputs.resources)
     if users:
         return ResourceSkip(skey, app, name, SkipKind.IN_USE, f"{label} is no longer declared but is used by "
                             f"{', '.join(users)}; destroyed once nothing uses it")
