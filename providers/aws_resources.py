@@ -2,7 +2,9 @@
 groups with ingress rules that may name other groups.
 
 Reads are bulk: per region one ``DescribeTargetGroups`` paginator, one ``DescribeTags`` per 20 target
-groups (the API's limit) and one ``DescribeSecurityGroups`` paginator, whatever the number of resources.
+groups (the API's limit) and one ``DescribeSecurityGroups`` paginator, whatever the number of resources;
+listener rules on shared load balancers (``listener:``) add one ``DescribeLoadBalancers`` per 20 balancers
+some target group is behind and one read per such balancer's listener.
 Ownership is the same tags as on Auto Scaling groups. A target group's protocol and port cannot change in
 place on AWS: such an update is refused with a message saying so (declare a new name). A security group's
 description is fixed at creation; its rules are authorized and revoked one difference at a time, so a
@@ -20,7 +22,9 @@ from reconciler.core.resources import Kind, LiveResource, Rule
 
 SERVICE_OF = {
     "CreateTargetGroup": "elbv2", "ModifyTargetGroup": "elbv2", "DeleteTargetGroup": "elbv2",
-    "DescribeTags": "elbv2", "AddTags": "elbv2",
+    "DescribeTags": "elbv2", "AddTags": "elbv2", "DescribeLoadBalancers": "elbv2", "DescribeListeners": "elbv2",
+    "DescribeRules": "elbv2", "CreateRule": "elbv2", "ModifyRule": "elbv2", "SetRulePriorities": "elbv2",
+    "DeleteRule": "elbv2",
     "CreateSecurityGroup": "ec2", "DeleteSecurityGroup": "ec2", "AuthorizeSecurityGroupIngress": "ec2",
     "RevokeSecurityGroupIngress": "ec2", "CreateTags": "ec2", "DescribeVpcs": "ec2",
 }
@@ -33,6 +37,7 @@ _HC = {"health_check.protocol": "HealthCheckProtocol", "health_check.port": "Hea
        "health_check.unhealthy_threshold": "UnhealthyThresholdCount"}
 _FIXED = ("protocol", "port")
 _TAGS_PER_CALL = 20
+_CONDITIONS = {"listener.path": "path-pattern", "listener.host": "host-header"}
 
 
 class AwsResources:
@@ -55,7 +60,9 @@ class AwsResources:
         for i in range(0, len(arns), _TAGS_PER_CALL):
             for d in self._call(region, "DescribeTags", ResourceArns=arns[i:i + _TAGS_PER_CALL])["TagDescriptions"]:
                 tags[d["ResourceArn"]] = {t["Key"]: t["Value"] for t in d.get("Tags", [])}
-        out = [self._lb(region, tg, tags.get(tg["TargetGroupArn"], {})) for tg in tgs]
+        rules = self._listener_rules(region, {a for tg in tgs for a in tg.get("LoadBalancerArns", [])})
+        out = [self._lb(region, tg, tags.get(tg["TargetGroupArn"], {}), rules.get(tg["TargetGroupArn"]))
+               for tg in tgs]
         for tg in tgs:
             self._cache[("tg", region, tg["TargetGroupName"])] = tg["TargetGroupArn"]
         sgs = self._pages(region, "DescribeSecurityGroups", "SecurityGroups")
@@ -70,8 +77,39 @@ class AwsResources:
                             settings=tuple(sorted(settings.items())), rules=tuple(sorted(rules)),
                             spec_hash=tags.get(model.TAG_SPEC_HASH, ""), commit=tags.get(model.TAG_COMMIT, ""))
 
-    def _lb(self, region: str, tg: dict[str, Any], tags: Mapping[str, str]) -> LiveResource:
+    def _listener_rules(self, region: str, lb_arns: set[str]) -> dict[str, dict[str, Any]]:
+        """Target group ARN -> the listener rule forwarding to it: one read per shared balancer and listener
+        (only balancers some target group is behind), not per target group."""
+        if not lb_arns:
+            return {}
+        arns, names = sorted(lb_arns), {}
+        for i in range(0, len(arns), _TAGS_PER_CALL):
+            for lb in self._call(region, "DescribeLoadBalancers", LoadBalancerArns=arns[i:i + _TAGS_PER_CALL]
+                                 )["LoadBalancers"]:
+                names[lb["LoadBalancerArn"]] = lb["LoadBalancerName"]
+        out: dict[str, dict[str, Any]] = {}
+        for lb_arn in arns:
+            for listener in self._pages(region, "DescribeListeners", "Listeners", LoadBalancerArn=lb_arn):
+                for rule in self._pages(region, "DescribeRules", "Rules", ListenerArn=listener["ListenerArn"]):
+                    if rule.get("IsDefault") or rule.get("Priority") == "default":
+                        continue
+                    for action in rule.get("Actions", []):
+                        if action.get("Type") != "forward" or not action.get("TargetGroupArn"):
+                            continue
+                        found = {"listener.load_balancer": names.get(lb_arn, lb_arn),
+                                 "listener.port": str(listener["Port"]), "listener.priority": str(rule["Priority"])}
+                        for c in rule.get("Conditions", []):
+                            key = next((k for k, f in _CONDITIONS.items() if f == c.get("Field")), None)
+                            if key and c.get("Values"):
+                                found[key] = str(c["Values"][0])
+                        out[action["TargetGroupArn"]] = {"settings": found, "rule": rule["RuleArn"],
+                                                         "listener": listener["ListenerArn"]}
+        return out
+
+    def _lb(self, region: str, tg: dict[str, Any], tags: Mapping[str, str],
+            rule: Mapping[str, Any] | None = None) -> LiveResource:
         settings = {"protocol": str(tg.get("Protocol", "")).lower(), "port": str(tg.get("Port", ""))}
+        settings.update((rule or {}).get("settings", {}))
         for ours, theirs in _HC.items():
             if tg.get(theirs) is not None:
                 value = tg[theirs]
@@ -117,7 +155,9 @@ class AwsResources:
                 return None, None
             tags = self._call(region, "DescribeTags", ResourceArns=[found[0]["TargetGroupArn"]])["TagDescriptions"]
             tag_map = {t["Key"]: t["Value"] for d in tags for t in d.get("Tags", [])}
-            return self._lb(region, found[0], tag_map), found[0]
+            rule = self._listener_rules(region, set(found[0].get("LoadBalancerArns", []))).get(
+                found[0]["TargetGroupArn"])
+            return self._lb(region, found[0], tag_map, rule), {**found[0], "rule": rule}
         groups = self._call(region, "DescribeSecurityGroups",
                             Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]
         if not groups:
@@ -156,10 +196,11 @@ class AwsResources:
         if "health_check.path" in s:
             hc["HealthCheckPath"] = s["health_check.path"]
         if live is None or raw is None:
-            self._call(region, "CreateTargetGroup", Name=request.name, Protocol=s["protocol"].upper(),
-                       Port=int(s["port"]), VpcId=self._vpc(region), TargetType="instance",
-                       Tags=self._tag_list(request), **hc)
+            made = self._call(region, "CreateTargetGroup", Name=request.name, Protocol=s["protocol"].upper(),
+                              Port=int(s["port"]), VpcId=self._vpc(region), TargetType="instance",
+                              Tags=self._tag_list(request), **hc)["TargetGroups"][0]
             self._cache.pop(("tg", region, request.name), None)
+            self._sync_rule(region, made["TargetGroupArn"], s, None)
             return
         self._refuse_foreign(live, "ModifyTargetGroup", region)
         now = dict(live.settings)
@@ -169,8 +210,46 @@ class AwsResources:
                               "place on AWS; declare the balancer under a new name", "ModifyTargetGroup", region)
         if any(now.get(k) != s.get(k) for k in _HC):
             self._call(region, "ModifyTargetGroup", TargetGroupArn=raw["TargetGroupArn"], **hc)
+        self._sync_rule(region, raw["TargetGroupArn"], s, raw.get("rule"))
         if (live.spec_hash, live.commit) != (request.spec_hash, request.commit):
             self._call(region, "AddTags", ResourceArns=[raw["TargetGroupArn"]], Tags=self._tag_list(request))
+
+    def _sync_rule(self, region: str, tg_arn: str, wanted: Mapping[str, str], rule: Mapping[str, Any] | None) -> None:
+        """Make the listener rule forwarding to ``tg_arn`` match ``listener.*`` (create, modify, or delete)."""
+        want = {k: v for k, v in wanted.items() if k.startswith("listener.")}
+        have = dict((rule or {}).get("settings", {}))
+        if want == have:
+            return
+        conditions = [{"Field": f, "Values": [want[k]]} for k, f in _CONDITIONS.items() if k in want]
+        same_listener = rule is not None and want and all(
+            want.get(k) == have.get(k) for k in ("listener.load_balancer", "listener.port"))
+        if rule is not None and same_listener:
+            if any(want.get(k) != have.get(k) for k in _CONDITIONS):
+                self._call(region, "ModifyRule", RuleArn=rule["rule"], Conditions=conditions)
+            if want["listener.priority"] != have.get("listener.priority"):
+                self._call(region, "SetRulePriorities", RulePriorities=[
+                    {"RuleArn": rule["rule"], "Priority": int(want["listener.priority"])}])
+            return
+        if rule is not None:
+            self._call(region, "DeleteRule", RuleArn=rule["rule"])
+        if want:
+            self._call(region, "CreateRule", ListenerArn=self._listener(region, want), Conditions=conditions,
+                       Priority=int(want["listener.priority"]),
+                       Actions=[{"Type": "forward", "TargetGroupArn": tg_arn}])
+
+    def _listener(self, region: str, want: Mapping[str, str]) -> str:
+        name, port = want["listener.load_balancer"], int(want["listener.port"])
+        try:
+            lbs = self._call(region, "DescribeLoadBalancers", Names=[name])["LoadBalancers"]
+        except errors.NotFound as exc:
+            raise self._error(errors.NotFound, f"load balancer {name} (named by a listener rule) does not exist",
+                              "DescribeLoadBalancers", region) from exc
+        arn = lbs[0]["LoadBalancerArn"]
+        for listener in self._pages(region, "DescribeListeners", "Listeners", LoadBalancerArn=arn):
+            if int(listener["Port"]) == port:
+                return str(listener["ListenerArn"])
+        raise self._error(errors.NotFound, f"load balancer {name} has no listener on port {port}",
+                          "DescribeListeners", region)
 
     def _put_security_group(self, request: base.ResourceRequest) -> None:
         region = request.region
@@ -230,6 +309,8 @@ class AwsResources:
             raise self._error(errors.Conflict, f"{kind.label} {name} is not managed by reconciler; refusing to "
                               "destroy it", call, region)
         if kind is Kind.LOAD_BALANCER:
+            if raw.get("rule"):  # a target group a rule forwards to cannot be deleted: the rule goes first
+                self._call(region, "DeleteRule", RuleArn=raw["rule"]["rule"])
             self._call(region, call, TargetGroupArn=raw["TargetGroupArn"])
             self._cache.pop(("tg", region, name), None)
         else:

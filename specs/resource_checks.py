@@ -42,6 +42,9 @@ def check(doc: dict[str, Any], bad: Bad) -> None:
             hc = r.get("health_check") or {}
             if hc.get("path") and (hc.get("protocol") or r.get("protocol") or "http") == "tcp":
                 bad(f"{at}.health_check.path", "a tcp health check has no path")
+            listener = r.get("listener")
+            if isinstance(listener, dict) and not (listener.get("path") or listener.get("host")):
+                bad(f"{at}.listener", "a listener rule matches a path, a host or both; give at least one")
 
 
 def _check_rule(at: str, rule: dict[str, Any], bad: Bad) -> None:
@@ -121,6 +124,10 @@ def _lb_settings(r: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     }
     if hc_protocol != "tcp":
         settings["health_check.path"] = str(hc.get("path") or "/")
+    listener = r.get("listener") or {}
+    for key in ("load_balancer", "port", "priority", "path", "host"):
+        if listener.get(key) is not None:
+            settings[f"listener.{key}"] = str(listener[key])
     return tuple(sorted(settings.items()))
 
 

@@ -128,6 +128,13 @@ LOAD_BALANCER: dict[str, Any] = {
     "protocol": {"type": "string", "allowed": ["http", "https", "tcp"]},
     "port": _port,
     "health_check": {"type": "dict", "schema": HEALTH_CHECK},
+    "listener": {"type": "dict", "schema": {
+        "load_balancer": {"type": "string", "required": True, "regex": _RES_NAME_RE, "maxlength": 32},
+        "port": {**_port, "required": True},
+        "priority": {"type": "integer", "required": True, "min": 1, "max": 50000},
+        "path": {"type": "string", "regex": r"^/[!-~]*$", "maxlength": 128},
+        "host": {"type": "string", "regex": r"^[a-z0-9*?.-]+$", "maxlength": 128},
+    }},
 }
 SECURITY_GROUP: dict[str, Any] = {
     "name": {"type": "string", "required": True, "regex": _RES_NAME_RE, "maxlength": 63},
@@ -480,14 +487,22 @@ _NESTED_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "provider": "Provider; by default that of the clusters naming it.",
         "account": "Account; by default that of the clusters naming it.",
         "regions": "Regions; by default those of the clusters naming it.",
-        "protocol": "Traffic protocol: http (default), https or tcp.",
-        "port": "Traffic port (default 80).",
+        "protocol": "Traffic protocol: http (default), https or tcp; in health_check the check's (default: "
+                    "the traffic protocol).",
+        "port": "Traffic port (default 80); in health_check the port checked (default: the traffic port); in "
+                "listener the listener's port.",
         "health_check": "How the balancer checks its targets; a change is an update in place.",
-        "path": "HTTP(S) path of the health check (default /).",
+        "path": "HTTP(S) path of the health check (default /); for a listener rule, the path pattern it "
+                "matches, e.g. /checkout/*.",
         "interval": "Time between checks (default 30s).",
         "timeout": "Time a check may take (default 5s).",
         "healthy_threshold": "Passing checks before a target is healthy (2-10, default 3).",
         "unhealthy_threshold": "Failing checks before a target is unhealthy (2-10, default 3).",
+        "listener": "Optional: a rule on a shared load balancer's listener forwarding to this one (AWS: a "
+                    "listener rule of an application load balancer made elsewhere).",
+        "load_balancer": "The shared load balancer, by name (not managed here).",
+        "priority": "The rule's priority on the listener (1-50000, unique per listener).",
+        "host": "Host header the rule matches, e.g. shop.example.com (at least one of path and host).",
     },
     "security_groups": {
         "security_groups": "Security groups (firewall rules) this application declares; clusters name them in "

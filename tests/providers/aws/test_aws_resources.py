@@ -91,6 +91,7 @@ DECLARE = """\
 load_balancers:
   - name: web
     health_check: {{path: {path}}}
+    listener: {{load_balancer: shared, port: 80, priority: 10, path: /checkout/*}}
 security_groups:
   - name: checkout-lb
     provider: aws
@@ -121,8 +122,10 @@ def test_resources_on_aws_through_the_cli(env: Env, cloud: Cloud) -> None:
         "test": {"endpoint_url": cloud.endpoint, "regions": list(ONE), "rate_limit": 0}}}})
     env.repo.write("apps/policies.yaml", "defaults: {mass_deletion: {max_share: 1.0}}\n")
     env.repo.write("apps/checkout.yaml", _spec()).commit("v1")
+    listener = _shared_alb(cloud)
     res = env.cli("apply", "--yes")
     assert res.code == 0, res.out + res.err
+    assert _rules(cloud, listener) == [("10", [("path-pattern", ["/checkout/*"])])], "the listener rule"
     elbv2, ec2 = cloud.client("elbv2"), cloud.client("ec2")
     [tg] = elbv2.describe_target_groups(Names=["web"])["TargetGroups"]
     assert tg["HealthCheckPath"] == "/health"
@@ -160,7 +163,44 @@ def test_resources_on_aws_through_the_cli(env: Env, cloud: Cloud) -> None:
     doc = _plan(env)
     assert sorted(c["name"] for c in doc["resource_changes"]) == ["checkout", "web"]
     assert env.cli("apply", "--yes").code == 0
-    assert not elbv2.describe_target_groups()["TargetGroups"]
+    assert [tg["TargetGroupName"] for tg in elbv2.describe_target_groups()["TargetGroups"]] == ["fallback"]
+    assert _rules(cloud, listener) == []
     assert env.cli("apply", "--yes").code == 0  # checkout-lb, once checkout's rule naming it is gone
     names = {g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]}
     assert names == {"default"}
+
+
+def _shared_alb(cloud: Cloud) -> str:
+    ec2, elb = cloud.client("ec2"), cloud.client("elbv2")
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    lb = elb.create_load_balancer(Name="shared", Subnets=subnets, Type="application")["LoadBalancers"][0]
+    default = cloud.target_group("fallback")
+    listener = elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
+                                   DefaultActions=[{"Type": "forward", "TargetGroupArn": default}])
+    return str(listener["Listeners"][0]["ListenerArn"])
+
+
+def _rules(cloud: Cloud, listener: str) -> list[tuple[str, list[Any]]]:
+    rules = cloud.client("elbv2").describe_rules(ListenerArn=listener)["Rules"]
+    return [(r["Priority"], [(c["Field"], c["Values"]) for c in r["Conditions"]]) for r in rules
+            if r["Priority"] != "default"]
+
+
+def test_a_listener_rule_on_a_shared_balancer_follows_the_spec(aws: AwsProvider, cloud: Cloud) -> None:
+    listener = _shared_alb(cloud)
+    rule = {"listener.load_balancer": "shared", "listener.port": "80", "listener.priority": "10",
+            "listener.path": "/checkout/*"}
+    aws.put_resource(_request(Kind.LOAD_BALANCER, "web", **rule))
+    assert _rules(cloud, listener) == [("10", [("path-pattern", ["/checkout/*"])])]
+    web = _by_name(aws)[(Kind.LOAD_BALANCER, "web")]
+    assert {k: v for k, v in web.settings if k.startswith("listener.")} == rule, "read back as written"
+    aws.put_resource(_request(Kind.LOAD_BALANCER, "web", **{**rule, "listener.priority": "20",
+                                                            "listener.host": "shop.example.com"}))
+    assert _rules(cloud, listener) == [("20", [("path-pattern", ["/checkout/*"]),
+                                              ("host-header", ["shop.example.com"])])]
+    aws.calls.clear()
+    aws.list_resources("us-east-1")
+    assert aws.calls["DescribeListeners"] == 1 and aws.calls["DescribeRules"] == 1, dict(aws.calls)
+    aws.destroy_resource("us-east-1", Kind.LOAD_BALANCER, "web")
+    assert _rules(cloud, listener) == [], "the rule went first: AWS refuses to delete a target group in use"
+    assert (Kind.LOAD_BALANCER, "web") not in _by_name(aws)
