@@ -71,11 +71,12 @@ class AwsResources:
         return out
 
     def _live(self, region: str, kind: Kind, name: str, tags: Mapping[str, str], settings: dict[str, str],
-              rules: list[str]) -> LiveResource:
+              rules: list[str], aliases: tuple[str, ...] = ()) -> LiveResource:
         return LiveResource(kind=kind, name=name, provider=self.name, account=self.account, region=region,
                             managed=base.tags_say_managed(tags), application=tags.get(model.TAG_APPLICATION, ""),
                             settings=tuple(sorted(settings.items())), rules=tuple(sorted(rules)),
-                            spec_hash=tags.get(model.TAG_SPEC_HASH, ""), commit=tags.get(model.TAG_COMMIT, ""))
+                            spec_hash=tags.get(model.TAG_SPEC_HASH, ""), commit=tags.get(model.TAG_COMMIT, ""),
+                            aliases=aliases)
 
     def _listener_rules(self, region: str, lb_arns: set[str]) -> dict[str, dict[str, Any]]:
         """Target group ARN -> the listener rule forwarding to it: one read per shared balancer and listener
@@ -133,7 +134,7 @@ class AwsResources:
                       for u in p.get("UserIdGroupPairs", [])]
         tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
         return self._live(region, Kind.SECURITY_GROUP, g["GroupName"], tags,
-                          {"description": str(g.get("Description", ""))}, rules)
+                          {"description": str(g.get("Description", ""))}, rules, (str(g["GroupId"]),))
 
     # ------------------------------------------------------------------ writes
 

@@ -226,7 +226,7 @@ def hold_unknown_references(desired: model.DesiredState, inputs: Inputs) -> mode
     proves nothing).
     """
     wanted = declared(desired)
-    live = {(r.provider, r.account, r.region, r.kind, r.name) for r in inputs.resources}
+    live = {(r.provider, r.account, r.region, r.kind, n) for r in inputs.resources for n in (r.name, *r.aliases)}
     problems: list[errors.SpecProblem] = []
     for app in desired.applications.values():
         for i, c in enumerate(app.clusters):

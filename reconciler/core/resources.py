@@ -123,6 +123,8 @@ class LiveResource:
     rules: tuple[str, ...] = ()  # Rule.line() texts, sorted
     spec_hash: str = ""
     commit: str = ""
+    aliases: tuple[str, ...] = ()
+    """Other names the cloud knows it by, which clusters may use instead (an AWS security group's id)."""
 
     @property
     def placement(self) -> Placement:
@@ -222,35 +224,26 @@ class ResourceChange:
 
 def users_index(groups: tuple[model.ServerGroup, ...], resources: tuple[LiveResource, ...] = ()
                 ) -> dict[tuple[Placement, Kind, str], tuple[str, ...]]:
-    """``used_by`` for every resource at once, in one walk of the groups (a plan has thousands of them)."""
+    """Who uses what, for every resource at once, in one walk of the groups (a plan has thousands of them):
+    server groups (ours or not) naming a resource, by name or by an alias, and security groups whose rules
+    name another one."""
+    alias = {(r.placement, r.kind, a): r.name for r in resources for a in r.aliases}
     out: dict[tuple[Placement, Kind, str], list[str]] = {}
     for g in groups:
         place = (g.provider, g.account, g.region)
-        for n in g.launch.load_balancers:
-            out.setdefault((place, Kind.LOAD_BALANCER, n), []).append(g.name)
-        for n in g.launch.security_groups:
-            out.setdefault((place, Kind.SECURITY_GROUP, n), []).append(g.name)
+        for kind, names in ((Kind.LOAD_BALANCER, g.launch.load_balancers),
+                            (Kind.SECURITY_GROUP, g.launch.security_groups)):
+            for n in names:
+                out.setdefault((place, kind, alias.get((place, kind, n), n)), []).append(g.name)
     for r in resources:
         if r.kind is Kind.SECURITY_GROUP:
             for ref in {Rule.parse(line).group for line in r.rules} - {"", r.name}:
                 out.setdefault((r.placement, Kind.SECURITY_GROUP, ref), []).append(f"security group {r.name}")
-    return {k: tuple(sorted(v)) for k, v in out.items()}
+    return {k: tuple(sorted(set(v))) for k, v in out.items()}
 
 
 def used_by(kind: Kind, name: str, placement: Placement, groups: tuple[model.ServerGroup, ...],
             resources: tuple[LiveResource, ...] = ()) -> tuple[str, ...]:
-    """Every server group (ours or not) in ``placement`` naming the resource, and security groups whose
-    rules name it: what a destroy would break."""
-    out = []
-    for g in groups:
-        if (g.provider, g.account, g.region) != placement:
-            continue
-        names = g.launch.load_balancers if kind is Kind.LOAD_BALANCER else g.launch.security_groups
-        if name in names:
-            out.append(g.name)
-    if kind is Kind.SECURITY_GROUP:
-        for r in resources:
-            if r.placement == placement and r.kind is kind and r.name != name \
-                    and any(Rule.parse(line).group == name for line in r.rules):
-                out.append(f"security group {r.name}")
-    return tuple(sorted(out))
+    """Everything in ``placement`` that uses the resource: what a destroy would break."""
+    return users_index(tuple(g for g in groups if (g.provider, g.account, g.region) == placement),
+                       tuple(r for r in resources if r.placement == placement)).get((placement, kind, name), ())

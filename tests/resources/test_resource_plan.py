@@ -138,3 +138,15 @@ def test_narrowed_ingress_follows_policies_yaml_and_a_freeze_holds_resource_chan
     assert [j.verdict.verdict for j in judged] == [model.Verdict.WARN]
     frozen = policy_base.PolicyContext(now=0, settings={"freeze_switch": {"by": "ops", "reason": "sale"}})
     assert model.Verdict.DENY in [j.verdict.verdict for j in resource_guard.evaluate(p, frozen)]
+
+
+def test_a_group_naming_a_security_group_by_its_id_uses_it() -> None:
+    old = dataclasses.replace(live(sg()), aliases=("sg-0123",))
+    out = plan(desired(), old, groups=(group("legacy-v000", ("sg-0123",), managed=False),))
+    assert out.changes == () and "legacy-v000" in out.skipped[0].reason
+    cluster = model.ClusterSpec("shop", "local", "default", ("r1",), model.LaunchSpec(
+        "img", "small", security_groups=("sg-0123",)), model.Capacity(1, 1, 1), source=model.SourceRef("a"))
+    app = model.Application("shop", "o", model.Criticality.NORMAL, (cluster,), model.SourceRef("a"))
+    d = model.DesiredState("c1", {"shop": app})
+    assert resource_plan.hold_unknown_references(d, resource_plan.Inputs(read=frozenset({PLACE}),
+                                                                         resources=(old,))) == d
