@@ -278,3 +278,19 @@ def test_a_saved_plan_with_resource_changes_applies_and_goes_stale_when_a_resour
         local.close()
     res = env.cli("apply", "--plan", str(saved), "--yes")
     assert res.code == 1 and "live state changed since the plan was made" in res.err
+
+
+def test_the_examples_repository_applies_with_its_balancer_and_security_group(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2] / "examples" / "desired-state"
+    repo = DesiredRepo(tmp_path / "desired")
+    for f in sorted((root / "apps").iterdir()):
+        repo.write(f"apps/{f.name}", f.read_text(encoding="utf-8"))
+    repo.commit("the quickstart")
+    e = Env(repo, write_config(tmp_path / "config.yaml", repo.path, tmp_path / "state"), tmp_path / "state")
+    res = e.cli("apply", "--yes")
+    assert res.code == 0, res.out + res.err
+    found = {(r["kind"], r["name"], r["region"]): r for r in e.status()["resources"]}
+    assert set(found) == {(k, n, r) for k, n in (("load_balancer", "checkout-web"), ("security_group", "checkout"))
+                          for r in ("us-east-1", "eu-west-1")}
+    assert all(r["health"] == "healthy" for r in found.values())
+    assert found[("load_balancer", "checkout-web", "eu-west-1")]["settings"]["health_check.path"] == "/health"
