@@ -331,7 +331,7 @@ def render_markdown(
         return [_no_changes(plan, title, notes)]
     units = [_unit(changes) for changes in _by_cluster(plan.changes)]
     if plan.resource_changes:  # they run first, so they read first
-        units.insert(0, _Unit((), resource_render.markdown_section(plan).rstrip("\n")))
+        units.insert(0, _Unit((), resource_render.markdown_section(plan)))
     if notes:
         units.append(_Unit((), notes.rstrip("\n")))
     problems = _problems_block(plan.problems, max_chars // 2)
@@ -379,12 +379,15 @@ def _frame(plan: model.Plan, title: str) -> _Frame:
     return _Frame(
         headline=f"### {_md(title)}: {_commits(plan, plain=False)}",
         overall=f"{MARKS[verdict]} **{verdict.value}** · {_count(len(plan.changes), 'change')} in "
-        f"{_count(clusters, 'cluster')} · plan `{plan.plan_id}`",
+        f"{_count(clusters, 'cluster')}"
+        + (f" · {_count(len(plan.resource_changes), 'resource change')}" if plan.resource_changes else "")
+        + f" · plan `{plan.plan_id}`",
         alerts=_alerts(plan),
         verdicts=tuple(_verdict_line(v) for v in plan.plan_verdicts),
         table="| application | cluster | provider/account | region | action | server group | image "
         "| capacity (min/desired/max) | verdict |\n|---|---|---|---|---|---|---|---|---|"
         if plan.changes
+        else "No cluster changes.\n" if plan.resource_changes
         else "No changes for the applications that validate.\n",
         footer=f"**{summary_line(plan)}**",
     )
