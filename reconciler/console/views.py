@@ -44,6 +44,10 @@ def visible(status: Mapping[str, Any], identity: access.Identity) -> dict[str, A
     out["server_groups"] = [g for g in status.get("server_groups") or () if app_ok(str(g.get("application", "")))]
     out["executions"] = [e for e in status.get("executions") or () if app_ok(str(e.get("application", "")))]
     out["paused"] = {t: p for t, p in (status.get("paused") or {}).items() if app_ok(access.application_of(t))}
+    out["resources"] = [r for r in status.get("resources") or ()
+                        if any(app_ok(str(a)) for a in r.get("applications") or ())]
+    for name in ("resource_changes", "resource_skipped"):
+        out[name] = [c for c in status.get(name) or () if app_ok(str(c.get("application", "")))]
     return out
 
 
@@ -157,6 +161,8 @@ class AppView:
     paused: bool
     pending: tuple[dict[str, Any], ...]
     held: tuple[dict[str, Any], ...] = field(default=())
+    resources: tuple[Mapping[str, Any], ...] = field(default=())
+    """Its load balancers and security groups (declared, or used by its groups), with groups and health."""
 
 
 def application(status: Mapping[str, Any], name: str) -> AppView | None:
@@ -191,6 +197,7 @@ def application(status: Mapping[str, Any], name: str) -> AppView | None:
         security_groups=tuple(sgs), paused=name in paused,
         pending=tuple(p for p in pending_approvals(status) if p["application"] == name),
         held=tuple(h for h in status.get("held") or () if access.application_of_key(str(h.get("key", ""))) == name),
+        resources=tuple(r for r in status.get("resources") or () if name in (r.get("applications") or ())),
     )
 
 

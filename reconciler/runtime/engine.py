@@ -736,8 +736,9 @@ class Engine:
             ],
             "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},
             "resources": resources_rt.status_rows(ev.live.resources, ev.live.groups),
-            "resource_changes": [{"change_id": c.change_id, "key": c.key, "action": c.action.value,
-                                  "verdict": c.verdict.value, "reason": c.reason} for c in ev.plan.resource_changes],
+            "resource_changes": [{"change_id": c.change_id, "key": c.key, "application": c.application,
+                                  "action": c.action.value, "verdict": c.verdict.value, "reason": c.reason}
+                                 for c in ev.plan.resource_changes],
             "resource_skipped": [dataclasses.asdict(s) for s in ev.outcome.resource_skipped],
         }
         self.store.put(KEY_STATUS, status, now)

@@ -83,8 +83,10 @@ def test_read_scope_cuts_every_read_to_the_applications_it_matches(site: Site) -
     events = site.get("/api/v1/history", "approver").json["events"]
     assert events and all(e["application"] in ("", "payments") for e in events)
     assert site.get("/api/v1/executions", "approver").json["executions"] == []  # payments never ran
+    assert status["resources"] == [] and status["resource_changes"] == [], "checkout's balancer is not theirs"
     everything = site.get("/api/v1/status", "viewer").json
     assert set(everything["applications"]) == {"checkout", "payments"}
+    assert {r["name"] for r in everything["resources"]} == {"checkout-web", "checkout-sg"}
 
 
 def test_application_route_shows_clusters_groups_balancers_and_security_groups(site: Site) -> None:
@@ -98,6 +100,10 @@ def test_application_route_shows_clusters_groups_balancers_and_security_groups(s
     assert group["commit"] == site.repo.head() and group["created_at"] > 0
     assert group["tags"]["team"] == "<script>alert(1)</script>" and group["tags"]["owner_token"] == "(hidden)"
     assert app["load_balancers"] == ["checkout-web"] and app["security_groups"] == ["checkout-sg"]
+    declared = {(r["kind"], r["name"], r["region"]): r for r in app["resources"]}
+    assert len(declared) == 4 and declared[("load_balancer", "checkout-web", "us-east-1")]["health"] == "healthy"
+    assert declared[("security_group", "checkout-sg", "eu-west-1")]["server_groups"][0]["server_group"] == (
+        "checkout-main-v000")
     assert site.get("/api/v1/applications/nothing", "viewer").status_code == 404
 
 
