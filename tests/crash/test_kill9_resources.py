@@ -25,8 +25,7 @@ def test_kill_9_after_a_resource_step_then_restart_finishes(k: int, tmp_path: Pa
     repo = DesiredRepo(tmp_path / "desired")
     repo.write("apps/checkout.yaml", SPEC).commit("v1")
     cfg = write_config(tmp_path / "config.yaml", repo.path, tmp_path / "state")
-    crashed = reconciler_subprocess(["apply", "--config", str(cfg), "--yes"],
-                                    env={"RECONCILER_TEST_CRASH_AFTER_STEP": str(k)})
+    crashed = reconciler_subprocess([str(k), "apply", "--config", str(cfg), "--yes"], module="tests.crashing_cli")
     out, err = crashed.communicate(timeout=120)
     assert crashed.returncode == -9, f"expected SIGKILL after step {k}: {out}\n{err}"
     db = sqlite3.connect(tmp_path / "state" / "state.db")
