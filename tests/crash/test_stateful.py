@@ -287,7 +287,7 @@ class Fleet(RuleBasedStateMachine):
     @rule()
     def approve_what_waits(self) -> None:
         """An operator approves the resource changes waiting for one (narrowed ingress)."""
-        status = self.engine.store.get(engine_mod.KEY_STATUS) or {}
+        status = self.engine.store.get(keys.STATUS) or {}
         for rc in status.get("resource_changes", []):
             if rc["verdict"] == "approve":
                 try:
