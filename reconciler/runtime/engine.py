@@ -30,7 +30,7 @@ from reconciler.core import clock as clock_mod
 from reconciler.core import errors, escaping, model, planner
 from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
-from reconciler.runtime import executor, metrics
+from reconciler.runtime import executor, metrics, promotion
 from reconciler.source import git as gitsource
 from reconciler.state import store as store_mod
 from specs import catalog as spec_catalog
@@ -70,6 +70,7 @@ class Evaluation:
     plan: model.Plan
     runnable: tuple[model.Change, ...]
     held: tuple[tuple[model.Change, model.Held], ...]  # change, why it is not run now
+    promo: promotion.Promotion = dataclasses.field(default_factory=promotion.Promotion)  # environment gates
 
 
 class Engine:
@@ -289,6 +290,7 @@ class Engine:
         app_files: dict[str, str] | None = None,
     ) -> Evaluation:
         now = self.clock.now()
+        observed = live is None and not base_commit  # a look at the world: its environment facts are kept
         live = live if live is not None else self.read_live(desired)
         stalled, backing_off = self._failure_state(now)
         pauses = self.store.pauses()
@@ -315,7 +317,9 @@ class Engine:
             judged, lambda c: policy_approvals.is_approved(c, judged, ctx), running=running,
             backing_off=backing_off, skipped=outcome.skipped, same_run=not self.background,
         )
-        return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held))
+        promo = promotion.evaluate(self.store, desired, live, now, record=observed)
+        runnable, env_held = promotion.hold(runnable, desired, promo)
+        return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held + env_held), promo)
 
     def _signature(self, commit: str, policy_settings: Any) -> dict[str, Any] | None:
         """Verify the commit's signature only when policies.yaml requires signed commits."""
@@ -536,6 +540,17 @@ class Engine:
                           commit=commit)
         return {**row, "id": ident}
 
+    def decide_environment(self, application: str, environment: str, version: str, decision: str, *, by: str,
+                           comment: str = "") -> dict[str, Any]:
+        """Approve or reject a version for an environment (``reconciler approve APP --env ENV --version V``)."""
+        with self._pass_lock:
+            commit = self.store.get(KEY_LAST_GOOD) or self.fetch()[0]
+            if not commit:
+                raise errors.SourceError("no commit to approve against")
+            desired, _ = self.desired_at(commit)
+        return promotion.decide(self.store, desired, application, environment, version, decision, by=by,
+                                comment=comment, now=self.clock.now())
+
     def pause(self, target: str, *, by: str, reason: str = "", force: bool = False) -> None:
         """Pause an application or cluster; a name nobody knows is refused unless ``force`` (a typo is
         more likely than pausing something that is not in Git yet)."""
@@ -698,7 +713,9 @@ class Engine:
             "changes": [{"change_id": c.change_id, "key": c.key, "action": c.action.value,
                          "verdict": c.verdict.value, "reason": c.reason} for c in ev.plan.changes],
             "held": [{"key": c.key, "change_id": c.change_id, "why": str(why), "kind": why.kind.value,
-                      "waiting": list(c.waiting)} for c, why in ev.held],
+                      "waiting": list(c.waiting), "waits_for": why.waits_for, "until": why.until}
+                     for c, why in ev.held],
+            "pipelines": dict(ev.promo.pipelines),
             "skipped": [dataclasses.asdict(s) for s in ev.outcome.skipped],
             "drift": list(ev.outcome.drift),
             "problems": [str(p) for p in ev.desired.problems],
