@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from reconciler.core import model
+from reconciler.core import errors, model
 
 VERSION_RE = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
 VALUES_KEY_RE = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$"
@@ -158,3 +158,77 @@ def environments(doc: Mapping[str, Any], values: Mapping[str, Any], *, file: str
 
 def with_version(image: str, version_text: str) -> str:
     return image.replace(PLACEHOLDER, version_text) if version_text else image
+
+
+def check_dependencies(apps: Mapping[str, model.Application]) -> list[errors.SpecProblem]:
+    """``depends_on`` between applications: each names an application and environment that exist, and no
+    application depends on itself through others (a cycle would hold them all forever)."""
+    out: list[errors.SpecProblem] = []
+    for app in apps.values():
+        for i, dep in enumerate(app.depends_on):
+            at = f"depends_on[{i}]"
+            other = apps.get(dep.application)
+            if other is None:
+                out.append(errors.SpecProblem(app.source.file, dep.line, f"{at}.application",
+                                              f"no application named {dep.application!r} (or its file is broken)"))
+            elif not any(e.name == dep.environment for e in other.environments):
+                names = ", ".join(e.name for e in other.environments) or "none"
+                out.append(errors.SpecProblem(app.source.file, dep.line, f"{at}.environment",
+                                              f"{dep.application} has no environment named {dep.environment!r} "
+                                              f"(its environments: {names})"))
+            elif app.environments and not any(e.name == dep.environment for e in app.environments):
+                names = ", ".join(e.name for e in app.environments)
+                out.append(errors.SpecProblem(app.source.file, dep.line, f"{at}.environment",
+                                              f"{app.name} has no environment named {dep.environment!r} to hold "
+                                              f"(its environments: {names})"))
+    graph = {a.name: [d.application for d in a.depends_on if d.application in apps] for a in apps.values()}
+    for cycle in _cycles(graph):
+        for name in cycle:
+            app = apps[name]
+            i, dep = next((i, d) for i, d in enumerate(app.depends_on) if d.application in cycle)
+            out.append(errors.SpecProblem(app.source.file, dep.line, f"depends_on[{i}].application",
+                                          f"dependency cycle between applications {', '.join(cycle)}: each "
+                                          "would wait for the other forever"))
+    return out
+
+
+def _cycles(graph: Mapping[str, list[str]]) -> list[list[str]]:
+    """Each cycle once (the strongly connected parts with more than one node, or a self-loop), iteratively."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(graph[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            node, edges = work[-1]
+            nxt = next(edges, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on.add(nxt)
+                    work.append((nxt, iter(graph[nxt])))
+                elif nxt in on:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                part: list[str] = []
+                while True:
+                    top = stack.pop()
+                    on.discard(top)
+                    part.append(top)
+                    if top == node:
+                        break
+                if len(part) > 1 or node in graph[node]:
+                    out.append(sorted(part))
+    return out

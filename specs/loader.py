@@ -213,6 +213,11 @@ def load_specs(
         apps[app.name] = app
     for name in [n for n, a in apps.items() if a.source.file in broken]:
         del apps[name]
+    for dep_problem in env_rules.check_dependencies(apps):  # across files: names and cycles
+        problems.append(dep_problem)
+        broken.add(dep_problem.file)
+    for name in [n for n, a in apps.items() if a.source.file in broken]:
+        del apps[name]
     problems.sort(key=lambda p: (p.file, p.line, p.field))
     if problems:
         log.debug("%d spec problem(s) in %d file(s) at %s", len(problems), len(broken), commit or "(tree)")
@@ -539,6 +544,8 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dic
         name=name, owner=str(doc["owner"]), criticality=model.Criticality(doc.get("criticality", "normal")),
         clusters=tuple(clusters), source=model.SourceRef(file, line("application")),
         version=version, version_source=version_source, environments=envs,
+        depends_on=tuple(model.Dependency(str(d["application"]), str(d["environment"]), line(f"depends_on[{i}]"))
+                         for i, d in enumerate(doc.get("depends_on") or ())),
     )
 
 

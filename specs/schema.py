@@ -135,6 +135,10 @@ APPLICATION: dict[str, Any] = {
     "version_from": _VALUES_KEY,
     "environments": {"type": "list", "minlength": 1, "maxlength": 20,
                      "schema": {"type": "dict", "schema": ENVIRONMENT}},
+    "depends_on": {"type": "list", "maxlength": 50, "schema": {"type": "dict", "schema": {
+        "application": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9]*$", "maxlength": 40},
+        "environment": {**_ENV_NAME, "required": True},
+    }}},
 }
 
 _MESSAGES = {
@@ -419,6 +423,9 @@ def json_schema() -> dict[str, Any]:
         **_to_json(APPLICATION),
         "anyOf": [{"required": ["clusters"]}, {"required": ["environments"]}],
     }
+    out["properties"]["depends_on"]["description"] = (
+        "Other applications' environments whose current change must succeed before this application's "
+        "change in the environment of the same name (in every cluster, without environments) starts.")
     approval = out["properties"]["environments"]["items"]["properties"]["approval"]
     approval["properties"]["timeout"]["description"] = (
         "How long a version waits for `reconciler approve` before it is refused here, e.g. 24h (none: forever).")
@@ -469,6 +476,7 @@ _DESCRIPTIONS = {
     "approval": "A person must approve each version for this environment (`reconciler approve APP --env ENV "
                 "--version V`); timeout: how long to wait before the version is refused there.",
     "days": "Weekdays (mon..sun); all when absent.",
+    "environment": "The other application's environment whose current change must have succeeded first.",
     "from": "Start time, HH:MM, in timezone.",
     "to": "End time, HH:MM (24:00 for midnight); not after from: overnight.",
     "timezone": "IANA time zone, e.g. Europe/Paris (default UTC).",

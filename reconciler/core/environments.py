@@ -247,3 +247,26 @@ def _left(seconds: float) -> str:
     if m:
         return f"{m}m {sec}s" if sec else f"{m}m"
     return f"{sec}s"
+
+
+def dependency_hold(app: model.Application, environment: str, others: Mapping[str, Mapping[str, Observation]],
+                    facts: Facts) -> model.Held | None:
+    """The first ``depends_on`` application whose change in ``environment`` has not succeeded, as a hold.
+
+    Without environments of its own, every dependency holds the whole application.
+    """
+    for dep in app.depends_on:
+        if app.environments and dep.environment != environment:
+            continue
+        obs = others.get(dep.application, {}).get(dep.environment)
+        if obs is None:
+            continue  # the loader refuses unknown names; an application being read later is not waited on
+        if (dep.application, dep.environment, obs.version, FactKind.BAD) in facts:
+            return model.Held(model.Hold.APP_DEPENDENCY, f"waiting for {dep.application} in {dep.environment}: its "
+                              f"version {obs.version} failed there", waits_for=f"{dep.application} fixed in "
+                              f"{dep.environment}")
+        if not obs.healthy:
+            return model.Held(model.Hold.APP_DEPENDENCY, f"waiting for {dep.application}'s change in "
+                              f"{dep.environment} (version {obs.version}) to succeed",
+                              waits_for=f"{dep.application} healthy at {obs.version} in {dep.environment}")
+    return None

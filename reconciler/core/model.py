@@ -88,6 +88,7 @@ class Hold(enum.StrEnum):
     ALLOWED_TIMES = "allowed_times"  # outside the environment's allowed times
     ENV_APPROVAL = "env_approval"  # waiting for an approval of (application, environment, version)
     REJECTED = "rejected"  # its approval was refused or timed out
+    APP_DEPENDENCY = "app_depends_on"  # another application's change there has not succeeded yet
 
 
 class SkipKind(enum.StrEnum):
@@ -278,6 +279,15 @@ class Environment:
 
 
 @dataclass(frozen=True, slots=True)
+class Dependency:
+    """``depends_on: [{application, environment}]``: that application's change there must succeed first."""
+
+    application: str
+    environment: str
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Application:
     name: str
     owner: str
@@ -287,6 +297,7 @@ class Application:
     version: str = ""
     version_source: VersionSource | None = None
     environments: tuple[Environment, ...] = ()
+    depends_on: tuple[Dependency, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

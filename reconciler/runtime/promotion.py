@@ -57,17 +57,20 @@ def window_of(env: model.Environment, now: float) -> envs.Window:
 def evaluate(store: store_mod.Store, desired: model.DesiredState, live: planner.LiveState, now: float, *,
              record: bool) -> Promotion:
     """Gates and pipelines of every application with environments; with ``record``, the facts are saved."""
-    apps = [a for a in desired.applications.values() if a.environments]
+    apps = [a for a in desired.applications.values() if a.environments or a.depends_on]
     if not apps:
         return Promotion()
     facts = load_facts(store)
     failures = {(k, h): str(row.get("last_error") or "failed") for (k, h), row in store.failures().items()}
     gates: dict[tuple[str, str], model.Held | None] = {}
     pipelines: dict[str, dict[str, Any]] = {}
+    seen_all = {a.name: envs.observe(a, live.groups, live.unreadable.keys(), failures) for a in apps}
     for app in apps:
-        seen = envs.observe(app, live.groups, live.unreadable.keys(), failures)
+        seen = seen_all[app.name]
         writes, drops = envs.advance(app, seen, facts, now)
         facts = envs.merged(facts, writes, drops)
+        if not app.environments:
+            gates[(app.name, "")] = envs.dependency_hold(app, "", seen_all, facts)
         for env in app.environments:
             started = seen[env.name].started
             window = window_of(env, now)
@@ -77,10 +80,13 @@ def evaluate(store: store_mod.Store, desired: model.DesiredState, live: planner.
                 writes.append(asked)
                 facts[asked.key] = asked
                 held = envs.gate(app, env, facts, started=started, window=window, now=now)
+            if held is None and not started:
+                held = envs.dependency_hold(app, env.name, seen_all, facts)
             gates[(app.name, env.name)] = held
         if record:
             _save(store, writes, drops)
-        pipelines[app.name] = pipeline(app, seen, facts, gates, live.groups)
+        if app.environments:
+            pipelines[app.name] = pipeline(app, seen, facts, gates, live.groups)
     return Promotion(gates, pipelines)
 
 
@@ -104,8 +110,7 @@ def hold(changes: Iterable[model.Change], desired: model.DesiredState, promotion
     held: list[tuple[model.Change, model.Held]] = []
     for c in changes:
         spec = c.desired
-        why = promotion.gates.get((c.application, spec.environment)) if spec is not None and spec.environment \
-            else None
+        why = promotion.gates.get((c.application, spec.environment)) if spec is not None else None
         if why is not None and planner.delivers(c):
             held.append((c, why))
         else:
