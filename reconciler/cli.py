@@ -107,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("apply", parents=[common], help="apply the plan (exit 0 done, 1 failed or refused)")
     s.add_argument("--plan", help="apply exactly this saved plan; refused if the commit or live state moved")
+    s.add_argument("--env", metavar="ENV", help="only the changes of environment ENV (what its constraints allow "
+                   "now; docs/environments.md)")
     s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     s.set_defaults(func=cmd_apply)
 
@@ -409,6 +411,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             ev = eng.evaluate(desired, pol, exclude_running=False)
             if err:
                 print(f"warning: {err}", file=sys.stderr)
+        if args.env:
+            ev = _only_env(ev, args.env)
         print(_no_false_match(render.render_text(ev.plan, color=sys.stdout.isatty()), ev))
         notes = _notes(ev)
         if notes:
@@ -437,6 +441,23 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return EXIT_ERROR if failed or ev.held or unread else EXIT_OK
     finally:
         eng.close()
+
+
+def _only_env(ev: Any, name: str) -> Any:
+    """The evaluation narrowed to one environment's changes (``apply --env``); an unknown name is refused."""
+    import dataclasses
+
+    known = {e.name for a in ev.desired.applications.values() for e in a.environments}
+    if name not in known:
+        raise errors.ReconcilerError(f"--env: no environment named {name!r} in the desired state "
+                                     f"(environments: {', '.join(sorted(known)) or 'none'})")
+
+    def mine(c: Any) -> bool:
+        return c.desired is not None and c.desired.environment == name
+
+    plan = dataclasses.replace(ev.plan, changes=tuple(c for c in ev.plan.changes if mine(c)))
+    return dataclasses.replace(ev, plan=plan, runnable=tuple(c for c in ev.runnable if mine(c)),
+                               held=tuple((c, h) for c, h in ev.held if mine(c)))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -63,3 +63,19 @@ def test_the_markdown_plan_shows_the_path_of_the_change(env: Env) -> None:
     assert "2. `staging` runs `1.1` after `test` run it healthy" in res.out
     assert ("3. `prod` runs `1.1` after `staging` run it healthy, once approved within 2h "
             "(`reconciler approve checkout --env prod --version 1.1`)") in res.out
+
+
+def test_apply_env_runs_only_that_environment(env: Env) -> None:
+    commit(env, "1.0", approval="")
+    assert env.cli("apply", "--yes", "--env", "test").code == 0
+    assert {g["cluster"] for g in env.groups()} == {"checkout-test"}
+    res = env.cli("apply", "--yes", "--env", "prod")
+    assert res.code == 1  # held: staging does not run 1.0 yet
+    assert "waiting for staging to run version 1.0 healthy" in res.out
+    assert {g["cluster"] for g in env.groups()} == {"checkout-test"}
+    assert env.cli("apply", "--yes", "--env", "staging").code == 0
+    assert env.cli("apply", "--yes", "--env", "prod").code == 0
+    assert {g["cluster"] for g in env.groups()} == {"checkout-test", "checkout-staging", "checkout-prod"}
+    res = env.cli("apply", "--yes", "--env", "prdo")
+    assert res.code == 1 and "--env: no environment named 'prdo' in the desired state (environments: prod, " \
+        "staging, test)" in res.err
