@@ -115,6 +115,21 @@ def hold(changes: Iterable[model.Change], desired: model.DesiredState, promotion
             held.append((c, why))
         else:
             runnable.append(c)
+    blocked = {c.key: why for c, why in held}
+    moved = True
+    while moved:  # what waits for a held change is held too (a destroy waiting for its replacement)
+        moved = False
+        for c in list(runnable):
+            waits = [k for k in c.waiting if k in blocked]
+            if waits:
+                kind = model.Hold.REPLACEMENT if c.action is model.Action.DESTROY else model.Hold.WAVE
+                why = model.Held(kind, f"waiting for {model.split_key(waits[0])[3]} in {model.split_key(waits[0])[2]}, "
+                                 f"held: {blocked[waits[0]]}", waits_for=blocked[waits[0]].waits_for,
+                                 until=blocked[waits[0]].until)
+                runnable.remove(c)
+                held.append((c, why))
+                blocked[c.key] = why
+                moved = True
     return runnable, held
 
 

@@ -200,3 +200,35 @@ def test_approving_an_unknown_environment_names_the_known_ones(pipe: Pipeline) -
     with pytest.raises(errors.ReconcilerError, match="not a version"):
         pipe.engine.decide_environment("checkout", "prod", "1.0 beta", "approved", by="alice")
     assert model.Hold.ENV_APPROVAL.value == "env_approval"
+
+
+def test_a_renamed_cluster_is_not_destroyed_while_its_replacement_waits_for_its_environment(tmp_path: Path) -> None:
+    pipe = Pipeline(tmp_path)
+    pipe.cfg = write_config(tmp_path / "config.yaml", pipe.repo.path, pipe.state, prune=True)
+    pipe.restart()
+    try:
+        spec = pipeline_spec(soak="0s", approval="approval: true")
+        pipe.commit("1.0", spec)
+        for _ in range(3):
+            pipe.reconcile()
+        pipe.engine.decide_environment("checkout", "prod", "1.0", "approved", by="alice")
+        pipe.reconcile()
+        assert pipe.images("prod") == {"checkout-1.0"}
+
+        # 1.1 and a new stack for prod in one commit: the new cluster waits for approval, the old one stays
+        pipe.commit("1.1", spec.replace("- stack: prod", "- stack: live"))
+        for _ in range(3):
+            pipe.reconcile()
+        status = pipe.engine.status()
+        kinds = {h["key"].rsplit("/", 1)[-1]: h["kind"] for h in status["held"]}
+        assert kinds.get("checkout-live") == "env_approval"
+        assert kinds.get("checkout-prod") == "replacement"
+        assert pipe.images("prod") == {"checkout-1.0"}
+
+        pipe.engine.decide_environment("checkout", "prod", "1.1", "approved", by="alice")
+        for _ in range(3):
+            pipe.reconcile()
+        assert pipe.images("live") == {"checkout-1.1"}
+        assert pipe.images("prod") == set()
+    finally:
+        pipe.close()
