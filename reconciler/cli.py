@@ -650,14 +650,18 @@ def _decide_environment(args: argparse.Namespace) -> int:
         raise errors.ReconcilerError(f"{args.decision} --env ENV needs --version VERSION too (and the reverse)")
     decision = "approved" if args.decision == "approve" else "rejected"
     if args.server:
-        raise errors.ReconcilerError(f"{args.decision} --env works against the state store (--config or --state), "
-                                     "not through --server")
-    eng = _engine(args)
-    try:
-        row = eng.decide_environment(args.id, args.env, args.app_version, decision, by=_user(args),
-                                     comment=args.comment)
-    finally:
-        eng.close()
+        from reconciler import remote
+
+        remote.refuse_local_only(args, "--by")
+        row = _remote(args).post(f"/api/v1/environments/{_quote(args.id)}/{_quote(args.env)}/{args.decision}",
+                                 {"version": args.app_version, "comment": args.comment})
+    else:
+        eng = _engine(args)
+        try:
+            row = eng.decide_environment(args.id, args.env, args.app_version, decision, by=_user(args),
+                                         comment=args.comment)
+        finally:
+            eng.close()
     print(f"{row['id']} {row['decision']} by {row['by']}")
     return EXIT_OK
 
