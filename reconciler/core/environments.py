@@ -211,7 +211,7 @@ def gate(app: model.Application, env: model.Environment, facts: Facts, *, starte
                               waits_for=f"a version newer than {version}")
         deadline = asked.at + env.approval.timeout_s if asked is not None and env.approval.timeout_s else None
         return model.Held(model.Hold.ENV_APPROVAL, f"waiting for approval of version {version} for {env.name} "
-                          f"({hint})", waits_for=f"approval ({hint})", until=deadline)
+                          f"({hint})", waits_for=f"approval ({hint})", until=deadline, command=hint)
     return None
 
 

@@ -112,6 +112,8 @@ class Held:
     """What would release it (environments: ``staging healthy at 1.4.2 for 30m``)."""
     until: float | None = None
     """When it ends by itself, if known (epoch seconds): a soak's end, a window's opening."""
+    command: str = ""
+    """What a person runs to release it, when one can (``reconciler approve APP --env ENV --version V``)."""
 
     def __str__(self) -> str:
         return self.message

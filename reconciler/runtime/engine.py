@@ -713,7 +713,8 @@ class Engine:
             "changes": [{"change_id": c.change_id, "key": c.key, "action": c.action.value,
                          "verdict": c.verdict.value, "reason": c.reason} for c in ev.plan.changes],
             "held": [{"key": c.key, "change_id": c.change_id, "why": str(why), "kind": why.kind.value,
-                      "waiting": list(c.waiting), "waits_for": why.waits_for, "until": why.until}
+                      "waiting": list(c.waiting), "waits_for": why.waits_for, "until": why.until,
+                      "command": why.command}
                      for c, why in ev.held],
             "pipelines": dict(ev.promo.pipelines),
             "skipped": [dataclasses.asdict(s) for s in ev.outcome.skipped],

@@ -232,3 +232,12 @@ def test_a_renamed_cluster_is_not_destroyed_while_its_replacement_waits_for_its_
         assert pipe.images("prod") == set()
     finally:
         pipe.close()
+
+
+def test_waiting_for_an_environment_approval_is_told_once_with_the_command(pipe: Pipeline) -> None:
+    pipe.commit("1.0", pipeline_spec(soak="0s"))
+    for _ in range(4):
+        pipe.reconcile()
+    waits = [e for e in pipe.engine.store.history(limit=200) if e["kind"] == "waiting_for_approval"]
+    assert len(waits) == 1
+    assert "reconciler approve checkout --env prod --version 1.0" in waits[0]["message"]
