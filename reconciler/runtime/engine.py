@@ -543,8 +543,8 @@ class Engine:
     def decide_environment(self, application: str, environment: str, version: str, decision: str, *, by: str,
                            comment: str = "") -> dict[str, Any]:
         """Approve or reject a version for an environment (``reconciler approve APP --env ENV --version V``)."""
-        with self._pass_lock:
-            commit = self.store.get(KEY_LAST_GOOD) or self.fetch()[0]
+        with self._pass_lock:  # against the branch head, as approving a change id is
+            commit, _ = self.fetch()
             if not commit:
                 raise errors.SourceError("no commit to approve against")
             desired, _ = self.desired_at(commit)
