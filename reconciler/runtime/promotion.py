@@ -8,17 +8,21 @@ look at live state established (healthy since when, bad, approval awaited since 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies import windows as windows_mod
 from reconciler.core import environments as envs
 from reconciler.core import errors, model, planner
 from reconciler.state import store as store_mod
+
+if TYPE_CHECKING:
+    from reconciler.runtime.pipeline import Evaluation
 
 log = logging.getLogger("reconciler.promotion")
 
@@ -207,3 +211,18 @@ def _unknown(name: str, known: set[str], what: str, *, where: str) -> errors.Rec
     near = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(near)}?" if near else f"; known: {', '.join(sorted(known)) or 'none'}"
     return errors.ReconcilerError(f"no {what} named {name!r} {where}{hint}")
+
+
+def only_environment(ev: Evaluation, name: str) -> Evaluation:
+    """The evaluation narrowed to one environment's changes (``apply --env``); an unknown name is refused."""
+    known = {e.name for a in ev.desired.applications.values() for e in a.environments}
+    if name not in known:
+        raise errors.ReconcilerError(f"--env: no environment named {name!r} in the desired state "
+                                     f"(environments: {', '.join(sorted(known)) or 'none'})")
+
+    def mine(c: model.Change) -> bool:
+        return c.desired is not None and c.desired.environment == name
+
+    plan = dataclasses.replace(ev.plan, changes=tuple(c for c in ev.plan.changes if mine(c)))
+    return dataclasses.replace(ev, plan=plan, runnable=tuple(c for c in ev.runnable if mine(c)),
+                               held=tuple((c, h) for c, h in ev.held if mine(c)))

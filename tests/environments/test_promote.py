@@ -59,7 +59,7 @@ def test_promote_writes_the_values_key_keeps_comments_and_the_daemon_deploys_it(
     engine = engine_mod.Engine(config_mod.load_config(str(cfg)), clock=clock_mod.FakeClock())
     try:
         engine.reconcile()
-        test = {g.launch.image for g in engine.read_live(None).groups if g.cluster == "checkout-test"}
+        test = {g.launch.image for g in engine.live.read(None).groups if g.cluster == "checkout-test"}
     finally:
         engine.close()
     assert test == {"checkout-1.1"}
