@@ -62,6 +62,12 @@ def _intervals(windows: Sequence[dict[str, Any]], default_tz: str, now: datetime
 
 def check(windows: dict[str, Any], now_ts: float) -> tuple[bool, str]:
     """(allowed now, message for the plan). Pure: the time comes from the caller."""
+    ok, message, _ = opening(windows, now_ts)
+    return ok, message
+
+
+def opening(windows: dict[str, Any], now_ts: float) -> tuple[bool, str, float | None]:
+    """As ``check``, plus when a closed window next opens (epoch seconds; None when open or not within reach)."""
     now = datetime.fromtimestamp(now_ts, UTC)
     default_tz = windows.get("timezone") or "UTC"
     allows = _intervals(windows.get("allow") or [], default_tz, now)
@@ -74,10 +80,10 @@ def check(windows: dict[str, Any], now_ts: float) -> tuple[bool, str]:
     if open_at(now):
         ends = [a.end for a in allows if a.contains(now)] + [d.start for d in denies if d.start > now]
         if not ends:
-            return True, "outside every denied deployment window"
+            return True, "outside every denied deployment window", None
         closes = min(ends)
         zone = next((a.zone for a in allows if a.contains(now)), denies[0].zone if denies else ZoneInfo("UTC"))
-        return True, f"inside the deployment windows until {_local(closes, zone)}"
+        return True, f"inside the deployment windows until {_local(closes, zone)}", None
     blocking = next((d for d in denies if d.contains(now)), None)
     why = (f"inside a denied deployment window until {_local(blocking.end, blocking.zone)}" if blocking
            else "outside the allowed deployment windows")
@@ -85,11 +91,11 @@ def check(windows: dict[str, Any], now_ts: float) -> tuple[bool, str]:
     candidates += [(d.end, d.zone) for d in denies if d.end > now]
     opening = min((c for c in candidates if open_at(c[0])), key=lambda c: c[0], default=None)
     if opening is None:
-        return False, f"{why}; no window opens within {HORIZON_DAYS - 1} days"
+        return False, f"{why}; no window opens within {HORIZON_DAYS - 1} days", None
     when, zone = opening
     if configured:  # name the zone of the allowed window that is open then
         zone = next((a.zone for a in allows if a.contains(when)), zone)
-    return False, f"{why}; next opening {_local(when, zone)}"
+    return False, f"{why}; next opening {_local(when, zone)}", when.timestamp()
 
 
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:

@@ -111,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("apply", parents=[common], help="apply the plan (exit 0 done, 1 failed or refused)")
     s.add_argument("--plan", help="apply exactly this saved plan; refused if the commit or live state moved")
+    s.add_argument("--env", metavar="ENV", help="only the changes of environment ENV (what its constraints allow "
+                   "now; docs/environments.md)")
     s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     s.set_defaults(func=cmd_apply)
 
@@ -120,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", parents=[common, remote], help="applications, conditions, server groups")
+    s.add_argument("application", nargs="?", help="only this application, with its pipeline (environments)")
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.set_defaults(func=cmd_status)
 
@@ -144,7 +147,10 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("approve", "approve a change or plan id"), ("reject", "reject a change or plan id")):
         s = sub.add_parser(name, parents=[common, remote], help=helptext)
-        s.add_argument("id", help="change id or plan id from `reconciler plan`")
+        s.add_argument("id", help="change id or plan id from `reconciler plan`; with --env, an application")
+        s.add_argument("--env", metavar="ENV", help=f"{name} VERSION of application ID for environment ENV "
+                       "(its approval: constraint; docs/environments.md)")
+        s.add_argument("--version", dest="app_version", metavar="VERSION", help="with --env: the version to " + name)
         s.add_argument("--comment", default="")
         s.add_argument("--by", default=None, help="who decides (default: the current user; with --server the "
                        "token's name, always)")
@@ -163,6 +169,30 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--force", action="store_true",
                            help="pause a name that is not in Git or live state yet (otherwise refused as a typo)")
         s.set_defaults(func=cmd_pause, action=name)
+
+    s = sub.add_parser("promote", help="write a new version of an application into Git, commit and push it "
+                       "(exit 0 pushed or already there, 1 refused)",
+                       description="For CI after a build or bake: write VERSION at the key the spec declares "
+                       "(version, or version_from in values.yaml), commit (signed with --signing-key), and push to "
+                       "the tracked branch, fetching and retrying on top when someone pushed first; or push a new "
+                       "branch for a pull request with --branch. The daemon deploys it on its next poll, "
+                       "environment by environment (docs/environments.md).")
+    s.add_argument("application", metavar="APP")
+    s.add_argument("version", metavar="VERSION")
+    s.add_argument("--env", metavar="ENV", help="write the version pinned by environment ENV (its own "
+                   "version or version_from) instead of the application's")
+    s.add_argument("--message", default="", help="commit message (default: 'Promote APP to VERSION')")
+    s.add_argument("--branch", metavar="NAME", help="push a new branch NAME (for a pull request) instead of "
+                   "the tracked branch")
+    s.add_argument("--signing-key", metavar="FILE", default=os.environ.get("RECONCILER_SIGNING_KEY") or None,
+                   help="SSH private key to sign the commit with (ssh-keygen -Y sign; default: "
+                   "$RECONCILER_SIGNING_KEY)")
+    s.add_argument("--author", default="", metavar="'NAME <EMAIL>'",
+                   help="commit author and committer (the identity allowed_signers must know when signing)")
+    s.add_argument("--repo", help="repository URL or path (default: the config's)")
+    s.add_argument("--config", help="config file (default: $RECONCILER_CONFIG, else built-in defaults)")
+    s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    s.set_defaults(func=cmd_promote)
 
     s = sub.add_parser("freeze", parents=[common, remote], help="stop all changes except rollbacks")
     s.add_argument("--reason", required=True)
@@ -258,7 +288,7 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from reconciler import planfile, render
+    from reconciler import delivery, planfile, render
     from reconciler.source import git as gitsource
 
     if args.server:
@@ -286,7 +316,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                  resource_skipped=ev.outcome.resource_skipped)
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif args.format == "markdown":
-        notes = render.notes_markdown(ev.held, ev.outcome.skipped, ev.resources_held, ev.outcome.resource_skipped)
+        notes = "\n\n".join(x for x in (render.notes_markdown(ev.held, ev.outcome.skipped, ev.resources_held,
+                                                                ev.outcome.resource_skipped),
+                                          delivery.path_markdown(ev.desired, plan.changes)) if x)
         parts = [_no_false_match(p, ev) for p in
                  render.render_markdown(plan, max_chars=args.max_comment_chars, notes=notes)]
         sys.stdout.write("\n".join(p if p.endswith("\n") else p + "\n" for p in parts))
@@ -407,7 +439,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             saved = planfile.load_plan(text, file=args.plan)
             verifier = planfile.Verifier(saved, args.plan, eng.config.branch)
         gate = _ApplyGate(args, verifier)
-        result = eng.pipeline.run(pipeline.Request(pipeline.Mode.APPLY, reason="apply", gate=gate,
+        result = eng.pipeline.run(pipeline.Request(pipeline.Mode.APPLY, reason="apply", gate=gate, environment=args.env,
                                                    exclude_running=False))
         if gate.declined is not None:
             return gate.declined
@@ -444,6 +476,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             status = eng.status()
         finally:
             eng.close()
+    if args.application:
+        status = _only(status, args.application)
     if args.format == "json":
         print(json.dumps(status, indent=2, sort_keys=True, default=str))
         return EXIT_OK
@@ -478,6 +512,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 owner = "" if r["managed"] else " (not managed)"
                 print(v(f"  {r['region']:<14} {r['kind'].replace('_', ' ')} {r['name']}{owner}: {r['health']} "
                         f"{r['healthy']}/{r['instances']} healthy, attached: {attached}"))
+        if name in (status.get("pipelines") or {}):
+            from reconciler import delivery
+
+            print("\n".join(delivery.status_lines(name, status["pipelines"][name])))
     for name, p in sorted((status.get("paused") or {}).items()):
         print()
         print(v(f"paused: {name} by {p['by']} {p.get('reason', '')}"))
@@ -495,6 +533,22 @@ def cmd_status(args: argparse.Namespace) -> int:
             if t["failing"]:
                 print(f"    last error: {t['last_error']}")
     return EXIT_OK
+
+
+def _only(status: dict[str, Any], name: str) -> dict[str, Any]:
+    """The status of one application (``reconciler status APP``); an unknown name is an error naming the known."""
+    apps = status.get("applications") or {}
+    if name not in apps:
+        import difflib
+
+        near = difflib.get_close_matches(name, sorted(apps), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(near)}?" if near else f"known: {', '.join(sorted(apps)) or 'none'}"
+        raise errors.ReconcilerError(f"no application named {name!r} in the status; {hint}")
+    return {**status, "applications": {name: apps[name]},
+            "pipelines": {k: p for k, p in (status.get("pipelines") or {}).items() if k == name},
+            "server_groups": [g for g in status.get("server_groups") or [] if g.get("application") == name],
+            "held": [h for h in status.get("held") or [] if h["key"].rsplit("/", 1)[-1].split("-")[0] == name],
+            "executions": [e for e in status.get("executions") or [] if e.get("application") == name]}
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -556,6 +610,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
+    if args.env or args.app_version:
+        return _decide_environment(args)
     if args.server:
         from reconciler import remote
 
@@ -570,6 +626,48 @@ def cmd_decide(args: argparse.Namespace) -> int:
             eng.close()
     print(f"{row['id']} {row['decision']} by {row['by']} (valid until "
           f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['expires_at']))})")
+    return EXIT_OK
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from reconciler.runtime import promote
+
+    cfg = config_mod.load_config(args.config, repo=args.repo)
+    req = promote.Request(args.application, args.version, environment=args.env, message=args.message,
+                          branch=args.branch, signing_key=Path(args.signing_key) if args.signing_key else None,
+                          author=args.author)
+    out = promote.promote(cfg, req)
+    if out.pushed is None:
+        print(f"{args.application} is already at {args.version} in {out.file} ({out.key}); nothing to push")
+        return EXIT_OK
+    p = out.pushed
+    tries = f" after {p.attempts} attempts" if p.attempts > 1 else ""
+    signed = " signed" if p.signed else ""
+    print(f"{args.application}: {out.previous or '-'} -> {args.version} in {out.file} ({out.key}); "
+          f"{signed.strip() or 'unsigned'} commit {p.commit[:12]} pushed to {p.branch}{tries}")
+    if args.branch:
+        print(f"open a pull request from {args.branch} into {cfg.branch}")
+    return EXIT_OK
+
+
+def _decide_environment(args: argparse.Namespace) -> int:
+    if not (args.env and args.app_version):
+        raise errors.ReconcilerError(f"{args.decision} --env ENV needs --version VERSION too (and the reverse)")
+    decision = "approved" if args.decision == "approve" else "rejected"
+    if args.server:
+        from reconciler import remote
+
+        remote.refuse_local_only(args, "--by")
+        row = _remote(args).post(f"/api/v1/environments/{_quote(args.id)}/{_quote(args.env)}/{args.decision}",
+                                 {"version": args.app_version, "comment": args.comment})
+    else:
+        eng = _engine(args)
+        try:
+            row = eng.decide_environment(args.id, args.env, args.app_version, decision, by=_user(args),
+                                         comment=args.comment)
+        finally:
+            eng.close()
+    print(f"{row['id']} {row['decision']} by {row['by']}")
     return EXIT_OK
 
 

@@ -43,8 +43,8 @@ def check_application(app: model.Application, catalog: Catalog) -> list[errors.S
     out: list[errors.SpecProblem] = []
     file = app.source.file
     for i, c in enumerate(app.clusters):
-        at = f"clusters[{i}]"
-        src = c.source
+        src = c.source  # its field paths say where it is written (clusters[i], or environments[e].clusters[i])
+        at = src.fields[0][0].rsplit(".", 1)[0] if src.fields else f"clusters[{i}]"
         if c.provider not in catalog.providers:
             installed = ", ".join(sorted(catalog.providers)) or "none"
             out.append(errors.SpecProblem(file, src.line_of(f"{at}.provider"), f"{at}.provider",

@@ -25,6 +25,7 @@ from typing import Any
 
 from reconciler.core import durations, errors, model
 from specs import catalog as catalog_mod
+from specs import environments as env_rules
 from specs import limits as limits_mod
 from specs import policy_file, renderpool, resource_checks, sandbox, yamlnodes
 from specs import schema as schema_mod
@@ -181,7 +182,7 @@ def load_specs(
     unread = {f.path: cache.unread_apps(f) for f in files if not catalog_mod.is_spec_file(f.path)}
     notices = tuple(catalog_mod.unread_notice(path, apps) for path, apps in sorted(unread.items()))
     results = _results(spec_files, values, values_id, values_ok=not problems, cache=cache,
-                       pool=pool or renderpool.shared(limits))
+                       pool=pool or renderpool.shared(limits), values_file=values_name)
     apps: dict[str, model.Application] = {}
     broken: set[str] = {p.file for p in problems}
     first_file: dict[str, str] = {}
@@ -212,6 +213,11 @@ def load_specs(
         apps[app.name] = app
     for name in [n for n, a in apps.items() if a.source.file in broken]:
         del apps[name]
+    for dep_problem in env_rules.check_dependencies(apps):  # across files: names and cycles
+        problems.append(dep_problem)
+        broken.add(dep_problem.file)
+    for name in [n for n, a in apps.items() if a.source.file in broken]:
+        del apps[name]
     problems.sort(key=lambda p: (p.file, p.line, p.field))
     if problems:
         log.debug("%d spec problem(s) in %d file(s) at %s", len(problems), len(broken), commit or "(tree)")
@@ -220,7 +226,7 @@ def load_specs(
 
 
 def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, *, values_ok: bool,
-             cache: SpecCache, pool: renderpool.RenderPool) -> dict[str, _Result]:
+             cache: SpecCache, pool: renderpool.RenderPool, values_file: str = VALUES_FILE) -> dict[str, _Result]:
     """Every file's result: from the cache, or read and finished here, or rendered by the pool first.
 
     Rendering runs in the pool's workers while this thread parses and
@@ -242,7 +248,7 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
             jobs.append(renderpool.Job(f.path, text, values_id, values, values_ok))
             continue
         else:
-            out[f.path] = _finish(f.path, text)
+            out[f.path] = _finish(f.path, text, values, values_file)
         cache.put(key, out[f.path])
     blob = {f.path: f.blob_id for f in files}
     for index, outcome in pool.render(jobs):
@@ -251,7 +257,7 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
             problem = outcome.problem or errors.SpecProblem(path, 1, "", "template produced nothing")
             result: _Result = (None, (problem,))
         else:
-            result = _finish(path, outcome.text)
+            result = _finish(path, outcome.text, values, values_file)
         out[path] = result
         if outcome.lasting:
             cache.put((path, blob[path], values_id), result)
@@ -442,16 +448,17 @@ def _capped(problems: Sequence[errors.SpecProblem]) -> tuple[errors.SpecProblem,
     return (*problems[:MAX_PROBLEMS_PER_FILE], more)
 
 
-def _finish(path: str, rendered: str) -> _Result:
+def _finish(path: str, rendered: str, values: dict[str, Any] | None = None, values_file: str = VALUES_FILE
+            ) -> _Result:
     """Rendered text -> parsed, validated, modelled; an unexpected failure is still only this file's problem."""
     try:
-        return _parse(path, rendered)
+        return _parse(path, rendered, values or {}, values_file)
     except Exception as exc:
         log.exception("%s could not be loaded", path)
         return None, (errors.SpecProblem(path, 1, "", f"cannot be used: {type(exc).__name__}: {exc}"),)
 
 
-def _parse(path: str, rendered: str) -> _Result:
+def _parse(path: str, rendered: str, values: dict[str, Any], values_file: str) -> _Result:
     try:
         doc, lines = yamlnodes.load_yaml_with_lines(rendered, file=path)
     except errors.SpecError as exc:
@@ -460,19 +467,36 @@ def _parse(path: str, rendered: str) -> _Result:
         kind = "empty" if doc is None else type(doc).__name__
         return None, (errors.SpecProblem(path, 1, "", f"a spec must be a mapping with an application, got {kind}"),)
     problems = schema_mod.validate(doc, lines, file=path)
+    if not problems:
+        env_rules.check_values(doc, values, lambda at, why: problems.append(
+            errors.SpecProblem(path, yamlnodes.line_of(lines, at), at, why)))
     if problems:
         return None, _capped(problems)
     try:
-        return _to_model(doc, lines, path), ()
+        return _to_model(doc, lines, path, values, values_file), ()
     except (ValueError, TypeError, KeyError) as exc:  # the schema should have caught it; still the file's problem
         log.warning("spec %s passed validation but could not be modelled: %r", path, exc)
         return None, (errors.SpecProblem(path, 1, "", f"cannot be used: {exc}"),)
 
 
-def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str) -> model.Application:
+def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dict[str, Any] | None = None,
+              values_file: str = VALUES_FILE) -> model.Application:
     name = doc["application"]
+    values = values or {}
+
+    def line(path: str) -> int:
+        return yamlnodes.line_of(lines, path)
+
+    version, version_source = env_rules.version(doc, values, file=file, values_file=values_file, at="", line=line)
+    envs = env_rules.environments(doc, values, file=file, values_file=values_file, line=line,
+                                  seconds=lambda v: parse_duration(v, field="soak"))
+    env_by_name = {e.name: e for e in envs}
     clusters = []
-    for i, c in enumerate(doc["clusters"]):
+    for at, c in env_rules.all_clusters(doc):
+        env_name = str(doc["environments"][int(at[13:at.index("]")])]["name"]) if at.startswith("environments[") \
+            else ""
+        env = env_by_name.get(env_name)
+        cluster_version = (env.version if env is not None and env.version else "") or version
         cap = c["capacity"]
         health = c.get("health") or {}
         strat = c.get("strategy") or {}
@@ -485,7 +509,7 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str) -> model.Ap
             account=str(c["account"]),
             regions=tuple(c["regions"]),
             launch=model.LaunchSpec(
-                image=str(c["image"]),
+                image=env_rules.with_version(str(c["image"]), cluster_version),
                 instance_type=str(c["instance_type"]),
                 user_data=str(c.get("user_data") or ""),
                 security_groups=tuple(c.get("security_groups") or ()),
@@ -509,17 +533,20 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str) -> model.Ap
                 waves=tuple(tuple(w) for w in rollout.get("waves") or ()),
                 pause_s=parse_duration(rollout.get("pause", 0), field="rollout.pause"),
             ),
-            source=model.SourceRef(file, yamlnodes.line_of(lines, f"clusters[{i}]"), fields=tuple(
-                (path, yamlnodes.line_of(lines, path))
-                for path in (f"clusters[{i}].provider", f"clusters[{i}].account",
-                             f"clusters[{i}].load_balancers", f"clusters[{i}].security_groups",
-                             *(f"clusters[{i}].regions[{j}]" for j in range(len(c["regions"]))))
+            source=model.SourceRef(file, line(at), fields=tuple(
+                (path, line(path))
+                for path in (f"{at}.provider", f"{at}.account", f"{at}.load_balancers", f"{at}.security_groups",
+                             *(f"{at}.regions[{j}]" for j in range(len(c["regions"]))))
             )),
+            environment=env_name,
         ))
     return model.Application(
         name=name, owner=str(doc["owner"]), criticality=model.Criticality(doc.get("criticality", "normal")),
-        clusters=tuple(clusters), source=model.SourceRef(file, yamlnodes.line_of(lines, "application")),
+        clusters=tuple(clusters), source=model.SourceRef(file, line("application")),
         resources=resource_checks.to_model(doc, lines, file, tuple(clusters)),
+        version=version, version_source=version_source, environments=envs,
+        depends_on=tuple(model.Dependency(str(d["application"]), str(d["environment"]), line(f"depends_on[{i}]"))
+                         for i, d in enumerate(doc.get("depends_on") or ())),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import cerberus
 
 from reconciler.core import errors
+from specs import environments as env_rules
 from specs import resource_checks, yamlnodes
 
 __all__ = ["APPLICATION", "CLUSTER", "MAX_DURATION_S", "MAX_ITEMS", "MAX_VALUES", "NAME_LIMIT", "Validator",
@@ -146,15 +147,45 @@ SECURITY_GROUP: dict[str, Any] = {
         "group": {"type": "string", "regex": _RES_NAME_RE, "maxlength": 63},
     }}},
 }
+# ---- environments and versions (docs/environments.md); checked across fields in specs/environments.py
+_VERSION = {"type": "string", "regex": env_rules.VERSION_RE, "maxlength": 128}
+_VALUES_KEY = {"type": "string", "regex": env_rules.VALUES_KEY_RE, "maxlength": 200}
+_ENV_NAME = {"type": "string", "regex": env_rules.ENV_NAME_RE, "maxlength": 40}
+_ALLOWED_TIME = {"type": "dict", "schema": {
+    "days": {"type": "list", "maxlength": 7, "schema": {"type": "string", "allowed": list(env_rules.DAYS)}},
+    "from": {"type": "string", "regex": env_rules.FROM_RE, "required": True},
+    "to": {"type": "string", "regex": env_rules.TO_RE, "required": True},
+    "timezone": {"type": "string", "empty": False, "printable": True, "maxlength": 64},
+}}
+ENVIRONMENT: dict[str, Any] = {
+    "name": {**_ENV_NAME, "required": True},
+    "depends_on": {"type": "list", "maxlength": 20, "schema": _ENV_NAME},
+    "soak": _duration,
+    "allowed_times": {"type": "list", "minlength": 1, "maxlength": 20, "schema": _ALLOWED_TIME},
+    "approval": {"type": ["boolean", "dict"], "schema": {"timeout": _duration}},
+    "version": _VERSION,
+    "version_from": _VALUES_KEY,
+    "clusters": {"type": "list", "required": True, "minlength": 1, "maxlength": 1000,
+                 "schema": {"type": "dict", "schema": CLUSTER}},
+}
+# ---- end of environments
 
 APPLICATION: dict[str, Any] = {
     "application": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9]*$", "maxlength": 40},
     "owner": {**_name, "required": True, "maxlength": 256},
     "criticality": {"type": "string", "allowed": ["low", "normal", "critical"]},
-    "clusters": {"type": "list", "required": True, "minlength": 1, "maxlength": 1000,
+    "clusters": {"type": "list", "minlength": 1, "maxlength": 1000,
                  "schema": {"type": "dict", "schema": CLUSTER}},
     "load_balancers": {"type": "list", "maxlength": 100, "schema": {"type": "dict", "schema": LOAD_BALANCER}},
     "security_groups": {"type": "list", "maxlength": 100, "schema": {"type": "dict", "schema": SECURITY_GROUP}},
+    "version": _VERSION,
+    "version_from": _VALUES_KEY,
+    "environments": {"type": "list", "minlength": 1, "maxlength": 20,
+                     "schema": {"type": "dict", "schema": ENVIRONMENT}},
+    "depends_on": {"type": "list", "maxlength": 50, "schema": {"type": "dict", "schema": {
+        "application": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9]*$", "maxlength": 40},
+        "environment": {**_ENV_NAME, "required": True},
+    }}},
 }
 
 _MESSAGES = {
@@ -168,6 +199,11 @@ _MESSAGES = {
     _CIDR_RE: "an IPv4 CIDR block such as 10.0.0.0/8 or 0.0.0.0/0",
     _PORTS_RE: "a port (443), a range (8080-8081) or all",
     r"^/[!-~]*$": "a path starting with / (no spaces)",
+    env_rules.VERSION_RE: "a version such as 1.4.2 or 2026.12.01-3 (letters, digits, '.', '_', '+', '-')",
+    env_rules.VALUES_KEY_RE: "a dotted key of values.yaml such as checkout.version",
+    env_rules.ENV_NAME_RE: "an environment name such as test or prod (lowercase letters, digits, hyphens)",
+    env_rules.FROM_RE: "a time such as 09:00",
+    env_rules.TO_RE: "a time such as 17:00 (or 24:00)",
 }
 
 def printable(text: str) -> bool:
@@ -358,21 +394,19 @@ def _cross_field(doc: dict[str, Any], lines: dict[str, int], file: str) -> list[
         out.append(errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, message))
 
     app = str(doc.get("application") or "app")
-    names: dict[str, int] = {}
-    raw = doc.get("clusters")
-    clusters: list[Any] = raw if isinstance(raw, list) else []
-    for i, c in enumerate(clusters):
+    names: dict[str, str] = {}
+    for at, c in env_rules.all_clusters(doc):
         try:
-            _check_cluster(app, i, c, names, bad)
+            _check_cluster(app, at, c, names, bad)
         except (TypeError, KeyError, AttributeError, ValueError):
             continue  # the shape is wrong; the schema errors above already say how
     with contextlib.suppress(TypeError, KeyError, AttributeError, ValueError):  # wrong shape: said above
         resource_checks.check(doc, bad)
+    env_rules.check(doc, bad)
     return out
 
 
-def _check_cluster(app: str, i: int, c: Any, names: dict[str, int], bad: Any) -> None:
-    at = f"clusters[{i}]"
+def _check_cluster(app: str, at: str, c: Any, names: dict[str, str], bad: Any) -> None:
     cap = c["capacity"]
     if not cap["min"] <= cap["desired"] <= cap["max"]:
         bad(
@@ -409,8 +443,8 @@ def _check_cluster(app: str, i: int, c: Any, names: dict[str, int], bad: Any) ->
             f"'{name}-vNNN' fits GCE's 63-character limit",
         )
     if name in names:
-        bad(at, f"cluster {name!r} is defined twice (also clusters[{names[name]}])")
-    names.setdefault(name, i)
+        bad(at, f"cluster {name!r} is defined twice (also {names[name]})")
+    names.setdefault(name, at)
     hp = (c.get("health") or {}).get("healthy_percent")
     if cap["desired"] > 0 and hp is not None and cap["desired"] * hp < 100 and hp < 100:
         bad(
@@ -422,13 +456,21 @@ def _check_cluster(app: str, i: int, c: Any, names: dict[str, int], bad: Any) ->
 
 def json_schema() -> dict[str, Any]:
     """A JSON Schema (draft 2020-12) of the spec format, for editors and CI linters."""
-    return {
+    out: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "reconciler-spec.schema.json",
         "title": "reconciler application spec",
         "description": "One application per file; rendered as a Jinja2 template before validation.",
         **_to_json(APPLICATION),
+        "anyOf": [{"required": ["clusters"]}, {"required": ["environments"]}],
     }
+    out["properties"]["depends_on"]["description"] = (
+        "Other applications' environments whose current change must succeed before this application's "
+        "change in the environment of the same name (in every cluster, without environments) starts.")
+    approval = out["properties"]["environments"]["items"]["properties"]["approval"]
+    approval["properties"]["timeout"]["description"] = (
+        "How long a version waits for `reconciler approve` before it is refused here, e.g. 24h (none: forever).")
+    return out
 
 
 _DESCRIPTIONS = {
@@ -465,6 +507,20 @@ _DESCRIPTIONS = {
     "rollback_on_failure": "On a failed health wait, remove the new group (the old one was never touched).",
     "waves": "Region waves in order; together they list every region exactly once.",
     "pause": "Pause between waves, e.g. 10m.",
+    "version": "The version to deploy; `{version}` in an image is replaced by it (docs/environments.md).",
+    "version_from": "A dotted key of values.yaml holding the version (where `reconciler promote` writes it).",
+    "environments": "Stages of the delivery path in order; a version enters each only when its constraints pass.",
+    "name": "Environment name, e.g. test, staging, prod.",
+    "depends_on": "Environments that must run the version healthy first (default: the previous one).",
+    "soak": "How long each depends_on environment must have run the version healthy, e.g. 30m.",
+    "allowed_times": "When a version may enter the environment (days, from, to, timezone); any one suffices.",
+    "approval": "A person must approve each version for this environment (`reconciler approve APP --env ENV "
+                "--version V`); timeout: how long to wait before the version is refused there.",
+    "days": "Weekdays (mon..sun); all when absent.",
+    "environment": "The other application's environment whose current change must have succeeded first.",
+    "from": "Start time, HH:MM, in timezone.",
+    "to": "End time, HH:MM (24:00 for midnight); not after from: overnight.",
+    "timezone": "IANA time zone, e.g. Europe/Paris (default UTC).",
 }
 _NESTED_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "load_balancers": {

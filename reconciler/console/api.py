@@ -93,6 +93,15 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/v1/reject/<ident>", "POST", "reject", S.APPROVE, "Reject a change or a plan.",
           (_path("ident", "change id or plan id"),), _COMMENT,
           scope_note="every application the change or plan touches"),
+    Route("/api/v1/environments/<application>/<environment>/<decision>", "POST", "decide_environment", S.APPROVE,
+          "Approve or reject a version of an application for an environment that asks for approval "
+          "(docs/environments.md).",
+          (_path("application", "application name"), _path("environment", "environment name"),
+           _path("decision", "approve or reject")),
+          {"type": "object", "required": ["version"],
+           "properties": {"version": {"type": "string", "maxLength": 128},
+                          "comment": {"type": "string", "maxLength": 2000}}},
+          scope_note="the application"),
     Route("/api/v1/pause/<target>", "POST", "pause", S.OPERATE, "Pause reconciling an application or cluster.",
           (_path("target", "application or cluster name"),),
           {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 2000},
@@ -284,6 +293,20 @@ def _decide(ctx: base.Ctx, ident: str, fn: Callable[..., dict[str, Any]]) -> Res
     body = base.json_body(ctx.request)
     who = authorize_decision(ctx, ident)
     return base.json_response(fn(ident, by=who.name, comment=base.text_field(body, "comment")))
+
+
+def on_decide_environment(ctx: base.Ctx, application: str, environment: str, decision: str) -> Response:
+    if decision not in ("approve", "reject"):
+        raise base.Refusal(404, f"no decision {decision!r}: approve or reject")
+    body = base.json_body(ctx.request)
+    who = ctx.require(S.APPROVE, application, what=f"deciding {application} in {environment}")
+    version = base.text_field(body, "version", limit=128)
+    if not version:
+        raise base.Refusal(400, "'version' is required: the version to approve or reject")
+    row = ctx.backend.decide_environment(application, environment, version,
+                                         "approved" if decision == "approve" else "rejected",
+                                         by=who.name, comment=base.text_field(body, "comment"))
+    return base.json_response(row)
 
 
 def on_pause(ctx: base.Ctx, target: str) -> Response:

@@ -82,6 +82,14 @@ class Hold(enum.StrEnum):
     WAVE = "wave"  # an earlier wave has not succeeded with this spec
     REPLACEMENT = "replacement"  # the clusters replacing a destroyed one do not serve yet
     RESOURCE = "resource"  # a load balancer or security group it names was not created
+    # environments (reconciler.core.environments): the version may not enter this environment yet
+    BAD_VERSION = "bad_version"  # it failed in an earlier environment
+    DEPENDS_ON = "depends_on"  # an earlier environment does not run it healthy
+    SOAK = "soak"  # it has not run healthy there long enough
+    ALLOWED_TIMES = "allowed_times"  # outside the environment's allowed times
+    ENV_APPROVAL = "env_approval"  # waiting for an approval of (application, environment, version)
+    REJECTED = "rejected"  # its approval was refused or timed out
+    APP_DEPENDENCY = "app_depends_on"  # another application's change there has not succeeded yet
 
 
 class SkipKind(enum.StrEnum):
@@ -104,6 +112,12 @@ class Held:
 
     kind: Hold
     message: str
+    waits_for: str = ""
+    """What would release it (environments: ``staging healthy at 1.4.2 for 30m``)."""
+    until: float | None = None
+    """When it ends by itself, if known (epoch seconds): a soak's end, a window's opening."""
+    command: str = ""
+    """What a person runs to release it, when one can (``reconciler approve APP --env ENV --version V``)."""
 
     def __str__(self) -> str:
         return self.message
@@ -244,6 +258,7 @@ class ClusterSpec:
     strategy: Strategy = field(default_factory=Strategy)
     rollout: Rollout = field(default_factory=Rollout)
     source: SourceRef = field(default_factory=lambda: SourceRef(""))
+    environment: str = ""  # the environment it belongs to (reconciler.core.environments); empty: none
 
     @property
     def name(self) -> str:
@@ -260,6 +275,52 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """One allowed time of an environment, in the deployment windows' terms (docs/policies.md)."""
+
+    start: str  # "09:00"
+    end: str  # "17:00" or "24:00"; not after start: overnight
+    days: tuple[str, ...] = ()  # mon..sun; empty: every day
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRule:
+    timeout_s: float = 0.0  # 0: waits as long as it takes
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSource:
+    """Where the version is written, for ``reconciler promote``: a dotted key of ``file``."""
+
+    file: str
+    key: str
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """A stage of an application's delivery path; its clusters carry its name (``ClusterSpec.environment``)."""
+
+    name: str
+    depends_on: tuple[str, ...] = ()
+    soak_s: float = 0.0
+    allowed_times: tuple[TimeWindow, ...] = ()
+    approval: ApprovalRule | None = None
+    version: str = ""  # its own pin; empty: the application's version
+    version_source: VersionSource | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """``depends_on: [{application, environment}]``: that application's change there must succeed first."""
+
+    application: str
+    environment: str
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Application:
     name: str
     owner: str
@@ -267,6 +328,10 @@ class Application:
     clusters: tuple[ClusterSpec, ...]
     source: SourceRef
     resources: tuple[Any, ...] = ()  # reconciler.core.resources.ResourceSpec: load balancers, security groups
+    version: str = ""
+    version_source: VersionSource | None = None
+    environments: tuple[Environment, ...] = ()
+    depends_on: tuple[Dependency, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,7 +183,8 @@ class Record:
 
 
 _HELD_KINDS = {model.Hold.APPROVAL.value: kinds.WAITING_FOR_APPROVAL, model.Hold.DENIED.value: kinds.GUARDRAIL_DENIED,
-               model.Hold.PLAN_DENIED.value: kinds.GUARDRAIL_DENIED}
+               model.Hold.PLAN_DENIED.value: kinds.GUARDRAIL_DENIED,
+               model.Hold.ENV_APPROVAL.value: kinds.WAITING_FOR_APPROVAL}
 _STALL_REASONS = {model.SkipKind.STALLED.value: "ChangeFailing", model.SkipKind.UNREADABLE.value: "LiveStateUnreadable"}
 
 
@@ -239,14 +240,16 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
         region, cluster = _split_key(h["key"])
         grouped.setdefault((app_of.get(cluster, ""), kind), []).append({
             "cluster": cluster, "region": region, "change_id": h["change_id"],
-            "action": actions.get(h["change_id"], "change"), "why": redact(h["why"])})
+            "action": actions.get(h["change_id"], "change"), "why": redact(h["why"]),
+            "command": h.get("command") or f"reconciler approve {h['change_id']}"})
     for (app, kind), held in grouped.items():
         first = held[0]
         where = ", ".join(f"{h['action']} {h['cluster']} in {h['region']}" for h in held)
         detail: dict[str, Any] = {"change_id": first["change_id"], "action": first["action"],
-                                  "changes": [{k: v for k, v in h.items() if k != "why"} for h in held]}
+                                  "changes": [{k: v for k, v in h.items() if k not in ("why", "command")}
+                                              for h in held]}
         if kind == kinds.WAITING_FOR_APPROVAL:
-            detail["command"] = "; ".join(f"reconciler approve {h['change_id']}" for h in held)
+            detail["command"] = "; ".join(dict.fromkeys(h["command"] for h in held))
             message = f"{where} wait(s) for approval: {detail['command']}"
         else:
             detail["reason"] = "; ".join(dict.fromkeys(h["why"] for h in held))

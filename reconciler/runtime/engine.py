@@ -135,6 +135,10 @@ class Engine:
     def reject(self, ident: str, *, by: str, comment: str = "") -> dict[str, Any]:
         return self.ops.reject(ident, by=by, comment=comment)
 
+    def decide_environment(self, application: str, environment: str, version: str, decision: str, *, by: str,
+                           comment: str = "") -> dict[str, Any]:
+        return self.ops.decide_environment(application, environment, version, decision, by=by, comment=comment)
+
     def pause(self, target: str, *, by: str, reason: str = "", force: bool = False) -> None:
         self.ops.pause(target, by=by, reason=reason, force=force)
 

@@ -19,6 +19,7 @@ from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import executor as executor_mod
 from reconciler.runtime import live as live_mod
 from reconciler.runtime import pipeline as pipeline_mod
+from reconciler.runtime import promotion
 from reconciler.state import keys
 from reconciler.state import store as store_mod
 
@@ -42,6 +43,18 @@ class Operations:
 
     def reject(self, ident: str, *, by: str, comment: str = "") -> dict[str, Any]:
         return self._decide(ident, "rejected", by=by, comment=comment)
+
+    def decide_environment(self, application: str, environment: str, version: str, decision: str, *, by: str,
+                           comment: str = "") -> dict[str, Any]:
+        """Approve or reject a version for an environment (``reconciler approve APP --env ENV --version V``),
+        against the branch head as a change id is."""
+        with self.pipeline.lock:
+            commit, _ = self.desired.fetch()
+            if not commit:
+                raise errors.SourceError("no commit to approve against")
+            desired = self.desired.at(commit).state
+        return promotion.decide(self.store, desired, application, environment, version, decision, by=by,
+                                comment=comment, now=self.clock.now())
 
     def _decide(self, ident: str, decision: str, *, by: str, comment: str) -> dict[str, Any]:
         """Bind a decision to a change id or plan id of the plan in force (a new commit needs a new one)."""

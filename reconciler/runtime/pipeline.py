@@ -35,7 +35,7 @@ from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
 from reconciler.runtime import executor as executor_mod
 from reconciler.runtime import live as live_mod
-from reconciler.runtime import metrics, status
+from reconciler.runtime import metrics, promotion, status
 from reconciler.runtime import resources as resources_rt
 from reconciler.state import keys
 from reconciler.state import store as store_mod
@@ -84,6 +84,7 @@ class Request:
     notify: bool = True  # saved status feeds notifications (False for a look from the CLI)
     exclude_running: bool | None = None  # hold changes of running clusters (default: in BACKGROUND)
     gate: Gate | None = None
+    environment: str | None = None  # apply --env: only this environment's changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class Evaluation:
     policy_file: policy_file.PolicySettings | None = None  # what it was judged with (to judge it again)
     resources_runnable: tuple[ResourceChange, ...] = ()  # run before the clusters
     resources_held: tuple[tuple[ResourceChange, model.Held], ...] = ()
+    promo: promotion.Promotion = dataclasses.field(default_factory=promotion.Promotion)  # environment gates
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,8 @@ class Pipeline:
         accounts = not req.offline or self._config().path is not None  # offline without a config: providers only
         want = self.desired.at(commit, reader, check_accounts=accounts)
         ev = self._judge(req, want, source_error)
+        if req.environment is not None:
+            ev = promotion.only_environment(ev, req.environment)
         if req.gate is not None and not req.gate.proceed(ev):
             return self._result(ev, previous, dispatched=0)
         if req.mode is Mode.PREVIEW:
@@ -229,6 +233,7 @@ class Pipeline:
         now = self.clock.now()
         desired = want.state
         live = live if live is not None else self.live.read(desired)
+        observed = not base_commit  # live state as it is (not a PR preview's): its environment facts are kept
         stalled, backing_off = failure_state(self.store, self._config().execution, now)
         pauses = self.store.pauses()
         files: dict[str, str] = dict(self.store.get(keys.APP_FILES, {}) or {})
@@ -256,8 +261,10 @@ class Pipeline:
             judged.resource_changes, lambda c: policy_approvals.is_approved(c, judged, ctx),
             backing_off=backing_off, plan_denied=any(v.verdict is model.Verdict.DENY for v in judged.plan_verdicts))
         runnable, waiting = resources_rt.hold_dependents(runnable, [c for c, _ in res_held])
-        return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held + waiting), source_error,
-                          want.policies, tuple(res_run), tuple(res_held))
+        promo = promotion.evaluate(self.store, desired, live, now, record=observed)
+        runnable, env_held = promotion.hold(runnable, desired, promo)
+        return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held + waiting + env_held),
+                          source_error, want.policies, tuple(res_run), tuple(res_held), promo)
 
     # ------------------------------------------------------------------ after executions
 

@@ -131,6 +131,19 @@ failures = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+env_facts = sa.Table(
+    "env_facts",
+    metadata,
+    sa.Column("application", sa.String(100), primary_key=True),
+    sa.Column("environment", sa.String(100), primary_key=True),
+    sa.Column("version", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(40), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+"""What environment constraints are judged on (reconciler.core.environments.Fact): durable, so a
+restart mid-soak keeps the soak's start and an approval stays bound to its version."""
+
 ACTIVE_STATES = model.ACTIVE_STATES
 
 
@@ -475,6 +488,31 @@ class Store:
             if keep is not None:
                 q = q.where(failures.c.spec_hash != keep)
             c.execute(q)
+
+    # ------------------------------------------------------------------ environment facts
+
+    def env_facts(self, application: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(env_facts)
+        if application is not None:
+            q = q.where(env_facts.c.application == application)
+        with self.tx() as c:
+            return [dict(r) for r in c.execute(q).mappings().all()]
+
+    def put_env_fact(self, application: str, environment: str, version: str, kind: str, at: float,
+                     detail: str = "") -> None:
+        """Insert or replace one fact (the time of a fact already there is replaced too)."""
+        key = (env_facts.c.application == application, env_facts.c.environment == environment,
+               env_facts.c.version == version, env_facts.c.kind == kind)
+        with self.tx() as c:
+            c.execute(env_facts.delete().where(*key))
+            c.execute(env_facts.insert().values(application=application, environment=environment, version=version,
+                                                kind=kind, at=at, detail=logs.redact(detail)))
+
+    def drop_env_fact(self, application: str, environment: str, version: str, kind: str) -> None:
+        with self.tx() as c:
+            c.execute(env_facts.delete().where(
+                env_facts.c.application == application, env_facts.c.environment == environment,
+                env_facts.c.version == version, env_facts.c.kind == kind))
 
     # ------------------------------------------------------------------ approvals and pauses
 

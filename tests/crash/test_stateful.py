@@ -13,6 +13,10 @@ local provider and a second cloud registered as a plugin, with a fake clock. Aft
 * no load balancer or security group is destroyed while a server group uses it, no server group is
   created before the resources it names exist, and a resource the reconciler does not own is untouched
   (the machine also declares, changes, renames and removes resources and edits them by hand).
+* the application ``flow`` runs environments ``test`` then ``prod`` (soak, approval and versions drawn, a
+  version that never gets healthy among them): ``prod`` only ever receives a version that serves healthy
+  in ``test``, soaked there as long as the commit asked (from the durable facts), approved when the
+  commit asked for approval, and never one that failed (checked when each group is created).
 
 ``RECONCILER_STATEFUL_STEPS`` sets how many steps run (default 2,000, what CI runs); the counts of
 steps and scenario kinds are printed in pytest's summary.
@@ -77,6 +81,29 @@ BALANCERS = ("app-web", "app-edge")
 PATHS = ("/health", "/ready")
 PORTS = ((443,), (443, 8443), (8443,))
 
+FLOW_VERSIONS = ("1", "2", "3")
+FLOW_BAD = "9-bad"
+
+
+@dataclasses.dataclass(frozen=True)
+class Flow:
+    """What the machine committed for the application ``flow`` (environments test -> prod)."""
+
+    version: str = "1"
+    soak_s: int = 0
+    approval: bool = False
+
+    def spec(self) -> str:
+        def env(name: str, *lines: str) -> str:
+            head = [f"  - name: {name}", *(f"    {line}" for line in lines if line), "    clusters:"]
+            return "\n".join([*head, f"      - stack: {name}", "        provider: local", "        account: default",
+                              "        regions: [r1]", '        image: "flow-{version}"',
+                              "        instance_type: m5.large", "        capacity: {min: 1, desired: 1, max: 2}",
+                              "        health: {timeout: 5s}"]) + "\n"
+
+        return (f'application: flow\nowner: team@example.com\nversion: "{self.version}"\nenvironments:\n'
+                + env("test") + env("prod", f"soak: {self.soak_s}s", "approval: true" if self.approval else ""))
+
 
 @dataclasses.dataclass(frozen=True)
 class Want:
@@ -132,6 +159,11 @@ class Fleet(RuleBasedStateMachine):
         self.background = False
         self.checked = False
         self.repo.write("apps/keep.yaml", app_spec("keep", regions=REGIONS))
+        self.flow = Flow()
+        self.flow_rules: dict[str, Flow] = {}  # version -> the commit that last declared it
+        self.approved: set[str] = set()
+        self.flow_served: dict[str, set[str]] = {}  # version -> spec hashes of flow-test that served it
+        self.repo.write("apps/flow.yaml", self.flow.spec())
         self.repo.write("apps/policies.yaml", "defaults: {mass_deletion: {max_share: 1.0}}\n")
         self._commit("first")
         ctx = provider_context(self.cfg.state_url, self.cfg.state_dir, self.clock)
@@ -302,6 +334,26 @@ class Fleet(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ the daemon's life
 
+    @rule(version=st.sampled_from([*FLOW_VERSIONS, FLOW_BAD]), soak=st.sampled_from([0, 0, 60, 600]),
+          approval=st.booleans(), passes=st.sampled_from([0, 1, 2]))
+    def promote_flow(self, version: str, soak: int, approval: bool, passes: int) -> None:
+        """A new version (or new constraints) for the environments of ``flow``."""
+        self.flow = Flow(version, soak, approval)
+        self.flow_rules[version] = self.flow
+        self.repo.write("apps/flow.yaml", self.flow.spec())
+        self._commit("promote flow")
+        stateful_stats.KINDS["flow: bad version" if version == FLOW_BAD else "flow: promote"] += 1
+        for _ in range(passes):
+            self._pass("a reconcile pass")
+
+    @rule()
+    def approve_flow(self) -> None:
+        if not self.flow.approval:
+            return
+        self.engine.decide_environment("flow", "prod", self.flow.version, "approved", by="test")
+        self.approved.add(self.flow.version)
+        stateful_stats.KINDS["flow: approve"] += 1
+
     @rule(passes=st.integers(1, 3))
     def reconcile(self, passes: int) -> None:
         for _ in range(passes):
@@ -375,6 +427,8 @@ class Fleet(RuleBasedStateMachine):
             if g.managed and planner.serves([g], healthy_percent=100):
                 now.add((g.application, g.region))
                 self.succeeded.add((g.provider, g.account, g.cluster, g.region, g.spec_hash))
+                if g.cluster == "flow-test":
+                    self.flow_served.setdefault(g.launch.image.removeprefix("flow-"), set()).add(g.spec_hash)
         removed = self.want.file is None
         lost = {s for s in self.served - now if not (s[0] == "app" and removed)}
         assert not lost, f"lost the last serving capacity: {sorted(lost)} (commit {self.history[-1][0][:8]})"
@@ -385,6 +439,8 @@ class Fleet(RuleBasedStateMachine):
         try:
             if self.paused:
                 self.engine.resume("app", by="test")
+            if self.flow.approval:
+                self.engine.decide_environment("flow", "prod", self.flow.version, "approved", by="test")
             for _ in range(5):
                 self.clock.advance(3600)
                 self.approve_what_waits()
@@ -397,7 +453,8 @@ class Fleet(RuleBasedStateMachine):
             runnable = [f"{c.key} {c.action.value}: {c.reason}" for c in (*ev.runnable, *ev.resources_runnable)]
             assert runnable == [], runnable
             if self.want.converges:
-                assert [c.key for c in ev.plan.changes] == [], [f"{c.key}: {c.reason}" for c in ev.plan.changes]
+                left = [c for c in ev.plan.changes if c.application != "flow" or self.flow.version != FLOW_BAD]
+                assert [c.key for c in left] == [], [f"{c.key}: {c.reason}" for c in left]
                 declared = [c.key for c in ev.plan.resource_changes if c.action is not ResourceAction.DESTROY]
                 assert declared == [], [f"{c.key}: {c.reason}" for c in ev.plan.resource_changes]
         finally:
@@ -431,8 +488,28 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "held: wave", "held: replacement", "skipped: stalled", "spec problem: unknown provider",
             "fix-forward commit", "execution rolled_back", "declare a balancer", "rename the balancer",
             "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
-            "resources created", "resources destroyed"}
+            "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
+            "held: bad_version", "flow: entered prod"}
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
+
+
+def _check_promotion(machine: Fleet, prov: local_mod.LocalProvider, request: provider_base.CreateRequest) -> None:
+    """prod gets a version only after it passed test's constraints: served there, soaked, approved, never bad."""
+    version = request.launch.image.removeprefix("flow-")
+    assert version != FLOW_BAD, f"{request.name}: the version that fails in test reached prod"
+    serving = [g for g in prov.list_server_groups("r1")
+               if g.cluster == "flow-test" and g.launch.image == request.launch.image]
+    assert planner.serves(serving, healthy_percent=100) or version in machine.flow_served, (
+        f"{request.name} got version {version} before it served in test")
+    rules = machine.flow_rules.get(version, machine.flow if machine.flow.version == version else Flow(version))
+    facts = {(f["environment"], f["version"], f["kind"]): f for f in machine.engine.store.env_facts("flow")}
+    healthy = facts.get(("test", version, "healthy"))
+    assert healthy is not None, f"{request.name}: no durable record of {version} healthy in test"
+    assert healthy["at"] + rules.soak_s <= machine.clock.now() + 1e-6, (
+        f"{request.name}: version {version} entered prod before its {rules.soak_s}s soak in test ended")
+    if rules.approval:
+        assert version in machine.approved, f"{request.name}: version {version} entered prod without approval"
+    stateful_stats.KINDS["flow: entered prod"] += 1
 
 
 def _memory_dir() -> str | None:
@@ -466,6 +543,8 @@ def _watch_waves() -> Iterator[None]:
         missing = [n for n in needed if n not in live]
         assert not missing, f"{request.name} in {request.region} created before {missing} existed"
         machine = stateful_stats.CURRENT
+        if machine is not None and request.cluster == "flow-prod":
+            _check_promotion(machine, prov, request)
         if machine is not None and request.region != "r1":
             now = planner.serves([g for g in prov.list_server_groups("r1") if g.cluster == request.cluster],
                                  healthy_percent=100, spec_hash=request.spec_hash)

@@ -21,7 +21,20 @@ def test_the_schema_is_json_of_draft_2020_12() -> None:
     assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert doc["type"] == "object"
     assert doc["additionalProperties"] is False
-    assert sorted(doc["required"]) == ["application", "clusters", "owner"]
+    assert sorted(doc["required"]) == ["application", "owner"]
+    assert doc["anyOf"] == [{"required": ["clusters"]}, {"required": ["environments"]}]
+
+
+def test_environments_are_described_with_their_constraints() -> None:
+    doc = schema.json_schema()
+    env = properties(doc, "environments")
+
+    assert set(env["properties"]) == set(schema.ENVIRONMENT)
+    assert env["required"] == ["name", "clusters"]
+    assert set(properties(doc, "environments", "clusters")["properties"]) == set(schema.CLUSTER)
+    for name, prop in env["properties"].items():
+        assert prop.get("description"), name
+    assert "approve" in env["properties"]["approval"]["properties"]["timeout"]["description"]
 
 
 def test_every_validated_field_is_listed_and_described() -> None:

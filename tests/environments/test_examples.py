@@ -1,0 +1,40 @@
+"""The examples repository's environments: the spec the docs point at loads and flows test -> staging -> prod."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.runtime import engine as engine_mod
+from specs import loader
+from tests.conftest import ROOT, DesiredRepo, write_config
+
+
+def test_the_examples_repository_has_a_pipeline_that_flows(tmp_path: Path) -> None:
+    state = loader.load_directory(ROOT / "examples" / "desired-state")
+    assert state.problems == ()
+    payments = state.applications["payments"]
+    assert [e.name for e in payments.environments] == ["test", "staging", "prod"]
+    assert payments.version == "2.0"
+
+    repo = DesiredRepo(tmp_path / "desired")
+    shutil.copytree(ROOT / "examples" / "desired-state" / "apps", repo.path / "apps")
+    repo.commit("examples")
+    cfg = write_config(tmp_path / "config.yaml", repo.path, tmp_path / "state")
+    clock = clock_mod.FakeClock()
+    engine = engine_mod.Engine(config_mod.load_config(str(cfg)), clock=clock)
+    try:
+        for minutes in (0, 11, 11):
+            clock.advance(minutes * 60)
+            engine.reconcile()
+            engine.refresh_status()
+        engine.decide_environment("payments", "prod", "2.0", "approved", by="ops")
+        engine.reconcile()
+        engine.refresh_status()
+        envs = engine.status()["pipelines"]["payments"]["environments"]
+    finally:
+        engine.close()
+    assert [(e["name"], e["state"]) for e in envs] == [("test", "deployed"), ("staging", "deployed"),
+                                                       ("prod", "deployed")]
