@@ -108,7 +108,7 @@ class Engine:
 
     # ------------------------------------------------------------------ reading
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> status_mod.Document:
         return status_mod.view(
             self.store.get(keys.STATUS) or {}, executions=self.store.executions(limit=20),
             paused=self.store.pauses(), freeze=self.store.get(keys.FREEZE),
