@@ -94,8 +94,7 @@ def one_pass(src: gitsource.GitSource, commit: str, cache: loader.SpecCache, poo
     )
     live = live if live is not None else live_for(desired)
     out = planner.plan(desired, live)
-    ctx = policy_base.PolicyContext(now=time.time(), live=live.groups, desired=desired,
-                                    settings=registry.context_settings(None, prune=False, freeze_switch=None))
+    ctx = policy_base.PolicyContext(now=time.time(), live=live.groups, desired=desired)
     judged = policy_base.judge(out.plan, ctx, registry.default_policies())
     return time.perf_counter() - t0, cache.parses - before, judged, desired
 

@@ -3,7 +3,7 @@
 A policy is a module (or object) with a ``NAME`` and an ``evaluate(plan, ctx)``
 function returning ``Judgement`` values. A judgement names a change (by id) or,
 with ``change_id=None``, the plan as a whole. Policies are pure: the context
-carries the time, the live state and the settings they need.
+carries the time, the live state and the settings they need, each as a typed field.
 """
 
 from __future__ import annotations
@@ -15,12 +15,30 @@ from typing import Any
 
 from reconciler.core import model
 from reconciler.core.resources import LiveResource, ResourceChange
+from specs import policy_file as policy_file_mod
 
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
     change_id: str | None
     verdict: model.PolicyVerdict
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """The fleet-wide freeze set by ``reconciler freeze`` (or the API)."""
+
+    by: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """What the git source found about the commit's signature (checked only when policies.yaml requires it)."""
+
+    verified: bool
+    key: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,36 +49,24 @@ class PolicyContext:
     live: Sequence[model.ServerGroup] = ()
     desired: model.DesiredState | None = None
     prune: bool = False
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    approvals: Mapping[str, Any] = field(default_factory=dict)
+    policy_file: policy_file_mod.PolicySettings = field(default_factory=policy_file_mod.PolicySettings)
+    """The commit's policies.yaml (built-in defaults without one); read through ``for_change``/``global_settings``."""
+    freeze_switch: Freeze | None = None
+    commit_signature: Signature | None = None  # None: signatures are not required
+    approvals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # plan or change id -> approval row
     paused: frozenset[str] = frozenset()
     resources: Sequence[LiveResource] = ()
     """Live load balancers and security groups (where providers report them)."""
 
-    def setting(self, key: str, default: Any) -> Any:
-        return self.settings.get(key, default)
-
     def for_change(self, change: model.Change | ResourceChange) -> dict[str, Any]:
         """Guardrail settings for one change: policies.yaml layers resolved for its application and cluster."""
-        file = self.settings.get("policies")
         criticality = "normal"
         if self.desired is not None and change.application in self.desired.applications:
             criticality = self.desired.applications[change.application].criticality.value
-        if file is None or not hasattr(file, "for_cluster"):
-            from specs import policy_file  # noqa: PLC0415 - the built-in defaults, only without a file
-
-            file = policy_file.PolicySettings()
-        resolved: dict[str, Any] = file.for_cluster(change.application, change.cluster, criticality)
-        return resolved
+        return self.policy_file.for_cluster(change.application, change.cluster, criticality)
 
     def global_settings(self) -> dict[str, Any]:
-        file = self.settings.get("policies")
-        if file is None or not hasattr(file, "global_settings"):
-            from specs import policy_file  # noqa: PLC0415
-
-            file = policy_file.PolicySettings()
-        resolved: dict[str, Any] = file.global_settings()
-        return resolved
+        return self.policy_file.global_settings()
 
 
 Evaluate = Callable[[model.Plan, PolicyContext], Iterable[Judgement]]

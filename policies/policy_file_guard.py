@@ -19,7 +19,7 @@ SHOWN = 3
 
 
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
-    problems = tuple(getattr(ctx.settings.get("policies"), "problems", ()) or ())
+    problems = ctx.policy_file.problems
     if not problems:
         return
     quoted = "; ".join(str(p) for p in problems[:SHOWN]) + ("; ..." if len(problems) > SHOWN else "")

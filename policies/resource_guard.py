@@ -21,12 +21,13 @@ _VERDICTS = {"approve": approve, "warn": warn, "deny": deny}
 
 
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
-    switch = ctx.setting("freeze_switch", None)
+    switch = ctx.freeze_switch
     for change in plan.resource_changes:
         settings = ctx.for_change(change)
-        frozen = switch or settings.get("freeze")
-        if frozen:
-            who = f" by {frozen.get('by')}" if frozen.get("by") else ""
+        repo = settings.get("freeze")
+        if switch is not None or repo:
+            by = switch.by if switch is not None else (repo or {}).get("by")
+            who = f" by {by}" if by else ""
             yield deny(NAME, change, f"changes are frozen{who}; {change.label} is not changed until it is lifted")
         if change.narrows:
             users = ", ".join(change.used_by[:5]) + (" ..." if len(change.used_by) > 5 else "")

@@ -14,13 +14,13 @@ NAME = "signed-commits"
 def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
     if not ctx.global_settings()["signed_commits"]["required"]:
         return
-    sig = ctx.setting("commit_signature", None) or {}
+    sig = ctx.commit_signature
     for change in plan.changes:
-        if sig.get("verified"):
-            yield allow(NAME, change, f"commit {plan.commit[:8]} is signed by {sig.get('key')}")
+        if sig is not None and sig.verified:
+            yield allow(NAME, change, f"commit {plan.commit[:8]} is signed by {sig.key}")
         else:
             yield deny(NAME, change, f"commit {plan.commit[:8]} is not signed by an allowed key: "
-                                     f"{sig.get('reason', 'not verified')}")
+                                     f"{sig.reason if sig is not None else 'not verified'}")
 
 
 POLICY = Policy(NAME, evaluate)

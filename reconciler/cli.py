@@ -440,7 +440,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             verifier = planfile.Verifier(saved, args.plan, eng.config.branch)
         gate = _ApplyGate(args, verifier)
         result = eng.pipeline.run(pipeline.Request(pipeline.Mode.APPLY, reason="apply", gate=gate, environment=args.env,
-                                                   exclude_running=False))
+                                                   exclude_running=False, settle=True))
         if gate.declined is not None:
             return gate.declined
         ev = result.evaluation

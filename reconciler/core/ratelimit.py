@@ -1,4 +1,5 @@
-"""A token bucket on the injected clock, shared by the providers that rate-limit their own calls."""
+"""The one token bucket, on the injected clock: providers rate-limit their calls with it (``take`` sleeps),
+the notification delivery worker paces its sends (``wait_s`` then ``consume``: it decides how to wait)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,33 @@ class TokenBucket:
         self.stamp = clock.now()
         self._lock = threading.Lock()
 
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.burst, self.tokens + max(now - self.stamp, 0.0) * self.rate)
+        self.stamp = now
+
     def take(self) -> float:
         """Take one token; returns the seconds slept waiting for it."""
         if self.rate <= 0:
             return 0.0
         with self._lock:
-            now = self.clock.now()
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
+            self._refill(self.clock.now())
             self.tokens -= 1.0
             wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
         if wait > 0:
             self.clock.sleep(wait)
         return wait
+
+    def wait_s(self, now: float) -> float:
+        """Seconds until a token is there (0: now); takes none."""
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            self._refill(now)
+            return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+
+    def consume(self, now: float) -> None:
+        """Take one token without waiting (after ``wait_s`` said 0)."""
+        if self.rate > 0:
+            with self._lock:
+                self._refill(now)
+                self.tokens -= 1.0

@@ -24,9 +24,9 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from reconciler.config import settings as config_mod
-from reconciler.core import backoff, errors
+from reconciler.core import backoff, errors, ratelimit
 from reconciler.core import clock as clock_mod
-from reconciler.notifications import messages, outbox, pacing, routing, senders
+from reconciler.notifications import messages, outbox, routing, senders
 from reconciler.notifications import settings as settings_mod
 from reconciler.runtime import executor, metrics
 from reconciler.source import git as gitsource
@@ -186,7 +186,7 @@ class TargetWorker:
         self.outbox = box
         self.delivery = delivery
         self.clock = clock
-        self.bucket = pacing.TokenBucket(target.rate_limit.per_minute, target.rate_limit.burst, clock.now())
+        self.bucket = ratelimit.TokenBucket(target.rate_limit.per_minute / 60.0, target.rate_limit.burst, clock)
         self.lease = f"notifications/target/{target.name}"
         self.lease_ttl = max(30.0, 3 * (target.timeout_s + delivery.poll_s))
         self._lease_until = 0.0
@@ -220,7 +220,7 @@ class TargetWorker:
             row = self.outbox.head(name)  # it may have sent this one while we did not hold the lease
             if row is None:
                 return 0.0
-        self.bucket.take(now)
+        self.bucket.consume(now)
         try:
             self.sender.send(messages.Notification.from_doc(row.payload))
         except senders.DeliveryError as exc:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from policies import base as policy_base
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
@@ -130,14 +131,14 @@ class DesiredSource:
             )
         return Desired(desired, pol)
 
-    def signature(self, commit: str, policies: policy_file.PolicySettings) -> dict[str, object] | None:
+    def signature(self, commit: str, policies: policy_file.PolicySettings) -> policy_base.Signature | None:
         """Verify the commit's signature only when policies.yaml requires signed commits."""
         if not commit or not policies.global_settings()["signed_commits"]["required"]:
             return None
         if not self.git.has_commit(commit):
-            return {"verified": False, "key": "", "reason": f"commit {commit[:8]} is not in the mirror"}
+            return policy_base.Signature(False, "", f"commit {commit[:8]} is not in the mirror")
         sig = self.git.verify_signature(commit, self._config().allowed_signers)
-        return {"verified": sig.verified, "key": sig.key, "reason": sig.reason}
+        return policy_base.Signature(sig.verified, sig.key, sig.reason)
 
     def remember_file_apps(self, desired: model.DesiredState) -> None:
         """File -> application, so a file that stops parsing still names its application in status."""

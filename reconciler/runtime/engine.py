@@ -108,7 +108,7 @@ class Engine:
 
     # ------------------------------------------------------------------ reading
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> status_mod.Document:
         return status_mod.view(
             self.store.get(keys.STATUS) or {}, executions=self.store.executions(limit=20),
             paused=self.store.pauses(), freeze=self.store.get(keys.FREEZE),
@@ -188,12 +188,12 @@ class Engine:
     def _interrupt_orphans(self) -> None:
         """Executions left 'running' by a dead process: mark them; the next pass re-plans from live."""
         for ex in self.store.active_executions():
-            if ex["owner"] != self.store.owner and executor_mod.owner_dead(ex["owner"]):
-                self.store.finish_execution(ex["id"], self.clock.now(), state=model.ExecState.INTERRUPTED,
+            if ex.owner != self.store.owner and executor_mod.owner_dead(ex.owner):
+                self.store.finish_execution(ex.id, self.clock.now(), state=model.ExecState.INTERRUPTED,
                                             error="the process running it died; resumed from live state")
-                self.store.record("execution_interrupted", f"{ex['key']}: resuming after a restart",
-                                  self.clock.now(), application=ex["application"], cluster=ex["cluster"],
-                                  region=ex["region"], execution_id=ex["id"], commit=ex["commit"])
+                self.store.record("execution_interrupted", f"{ex.key}: resuming after a restart",
+                                  self.clock.now(), application=ex.application, cluster=ex.cluster,
+                                  region=ex.region, execution_id=ex.id, commit=ex.commit)
 
     def stop(self, deadline_s: float) -> bool:
         self.executor.stopping.set()

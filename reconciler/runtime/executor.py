@@ -153,13 +153,12 @@ class Executor:
     def _abandon_stale(self, change: model.Change) -> None:
         """No zombies: executions of this cluster left running by an owner whose lease lapsed are closed."""
         for ex in self.store.active_executions():
-            if ex["key"] == change.key and ex["owner"] != self.store.owner:
+            if ex.key == change.key and ex.owner != self.store.owner:
                 msg = ("no progress: its process stopped renewing the lease; "
                        "the next execution continued from live state")
-                self.store.finish_execution(ex["id"], self.clock.now(), state=ExecState.ABANDONED, error=msg)
-                self.store.record("execution_abandoned", msg, self.clock.now(), application=ex["application"],
-                                  cluster=ex["cluster"], region=ex["region"], execution_id=ex["id"],
-                                  commit=ex["commit"])
+                self.store.finish_execution(ex.id, self.clock.now(), state=ExecState.ABANDONED, error=msg)
+                self.store.record("execution_abandoned", msg, self.clock.now(), application=ex.application,
+                                  cluster=ex.cluster, region=ex.region, execution_id=ex.id, commit=ex.commit)
 
     def _acquire(self, key: str) -> bool:
         now = self.clock.now()

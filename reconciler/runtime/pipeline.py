@@ -83,6 +83,7 @@ class Request:
     save_status: bool = False  # a preview that saves what ``status`` shows (APPLY and BACKGROUND always do)
     notify: bool = True  # saved status feeds notifications (False for a look from the CLI)
     exclude_running: bool | None = None  # hold changes of running clusters (default: in BACKGROUND)
+    settle: bool = False  # APPLY: status shows the executed regions read again (apply), not the plan (run --once)
     gate: Gate | None = None
     environment: str | None = None  # apply --env: only this environment's changes
 
@@ -183,7 +184,7 @@ class Pipeline:
         elif runnable:
             results = self.executor.run_rollouts(ev.plan.plan_id, runnable)
             dispatched = len(runnable)
-            self._record_status(self._after(ev, runnable), req.reason, notify=req.notify)
+            self._record_status(self._after(ev, runnable) if req.settle else ev, req.reason, notify=req.notify)
         else:
             self._record_status(ev, req.reason, notify=req.notify)
         if source_error is None and not want.state.problems:
@@ -243,12 +244,12 @@ class Pipeline:
             prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
             app_files=files,
         ))
+        switch = self.store.get(keys.FREEZE)
         ctx = policy_base.PolicyContext(
-            now=now, live=live.groups, desired=desired, prune=self._config().prune,
-            settings=policy_registry.context_settings(
-                want.policies, prune=self._config().prune, freeze_switch=self.store.get(keys.FREEZE),
-                commit_signature=self.desired.signature(desired.commit, want.policies),
-            ),
+            now=now, live=live.groups, desired=desired, prune=self._config().prune, policy_file=want.policies,
+            freeze_switch=policy_base.Freeze(str(switch.get("by") or ""), str(switch.get("reason") or ""))
+            if switch else None,
+            commit_signature=self.desired.signature(desired.commit, want.policies),
             approvals=valid_approvals(self.store, now), paused=frozenset(pauses), resources=live.resources,
         )
         judged = policy_base.judge(outcome.plan, ctx, policy_registry.default_policies())
@@ -331,14 +332,14 @@ def failure_state(store: store_mod.Store, settings: config_mod.ExecutionSettings
     stalled: set[tuple[str, str]] = set()
     backing_off: dict[tuple[str, str], str] = {}
     for (key, spec_hash), row in store.failures().items():
-        if row["count"] >= settings.max_attempts:
+        if row.count >= settings.max_attempts:
             stalled.add((key, spec_hash))
         else:
-            retry_at = row["updated_at"] + backoff.delay(row["count"], first=settings.retry_backoff_s)
+            retry_at = row.updated_at + backoff.delay(row.count, first=settings.retry_backoff_s)
             if retry_at > now:
                 backing_off[(key, spec_hash)] = (
-                    f"retrying after failure {row['count']}/{settings.max_attempts} "
-                    f"in {retry_at - now:.0f}s: {row['last_error']}")
+                    f"retrying after failure {row.count}/{settings.max_attempts} "
+                    f"in {retry_at - now:.0f}s: {row.last_error}")
     return stalled, backing_off
 
 

@@ -65,7 +65,7 @@ def evaluate(store: store_mod.Store, desired: model.DesiredState, live: planner.
     if not apps:
         return Promotion()
     facts = load_facts(store)
-    failures = {(k, h): str(row.get("last_error") or "failed") for (k, h), row in store.failures().items()}
+    failures = {(k, h): row.last_error or "failed" for (k, h), row in store.failures().items()}
     gates: dict[tuple[str, str], model.Held | None] = {}
     pipelines: dict[str, dict[str, Any]] = {}
     seen_all = {a.name: envs.observe(a, live.groups, live.unreadable.keys(), failures) for a in apps}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from reconciler.core import escaping, model, planner
 from reconciler.runtime import resources as resources_rt
@@ -18,9 +18,33 @@ from reconciler.runtime import resources as resources_rt
 if TYPE_CHECKING:
     from reconciler.runtime.pipeline import Evaluation
 
+Document = dict[str, Any]
+"""The status document as JSON-ready values: it is stored, served and printed as is (DESIGN §5)."""
+
+
+class Condition(TypedDict):
+    """One condition of an application (Kubernetes-style: Ready, Reconciling, Stalled)."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str
+    commit: str
+    at: float
+
+
+class AppEntry(TypedDict):
+    """One application of the document; owner and criticality only for applications Git defines now."""
+
+    file: str
+    owner: NotRequired[str]
+    criticality: NotRequired[str]
+    conditions: list[Condition]
+    clusters: list[str]
+
 
 def build(ev: Evaluation, *, commit: str, source_error: str | None, reason: str, now: float,
-          file_apps: Mapping[str, str]) -> dict[str, Any]:
+          file_apps: Mapping[str, str]) -> Document:
     """The document of one evaluation; ``file_apps`` names the application of a file that no longer parses."""
     apps = _applications(ev, commit, source_error, now, file_apps)
     return {
@@ -51,9 +75,9 @@ def build(ev: Evaluation, *, commit: str, source_error: str | None, reason: str,
 
 
 def _applications(ev: Evaluation, commit: str, source_error: str | None, now: float,
-                  file_apps: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+                  file_apps: Mapping[str, str]) -> dict[str, AppEntry]:
     """Per application: its file, owner, clusters and conditions (Ready, Reconciling, Stalled)."""
-    apps: dict[str, dict[str, Any]] = {}
+    apps: dict[str, AppEntry] = {}
     for name, app in ev.desired.applications.items():
         apps[name] = {"file": app.source.file, "owner": app.owner, "criticality": app.criticality.value,
                       "conditions": [], "clusters": sorted({c.name for c in app.clusters})}
@@ -94,8 +118,8 @@ def _applications(ev: Evaluation, commit: str, source_error: str | None, now: fl
     return apps
 
 
-def _skip_conditions(mine: Sequence[planner.Skip], commit: str, now: float) -> list[dict[str, Any]]:
-    conds: list[dict[str, Any]] = []
+def _skip_conditions(mine: Sequence[planner.Skip], commit: str, now: float) -> list[Condition]:
+    conds: list[Condition] = []
     stalls = [f"{s.cluster}: {s.reason}" for s in mine if s.kind in (model.SkipKind.STALLED, model.SkipKind.UNREADABLE)]
     if stalls:
         conds.append(condition("Stalled", "ChangeFailing", "; ".join(stalls), commit, now))
@@ -105,7 +129,7 @@ def _skip_conditions(mine: Sequence[planner.Skip], commit: str, now: float) -> l
     return conds
 
 
-def group_entry(g: model.ServerGroup) -> dict[str, Any]:
+def group_entry(g: model.ServerGroup) -> dict[str, object]:
     """One live server group as the status document lists it (secret-looking tag values hidden)."""
     return {**g.view(), "provider": g.provider, "account": g.account, "region": g.region,
             "cluster": g.cluster, "application": g.application, "managed": g.managed,
@@ -125,15 +149,15 @@ def group_from_entry(g: Mapping[str, Any]) -> model.ServerGroup:
     )
 
 
-def condition(kind: str, reason: str, message: str, commit: str, now: float) -> dict[str, Any]:
+def condition(kind: str, reason: str, message: str, commit: str, now: float) -> Condition:
     return {"type": kind, "status": True, "reason": reason, "message": message, "commit": commit, "at": now}
 
 
-def view(stored: Mapping[str, Any], *, executions: Sequence[Mapping[str, Any]], paused: Mapping[str, Any],
-         freeze: Any, notifications: Mapping[str, Any]) -> dict[str, Any]:
+def view(stored: Document, *, executions: Sequence[Mapping[str, object]], paused: Mapping[str, object],
+         freeze: object, notifications: Mapping[str, object]) -> Document:
     """The stored document with what the store knows now (the stored change of an execution is left out:
     it carries the full launch settings, user data included)."""
-    status: dict[str, Any] = dict(stored)
+    status: Document = dict(stored)
     status["executions"] = [{k: v for k, v in e.items() if k != "change"} for e in executions]
     status["paused"] = paused
     status["freeze"] = freeze

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from reconciler import logs
 from reconciler.core import errors, model
+from reconciler.state import rows as rows_mod
 
 log = logging.getLogger("reconciler.store")  # the name log filters know; kept when the module moved
 
@@ -366,12 +367,12 @@ class Store:
                 .values(state=state, finished_at=now, updated_at=now, error=_clean(error))
             )
 
-    def active_executions(self) -> list[dict[str, Any]]:
+    def active_executions(self) -> list[rows_mod.ActiveExecution]:
         with self.tx() as c:
             rows = c.execute(
                 sa.select(executions).where(executions.c.state.in_(ACTIVE_STATES))
             ).mappings().all()
-        return [dict(r) for r in rows]
+        return [rows_mod.ActiveExecution.of(r) for r in rows]
 
     def executions(self, *, limit: int = 50, application: str | None = None) -> list[dict[str, Any]]:
         q = sa.select(executions).order_by(executions.c.created_at.desc()).limit(limit)
@@ -460,10 +461,10 @@ class Store:
             ).first()
         return int(row[0]) if row else 0
 
-    def failures(self) -> dict[tuple[str, str], dict[str, Any]]:
+    def failures(self) -> dict[tuple[str, str], rows_mod.Failure]:
         with self.tx() as c:
             rows = c.execute(sa.select(failures)).mappings().all()
-        return {(r["key"], r["spec_hash"]): dict(r) for r in rows}
+        return {(r["key"], r["spec_hash"]): rows_mod.Failure.of(r) for r in rows}
 
     def add_failure(self, key: str, spec_hash: str, error: str, now: float) -> int:
         with self.tx() as c:

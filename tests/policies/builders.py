@@ -50,8 +50,10 @@ def judge(changes, *, yaml_text="", live=(), now=0.0, criticality="normal", brok
     apps = {"checkout": model.Application("checkout", "o", model.Criticality(criticality), (),
                                           model.SourceRef("apps/checkout.yaml"))}
     desired = model.DesiredState("c" * 40, apps, broken_files=broken)
-    ctx = base.PolicyContext(now=now, live=tuple(live), desired=desired, approvals=approvals or {},
-                             settings=registry.context_settings(pol, prune=True, **settings))
+    switch, sig = settings.get("freeze_switch"), settings.get("commit_signature")
+    freeze = base.Freeze(switch.get("by", ""), switch.get("reason", "")) if switch else None
+    ctx = base.PolicyContext(now=now, live=tuple(live), desired=desired, approvals=approvals or {}, policy_file=pol,
+                             freeze_switch=freeze, commit_signature=base.Signature(**sig) if sig is not None else None)
     plan = model.Plan("c" * 40, tuple(changes))
     return base.judge(plan, ctx, registry.default_policies())
 
