@@ -134,9 +134,9 @@ def test_narrowed_ingress_follows_policies_yaml_and_a_freeze_holds_resource_chan
     [narrow] = plan(desired(sg(rules=(HTTPS,))), live(sg(rules=(HTTPS, ADMIN))), groups=users).changes
     p = model.Plan("c1", (), resource_changes=(narrow,))
     relaxed = policy_file.PolicySettings(applications={"shop": {"resources": {"narrowed_ingress": "warn"}}})
-    judged = list(resource_guard.evaluate(p, policy_base.PolicyContext(now=0, settings={"policies": relaxed})))
+    judged = list(resource_guard.evaluate(p, policy_base.PolicyContext(now=0, policy_file=relaxed)))
     assert [j.verdict.verdict for j in judged] == [model.Verdict.WARN]
-    frozen = policy_base.PolicyContext(now=0, settings={"freeze_switch": {"by": "ops", "reason": "sale"}})
+    frozen = policy_base.PolicyContext(now=0, freeze_switch=policy_base.Freeze("ops", "sale"))
     assert model.Verdict.DENY in [j.verdict.verdict for j in resource_guard.evaluate(p, frozen)]
 
 
