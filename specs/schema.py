@@ -12,6 +12,7 @@ from typing import Any
 import cerberus
 
 from reconciler.core import errors
+from specs import strategy as strategy_spec
 from specs import yamlnodes
 
 __all__ = ["APPLICATION", "CLUSTER", "MAX_DURATION_S", "MAX_ITEMS", "MAX_VALUES", "NAME_LIMIT", "Validator",
@@ -79,17 +80,7 @@ CLUSTER: dict[str, Any] = {
             "timeout": _duration,
         },
     },
-    "strategy": {
-        "type": "dict",
-        "schema": {
-            "type": {"type": "string", "allowed": ["red_black"]},
-            "keep_disabled": {"type": "integer", "min": 0, "max": 20},
-            "scale_down": {"type": "boolean"},
-            "delay_before_disable": _duration,
-            "delay_before_scale_down": _duration,
-            "rollback_on_failure": {"type": "boolean"},
-        },
-    },
+    "strategy": strategy_spec.rules(_duration),
     "rollout": {
         "type": "dict",
         "schema": {
@@ -331,6 +322,7 @@ def _cross_field(doc: dict[str, Any], lines: dict[str, int], file: str) -> list[
 
 def _check_cluster(app: str, i: int, c: Any, names: dict[str, int], bad: Any) -> None:
     at = f"clusters[{i}]"
+    strategy_spec.check(at, c.get("strategy"), bad)
     cap = c["capacity"]
     if not cap["min"] <= cap["desired"] <= cap["max"]:
         bad(
@@ -380,13 +372,17 @@ def _check_cluster(app: str, i: int, c: Any, names: dict[str, int], bad: Any) ->
 
 def json_schema() -> dict[str, Any]:
     """A JSON Schema (draft 2020-12) of the spec format, for editors and CI linters."""
-    return {
+    out = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "reconciler-spec.schema.json",
         "title": "reconciler application spec",
         "description": "One application per file; rendered as a Jinja2 template before validation.",
         **_to_json(APPLICATION),
     }
+    strategy = out["properties"]["clusters"]["items"]["properties"]["strategy"]
+    for name, text in strategy_spec.DESCRIPTIONS.items():
+        strategy["properties"][name]["description"] = text
+    return out
 
 
 _DESCRIPTIONS = {
@@ -408,19 +404,13 @@ _DESCRIPTIONS = {
     "user_data": "Boot script; never shown in plans (may hold secrets).",
     "tags": "Extra tags/labels on every server group.",
     "health": "How the health wait of a deployment judges the new group.",
-    "strategy": "Red/black settings.",
+    "strategy": "How a new server group takes over: red_black, highlander or rolling_red_black.",
     "rollout": "Region waves and the pause between them.",
     "min": "Fewest instances per region.",
     "desired": "Instances per region (owned by the autoscaler when autoscaling is true).",
     "max": "Most instances per region.",
     "healthy_percent": "Share of desired instances that must be healthy before the new group is enabled (1-100).",
     "timeout": "How long to wait for health, e.g. 10m; then the deployment fails (and rolls back).",
-    "type": "Deployment strategy; only red_black.",
-    "keep_disabled": "Older disabled server groups kept for fast rollback.",
-    "scale_down": "Scale disabled groups to zero after disabling them.",
-    "delay_before_disable": "Pause after enabling the new group before disabling the old ones, e.g. 5m.",
-    "delay_before_scale_down": "Pause after disabling before scaling down, e.g. 30m.",
-    "rollback_on_failure": "On a failed health wait, remove the new group (the old one was never touched).",
     "waves": "Region waves in order; together they list every region exactly once.",
     "pause": "Pause between waves, e.g. 10m.",
 }

@@ -30,7 +30,7 @@ from reconciler.core import clock as clock_mod
 from reconciler.core import errors, escaping, model, planner
 from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
-from reconciler.runtime import executor, metrics
+from reconciler.runtime import executor, metrics, rolling_state
 from reconciler.source import git as gitsource
 from reconciler.state import store as store_mod
 from specs import catalog as spec_catalog
@@ -296,7 +296,7 @@ class Engine:
         files.update(app_files or {})
         outcome = planner.plan(desired, live, planner.Options(
             prune=self.config.prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
-            app_files=files,
+            app_files=files, rolling_origins=rolling_state.origins(self.store),
         ))
         ctx = policy_base.PolicyContext(
             now=now, live=live.groups, desired=desired, prune=self.config.prune,

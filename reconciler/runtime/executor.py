@@ -25,8 +25,9 @@ from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
 from reconciler.core.model import Action, Step, StepKind
+from reconciler.core.strategies import rolling
 from reconciler.notifications import history
-from reconciler.runtime import metrics
+from reconciler.runtime import metrics, rolling_state
 from reconciler.state import store as store_mod
 
 log = logging.getLogger("reconciler.executor")  # the name log filters know; kept when the module moved
@@ -223,6 +224,7 @@ class Executor:
                           cluster=change.cluster, region=change.region, execution_id=ex_id, commit=change.commit)
         self._say(f"{ctx}: {change.action.value} ({change.reason})", change, ex_id)
         result = ExecutionResult(change, ex_id, "succeeded")
+        rolling_state.remember(self.store, change, self.clock.now())
         disabled_any = False
         for idx, step in enumerate(change.steps):
             self._check_stop()
@@ -244,6 +246,7 @@ class Executor:
             _maybe_crash()
         self.store.finish_execution(ex_id, self.clock.now(), state="succeeded")
         self.store.clear_failures(change.key)
+        rolling_state.forget(self.store, change)
         metrics.CHANGES.labels(change.action.value, "applied").inc()
         self.store.record("execution_succeeded", f"{change.action.value} done: "
                           f"{change.desired_server_group or change.cluster} serves", self.clock.now(),
@@ -401,7 +404,9 @@ class Executor:
             return ExecutionResult(change, ex_id, "failed", reason, step=step.kind.value)
         undo: list[Step] = []
         unproven = bool(self.store.get(_unproven_key(change, target), False))
-        if change.action is Action.ROLLBACK:
+        if change.restore and spec is not None:
+            undo = rolling.undo_steps(change, spec.health.timeout_s, spec.health.healthy_percent)
+        elif change.action is Action.ROLLBACK:
             undo = [Step(StepKind.DISABLE, target, reason="undo rollback"),
                     Step(StepKind.RESIZE, target, capacity=model.Capacity(0, 0, 0), reason="undo rollback")]
         elif unproven:
@@ -423,6 +428,8 @@ class Executor:
             self.store.step_ended(ex_id, start + i, self.clock.now(), state="done")
         if not rb_error and unproven:
             self.store.put(_unproven_key(change, target), False, self.clock.now())
+        if not rb_error:
+            rolling_state.forget(self.store, change)
         state = "failed" if rb_error else "rolled_back"
         message = f"{reason}; " + (f"rollback failed: {rb_error}" if rb_error else
                                    f"rolled back ({', '.join(s.describe() for s in undo)}); "
@@ -461,6 +468,8 @@ class Executor:
             self._retry(change, "destroy", functools.partial(provider.destroy, region, name))
         elif s.kind is StepKind.RESIZE and s.capacity is not None:
             self._retry(change, "resize", functools.partial(provider.resize, region, name, s.capacity))
+        elif s.kind is StepKind.WAIT_HEALTHY:
+            self._wait_healthy(provider, change, s)
 
     # ------------------------------------------------------------------ helpers
 
