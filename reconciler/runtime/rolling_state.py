@@ -27,6 +27,7 @@ def remember(store: store_mod.Store, change: model.Change, now: float) -> None:
 
 
 def forget(store: store_mod.Store, change: model.Change) -> None:
-    target = change.desired_server_group or ""
-    for name, _ in change.restore:
-        store.delete(rolling.origin_key(change.key, target, name))
+    """The cluster's deployment ended (succeeded or rolled back): drop every origin recorded for it, also
+    those of a deployment a crash left past its rolling steps (its resumed change no longer lists them)."""
+    for key in store.get_prefix(rolling.origin_key(change.key, "", "")[:-1]):
+        store.delete(key)

@@ -25,6 +25,8 @@ ORIGINS_PREFIX = "rolling-origin/"
 
 
 def origin_key(change_key: str, new: str, old: str) -> str:
+    """With empty ``new`` and ``old``: ``<prefix><cluster key>//``, whose first part minus one slash is the
+    prefix of every record of that cluster."""
     return f"{ORIGINS_PREFIX}{change_key}/{new}/{old}"
 
 
