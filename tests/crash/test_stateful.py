@@ -1,10 +1,11 @@
 """Random operator sequences keep the safety invariants (Hypothesis, stateful).
 
 The machine commits what operators commit in their first weeks (new images, broken images, fix-forward
-commits, cluster renames, moves between accounts and providers, unknown providers and accounts, spec
-files renamed to ``.yml``/``.YAML``/``.yaml.bak``, dropped regions, deleted and restored files, reverts),
-and runs what happens to a daemon (passes, crashes mid-pass, restarts, time passing, pauses), on the
-local provider and a second cloud registered as a plugin, with a fake clock. After every step:
+commits, cluster renames, moves between accounts and providers, unknown providers and accounts, the deployment
+strategy (red/black, highlander, rolling red/black) drawn at random, spec files renamed to
+``.yml``/``.YAML``/``.yaml.bak``, dropped regions, deleted and restored files, reverts), and runs what happens
+to a daemon (passes, crashes mid-pass, restarts, time passing, pauses), on the local provider and a second
+cloud registered as a plugin, with a fake clock. After every step:
 
 * no application loses its last healthy enabled capacity in a region, unless its file was removed;
 * no region of a later wave ever receives a spec hash that has not succeeded in every earlier wave
@@ -66,6 +67,11 @@ UNKNOWN = (("nosuchcloud", "default"), ("local", "nosuch"))
 FILES = ("app.yaml", "app.yml", "app.YAML")
 ACCOUNTS = (("local", "default"), ("local", "second"), (othercloud.NAME, "other"))
 FOREIGN = "legacy-v000"
+STRATEGIES = {
+    "red_black": "",
+    "highlander": "strategy: {type: highlander}\n",
+    "rolling_red_black": "strategy: {type: rolling_red_black, steps: [50, 100]}\n",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +83,11 @@ class Want:
     stack: str = ""
     where: tuple[str, str] = ("local", "default")
     regions: tuple[str, ...] = REGIONS
+    strategy: str = "red_black"
 
     def spec(self) -> str:
         later = ", ".join(self.regions[1:])
-        extra = f"rollout: {{waves: [[{self.regions[0]}], [{later}]]}}\n"
+        extra = f"rollout: {{waves: [[{self.regions[0]}], [{later}]]}}\n" + STRATEGIES[self.strategy]
         return app_spec("app", image=self.image, stack=self.stack, provider=self.where[0], account=self.where[1],
                         regions=self.regions, extra=extra)
 
@@ -162,6 +169,10 @@ class Fleet(RuleBasedStateMachine):
         stateful_stats.KINDS[kind] += 1
         for r in result.results:
             stateful_stats.KINDS[f"execution {r.state}"] += 1
+            if r.change.restore:
+                stateful_stats.KINDS[f"rolling execution {r.state}"] += 1
+            elif r.change.desired is not None and r.change.desired.strategy.type.value == "highlander":
+                stateful_stats.KINDS[f"highlander execution {r.state}"] += 1
         status = self.engine.store.get(engine_mod.KEY_STATUS) or {}
         for h in status.get("held", []):
             stateful_stats.KINDS[f"held: {h['kind']}"] += 1
@@ -187,6 +198,11 @@ class Fleet(RuleBasedStateMachine):
     @rule(image=st.sampled_from(GOOD), passes=st.sampled_from([0, 1, 1, 2]))
     def deploy(self, image: str, passes: int) -> None:
         self._change("deploy a good image", passes, image=image)
+
+    @rule(strategy=st.sampled_from(sorted(STRATEGIES)), passes=st.sampled_from([0, 1, 1, 2]))
+    def change_strategy(self, strategy: str, passes: int) -> None:
+        """The strategy is drawn at random: the next deployments (and any in flight) follow it."""
+        self._change(f"strategy: {strategy}", passes, strategy=strategy)
 
     @rule(passes=st.sampled_from([0, 1, 1, 2]))
     def deploy_bad_image(self, passes: int) -> None:
@@ -362,7 +378,8 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
     must = {"rename the cluster (stack)", "move to another account", "move to another provider", "unknown provider",
             "unknown account", "rename the spec file (.yml/.YAML)", "crash in the middle of a pass", "restart",
             "held: wave", "held: replacement", "skipped: stalled", "spec problem: unknown provider",
-            "fix-forward commit", "execution rolled_back"}
+            "fix-forward commit", "execution rolled_back", "strategy: highlander", "strategy: rolling_red_black",
+            "rolling execution succeeded", "highlander execution succeeded"}
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
 
 
