@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import Env, app_spec, reconciler_subprocess, write_config
+from tests.strategies import test_docs
 
 REGION = ("us-east-1",)
 ROLLING = "strategy: {type: rolling_red_black, steps: [25, 50, 100]}\n"
@@ -171,6 +172,7 @@ def test_a_rolling_step_that_fails_later_returns_the_old_group_to_full_capacity_
             "checkout-main-v000 is healthy (timeout 1s), disable checkout-main-v001, destroy checkout-main-v001)"
             ) in res.err
     assert floor.lowest is not None and floor.lowest >= 4, floor.lowest
+    assert test_docs.documented_failure() in res.err.splitlines(), res.err
     groups = _groups(env)
     assert set(groups) == {"checkout-main-v000"}
     assert groups["checkout-main-v000"]["enabled"] and groups["checkout-main-v000"]["capacity"]["desired"] == 4
