@@ -127,7 +127,7 @@ def strategy_line(c: model.Change) -> str:
     if c.desired is None or c.action not in (model.Action.CREATE, model.Action.REPLACE, model.Action.ROLLBACK):
         return ""
     strategy = c.desired.strategy
-    if strategy.type is model.StrategyType.RED_BLACK:
+    if strategy.type is model.StrategyType.RED_BLACK and not strategy.verify:
         return ""
     line = f"strategy: {strategies.describe(strategy)}"
     if strategy.type is model.StrategyType.ROLLING_RED_BLACK and not any(s.percent for s in c.steps):

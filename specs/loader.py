@@ -507,7 +507,8 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str) -> model.Ap
             source=model.SourceRef(file, yamlnodes.line_of(lines, f"clusters[{i}]"), fields=tuple(
                 (path, yamlnodes.line_of(lines, path))
                 for path in (f"clusters[{i}].provider", f"clusters[{i}].account",
-                             *(f"clusters[{i}].regions[{j}]" for j in range(len(c["regions"]))))
+                             *(f"clusters[{i}].regions[{j}]" for j in range(len(c["regions"]))),
+                             *(f"clusters[{i}].strategy.verify[{j}]" for j in range(len(strat.get("verify") or ()))))
             )),
         ))
     return model.Application(

@@ -29,6 +29,8 @@ def rules(duration: dict[str, Any]) -> dict[str, Any]:
         "steps": {"type": "list", "minlength": 1, "maxlength": MAX_STEPS,
                   "schema": {"type": "integer", "min": 1, "max": 100}},
         "pause": duration,
+        "verify": {"type": "list", "maxlength": 10,
+                   "schema": {"type": "string", "regex": r"^[a-z][a-z0-9_-]*$", "maxlength": 64}},
     }}
 
 DESCRIPTIONS = {
@@ -42,6 +44,8 @@ DESCRIPTIONS = {
     "steps": "rolling_red_black only: percent of the target capacity after each step, increasing, ending at 100 "
              "(default [25, 50, 100]).",
     "pause": "rolling_red_black only: pause after each step but the last, e.g. 5m.",
+    "verify": "Verification endpoints, by the names the daemon's config gives them (verify.endpoints), asked "
+              "for a verdict before the old groups leave traffic (rolling: after every step).",
 }
 
 Report = Callable[[str, str], None]
@@ -59,6 +63,11 @@ def check(at: str, strategy: Any, bad: Report) -> None:
     if kind == model.StrategyType.HIGHLANDER.value and "keep_disabled" in strategy:
         bad(f"{at}.strategy.keep_disabled", "highlander keeps no disabled group; remove keep_disabled "
                                             "or use red_black")
+    hooks = strategy.get("verify")
+    if isinstance(hooks, list):
+        twice = sorted({h for h in hooks if isinstance(h, str) and hooks.count(h) > 1})
+        if twice:
+            bad(f"{at}.strategy.verify", f"each endpoint once; repeated: {', '.join(twice)}")
     steps = strategy.get("steps")
     if rolling and isinstance(steps, list) and steps and all(isinstance(s, int) for s in steps):
         if any(b <= a for a, b in itertools.pairwise(steps)):
@@ -81,6 +90,7 @@ def to_model(strategy: dict[str, Any]) -> model.Strategy:
         rollback_on_failure=bool(strategy.get("rollback_on_failure", True)),
         steps=tuple(int(s) for s in strategy.get("steps") or DEFAULT_ROLLING_STEPS) if rolling else (100,),
         pause_s=_seconds(strategy.get("pause", 0), "strategy.pause"),
+        verify=tuple(str(v) for v in strategy.get("verify") or ()),
     )
 
 

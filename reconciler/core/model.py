@@ -113,6 +113,7 @@ class StepKind(enum.StrEnum):
     RESIZE = "resize"  # set min/desired/max
     DELAY = "delay"  # a plain pause (delay_before_disable, scale-down, wave pause)
     DESTROY = "destroy"  # delete an owned group
+    VERIFY = "verify"  # ask a configured verification endpoint (``reason``: its name) for a verdict
 
 
 # --------------------------------------------------------------------------- desired
@@ -158,6 +159,8 @@ class Strategy:
     """Rolling only: percent of the target capacity after each step, increasing, ending at 100."""
     pause_s: float = 0.0
     """Rolling only: pause after each step but the last."""
+    verify: tuple[str, ...] = ()
+    """Names of verification endpoints (config ``verify``) asked before the old groups leave traffic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +374,9 @@ class Step:
             )
         if self.kind is StepKind.DELAY:
             return f"wait {_fmt_seconds(self.seconds)} ({self.reason or 'delay'})"
+        if self.kind is StepKind.VERIFY:
+            return (f"verify {self.server_group} with {self.reason} (POST; 2xx passes, 4xx, 5xx or no answer "
+                    f"fails)")
         return f"{self.kind.value} {self.server_group}"
 
 

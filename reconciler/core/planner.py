@@ -290,7 +290,8 @@ def plan_cluster(
     if not owned:
         name = next_name(spec.name, groups)
         return change(Action.CREATE, [
-            Step(StepKind.CREATE, name, capacity=spec.capacity), _at(wait, name), Step(StepKind.ENABLE, name),
+            Step(StepKind.CREATE, name, capacity=spec.capacity), _at(wait, name),
+            *retire.verify_steps(spec, name), Step(StepKind.ENABLE, name),
         ], None, name, "first deploy")
 
     matches = [g for g in owned if g.spec_hash == h]
@@ -319,8 +320,9 @@ def plan_cluster(
         current = enabled[0] if enabled else None
         resize = [] if _same_capacity(spec, m.capacity, target_cap) and m.capacity.desired > 0 else [
             Step(StepKind.RESIZE, m.name, capacity=target_cap)]
-        steps = [*resize, _at(wait, m.name), Step(StepKind.ENABLE, m.name),
-                 *retire.steps(spec, m.name, enabled, owned)]
+        alone = not [g for g in enabled if g.name != m.name]  # nothing else serves: hooks before enabling
+        steps = [*resize, _at(wait, m.name), *(retire.verify_steps(spec, m.name) if alone else []),
+                 Step(StepKind.ENABLE, m.name), *retire.steps(spec, m.name, enabled, owned)]
         if m is owned[0]:
             reason = (f"drift: {m.name} was taken out of traffic outside the reconciler"
                       if not current and m.commit == commit else f"resume: {m.name} exists but is not in traffic")
@@ -334,7 +336,8 @@ def plan_cluster(
     if rolls and current is not None:
         return rolling_change(None, name, "immutable fields changed")
     cap = _target_capacity(spec, current, enabled) if current else spec.capacity
-    steps = [Step(StepKind.CREATE, name, capacity=cap), _at(wait, name), Step(StepKind.ENABLE, name),
+    steps = [Step(StepKind.CREATE, name, capacity=cap), _at(wait, name),
+             *(retire.verify_steps(spec, name) if current is None else []), Step(StepKind.ENABLE, name),
              *retire.steps(spec, name, enabled, owned)]
     return change(Action.REPLACE, steps, current, name, "immutable fields changed")
 

@@ -97,7 +97,7 @@ class Engine:
         self._pass_lock = threading.Lock()
         self.executor = executor.Executor(
             store=self.store, providers=self.provider, clock=self.clock,
-            settings=config.execution, progress=progress,
+            settings=config.execution, progress=progress, hooks=config.verify,
         )
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[str, Future[list[executor.ExecutionResult]]] = {}
@@ -154,6 +154,7 @@ class Engine:
                         changed.append(f"providers.{name}.accounts.{account}")
                 self.config = new
             self.executor.settings = new.execution
+            self.executor.hooks = new.verify
             if new.execution != old.execution:
                 changed.append("execution")
             if self._pool is not None and new.execution.max_parallel != old.execution.max_parallel:
@@ -163,7 +164,8 @@ class Engine:
             self.source.credentials = new.git
         for attr, label in (("branch", "repo.branch"), ("spec_path", "repo.path"), ("git", "repo credentials"),
                             ("allow_force_push", "repo.allow_force_push"), ("prune", "prune"),
-                            ("allowed_signers", "repo.allowed_signers"), ("approval_ttl_s", "approvals.ttl")):
+                            ("allowed_signers", "repo.allowed_signers"), ("approval_ttl_s", "approvals.ttl"),
+                            ("verify", "verify.endpoints")):
             if getattr(old, attr) != getattr(new, attr):
                 changed.append(label)
         return changed
@@ -822,7 +824,8 @@ def catalog_for(config: config_mod.Config, installed: frozenset[str], *, account
         for name, acc in config.accounts(prov).items():
             regions = acc.get("regions") if isinstance(acc, dict) else None
             table[prov][str(name)] = tuple(str(r) for r in regions) if isinstance(regions, list) else ()
-    return spec_catalog.Catalog(installed, table, source=str(config.path) if config.path else "the config")
+    return spec_catalog.Catalog(installed, table, source=str(config.path) if config.path else "the config",
+                                verify=frozenset(config.verify))
 
 
 def select(

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -27,7 +27,7 @@ from reconciler.core import errors, model
 from reconciler.core.model import Action, Step, StepKind
 from reconciler.core.strategies import rolling
 from reconciler.notifications import history
-from reconciler.runtime import metrics, rolling_state
+from reconciler.runtime import metrics, rolling_state, verify
 from reconciler.state import store as store_mod
 
 log = logging.getLogger("reconciler.executor")  # the name log filters know; kept when the module moved
@@ -65,6 +65,7 @@ class Executor:
     settings: config_mod.ExecutionSettings = field(default_factory=config_mod.ExecutionSettings)
     stopping: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
+    hooks: Mapping[str, config_mod.VerifyEndpoint] = field(default_factory=dict)  # verification endpoints
     _held: threading.local = field(default_factory=threading.local)
     deploys: history.DeployTracker = field(init=False)
 
@@ -287,7 +288,14 @@ class Executor:
             self.store.put(_unproven_key(change, step.server_group), True, self.clock.now())
         elif step.kind is StepKind.WAIT_HEALTHY:
             self._wait_healthy(provider, change, step)
-            self.store.put(_unproven_key(change, step.server_group), False, self.clock.now())
+            if not any(s.kind is StepKind.VERIFY and s.server_group == step.server_group for s in change.steps):
+                self.store.put(_unproven_key(change, step.server_group), False, self.clock.now())
+        elif step.kind is StepKind.VERIFY:  # a group is proven once its last hook passed
+            self._check_stop()
+            verify.ask(self.hooks, change, step)
+            last = [s for s in change.steps if s.kind is StepKind.VERIFY and s.server_group == step.server_group]
+            if step is last[-1]:
+                self.store.put(_unproven_key(change, step.server_group), False, self.clock.now())
         elif step.kind is StepKind.ENABLE:
             self._retry(change, "enable", lambda: provider.enable(region, step.server_group))
         elif step.kind is StepKind.DISABLE:

@@ -141,6 +141,21 @@ def test_the_undo_of_a_rolling_step_restores_the_old_groups_before_removing_the_
     assert undo[0].capacity == Capacity(1, 4, 6)
 
 
+def test_hooks_run_before_the_old_groups_leave_traffic_and_before_a_first_group_is_enabled() -> None:
+    hooked = dataclasses.replace(spec(image="img-2"), strategy=model.Strategy(verify=("smoke", "errors")))
+    (first,) = plan(desired(hooked)).changes
+    assert [s.kind.value for s in first.steps] == ["create", "wait_healthy", "verify", "verify", "enable"]
+    (c,) = plan(desired(hooked), group(0, spec())).changes
+    assert [(s.kind.value, s.reason) for s in c.steps][2:5] == [("enable", ""), ("verify", "smoke"),
+                                                               ("verify", "errors")]
+    assert [s.kind.value for s in c.steps][5:] == ["disable", "resize"]
+    rolling_spec = dataclasses.replace(hooked, strategy=model.Strategy(
+        type=StrategyType.ROLLING_RED_BLACK, steps=(50, 100), verify=("smoke",)))
+    (r,) = plan(desired(rolling_spec), group(0, spec())).changes
+    assert [(s.kind.value, s.percent) for s in r.steps if s.kind is StepKind.VERIFY] == [("verify", 50),
+                                                                                         ("verify", 0)]
+
+
 def test_malformed_origin_records_are_ignored() -> None:
     assert rolling.parse_origins({"a": {"min": 1, "desired": 2, "max": 3}, "b": {"min": "x"}, "c": 4}) == {
         "a": Capacity(1, 2, 3)}

@@ -114,7 +114,7 @@ def test_rolling_red_black_grows_in_steps_and_never_serves_below_the_desired_cap
     (change,) = json.loads(env.cli("plan", "--format", "json").out)["changes"]
     assert change["strategy"] == {
         "type": "rolling_red_black", "steps": [25, 50, 100], "pause_seconds": 0.0, "keep_disabled": 1,
-        "rollback_target_kept": True, "summary": change["strategy"]["summary"]}
+        "rollback_target_kept": True, "verify": [], "summary": change["strategy"]["summary"]}
     assert change["restore"] == [{"server_group": "checkout-main-v000", "capacity": {"min": 1, "desired": 4,
                                                                                       "max": 6}}]
     assert [s.get("percent") for s in change["steps"] if s["kind"] == "wait_healthy"] == [25, 50, 100]

@@ -17,7 +17,14 @@ __all__ = ["describe", "retire", "rolling", "view"]
 
 
 def describe(strategy: model.Strategy) -> str:
-    """One line for previews: what serves when, and what is kept for rollback."""
+    """One line for previews: what serves when, what is kept for rollback, which hooks are asked."""
+    hooks = (f"; verified by {', '.join(strategy.verify)} before the old groups leave traffic"
+             + (" (and after every step)" if strategy.type is model.StrategyType.ROLLING_RED_BLACK else "")
+             if strategy.verify else "")
+    return _describe(strategy) + hooks
+
+
+def _describe(strategy: model.Strategy) -> str:
     kind, steps, pause_s, keep_disabled = strategy.type, strategy.steps, strategy.pause_s, strategy.keep_disabled
     if kind is model.StrategyType.HIGHLANDER:
         return "highlander: once the new group serves, every older group is destroyed; no rollback target is kept"
@@ -39,5 +46,6 @@ def view(strategy: model.Strategy) -> dict[str, Any]:
         "pause_seconds": strategy.pause_s if rolling_ else 0.0,
         "keep_disabled": strategy.keep_disabled,
         "rollback_target_kept": strategy.type is not model.StrategyType.HIGHLANDER and strategy.keep_disabled > 0,
+        "verify": list(strategy.verify),
         "summary": describe(strategy),
     }

@@ -10,6 +10,11 @@ from reconciler.core.model import Capacity, ServerGroup, Step, StepKind
 ZERO = Capacity(0, 0, 0)
 
 
+def verify_steps(spec: model.ClusterSpec, name: str, percent: int = 0) -> list[Step]:
+    """One ``verify`` step per configured hook of the spec, for group ``name``."""
+    return [Step(StepKind.VERIFY, name, reason=hook, percent=percent) for hook in spec.strategy.verify]
+
+
 def steps(spec: model.ClusterSpec, new: str, enabled_others: Iterable[ServerGroup],
           owned: list[ServerGroup]) -> list[Step]:
     """Disable the older enabled groups, then scale down and destroy per the strategy.
@@ -21,6 +26,7 @@ def steps(spec: model.ClusterSpec, new: str, enabled_others: Iterable[ServerGrou
     strategy = spec.strategy
     to_disable = [g for g in enabled_others if g.name != new]
     if to_disable:
+        out += verify_steps(spec, new)
         if strategy.delay_before_disable_s > 0:
             out.append(Step(StepKind.DELAY, new, seconds=strategy.delay_before_disable_s,
                             reason="delay before disable"))

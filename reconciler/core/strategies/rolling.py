@@ -94,7 +94,8 @@ def steps(spec: model.ClusterSpec, new_name: str, new_live: ServerGroup | None, 
         if i > at:
             out += [Step(StepKind.RESIZE, new_name, capacity=new_capacity(target, p), percent=p), wait_new(p)]
         if p >= 100:
-            break
+            break  # the last step's hooks run in retire.steps, before the old groups leave traffic
+        out += retire.verify_steps(spec, new_name, p)
         for g in olds:
             shrunk = old_capacity(origin.get(g.name, g.capacity), p)
             if i > at or g.capacity != shrunk:
