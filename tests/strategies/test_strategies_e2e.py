@@ -179,3 +179,16 @@ def test_a_rolling_step_that_fails_later_returns_the_old_group_to_full_capacity_
     hist = json.loads(env.cli("history", "--format", "json").out)["events"]
     assert any(e["kind"] == "execution_rolled_back" for e in hist)
     assert _progress_records(env) == []
+
+
+def test_a_saved_rolling_plan_round_trips_and_applies(env: Env, tmp_path: Path) -> None:
+    _deploy_v1(env)
+    env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=REGION, desired=4,
+                                                  extra="strategy: {type: rolling_red_black, steps: [50, 100], "
+                                                        "pause: 1ms}\n")).commit("v2, rolling")
+    saved = tmp_path / "plan.json"
+    assert env.cli("plan", "--out", str(saved)).code == 2
+    res = env.cli("apply", "--plan", str(saved), "--yes")
+    assert res.code == 0, res.out + res.err
+    assert "wait 0s (pause after the 50% step) [rolling step 50%]" in res.out
+    assert _groups(env)["checkout-main-v001"]["capacity"]["desired"] == 4
