@@ -153,7 +153,7 @@ def test_hooks_run_before_the_old_groups_leave_traffic_and_before_a_first_group_
         type=StrategyType.ROLLING_RED_BLACK, steps=(50, 100), verify=("smoke",)))
     (r,) = plan(desired(rolling_spec), group(0, spec())).changes
     assert [(s.kind.value, s.percent) for s in r.steps if s.kind is StepKind.VERIFY] == [("verify", 50),
-                                                                                         ("verify", 0)]
+                                                                                         ("verify", 100)]
 
 
 def test_malformed_origin_records_are_ignored() -> None:

@@ -26,7 +26,7 @@ def steps(spec: model.ClusterSpec, new: str, enabled_others: Iterable[ServerGrou
     strategy = spec.strategy
     to_disable = [g for g in enabled_others if g.name != new]
     if to_disable:
-        out += verify_steps(spec, new)
+        out += verify_steps(spec, new, 100 if strategy.type is model.StrategyType.ROLLING_RED_BLACK else 0)
         if strategy.delay_before_disable_s > 0:
             out.append(Step(StepKind.DELAY, new, seconds=strategy.delay_before_disable_s,
                             reason="delay before disable"))
