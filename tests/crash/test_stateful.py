@@ -49,6 +49,7 @@ from reconciler.core import clock as clock_mod
 from reconciler.core import model, planner
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
+from reconciler.state import keys
 from tests import othercloud
 from tests.conftest import DesiredRepo, app_spec, provider_context, write_config
 from tests.crash import stateful_stats
@@ -173,7 +174,7 @@ class Fleet(RuleBasedStateMachine):
                 stateful_stats.KINDS[f"rolling execution {r.state}"] += 1
             elif r.change.desired is not None and r.change.desired.strategy.type.value == "highlander":
                 stateful_stats.KINDS[f"highlander execution {r.state}"] += 1
-        status = self.engine.store.get(engine_mod.KEY_STATUS) or {}
+        status = self.engine.store.get(keys.STATUS) or {}
         for h in status.get("held", []):
             stateful_stats.KINDS[f"held: {h['kind']}"] += 1
         for s in status.get("skipped", []):

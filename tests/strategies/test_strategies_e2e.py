@@ -153,8 +153,8 @@ def test_a_rolling_step_that_fails_later_returns_the_old_group_to_full_capacity_
     spec = app_spec(image="checkout-2.0", regions=REGION, desired=4, extra=ROLLING, timeout="1s")
     env.repo.write("apps/checkout.yaml", spec.replace("healthy_percent: 100", "healthy_percent: 75")
                    ).commit("v2, rolling")
-    crashed = reconciler_subprocess(["apply", "--config", str(env.config), "--yes"],
-                                    env={"RECONCILER_TEST_CRASH_AFTER_STEP": "4"})  # create, wait, enable, shrink
+    crashed = reconciler_subprocess(["4", "apply", "--config", str(env.config), "--yes"],  # create, wait, enable,
+                                    module="tests.crashing_cli")  # shrink; then SIGKILL
     crashed.communicate(timeout=120)
     assert crashed.returncode == -9
     groups = _groups(env)
