@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler import resource_render
-from reconciler.core import errors, escaping, model
+from reconciler.core import errors, escaping, model, strategies
 
 MARKER = "<!-- reconciler-plan -->"
 """First line of every Markdown part: CI finds its previous (sticky) comment by it."""
@@ -120,7 +120,22 @@ def _change_json(c: model.Change) -> dict[str, Any]:
         "waiting": list(c.waiting),
         "removal": c.removal.value if c.removal else None,
         "last_capacity": is_last_capacity(c),
+        "strategy": strategies.view(c.desired.strategy) if c.desired is not None else None,
+        "restore": [{"server_group": name, "capacity": cap.as_dict()} for name, cap in c.restore],
     }
+
+
+def strategy_line(c: model.Change) -> str:
+    """``strategy: ...`` for previews of a change that deploys with something other than plain red/black."""
+    if c.desired is None or c.action not in (model.Action.CREATE, model.Action.REPLACE, model.Action.ROLLBACK):
+        return ""
+    strategy = c.desired.strategy
+    if strategy.type is model.StrategyType.RED_BLACK and not strategy.verify:
+        return ""
+    line = f"strategy: {strategies.describe(strategy)}"
+    if strategy.type is model.StrategyType.ROLLING_RED_BLACK and not any(s.percent for s in c.steps):
+        line += "; nothing else serves here, so the new group starts at full capacity"
+    return line
 
 
 def is_last_capacity(c: model.Change) -> bool:
@@ -279,6 +294,8 @@ def render_text(plan: model.Plan, *, color: bool) -> str:
             lines.append(f"    why: {v_(c.reason)}")
         if c.after:
             lines.append(f"    {v_(after_line(c))}")
+        if strategy_line(c):
+            lines.append(f"    {v_(strategy_line(c))}")
         for row in diff_lines(c):
             if row[0] != " ":
                 lines.append("    " + paint(v_(row), {"+": "32", "-": "31", "!": "33"}[row[0]]))
@@ -524,6 +541,8 @@ def _section(changes: list[model.Change]) -> str:
         out.append("")
         if c.after:
             out += [f"_{_md(after_line(c))}_", ""]
+        if strategy_line(c):
+            out += [f"_{_md(strategy_line(c))}_", ""]
         if not shared and diff:
             out += [*_fence(diff, "diff"), ""]
         if c.steps:

@@ -36,6 +36,8 @@ class Catalog:
     accounts: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None
     source: str = field(default="the config", compare=False)
     """How messages name where accounts come from, e.g. the config file's path."""
+    verify: frozenset[str] | None = None
+    """Verification endpoints the config names (``verify.endpoints``); None: not checked."""
 
 
 def check_application(app: model.Application, catalog: Catalog) -> list[errors.SpecProblem]:
@@ -50,6 +52,14 @@ def check_application(app: model.Application, catalog: Catalog) -> list[errors.S
             out.append(errors.SpecProblem(file, src.line_of(f"{at}.provider"), f"{at}.provider",
                                           f"unknown provider {c.provider!r} (installed: {installed})"))
             continue
+        if catalog.verify is not None:
+            for j, hook in enumerate(c.strategy.verify):
+                if hook not in catalog.verify:
+                    known = ", ".join(sorted(catalog.verify)) or "none"
+                    out.append(errors.SpecProblem(
+                        file, src.line_of(f"{at}.strategy.verify[{j}]"), f"{at}.strategy.verify[{j}]",
+                        f"verification endpoint {hook!r} is not configured (configured: {known}; "
+                        f"verify.endpoints in {catalog.source})"))
         if catalog.accounts is None:
             continue
         accounts = catalog.accounts.get(c.provider, {})

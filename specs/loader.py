@@ -29,6 +29,7 @@ from specs import environments as env_rules
 from specs import limits as limits_mod
 from specs import policy_file, renderpool, resource_checks, sandbox, yamlnodes
 from specs import schema as schema_mod
+from specs import strategy as strategy_spec
 
 __all__ = ["MAX_FILE_BYTES", "MAX_RENDERED_CHARS", "SpecCache", "SpecFile", "load_directory", "load_policies",
            "load_specs", "parse_duration"]
@@ -522,13 +523,7 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dic
                 healthy_percent=int(health.get("healthy_percent", 100)),
                 timeout_s=parse_duration(health.get("timeout", "10m"), field="health.timeout"),
             ),
-            strategy=model.Strategy(
-                keep_disabled=int(strat.get("keep_disabled", 1)),
-                scale_down=bool(strat.get("scale_down", True)),
-                delay_before_disable_s=parse_duration(strat.get("delay_before_disable", 0), field="delay"),
-                delay_before_scale_down_s=parse_duration(strat.get("delay_before_scale_down", 0), field="delay"),
-                rollback_on_failure=bool(strat.get("rollback_on_failure", True)),
-            ),
+            strategy=strategy_spec.to_model(strat),
             rollout=model.Rollout(
                 waves=tuple(tuple(w) for w in rollout.get("waves") or ()),
                 pause_s=parse_duration(rollout.get("pause", 0), field="rollout.pause"),
@@ -536,7 +531,8 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dic
             source=model.SourceRef(file, line(at), fields=tuple(
                 (path, line(path))
                 for path in (f"{at}.provider", f"{at}.account", f"{at}.load_balancers", f"{at}.security_groups",
-                             *(f"{at}.regions[{j}]" for j in range(len(c["regions"]))))
+                             *(f"{at}.regions[{j}]" for j in range(len(c["regions"]))),
+                             *(f"{at}.strategy.verify[{j}]" for j in range(len(strat.get("verify") or ()))))
             )),
             environment=env_name,
         ))

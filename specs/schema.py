@@ -14,6 +14,7 @@ import cerberus
 from reconciler.core import errors
 from specs import environments as env_rules
 from specs import resource_checks, yamlnodes
+from specs import strategy as strategy_spec
 
 __all__ = ["APPLICATION", "CLUSTER", "MAX_DURATION_S", "MAX_ITEMS", "MAX_VALUES", "NAME_LIMIT", "Validator",
            "json_schema", "oversized", "parse_seconds", "printable", "validate"]
@@ -80,17 +81,7 @@ CLUSTER: dict[str, Any] = {
             "timeout": _duration,
         },
     },
-    "strategy": {
-        "type": "dict",
-        "schema": {
-            "type": {"type": "string", "allowed": ["red_black"]},
-            "keep_disabled": {"type": "integer", "min": 0, "max": 20},
-            "scale_down": {"type": "boolean"},
-            "delay_before_disable": _duration,
-            "delay_before_scale_down": _duration,
-            "rollback_on_failure": {"type": "boolean"},
-        },
-    },
+    "strategy": strategy_spec.rules(_duration),
     "rollout": {
         "type": "dict",
         "schema": {
@@ -407,6 +398,7 @@ def _cross_field(doc: dict[str, Any], lines: dict[str, int], file: str) -> list[
 
 
 def _check_cluster(app: str, at: str, c: Any, names: dict[str, str], bad: Any) -> None:
+    strategy_spec.check(at, c.get("strategy"), bad)
     cap = c["capacity"]
     if not cap["min"] <= cap["desired"] <= cap["max"]:
         bad(
@@ -470,6 +462,9 @@ def json_schema() -> dict[str, Any]:
     approval = out["properties"]["environments"]["items"]["properties"]["approval"]
     approval["properties"]["timeout"]["description"] = (
         "How long a version waits for `reconciler approve` before it is refused here, e.g. 24h (none: forever).")
+    strategy = out["properties"]["clusters"]["items"]["properties"]["strategy"]
+    for name, text in strategy_spec.DESCRIPTIONS.items():
+        strategy["properties"][name]["description"] = text
     return out
 
 
@@ -492,19 +487,13 @@ _DESCRIPTIONS = {
     "user_data": "Boot script; never shown in plans (may hold secrets).",
     "tags": "Extra tags/labels on every server group.",
     "health": "How the health wait of a deployment judges the new group.",
-    "strategy": "Red/black settings.",
+    "strategy": "How a new server group takes over: red_black, highlander or rolling_red_black.",
     "rollout": "Region waves and the pause between them.",
     "min": "Fewest instances per region.",
     "desired": "Instances per region (owned by the autoscaler when autoscaling is true).",
     "max": "Most instances per region.",
     "healthy_percent": "Share of desired instances that must be healthy before the new group is enabled (1-100).",
     "timeout": "How long to wait for health, e.g. 10m; then the deployment fails (and rolls back).",
-    "type": "Deployment strategy; only red_black.",
-    "keep_disabled": "Older disabled server groups kept for fast rollback.",
-    "scale_down": "Scale disabled groups to zero after disabling them.",
-    "delay_before_disable": "Pause after enabling the new group before disabling the old ones, e.g. 5m.",
-    "delay_before_scale_down": "Pause after disabling before scaling down, e.g. 30m.",
-    "rollback_on_failure": "On a failed health wait, remove the new group (the old one was never touched).",
     "waves": "Region waves in order; together they list every region exactly once.",
     "pause": "Pause between waves, e.g. 10m.",
     "version": "The version to deploy; `{version}` in an image is replaced by it (docs/environments.md).",

@@ -13,6 +13,7 @@ import difflib
 import logging
 import re
 import types
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ _TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _PATTERN_RE = re.compile(r"^[a-z0-9*?\[\]!-]{1,80}$")
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 TOP_KEYS = ("repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
-            "execution", "webhook", "schedules", "approvals", "daemon", "notifications", "specs")
+            "execution", "webhook", "schedules", "approvals", "daemon", "notifications", "specs", "verify")
 """The config file's top-level fields."""
 _REPO_KEYS = ("url", "branch", "path", "allow_force_push", "allowed_signers", "username", "token_file",
               "ssh_key_file", "ssh_public_key_file", "ssh_known_hosts")
@@ -274,6 +275,7 @@ class _Builder:
         allowed_signers = self.file_path(repo_sec, "repo", "allowed_signers")
         notifications = self._notifications(raw.get("notifications"))
         specs = self._specs(raw.get("specs"))
+        verify = self._verify(raw.get("verify"))
 
         if self.problems:
             raise errors.ConfigError("\n".join(text for _line, text in sorted(self.problems, key=lambda p: p[0])))
@@ -299,6 +301,7 @@ class _Builder:
             approval_ttl_s=ttl,
             notifications=notifications,
             specs=specs,
+            verify=verify,
             warnings=tuple(warnings),
         )
 
@@ -482,6 +485,32 @@ class _Builder:
             if chosen:
                 grants.append(access.Grant(pattern, frozenset(chosen)))
         return tuple(grants)
+
+    def _verify(self, value: Any) -> dict[str, config_mod.VerifyEndpoint]:
+        """``verify: {endpoints: {NAME: {url, timeout, token_file}}}``: the hooks specs may name."""
+        sec = self.section(value, "verify", ("endpoints",))
+        endpoints = sec.get("endpoints")
+        out: dict[str, config_mod.VerifyEndpoint] = {}
+        if endpoints is None:
+            return out
+        if not isinstance(endpoints, dict):
+            self.fail("verify.endpoints", f"expected a mapping of NAME: {{url: ...}}, got {_kind(endpoints)}")
+            return out
+        for name, item in endpoints.items():
+            where = f"verify.endpoints.{name}"
+            if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]*", name) or len(name) > 64:
+                self.fail(where, "endpoint names are lowercase letters, digits, - and _ (as specs spell them)")
+                continue
+            ep = self.section(item, where, ("url", "timeout", "token_file"))
+            url = self.text(ep, where, "url", "")
+            scheme = urllib.parse.urlsplit(url).scheme if url else ""
+            if scheme not in ("http", "https"):
+                self.fail(f"{where}.url", f"required: an http:// or https:// URL, got {durations.show(url)}")
+                continue
+            out[name] = config_mod.VerifyEndpoint(
+                name=name, url=url, timeout_s=self.duration(ep, where, "timeout", 30.0, low=0.001, maximum=3600.0),
+                token_file=self.file_path(ep, where, "token_file"))
+        return out
 
     def _execution(self, value: Any) -> config_mod.ExecutionSettings:
         keys = ("max_attempts", "retry_backoff", "lease_ttl", "poll_health", "max_parallel", "step_retries",

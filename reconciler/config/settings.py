@@ -54,6 +54,19 @@ class ExecutionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyEndpoint:
+    """A verification hook (``verify.endpoints.NAME``): a deployment's description is POSTed to ``url`` and
+    the answer is the verdict: 2xx passes; 4xx, 5xx, no answer within ``timeout_s`` or a refused connection
+    fails. Specs name endpoints; only the config holds URLs, so a spec never makes the daemon call an
+    address of its choosing."""
+
+    name: str
+    url: str
+    timeout_s: float = 30.0
+    token_file: Path | None = None  # sent as ``Authorization: Bearer``; read at each call (rotation)
+
+
+@dataclass(frozen=True, slots=True)
 class GitCredentials:
     """Where fetches find credentials. Files are read at each fetch, so rotating one needs no restart.
 
@@ -125,6 +138,7 @@ class Config:
     approval_ttl_s: float = 24 * 3600.0  # approvals.ttl: an approval is valid this long
     notifications: notify_settings.NotificationSettings = field(default_factory=notify_settings.NotificationSettings)
     specs: spec_limits.SpecLimits = field(default_factory=spec_limits.SpecLimits)  # limits on rendering and trees
+    verify: Mapping[str, VerifyEndpoint] = field(default_factory=dict)  # verification endpoints by name
     warnings: tuple[str, ...] = ()  # accepted but discouraged settings, logged by the daemon
 
     @property

@@ -158,6 +158,7 @@ class StepKind(enum.StrEnum):
     RESIZE = "resize"  # set min/desired/max
     DELAY = "delay"  # a plain pause (delay_before_disable, scale-down, wave pause)
     DESTROY = "destroy"  # delete an owned group
+    VERIFY = "verify"  # ask a configured verification endpoint (``reason``: its name) for a verdict
 
 
 # --------------------------------------------------------------------------- desired
@@ -183,6 +184,14 @@ class HealthSpec:
     timeout_s: float = 600.0
 
 
+class StrategyType(enum.StrEnum):
+    """How a new server group takes over from the serving ones (docs/strategies.md)."""
+
+    RED_BLACK = "red_black"  # full size, then all traffic at once; the previous group is retained
+    HIGHLANDER = "highlander"  # red/black, then every older group is destroyed (no rollback target)
+    ROLLING_RED_BLACK = "rolling_red_black"  # grow the new and shrink the old in percentage steps
+
+
 @dataclass(frozen=True, slots=True)
 class Strategy:
     keep_disabled: int = 1
@@ -190,6 +199,13 @@ class Strategy:
     delay_before_disable_s: float = 0.0
     delay_before_scale_down_s: float = 0.0
     rollback_on_failure: bool = True
+    type: StrategyType = StrategyType.RED_BLACK
+    steps: tuple[int, ...] = (100,)
+    """Rolling only: percent of the target capacity after each step, increasing, ending at 100."""
+    pause_s: float = 0.0
+    """Rolling only: pause after each step but the last."""
+    verify: tuple[str, ...] = ()
+    """Names of verification endpoints (config ``verify``) asked before the old groups leave traffic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +436,8 @@ class Step:
     seconds: float = 0.0
     healthy_percent: int = 100
     reason: str = ""
+    percent: int = 0
+    """The rolling step this step belongs to (percent of the target capacity); 0 outside rolling."""
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind.value, "server_group": self.server_group}
@@ -431,9 +449,15 @@ class Step:
             out["healthy_percent"] = self.healthy_percent
         if self.reason:
             out["reason"] = self.reason
+        if self.percent:
+            out["percent"] = self.percent
         return out
 
     def describe(self) -> str:
+        text = self._describe()
+        return f"{text} [rolling step {self.percent}%]" if self.percent else text
+
+    def _describe(self) -> str:
         if self.kind is StepKind.CREATE and self.capacity is not None:
             c = self.capacity
             return f"create {self.server_group} (min {c.min}, desired {c.desired}, max {c.max})"
@@ -447,6 +471,9 @@ class Step:
             )
         if self.kind is StepKind.DELAY:
             return f"wait {_fmt_seconds(self.seconds)} ({self.reason or 'delay'})"
+        if self.kind is StepKind.VERIFY:
+            return (f"verify {self.server_group} with {self.reason} (POST; 2xx passes, 4xx, 5xx or no answer "
+                    f"fails)")
         return f"{self.kind.value} {self.server_group}"
 
 
@@ -485,6 +512,9 @@ class Change:
     waiting: tuple[str, ...] = ()
     """The part of ``after`` that did not serve when the plan was made."""
     removal: Removal | None = None
+    restore: tuple[tuple[str, Capacity], ...] = ()
+    """Rolling: the capacity each older serving group had before the deployment began; a failure returns
+    them to it before the new group is removed. Derived from live state and the store, like ``after``."""
     _id: str = field(default="", init=False, repr=False, compare=False)
 
     @property

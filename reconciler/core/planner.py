@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core import model, resource_plan, resources
 from reconciler.core.model import Action, Capacity, ServerGroup, SkipKind, Step, StepKind
+from reconciler.core.strategies import retire, rolling
 
 ZERO = Capacity(0, 0, 0)
 
@@ -99,6 +100,8 @@ class Options:
     app_files: Mapping[str, str] = field(default_factory=dict)
     """Application -> the spec file that last defined it (from earlier passes or the base commit).
     An application missing from Git whose file is still there was renamed, not removed."""
+    rolling_origins: Mapping[str, Capacity] = field(default_factory=dict)
+    """Rolling deployments in progress: ``rolling.origin_key`` -> an old group's capacity when it began."""
 
 
 Key = tuple[str, str, str, str]
@@ -129,7 +132,8 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
                     skipped.append(Skip(skey, spec.application, spec.name, f"live state unreadable: {why}",
                                         SkipKind.UNREADABLE))
                     continue
-                change = plan_cluster(spec, region, wave_no, by_key.get(key, []), desired.commit)
+                change = plan_cluster(spec, region, wave_no, by_key.get(key, []), desired.commit,
+                                      origins=opts.rolling_origins)
                 if change is None:
                     continue
                 if spec.application in opts.paused or spec.name in opts.paused:
@@ -277,21 +281,30 @@ def _destroy_orphan(key: Key, owned: list[ServerGroup], desired: model.DesiredSt
 
 
 def plan_cluster(
-    spec: model.ClusterSpec, region: str, wave: int, groups: list[ServerGroup], commit: str
+    spec: model.ClusterSpec, region: str, wave: int, groups: list[ServerGroup], commit: str,
+    *, origins: Mapping[str, Capacity] | None = None,
 ) -> model.Change | None:
     """The change for one cluster in one region, or None when live already matches."""
+    rolls = spec.strategy.type is model.StrategyType.ROLLING_RED_BLACK
     h = spec.launch.spec_hash()
     owned = _newest_first([g for g in groups if g.managed])
     enabled = [g for g in owned if g.enabled]
 
     def change(action: Action, steps: list[Step], current: ServerGroup | None, target: str,
-               reason: str) -> model.Change:
+               reason: str, restore: tuple[tuple[str, Capacity], ...] = ()) -> model.Change:
         return model.Change(
             application=spec.application, cluster=spec.name, provider=spec.provider,
             account=spec.account, region=region, action=action, steps=tuple(steps),
             current=current, desired_server_group=target, desired=spec, spec_hash=h,
-            wave=wave, reason=reason, commit=commit,
+            wave=wave, reason=reason, commit=commit, restore=restore,
         )
+
+    def rolling_change(new_live: ServerGroup | None, target: str, reason: str) -> model.Change:
+        olds = [g for g in enabled if g.name != target]
+        restore = rolling.restore_of(model.cluster_key(spec.provider, spec.account, region, spec.name), target,
+                                     olds, origins or {})
+        steps = rolling.steps(spec, target, new_live, olds, owned, restore, wait)
+        return change(Action.REPLACE, steps, olds[0], target, reason, restore)
 
     wait = Step(StepKind.WAIT_HEALTHY, "", seconds=spec.health.timeout_s,
                 healthy_percent=spec.health.healthy_percent)
@@ -299,16 +312,22 @@ def plan_cluster(
     if not owned:
         name = next_name(spec.name, groups)
         return change(Action.CREATE, [
-            Step(StepKind.CREATE, name, capacity=spec.capacity), _at(wait, name), Step(StepKind.ENABLE, name),
+            Step(StepKind.CREATE, name, capacity=spec.capacity), _at(wait, name),
+            *retire.verify_steps(spec, name), Step(StepKind.ENABLE, name),
         ], None, name, "first deploy")
 
     matches = [g for g in owned if g.spec_hash == h]
+    if matches and rolls and matches[0] is owned[0] and any(g.name != owned[0].name for g in enabled):
+        m = matches[0]
+        full = m.enabled and m.capacity == spec.capacity
+        return rolling_change(m, m.name, f"finish the deployment of {m.name}" if full
+                              else f"resume: rolling deployment of {m.name}")
     if matches:
         m = matches[0]
         target_cap = _target_capacity(spec, m, enabled)
         if m.enabled:
             others = [g for g in enabled if g.name != m.name]
-            tail = _retire(spec, m.name, others, owned)
+            tail = retire.steps(spec, m.name, others, owned)
             resize = [] if _same_capacity(spec, m.capacity, target_cap) else [
                 Step(StepKind.RESIZE, m.name, capacity=target_cap)]
             if not tail:
@@ -323,8 +342,9 @@ def plan_cluster(
         current = enabled[0] if enabled else None
         resize = [] if _same_capacity(spec, m.capacity, target_cap) and m.capacity.desired > 0 else [
             Step(StepKind.RESIZE, m.name, capacity=target_cap)]
-        steps = [*resize, _at(wait, m.name), Step(StepKind.ENABLE, m.name),
-                 *_retire(spec, m.name, enabled, owned)]
+        alone = not [g for g in enabled if g.name != m.name]  # nothing else serves: hooks before enabling
+        steps = [*resize, _at(wait, m.name), *(retire.verify_steps(spec, m.name) if alone else []),
+                 Step(StepKind.ENABLE, m.name), *retire.steps(spec, m.name, enabled, owned)]
         if m is owned[0]:
             reason = (f"drift: {m.name} was taken out of traffic outside the reconciler"
                       if not current and m.commit == commit else f"resume: {m.name} exists but is not in traffic")
@@ -335,35 +355,13 @@ def plan_cluster(
 
     current = enabled[0] if enabled else None
     name = next_name(spec.name, groups)
+    if rolls and current is not None:
+        return rolling_change(None, name, "immutable fields changed")
     cap = _target_capacity(spec, current, enabled) if current else spec.capacity
-    steps = [Step(StepKind.CREATE, name, capacity=cap), _at(wait, name), Step(StepKind.ENABLE, name),
-             *_retire(spec, name, enabled, owned)]
+    steps = [Step(StepKind.CREATE, name, capacity=cap), _at(wait, name),
+             *(retire.verify_steps(spec, name) if current is None else []), Step(StepKind.ENABLE, name),
+             *retire.steps(spec, name, enabled, owned)]
     return change(Action.REPLACE, steps, current, name, "immutable fields changed")
-
-
-def _retire(spec: model.ClusterSpec, new: str, enabled_others: Iterable[ServerGroup],
-            owned: list[ServerGroup]) -> list[Step]:
-    """Steps after ``new`` serves: disable older groups, scale them down, destroy beyond retention."""
-    steps: list[Step] = []
-    strategy = spec.strategy
-    to_disable = [g for g in enabled_others if g.name != new]
-    if to_disable:
-        if strategy.delay_before_disable_s > 0:
-            steps.append(Step(StepKind.DELAY, new, seconds=strategy.delay_before_disable_s,
-                              reason="delay before disable"))
-        steps += [Step(StepKind.DISABLE, g.name) for g in to_disable]
-    rest = [g for g in owned if g.name != new]  # newest first; all disabled once the above ran
-    keep, drop = rest[: strategy.keep_disabled], rest[strategy.keep_disabled:]
-    if strategy.scale_down:
-        shrink = [g for g in keep if g.capacity != ZERO]
-        if shrink and strategy.delay_before_scale_down_s > 0:
-            steps.append(Step(StepKind.DELAY, new, seconds=strategy.delay_before_scale_down_s,
-                              reason="delay before scale down"))
-        steps += [Step(StepKind.RESIZE, g.name, capacity=ZERO, reason="scale down disabled group")
-                  for g in shrink]
-    steps += [Step(StepKind.DESTROY, g.name, reason=f"beyond keep_disabled={strategy.keep_disabled}")
-              for g in drop]
-    return steps
 
 
 def _destroy(key: tuple[str, str, str, str], owned: list[ServerGroup], commit: str) -> model.Change:

@@ -58,7 +58,7 @@ class Engine:
         self.live = live_mod.LiveReader(self.providers, self.store, self.clock)
         self.executor = executor_mod.Executor(
             store=self.store, providers=self.providers.get, clock=self.clock,
-            settings=config.execution, progress=progress, after_step=after_step,
+            settings=config.execution, progress=progress, after_step=after_step, hooks=config.verify,
         )
         self.dispatcher = dispatch_mod.Dispatcher(self.executor, config.execution.max_parallel,
                                                   on_done=lambda changes, _results: self.pipeline.settle(changes))
@@ -174,13 +174,15 @@ class Engine:
             changed = self.providers.reconfigure(new)
             self.config = new
             self.executor.settings = new.execution
+            self.executor.hooks = new.verify
             if new.execution != old.execution:
                 changed.append("execution")
             self.dispatcher.resize(new.execution.max_parallel)
             self.desired.reconfigure(new)
         for attr, label in (("branch", "repo.branch"), ("spec_path", "repo.path"), ("git", "repo credentials"),
                             ("allow_force_push", "repo.allow_force_push"), ("prune", "prune"),
-                            ("allowed_signers", "repo.allowed_signers"), ("approval_ttl_s", "approvals.ttl")):
+                            ("allowed_signers", "repo.allowed_signers"), ("approval_ttl_s", "approvals.ttl"),
+                            ("verify", "verify.endpoints")):
             if getattr(old, attr) != getattr(new, attr):
                 changed.append(label)
         return changed

@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -24,8 +24,9 @@ from reconciler.config import settings as config_mod
 from reconciler.core import backoff, errors, model
 from reconciler.core import clock as clock_mod
 from reconciler.core.model import Action, ExecState, Step, StepKind, StepState
+from reconciler.core.strategies import rolling
 from reconciler.notifications import history
-from reconciler.runtime import metrics
+from reconciler.runtime import metrics, rolling_state, verify
 from reconciler.state import store as store_mod
 
 log = logging.getLogger("reconciler.executor")  # the name log filters know; kept when the module moved
@@ -57,6 +58,7 @@ class Executor:
     stopping: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
     after_step: Callable[[], None] | None = None  # called after each step is recorded (the crash tests' hook)
+    hooks: Mapping[str, config_mod.VerifyEndpoint] = field(default_factory=dict)  # verification endpoints
     _held: threading.local = field(default_factory=threading.local)
     deploys: history.DeployTracker = field(init=False)
 
@@ -215,6 +217,7 @@ class Executor:
                           cluster=change.cluster, region=change.region, execution_id=ex_id, commit=change.commit)
         self._say(f"{ctx}: {change.action.value} ({change.reason})", change, ex_id)
         result = ExecutionResult(change, ex_id, ExecState.SUCCEEDED)
+        rolling_state.remember(self.store, change, self.clock.now())
         disabled_any = False
         for idx, step in enumerate(change.steps):
             self._check_stop()
@@ -237,6 +240,7 @@ class Executor:
                 self.after_step()
         self.store.finish_execution(ex_id, self.clock.now(), state=ExecState.SUCCEEDED)
         self.store.clear_failures(change.key)
+        rolling_state.forget(self.store, change)
         metrics.CHANGES.labels(change.action.value, "applied").inc()
         self.store.record("execution_succeeded", f"{change.action.value} done: "
                           f"{change.desired_server_group or change.cluster} serves", self.clock.now(),
@@ -277,7 +281,14 @@ class Executor:
             self.store.put(_unproven_key(change, step.server_group), True, self.clock.now())
         elif step.kind is StepKind.WAIT_HEALTHY:
             self._wait_healthy(provider, change, step)
-            self.store.put(_unproven_key(change, step.server_group), False, self.clock.now())
+            if not any(s.kind is StepKind.VERIFY and s.server_group == step.server_group for s in change.steps):
+                self.store.put(_unproven_key(change, step.server_group), False, self.clock.now())
+        elif step.kind is StepKind.VERIFY:  # a group is proven once its last hook passed
+            self._check_stop()
+            verify.ask(self.hooks, change, step)
+            last = [s for s in change.steps if s.kind is StepKind.VERIFY and s.server_group == step.server_group]
+            if step is last[-1]:
+                self.store.put(_unproven_key(change, step.server_group), False, self.clock.now())
         elif step.kind is StepKind.ENABLE:
             self._retry(change, "enable", lambda: provider.enable(region, step.server_group))
         elif step.kind is StepKind.DISABLE:
@@ -394,7 +405,9 @@ class Executor:
             return ExecutionResult(change, ex_id, ExecState.FAILED, reason, step=step.kind.value)
         undo: list[Step] = []
         unproven = bool(self.store.get(_unproven_key(change, target), False))
-        if change.action is Action.ROLLBACK:
+        if change.restore and spec is not None:
+            undo = rolling.undo_steps(change, spec.health.timeout_s, spec.health.healthy_percent)
+        elif change.action is Action.ROLLBACK:
             undo = [Step(StepKind.DISABLE, target, reason="undo rollback"),
                     Step(StepKind.RESIZE, target, capacity=model.Capacity(0, 0, 0), reason="undo rollback")]
         elif unproven:
@@ -416,6 +429,8 @@ class Executor:
             self.store.step_ended(ex_id, start + i, self.clock.now(), state=StepState.DONE)
         if not rb_error and unproven:
             self.store.put(_unproven_key(change, target), False, self.clock.now())
+        if not rb_error:
+            rolling_state.forget(self.store, change)
         state = ExecState.FAILED if rb_error else ExecState.ROLLED_BACK
         message = f"{reason}; " + (f"rollback failed: {rb_error}" if rb_error else
                                    f"rolled back ({', '.join(s.describe() for s in undo)}); "
@@ -454,6 +469,8 @@ class Executor:
             self._retry(change, "destroy", functools.partial(provider.destroy, region, name))
         elif s.kind is StepKind.RESIZE and s.capacity is not None:
             self._retry(change, "resize", functools.partial(provider.resize, region, name, s.capacity))
+        elif s.kind is StepKind.WAIT_HEALTHY:
+            self._wait_healthy(provider, change, s)
 
     # ------------------------------------------------------------------ helpers
 

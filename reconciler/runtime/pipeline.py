@@ -35,7 +35,7 @@ from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
 from reconciler.runtime import executor as executor_mod
 from reconciler.runtime import live as live_mod
-from reconciler.runtime import metrics, promotion, status
+from reconciler.runtime import metrics, promotion, rolling_state, status
 from reconciler.runtime import resources as resources_rt
 from reconciler.state import keys
 from reconciler.state import store as store_mod
@@ -242,7 +242,7 @@ class Pipeline:
         desired = resource_plan.hold_unknown_references(desired, live.resource_inputs())
         outcome = planner.plan(desired, live, planner.Options(
             prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
-            app_files=files,
+            app_files=files, rolling_origins=rolling_state.origins(self.store),
         ))
         switch = self.store.get(keys.FREEZE)
         ctx = policy_base.PolicyContext(

@@ -263,6 +263,17 @@ class Store:
             if not updated:
                 c.execute(kv.insert().values(key=key, value=data, updated_at=now))
 
+    def delete(self, key: str) -> None:
+        with self.tx() as c:
+            c.execute(kv.delete().where(kv.c.key == key))
+
+    def get_prefix(self, prefix: str) -> dict[str, Any]:
+        """Every key starting with ``prefix`` and its value (progress records of work in flight)."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self.tx() as c:
+            rows = c.execute(sa.select(kv.c.key, kv.c.value).where(kv.c.key.like(f"{escaped}%", escape="\\")))
+            return {k: json.loads(v) for k, v in rows}
+
     def writable(self, now: float) -> bool:
         try:
             self.put("heartbeat", now, now)

@@ -1,10 +1,11 @@
 """Random operator sequences keep the safety invariants (Hypothesis, stateful).
 
 The machine commits what operators commit in their first weeks (new images, broken images, fix-forward
-commits, cluster renames, moves between accounts and providers, unknown providers and accounts, spec
-files renamed to ``.yml``/``.YAML``/``.yaml.bak``, dropped regions, deleted and restored files, reverts),
-and runs what happens to a daemon (passes, crashes mid-pass, restarts, time passing, pauses), on the
-local provider and a second cloud registered as a plugin, with a fake clock. After every step:
+commits, cluster renames, moves between accounts and providers, unknown providers and accounts, the deployment
+strategy (red/black, highlander, rolling red/black) drawn at random, spec files renamed to
+``.yml``/``.YAML``/``.yaml.bak``, dropped regions, deleted and restored files, reverts), and runs what happens
+to a daemon (passes, crashes mid-pass, restarts, time passing, pauses), on the local provider and a second
+cloud registered as a plugin, with a fake clock. After every step:
 
 * no application loses its last healthy enabled capacity in a region, unless its file was removed;
 * no region of a later wave ever receives a spec hash that has not succeeded in every earlier wave
@@ -104,6 +105,12 @@ class Flow:
         return (f'application: flow\nowner: team@example.com\nversion: "{self.version}"\nenvironments:\n'
                 + env("test") + env("prod", f"soak: {self.soak_s}s", "approval: true" if self.approval else ""))
 
+STRATEGIES = {
+    "red_black": "",
+    "highlander": "strategy: {type: highlander}\n",
+    "rolling_red_black": "strategy: {type: rolling_red_black, steps: [50, 100]}\n",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Want:
@@ -117,10 +124,11 @@ class Want:
     balancer: str = ""  # a declared balancer (and the security group app-sg) the cluster uses; "" none
     path: str = PATHS[0]
     ports: tuple[int, ...] = PORTS[0]
+    strategy: str = "red_black"
 
     def spec(self) -> str:
         later = ", ".join(self.regions[1:])
-        extra = f"rollout: {{waves: [[{self.regions[0]}], [{later}]]}}\n"
+        extra = f"rollout: {{waves: [[{self.regions[0]}], [{later}]]}}\n" + STRATEGIES[self.strategy]
         if self.balancer:
             extra += f"load_balancers: [{self.balancer}]\nsecurity_groups: [app-sg]\n"
         text = app_spec("app", image=self.image, stack=self.stack, provider=self.where[0], account=self.where[1],
@@ -215,6 +223,10 @@ class Fleet(RuleBasedStateMachine):
         stateful_stats.KINDS[kind] += 1
         for r in result.results:
             stateful_stats.KINDS[f"execution {r.state}"] += 1
+            if r.change.restore:
+                stateful_stats.KINDS[f"rolling execution {r.state}"] += 1
+            elif r.change.desired is not None and r.change.desired.strategy.type.value == "highlander":
+                stateful_stats.KINDS[f"highlander execution {r.state}"] += 1
         status = self.engine.store.get(keys.STATUS) or {}
         for h in status.get("held", []):
             stateful_stats.KINDS[f"held: {h['kind']}"] += 1
@@ -240,6 +252,11 @@ class Fleet(RuleBasedStateMachine):
     @rule(image=st.sampled_from(GOOD), passes=st.sampled_from([0, 1, 1, 2]))
     def deploy(self, image: str, passes: int) -> None:
         self._change("deploy a good image", passes, image=image)
+
+    @rule(strategy=st.sampled_from(sorted(STRATEGIES)), passes=st.sampled_from([0, 1, 1, 2]))
+    def change_strategy(self, strategy: str, passes: int) -> None:
+        """The strategy is drawn at random: the next deployments (and any in flight) follow it."""
+        self._change(f"strategy: {strategy}", passes, strategy=strategy)
 
     @rule(passes=st.sampled_from([0, 1, 1, 2]))
     def deploy_bad_image(self, passes: int) -> None:
@@ -489,7 +506,7 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "fix-forward commit", "execution rolled_back", "declare a balancer", "rename the balancer",
             "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
             "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
-            "held: bad_version", "flow: entered prod"}
+            "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black"}
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
 
 

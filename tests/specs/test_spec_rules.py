@@ -170,9 +170,35 @@ def test_keep_disabled_is_not_negative() -> None:
         "apps/shop.yaml:10: clusters[0].strategy.keep_disabled: must be 0 or more"]
 
 
-def test_only_red_black_is_a_strategy() -> None:
-    assert cluster_problems("strategy: {type: highlander}") == [
-        "apps/shop.yaml:10: clusters[0].strategy.type: unallowed value highlander"]
+def test_the_strategies_are_red_black_highlander_and_rolling_red_black() -> None:
+    for kind in ("red_black", "highlander", "rolling_red_black"):
+        assert cluster_problems(f"strategy: {{type: {kind}}}") == [], kind
+    assert cluster_problems("strategy: {type: canary}") == [
+        "apps/shop.yaml:10: clusters[0].strategy.type: unallowed value canary"]
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [
+    ("{type: rolling_red_black, steps: [25, 50, 100], pause: 5m}", None),
+    ("{type: rolling_red_black, steps: [100]}", None),
+    ("{type: rolling_red_black, steps: [50, 25, 100]}",
+     "clusters[0].strategy.steps: steps must increase, got [50, 25, 100]"),
+    ("{type: rolling_red_black, steps: [25, 50]}",
+     "clusters[0].strategy.steps: the last step must be 100 (the new group at full capacity), got [25, 50]"),
+    ("{type: rolling_red_black, steps: [0, 100]}", "clusters[0].strategy.steps[0]: min value is 1"),
+    ("{type: rolling_red_black, steps: []}", "clusters[0].strategy.steps: min length is 1"),
+    ("{type: rolling_red_black, steps: 50}", "clusters[0].strategy.steps: must be of list type"),
+    ("{type: rolling_red_black, pause: soon}",
+     "clusters[0].strategy.pause: must be a duration like 30s, 10m or 1h"),
+    ("{steps: [50, 100]}", "clusters[0].strategy.steps: only for type rolling_red_black (this strategy is "
+                           "red_black)"),
+    ("{type: highlander, pause: 1m}", "clusters[0].strategy.pause: only for type rolling_red_black (this "
+                                      "strategy is highlander)"),
+    ("{type: highlander, keep_disabled: 2}", "clusters[0].strategy.keep_disabled: highlander keeps no disabled "
+                                             "group; remove keep_disabled or use red_black"),
+])
+def test_a_malformed_strategy_is_a_spec_problem_naming_the_field(strategy: str, expected: str | None) -> None:
+    assert cluster_problems(f"strategy: {strategy}") == ([] if expected is None else
+                                                         [f"apps/shop.yaml:10: {expected}"])
 
 
 def test_required_fields_are_listed_each_on_its_own_line() -> None:

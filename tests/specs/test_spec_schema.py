@@ -74,7 +74,10 @@ def test_enums_patterns_and_bounds_carry_over() -> None:
 
     assert doc["properties"]["criticality"]["enum"] == ["low", "normal", "critical"]
     assert doc["properties"]["application"]["pattern"] == "^[a-z][a-z0-9]*$"
-    assert cluster["properties"]["strategy"]["properties"]["type"]["enum"] == ["red_black"]
+    strategy = cluster["properties"]["strategy"]["properties"]
+    assert strategy["type"]["enum"] == ["red_black", "highlander", "rolling_red_black"]
+    assert strategy["steps"]["items"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    assert "rolling_red_black only" in strategy["pause"]["description"]
     assert cluster["properties"]["health"]["properties"]["healthy_percent"] | {"description": ""} == {
         "type": "integer", "minimum": 1, "maximum": 100, "description": ""}
     assert cluster["properties"]["capacity"]["required"] == ["min", "desired", "max"]

@@ -1,0 +1,101 @@
+"""The ``strategy`` block of a cluster: its schema, its cross-field rules and its model.
+
+Kept apart from ``specs/schema.py`` so that the strategy's fields live in one place: the cerberus rules,
+the JSON Schema descriptions, the checks cerberus cannot express and the conversion to ``model.Strategy``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from reconciler.core import durations, errors, model
+
+MAX_STEPS = 20
+DEFAULT_ROLLING_STEPS = (25, 50, 100)
+
+
+
+def rules(duration: dict[str, Any]) -> dict[str, Any]:
+    """The cerberus rule of ``strategy``; ``duration`` is the schema's rule for a duration."""
+    return {"type": "dict", "schema": {
+        "type": {"type": "string", "allowed": [t.value for t in model.StrategyType]},
+        "keep_disabled": {"type": "integer", "min": 0, "max": 20},
+        "scale_down": {"type": "boolean"},
+        "delay_before_disable": duration,
+        "delay_before_scale_down": duration,
+        "rollback_on_failure": {"type": "boolean"},
+        "steps": {"type": "list", "minlength": 1, "maxlength": MAX_STEPS,
+                  "schema": {"type": "integer", "min": 1, "max": 100}},
+        "pause": duration,
+        "verify": {"type": "list", "maxlength": 10,
+                   "schema": {"type": "string", "regex": r"^[a-z][a-z0-9_-]*$", "maxlength": 64}},
+    }}
+
+DESCRIPTIONS = {
+    "type": "red_black (default), highlander (red/black, then every older group is destroyed) or "
+            "rolling_red_black (the new group grows in steps while the old groups shrink); see docs/strategies.md.",
+    "keep_disabled": "Older disabled server groups kept for fast rollback (red_black, rolling_red_black).",
+    "scale_down": "Scale disabled groups to zero after disabling them.",
+    "delay_before_disable": "Pause after enabling the new group before disabling the old ones, e.g. 5m.",
+    "delay_before_scale_down": "Pause after disabling before scaling down, e.g. 30m.",
+    "rollback_on_failure": "On a failed health wait, remove the new group (the old one was never touched).",
+    "steps": "rolling_red_black only: percent of the target capacity after each step, increasing, ending at 100 "
+             "(default [25, 50, 100]).",
+    "pause": "rolling_red_black only: pause after each step but the last, e.g. 5m.",
+    "verify": "Verification endpoints, by the names the daemon's config gives them (verify.endpoints), asked "
+              "for a verdict before the old groups leave traffic (rolling: after every step).",
+}
+
+Report = Callable[[str, str], None]
+
+
+def check(at: str, strategy: Any, bad: Report) -> None:
+    """What cerberus cannot say about one cluster's ``strategy`` (``at`` is ``clusters[i]``)."""
+    if not isinstance(strategy, dict):
+        return
+    kind = strategy.get("type", model.StrategyType.RED_BLACK.value)
+    rolling = kind == model.StrategyType.ROLLING_RED_BLACK.value
+    for only in ("steps", "pause"):
+        if only in strategy and not rolling:
+            bad(f"{at}.strategy.{only}", f"only for type rolling_red_black (this strategy is {kind})")
+    if kind == model.StrategyType.HIGHLANDER.value and "keep_disabled" in strategy:
+        bad(f"{at}.strategy.keep_disabled", "highlander keeps no disabled group; remove keep_disabled "
+                                            "or use red_black")
+    hooks = strategy.get("verify")
+    if isinstance(hooks, list):
+        twice = sorted({h for h in hooks if isinstance(h, str) and hooks.count(h) > 1})
+        if twice:
+            bad(f"{at}.strategy.verify", f"each endpoint once; repeated: {', '.join(twice)}")
+    steps = strategy.get("steps")
+    if rolling and isinstance(steps, list) and steps and all(isinstance(s, int) for s in steps):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            bad(f"{at}.strategy.steps", f"steps must increase, got {steps}")
+        elif steps[-1] != 100:
+            bad(f"{at}.strategy.steps", f"the last step must be 100 (the new group at full capacity), got {steps}")
+
+
+def to_model(strategy: dict[str, Any]) -> model.Strategy:
+    """A validated ``strategy`` mapping as the model's value (defaults filled in)."""
+    kind = model.StrategyType(strategy.get("type", model.StrategyType.RED_BLACK.value))
+    rolling = kind is model.StrategyType.ROLLING_RED_BLACK
+    return model.Strategy(
+        type=kind,
+        keep_disabled=0 if kind is model.StrategyType.HIGHLANDER else int(strategy.get("keep_disabled", 1)),
+        scale_down=bool(strategy.get("scale_down", True)),
+        delay_before_disable_s=_seconds(strategy.get("delay_before_disable", 0), "strategy.delay_before_disable"),
+        delay_before_scale_down_s=_seconds(strategy.get("delay_before_scale_down", 0),
+                                           "strategy.delay_before_scale_down"),
+        rollback_on_failure=bool(strategy.get("rollback_on_failure", True)),
+        steps=tuple(int(s) for s in strategy.get("steps") or DEFAULT_ROLLING_STEPS) if rolling else (100,),
+        pause_s=_seconds(strategy.get("pause", 0), "strategy.pause"),
+        verify=tuple(str(v) for v in strategy.get("verify") or ()),
+    )
+
+
+def _seconds(value: Any, field: str) -> float:
+    try:
+        return durations.parse_duration(value, where=field)
+    except errors.ConfigError as exc:
+        raise ValueError(str(exc)) from exc
