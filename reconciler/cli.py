@@ -254,6 +254,7 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from reconciler import planfile, render
+    from reconciler.core import jsontext
     from reconciler.source import git as gitsource
 
     if args.server:
@@ -271,14 +272,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     finally:
         eng.close()
     plan = ev.plan
+    doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped)  # once, for stdout and --out
     if args.out:
         # the saved plan whatever is printed (Terraform's -out): full specs, user data included
-        Path(args.out).write_text(planfile.dump_plan(plan, held=ev.held, skipped=ev.outcome.skipped),
-                                  encoding="utf-8")
+        Path(args.out).write_text(planfile.dump_plan(plan, rendered=doc), encoding="utf-8")
     if args.format == "json":
         # stdout shows the redacted JSON contract only
-        doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped)
-        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(jsontext.pretty(doc) + "\n")
     elif args.format == "markdown":
         notes = render.notes_markdown(ev.held, ev.outcome.skipped)
         parts = [_no_false_match(p, ev) for p in

@@ -32,6 +32,7 @@ from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
 from reconciler.runtime import executor, metrics
 from reconciler.source import git as gitsource
+from reconciler.state import speccache
 from reconciler.state import store as store_mod
 from specs import catalog as spec_catalog
 from specs import loader as spec_loader
@@ -87,7 +88,8 @@ class Engine:
         self.store = store_mod.Store(config.state_url)
         self.source = gitsource.GitSource(config.repo_url, config.branch, mirror_root=config.state_dir,
                                           credentials=config.git)
-        self.cache = spec_loader.SpecCache()
+        self.spec_store = speccache.open_beside(config.state_dir)  # validated specs kept across runs
+        self.cache = spec_loader.SpecCache(backing=self.spec_store)
         self._renderer: renderpool.RenderPool | None = None
         self._renderer_lock = threading.Lock()
         self._providers: dict[tuple[str, str], provider_base.Provider] = {}
@@ -786,6 +788,7 @@ class Engine:
             self._pool.shutdown(wait=False, cancel_futures=True)
         for p in [*self._providers.values(), *self._retired]:
             p.close()
+        self.spec_store.close()
         self.store.close()
 
 
