@@ -163,7 +163,7 @@ def free_port() -> int:
 
 
 def pass_metrics(port: int) -> tuple[int, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         text = r.read().decode()
     count = re.search(r"^reconciler_pass_duration_seconds_count (\S+)$", text, re.M)
     total = re.search(r"^reconciler_pass_duration_seconds_sum (\S+)$", text, re.M)

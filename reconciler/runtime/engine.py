@@ -24,10 +24,11 @@ from typing import Any
 from policies import approvals as policy_approvals
 from policies import base as policy_base
 from policies import registry as policy_registry
+from policies import windows as policy_windows
 from providers import base as provider_base
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
-from reconciler.core import errors, escaping, model, planner
+from reconciler.core import errors, escaping, memo, model, planner
 from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
 from reconciler.runtime import executor, metrics
@@ -90,6 +91,7 @@ class Engine:
                                           credentials=config.git)
         self.spec_store = speccache.open_beside(config.state_dir)  # validated specs kept across runs
         self.cache = spec_loader.SpecCache(backing=self.spec_store)
+        self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
         self._renderer: renderpool.RenderPool | None = None
         self._renderer_lock = threading.Lock()
         self._providers: dict[tuple[str, str], provider_base.Provider] = {}
@@ -296,6 +298,21 @@ class Engine:
         pauses = self.store.pauses()
         files: dict[str, str] = dict(self.store.get(KEY_APP_FILES, {}) or {})
         files.update(app_files or {})
+        freeze_switch = self.store.get(KEY_FREEZE)
+        signature = self._signature(desired.commit, policy_settings)
+        approvals = self._approvals(now)
+        running: set[str] = set()
+        if exclude_running:
+            with self._running_lock:
+                running = {k for k, f in self._running.items() if not f.done()}
+        inputs = memo.Inputs(tuple(desired.applications.values()), (  # every input of what follows
+            tuple(desired.applications), desired.commit, desired.problems, desired.broken_files, desired.notices,
+            desired.unread_files, live.groups, live.unreadable, policy_settings, stalled, backing_off, pauses,
+            files, freeze_switch, signature, approvals, running, base_commit, self.config.prune, self.background,
+            policy_windows.clock_view(policy_settings, desired, live.groups, now)))
+        reused = self.evaluations.get(inputs)
+        if reused is not None:
+            return reused
         outcome = planner.plan(desired, live, planner.Options(
             prune=self.config.prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
             app_files=files,
@@ -303,21 +320,18 @@ class Engine:
         ctx = policy_base.PolicyContext(
             now=now, live=live.groups, desired=desired, prune=self.config.prune,
             settings=policy_registry.context_settings(
-                policy_settings, prune=self.config.prune, freeze_switch=self.store.get(KEY_FREEZE),
-                commit_signature=self._signature(desired.commit, policy_settings),
+                policy_settings, prune=self.config.prune, freeze_switch=freeze_switch, commit_signature=signature,
             ),
-            approvals=self._approvals(now), paused=frozenset(pauses),
+            approvals=approvals, paused=frozenset(pauses),
         )
         judged = policy_base.judge(outcome.plan, ctx, policy_registry.default_policies())
-        running: set[str] = set()
-        if exclude_running:
-            with self._running_lock:
-                running = {k for k, f in self._running.items() if not f.done()}
         runnable, held = select(
             judged, lambda c: policy_approvals.is_approved(c, judged, ctx), running=running,
             backing_off=backing_off, skipped=outcome.skipped, same_run=not self.background,
         )
-        return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held))
+        ev = Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held))
+        self.evaluations.put(inputs, ev)
+        return ev
 
     def _signature(self, commit: str, policy_settings: Any) -> dict[str, Any] | None:
         """Verify the commit's signature only when policies.yaml requires signed commits."""
