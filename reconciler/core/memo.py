@@ -41,6 +41,7 @@ class LastResult(Generic[T]):
             self.hits += 1
             return self._value
         self.misses += 1
+        self._inputs = self._value = None  # not kept alive beside the result about to be computed
         return None
 
     def put(self, inputs: Inputs, value: T) -> None:

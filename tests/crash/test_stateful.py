@@ -45,7 +45,7 @@ from providers import base as provider_base
 from providers import local as local_mod
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
-from reconciler.core import model, planner
+from reconciler.core import memo, model, planner
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
 from tests import othercloud
@@ -316,6 +316,25 @@ class Fleet(RuleBasedStateMachine):
         lost = {s for s in self.served - now if not (s[0] == "app" and removed)}
         assert not lost, f"lost the last serving capacity: {sorted(lost)} (commit {self.history[-1][0][:8]})"
         self.served |= {s for s in now if not (s[0] == "app" and removed)}
+
+    @invariant()
+    def a_reused_decision_is_the_one_made_afresh(self) -> None:
+        """The unchanged-pass memo (reconciler.core.memo) never answers what a fresh evaluation would not."""
+        commit = self.engine.store.get(engine_mod.KEY_LAST_GOOD)
+        if commit is None:
+            return
+        desired, pol = self.engine.desired_at(commit)
+        hits = self.engine.evaluations.hits
+        reused = self.engine.evaluate(desired, pol)
+        saved, self.engine.evaluations = self.engine.evaluations, memo.LastResult()
+        try:
+            fresh = self.engine.evaluate(desired, pol)
+        finally:
+            self.engine.evaluations = saved
+        if self.engine.evaluations.hits > hits:
+            stateful_stats.KINDS["a decision reused"] += 1
+        assert (reused.plan, reused.runnable, reused.held, reused.outcome.skipped) == \
+            (fresh.plan, fresh.runnable, fresh.held, fresh.outcome.skipped), "a reused decision went stale"
 
     def teardown(self) -> None:
         """Converge: nothing runnable is left; a good, complete desired state plans nothing at all."""
