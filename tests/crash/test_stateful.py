@@ -326,13 +326,14 @@ class Fleet(RuleBasedStateMachine):
         desired, pol = self.engine.desired_at(commit)
         hits = self.engine.evaluations.hits
         reused = self.engine.evaluate(desired, pol)
+        if self.engine.evaluations.hits == hits:
+            return  # decided afresh just now: nothing reused to check
+        stateful_stats.KINDS["a decision reused"] += 1
         saved, self.engine.evaluations = self.engine.evaluations, memo.LastResult()
         try:
             fresh = self.engine.evaluate(desired, pol)
         finally:
             self.engine.evaluations = saved
-        if self.engine.evaluations.hits > hits:
-            stateful_stats.KINDS["a decision reused"] += 1
         assert (reused.plan, reused.runnable, reused.held, reused.outcome.skipped) == \
             (fresh.plan, fresh.runnable, fresh.held, fresh.outcome.skipped), "a reused decision went stale"
 
