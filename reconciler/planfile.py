@@ -43,7 +43,7 @@ def dump_plan(plan: model.Plan, *, held: Any = (), skipped: Any = (),
     doc["format_version"] = FORMAT_VERSION
     doc["plan"] = _encode(plan)
     doc["digest"] = _digest(doc)
-    return jsontext.pretty(doc, ensure_ascii=False) + "\n"
+    return jsontext.pretty(doc, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def load_plan(text: str, *, file: str) -> model.Plan:

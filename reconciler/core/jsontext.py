@@ -14,14 +14,17 @@ from typing import Any
 import msgspec
 
 
-def compact(doc: Any, *, ensure_ascii: bool = True) -> str:
+def compact(doc: Any, *, ensure_ascii: bool = True, allow_nan: bool = False) -> str:
     """Sorted keys, no whitespace: the canonical form digests are taken of."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=False)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=allow_nan)
 
 
-def pretty(doc: Any, *, ensure_ascii: bool = True) -> str:
-    """Exactly ``json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=...)``, at the C encoder's speed."""
-    return reindent(compact(doc, ensure_ascii=ensure_ascii))
+def pretty(doc: Any, *, ensure_ascii: bool = True, allow_nan: bool = True) -> str:
+    """Exactly ``json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=..., allow_nan=...)``, at C speed."""
+    try:
+        return reindent(compact(doc, ensure_ascii=ensure_ascii, allow_nan=allow_nan))
+    except msgspec.DecodeError:  # NaN or Infinity (allow_nan): not JSON to the formatter; the slow path writes it
+        return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=ensure_ascii, allow_nan=allow_nan)
 
 
 def reindent(text: str) -> str:

@@ -135,3 +135,5 @@ def test_pretty_json_is_what_indent_2_writes() -> None:
     for ascii_only in (True, False):
         assert jsontext.pretty(doc, ensure_ascii=ascii_only) == json.dumps(
             doc, indent=2, sort_keys=True, ensure_ascii=ascii_only)
+    odd = {"x": [float("nan"), float("inf")]}  # what json.dumps writes by default, though it is not JSON
+    assert jsontext.pretty(odd) == json.dumps(odd, indent=2, sort_keys=True)
