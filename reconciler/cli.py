@@ -9,12 +9,13 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from reconciler import __version__
 from reconciler.config import settings as config_mod
-from reconciler.core import errors
+from reconciler.core import errors, model
 
 log = logging.getLogger("reconciler")
 
@@ -24,9 +25,12 @@ EXIT_CHANGES = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader went away
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, after_step: Callable[[], None] | None = None) -> int:
+    """The ``reconciler`` command; ``after_step`` is called after each executed step (the crash tests' entry
+    point arms it; the console script never does)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.after_step = after_step
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR
@@ -182,7 +186,8 @@ def _engine(args: argparse.Namespace, *, repo: str | None = None, progress: bool
     from reconciler.runtime import engine as engine_mod
 
     cfg = _config(args, repo=repo)
-    return engine_mod.Engine(cfg, progress=_progress if progress else None)
+    return engine_mod.Engine(cfg, progress=_progress if progress else None,
+                             after_step=getattr(args, "after_step", None))
 
 
 def _remote(args: argparse.Namespace) -> Any:
@@ -216,7 +221,7 @@ def _user(args: argparse.Namespace) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     from providers import base as provider_base
     from reconciler.core import escaping
-    from reconciler.runtime import engine as engine_mod
+    from reconciler.runtime import providers as providers_mod
     from specs import catalog, loader
 
     spec_path = args.spec_path or "apps"
@@ -231,7 +236,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print("1 problem in the config", file=sys.stderr)
             return EXIT_ERROR
         spec_path, limits = args.spec_path or cfg.spec_path, cfg.specs
-        cat = engine_mod.catalog_for(cfg, installed, accounts=True)
+        cat = providers_mod.catalog_for(cfg, installed, accounts=True)
     desired = loader.load_directory(Path(args.path), spec_path=spec_path, catalog=cat, limits=limits)
     for n in desired.notices:
         print(escaping.visible(f"notice: {n}"), file=sys.stderr)
@@ -338,11 +343,56 @@ def _notes(ev: Any) -> str:
     return "\n".join(lines)
 
 
+class _ApplyGate:
+    """``apply``'s say in the pass: the saved plan's checks, then the plan shown and the prompt."""
+
+    def __init__(self, args: argparse.Namespace, verifier: Any) -> None:
+        self.args = args
+        self.verifier = verifier
+        self.declined: int | None = None  # the exit code when nothing was run
+        self.unread: list[str] = []
+
+    def source(self, commit: str | None, error: str | None) -> None:
+        if self.verifier is not None:
+            self.verifier.source(commit, error)
+        elif commit is None:
+            raise errors.SourceError(error or "no commit to apply")
+        elif error:
+            print(f"warning: {error}", file=sys.stderr)
+
+    def proceed(self, ev: Any) -> bool:
+        from reconciler import render
+
+        if self.verifier is not None:
+            self.verifier.proceed(ev)
+        print(_no_false_match(render.render_text(ev.plan, color=sys.stdout.isatty()), ev))
+        notes = _notes(ev)
+        if notes:
+            print(notes)
+        self.unread = _unread(ev)
+        for line in self.unread:
+            print(f"error: {line}", file=sys.stderr)
+        if not ev.runnable:
+            self.declined = EXIT_ERROR if ev.held or self.unread else EXIT_OK
+            return False
+        if not self.args.yes:
+            if not sys.stdin.isatty():
+                raise errors.ReconcilerError("refusing to apply without --yes when stdin is not a terminal")
+            answer = input(f"Apply {len(ev.runnable)} change(s)? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("not applied")
+                self.declined = EXIT_ERROR
+                return False
+        return True
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler import planfile, render
+    from reconciler import planfile
+    from reconciler.runtime import pipeline
 
     eng = _engine(args, progress=True)
     try:
+        verifier = None
         if args.plan:
             try:
                 text = Path(args.plan).read_text(encoding="utf-8")
@@ -352,60 +402,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 raise errors.ReconcilerError(f"{args.plan}: not a saved plan (not UTF-8 text at byte "
                                              f"{exc.start})") from exc
             saved = planfile.load_plan(text, file=args.plan)
-            head, err = eng.fetch()
-            if err:
-                raise errors.PlanRefused(f"{args.plan}: cannot check the branch head: {err}")
-            if head != saved.commit:
-                raise errors.PlanRefused(
-                    f"{args.plan}: the plan is for commit {saved.commit[:8]} but {eng.config.branch} is now at "
-                    f"{(head or '?')[:8]}; run `reconciler plan` again"
-                )
-            desired, pol = eng.desired_at(head)
-            ev = eng.evaluate(desired, pol, exclude_running=False)
-            if ev.plan.live_fingerprint != saved.live_fingerprint:
-                raise errors.PlanRefused(
-                    f"{args.plan}: live state changed since the plan was made "
-                    f"(fingerprint {saved.live_fingerprint} -> {ev.plan.live_fingerprint}); run `reconciler plan` again"
-                )
-            if ev.plan.plan_id != saved.plan_id:
-                raise errors.PlanRefused(
-                    f"{args.plan}: the plan would now be {ev.plan.plan_id}, not {saved.plan_id}; "
-                    "run `reconciler plan` again"
-                )
-        else:
-            head, err = eng.fetch()
-            if head is None:
-                raise errors.SourceError(err or "no commit to apply")
-            desired, pol = eng.desired_at(head)
-            ev = eng.evaluate(desired, pol, exclude_running=False)
-            if err:
-                print(f"warning: {err}", file=sys.stderr)
-        print(_no_false_match(render.render_text(ev.plan, color=sys.stdout.isatty()), ev))
-        notes = _notes(ev)
-        if notes:
-            print(notes)
-        unread = _unread(ev)
-        for line in unread:
-            print(f"error: {line}", file=sys.stderr)
-        if not ev.runnable:
-            return EXIT_ERROR if ev.held or unread else EXIT_OK
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise errors.ReconcilerError("refusing to apply without --yes when stdin is not a terminal")
-            answer = input(f"Apply {len(ev.runnable)} change(s)? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
-                print("not applied")
-                return EXIT_ERROR
-        eng.remember_regions(ev.plan)
-        results = eng.executor.run_rollouts(ev.plan.plan_id, list(ev.runnable))
-        eng.store.put("source/last_good_commit", ev.plan.commit, eng.clock.now())
-        eng.refresh_status("apply")
-        failed = [r for r in results if r.state != "succeeded"]
+            verifier = planfile.Verifier(saved, args.plan, eng.config.branch)
+        gate = _ApplyGate(args, verifier)
+        result = eng.pipeline.run(pipeline.Request(pipeline.Mode.APPLY, reason="apply", gate=gate,
+                                                   exclude_running=False))
+        if gate.declined is not None:
+            return gate.declined
+        ev = result.evaluation
+        failed = [r for r in result.results if r.state is not model.ExecState.SUCCEEDED]
         for r in failed:
             print(f"{r.change.cluster} in {r.change.region}: {r.state}: {r.error}", file=sys.stderr)
-        ok = len(results) - len(failed)
-        print(f"Applied {ok} of {len(results)} change(s)" + (f"; {len(ev.held)} held" if ev.held else ""))
-        return EXIT_ERROR if failed or ev.held or unread else EXIT_OK
+        ok = len(result.results) - len(failed)
+        print(f"Applied {ok} of {len(result.results)} change(s)" + (f"; {len(ev.held)} held" if ev.held else ""))
+        return EXIT_ERROR if failed or ev.held or gate.unread else EXIT_OK
     finally:
         eng.close()
 
@@ -458,7 +467,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, p in sorted((status.get("paused") or {}).items()):
         print()
         print(v(f"paused: {name} by {p['by']} {p.get('reason', '')}"))
-    running = [e for e in status.get("executions", []) if e["state"] == "running"]
+    running = [e for e in status.get("executions", []) if e["state"] == model.ExecState.RUNNING]
     if running:
         print("\nrunning:")
         for e in running:
@@ -562,7 +571,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         results = eng.rollback(args.cluster, region=args.region, by=_user(args))
     finally:
         eng.close()
-    failed = [r for r in results if r.state != "succeeded"]
+    failed = [r for r in results if r.state is not model.ExecState.SUCCEEDED]
     print(f"rolled back {len(results) - len(failed)} of {len(results)} region(s); {args.cluster} is paused: "
           "revert the deploy in Git, then `reconciler resume " + args.cluster + "`")
     return EXIT_ERROR if failed else EXIT_OK

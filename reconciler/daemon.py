@@ -35,7 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from reconciler import http as http_api
 from reconciler import logs, sdnotify
 from reconciler.config import settings as config_mod
-from reconciler.core import errors
+from reconciler.core import errors, model
 from reconciler.notifications import worker as notify_worker
 from reconciler.runtime import engine as engine_mod
 
@@ -83,7 +83,7 @@ def _once(cfg: config_mod.Config) -> int:
         return 1
     finally:
         eng.close()
-    failed = [r for r in result.results if r.state not in ("succeeded", "skipped")]
+    failed = [r for r in result.results if r.state not in (model.ExecState.SUCCEEDED, model.ExecState.SKIPPED)]
     log.info("pass at %s: %d change(s), %d applied, %d failed, %d spec problem(s)",
              (result.commit or "?")[:8], result.changes, len(result.results) - len(failed), len(failed),
              result.problems)

@@ -18,10 +18,13 @@ import hashlib
 import json
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import render
 from reconciler.core import errors, jsontext, model
+
+if TYPE_CHECKING:
+    from reconciler.runtime import pipeline
 
 FORMAT_VERSION = 1
 
@@ -94,6 +97,38 @@ class _Malformed(Exception):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verifier:
+    """The stale-plan rule of ``apply --plan``, as the checks of a pipeline ``Gate``: the saved plan runs
+    only if the branch head is its commit and planning now gives the same live fingerprint and plan id."""
+
+    saved: model.Plan
+    file: str
+    branch: str
+
+    def source(self, commit: str | None, error: str | None) -> None:
+        if error:
+            raise errors.PlanRefused(f"{self.file}: cannot check the branch head: {error}")
+        if commit != self.saved.commit:
+            raise errors.PlanRefused(
+                f"{self.file}: the plan is for commit {self.saved.commit[:8]} but {self.branch} is now at "
+                f"{(commit or '?')[:8]}; run `reconciler plan` again"
+            )
+
+    def proceed(self, ev: pipeline.Evaluation) -> bool:
+        saved, plan = self.saved, ev.plan
+        if plan.live_fingerprint != saved.live_fingerprint:
+            raise errors.PlanRefused(
+                f"{self.file}: live state changed since the plan was made "
+                f"(fingerprint {saved.live_fingerprint} -> {plan.live_fingerprint}); run `reconciler plan` again"
+            )
+        if plan.plan_id != saved.plan_id:
+            raise errors.PlanRefused(
+                f"{self.file}: the plan would now be {plan.plan_id}, not {saved.plan_id}; run `reconciler plan` again"
+            )
+        return True
 
 
 def _digest(doc: dict[str, Any]) -> str:

@@ -202,18 +202,6 @@ def _allowed(path: str) -> list[str]:
     return list(schema) if isinstance(schema, dict) and rule.get("type") == "dict" else []
 
 
-def _flatten(errs: Any, path: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    if isinstance(errs, dict):
-        for key, value in errs.items():
-            sub = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
-            out += _flatten(value, sub)
-    elif isinstance(errs, list):
-        for item in errs:
-            out += _flatten(item, path) if isinstance(item, dict | list) else [(path, str(item))]
-    return out
-
-
 def _timezones(node: Any, path: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if isinstance(node, dict):

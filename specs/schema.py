@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import cerberus
@@ -272,18 +271,6 @@ def validate(doc: dict[str, Any], lines: dict[str, int], *, file: str) -> list[e
     problems += [p for p in _cross_field(doc, lines, file)
                  if not any(f == p.field or f.startswith((f"{p.field}.", f"{p.field}[")) for f in rejected)]
     return sorted(problems, key=lambda p: (p.line, p.field))
-
-
-def _flatten(errs: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(errs, dict):
-        for key, value in errs.items():
-            sub = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
-            yield from _flatten(value, sub)
-    elif isinstance(errs, list):
-        for item in errs:
-            yield from _flatten(item, path) if isinstance(item, dict | list) else [(path, str(item))]
-    else:
-        yield path, str(errs)
 
 
 def _explain(path: str, message: str, doc: dict[str, Any]) -> str:

@@ -180,11 +180,15 @@ def env(tmp_path: Path) -> Env:
     return Env(repo, cfg, state)
 
 
-def reconciler_subprocess(args: list[str], *, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[str]:
-    """A real ``reconciler`` process (for daemon, signal and crash tests)."""
+def reconciler_subprocess(args: list[str], *, env: dict[str, str] | None = None, module: str = "reconciler.cli",
+                          **kw: Any) -> subprocess.Popen[str]:
+    """A real ``reconciler`` process (for daemon, signal and crash tests); ``module`` may be a test entry point
+    (``tests.crashing_cli``), run from the repository root."""
     full_env = {**os.environ, **(env or {})}
+    if module != "reconciler.cli":
+        kw.setdefault("cwd", Path(__file__).resolve().parent.parent)
     return subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", *args],
+        [sys.executable, "-m", module, *args],
         env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
     )
 

@@ -5,9 +5,9 @@ engine of the running daemon. Pages and routes receive a ``Backend``, never the
 engine, so reshaping the engine changes this module only (and tests can drive
 the routes with a recording backend).
 
-Reading the Git mirror is serialised with the engine's passes (one reader of
-the mirror at a time, as ``pause`` does); deployments started here run in the
-background, like those a pass dispatches.
+Everything that plans (the preview, approvals) is a preview pass of the one
+pipeline, serialised with the daemon's passes (one reader of the Git mirror at a
+time); deployments started here run in the background, like those a pass dispatches.
 """
 
 from __future__ import annotations
@@ -79,8 +79,7 @@ class EngineBackend:
             cached = self._preview
             if not fresh and cached is not None and cached[0] == stamp and stamp is not None:
                 return cached[1]
-            with self._engine._pass_lock:
-                ev = self._engine.plan()
+            ev = self._engine.plan()  # a preview pass: it waits for a running pass
             preview = Preview(plan=ev.plan, held=tuple(ev.held), skipped=tuple(ev.outcome.skipped),
                               unreadable=dict(ev.live.unreadable), commit=ev.plan.commit)
             self._preview = (stamp, preview)
@@ -103,14 +102,12 @@ class EngineBackend:
         return {**_public_execution(row), "steps": self._engine.store.steps_of(ident)}
 
     def approve(self, ident: str, *, by: str, comment: str) -> dict[str, Any]:
-        with self._engine._pass_lock:
-            row = self._engine.approve(ident, by=by, comment=comment)
+        row = self._engine.approve(ident, by=by, comment=comment)  # a preview pass finds the plan in force
         self._trigger("approve")
         return row
 
     def reject(self, ident: str, *, by: str, comment: str) -> dict[str, Any]:
-        with self._engine._pass_lock:
-            row = self._engine.reject(ident, by=by, comment=comment)
+        row = self._engine.reject(ident, by=by, comment=comment)
         self._trigger("reject")
         return row
 
@@ -131,8 +128,7 @@ class EngineBackend:
     def rollback(self, cluster: str, *, region: str | None, by: str) -> list[str]:
         """Start the rollback in the background and return its regions; the cluster is paused first, so no
         pass plans it meanwhile."""
-        with self._engine._pass_lock:
-            changes = self._engine.prepare_rollback(cluster, region=region, by=by)
+        changes = self._engine.prepare_rollback(cluster, region=region, by=by)  # it reads Git under the pass lock
         thread = threading.Thread(target=self._run_rollback, args=(changes,), name=f"rollback-{cluster}",
                                   daemon=True)
         thread.start()
@@ -147,10 +143,9 @@ class EngineBackend:
         for r in results:
             log.info("manual rollback of %s in %s: %s %s", r.change.cluster, r.change.region, r.state, r.error)
         try:
-            with self._engine._pass_lock:
-                self._engine.refresh_status("rollback finished")
+            self._engine.pipeline.settle(changes, "rollback finished")  # its regions read again, no full pass
         except Exception:
-            log.exception("status refresh after a rollback failed")
+            log.exception("status update after a rollback failed")
 
     def trigger(self, reason: str) -> None:
         self._trigger(reason)

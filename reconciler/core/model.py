@@ -105,6 +105,33 @@ class Held:
         return self.message
 
 
+class ExecState(enum.StrEnum):
+    """How an execution (one change in one region) stands; stored, shown by ``history`` and the API."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"  # a step failed and the change was undone; the previous group serves
+    INTERRUPTED = "interrupted"  # the process stopped or died; the next pass continues from live state
+    ABANDONED = "abandoned"  # its process stopped renewing the lease; another execution continued
+    SKIPPED = "skipped"  # not started (a lease held elsewhere, an earlier wave failed, replacements missing)
+
+
+ACTIVE_STATES = (ExecState.PENDING, ExecState.RUNNING)
+"""Execution states that still belong to a living process (or to one that died without ending them)."""
+
+
+class StepState(enum.StrEnum):
+    """How one step of an execution stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
 class StepKind(enum.StrEnum):
     CREATE = "create"  # create the server group, out of traffic unless the LB health-checks
     WAIT_HEALTHY = "wait_healthy"  # wait until healthy_percent of desired is healthy

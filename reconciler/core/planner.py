@@ -197,6 +197,11 @@ def _prune(desired: model.DesiredState, live: LiveState, opts: Options, by_key: 
         skey = "/".join(key)
         if key[:3] in live.unreadable:
             continue
+        own_file = opts.app_files.get(app, "")
+        if own_file in desired.broken_files:  # not gone from Git: its file is broken, so say that, not "prune"
+            skipped.append(Skip(skey, app, key[3], f"kept: {own_file} has errors; fix it to reconcile {app}",
+                                SkipKind.BROKEN_SPECS))
+            continue
         if not opts.prune:
             skipped.append(Skip(skey, app, key[3], "not in Git; kept because prune is off", SkipKind.PRUNE_OFF))
             continue

@@ -144,22 +144,22 @@ class DeployTracker:
         outcome: list[dict[str, Any]] = []
         for r in deploy.results:
             entry = change_detail(r.change) | {"state": r.state}
-            if r.state != "succeeded":
+            if r.state is not model.ExecState.SUCCEEDED:
                 entry |= {"step": r.step, "error": redact(r.error)}
             outcome.append(entry)
-        failed = [e for e in outcome if e["state"] in ("failed", "rolled_back")]
+        failed = [e for e in outcome if e["state"] in (model.ExecState.FAILED, model.ExecState.ROLLED_BACK)]
         detail = {"deploy": deploy.id, "plan_id": deploy.plan_id, "changes": outcome}
         common = {"application": deploy.application, "cluster": deploy.changes[0].cluster, "commit": deploy.commit}
         now = self.clock.now()
         if failed:
             first = failed[0]
-            undone = "rolled back; the previous group keeps serving" if first["state"] == "rolled_back" \
+            undone = "rolled back; the previous group keeps serving" if first["state"] == model.ExecState.ROLLED_BACK \
                 else "not rolled back"
             self.store.record(
                 kinds.DEPLOY_FAILED,
                 f"deploy of {deploy.commit[:8]} failed: {first['cluster']} in {first['region']}: "
                 f"{first['error']} ({undone})", now, region=first["region"], detail=detail, **common)
-        elif len(outcome) == len(deploy.changes) and all(e["state"] == "succeeded" for e in outcome):
+        elif len(outcome) == len(deploy.changes) and all(e["state"] == model.ExecState.SUCCEEDED for e in outcome):
             kind = kinds.DRIFT_CORRECTED if all(e["drift"] for e in outcome) else kinds.DEPLOY_SUCCEEDED
             verb = "drift corrected" if kind == kinds.DRIFT_CORRECTED else f"{deploy.commit[:8]} deployed"
             self.store.record(kind, f"{verb}: {_where(outcome)} serve(s)", now, detail=detail, **common)

@@ -1,17 +1,10 @@
-"""How often to try again and how fast to send: the delivery worker's one backoff and one bucket.
+"""How fast to send: the delivery worker's token bucket (how often to try again is ``core.backoff``).
 
-Both are values in, values out: the caller passes the time (``Clock.now()``)
-and waits however it likes, so a stop or a new event can interrupt the wait.
+Values in, values out: the caller passes the time (``Clock.now()``) and waits
+however it likes, so a stop or a new event can interrupt the wait.
 """
 
 from __future__ import annotations
-
-
-def backoff(failures: int, *, first: float, maximum: float) -> float:
-    """The delay after ``failures`` consecutive failures: first, 2x first, 4x first, ... at most ``maximum``."""
-    if failures <= 0:
-        return 0.0
-    return min(first * 2.0 ** min(failures - 1, 60), maximum)
 
 
 class TokenBucket:

@@ -24,13 +24,13 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from reconciler.config import settings as config_mod
+from reconciler.core import backoff, errors
 from reconciler.core import clock as clock_mod
-from reconciler.core import errors
 from reconciler.notifications import messages, outbox, pacing, routing, senders
 from reconciler.notifications import settings as settings_mod
-from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor, metrics
 from reconciler.source import git as gitsource
+from reconciler.state import keys
 from reconciler.state import store as store_mod
 from specs import policy_file
 
@@ -78,7 +78,7 @@ class PolicyReader:
         self._criticality_at: float | None = None
 
     def __call__(self) -> tuple[policy_file.PolicySettings, Mapping[str, str]]:
-        commit = self.store.get(engine_mod.KEY_LAST_GOOD)
+        commit = self.store.get(keys.LAST_GOOD)
         if commit and commit != self._commit:
             self._commit = commit
             self._settings = self._load(commit)
@@ -87,7 +87,7 @@ class PolicyReader:
         # criticality changes with a commit only; the status is read again a little later too, as the
         # engine saves it just after it takes a new commit
         if self._criticality_at is None or now - self._criticality_at > CRITICALITY_TTL_S:
-            status = self.store.get(engine_mod.KEY_STATUS) or {}
+            status = self.store.get(keys.STATUS) or {}
             apps: Mapping[str, Any] = status.get("applications") or {}
             self._criticality = {name: str(a.get("criticality") or "normal") for name, a in apps.items()}
             self._criticality_at = now
@@ -118,7 +118,7 @@ def _lease(store: store_mod.Store, key: str, now: float, ttl: float) -> bool:
     if store.acquire_lease(key, now, ttl):
         return True
     holder = store.lease_holder(key, now)
-    return bool(holder) and executor._owner_dead(str(holder)) and store.acquire_lease(key, now + ttl + 1, ttl)
+    return bool(holder) and executor.owner_dead(str(holder)) and store.acquire_lease(key, now + ttl + 1, ttl)
 
 
 class Feeder:
@@ -243,7 +243,7 @@ class TargetWorker:
             self.outbox.dropped(row, now, reason=f"refused: {exc}", attempted=True)
             DROPPED.labels(name, "refused").inc()
             return
-        delay = pacing.backoff(row.attempts + 1, first=self.delivery.retry_first_s, maximum=self.delivery.retry_max_s)
+        delay = backoff.delay(row.attempts + 1, first=self.delivery.retry_first_s, maximum=self.delivery.retry_max_s)
         if exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, self.target.max_age_s))
         log.warning("notifications: %s: event %d (%s) not delivered (attempt %d): %s; next attempt in %.1fs",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,21 +21,14 @@ from itertools import groupby
 
 from providers import base as provider_base
 from reconciler.config import settings as config_mod
+from reconciler.core import backoff, errors, model
 from reconciler.core import clock as clock_mod
-from reconciler.core import errors, model
-from reconciler.core.model import Action, Step, StepKind
+from reconciler.core.model import Action, ExecState, Step, StepKind, StepState
 from reconciler.notifications import history
 from reconciler.runtime import metrics
 from reconciler.state import store as store_mod
 
 log = logging.getLogger("reconciler.executor")  # the name log filters know; kept when the module moved
-
-ENV_CRASH_AFTER = "RECONCILER_TEST_CRASH_AFTER_STEP"
-"""Test-only: SIGKILL this process right after the N-th step of the process ends (1-based)."""
-
-_step_counter = 0
-_step_counter_lock = threading.Lock()
-
 
 class Interrupted(errors.ReconcilerError):
     """The process is stopping; the execution stays resumable at a step boundary."""
@@ -46,7 +38,7 @@ class Interrupted(errors.ReconcilerError):
 class ExecutionResult:
     change: model.Change
     execution_id: str
-    state: str  # succeeded | failed | rolled_back | interrupted | skipped
+    state: ExecState  # SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED or SKIPPED
     error: str = ""
     steps_run: int = 0
     step: str = ""  # the kind of the step that failed, if one did
@@ -64,6 +56,7 @@ class Executor:
     settings: config_mod.ExecutionSettings = field(default_factory=config_mod.ExecutionSettings)
     stopping: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
+    after_step: Callable[[], None] | None = None  # called after each step is recorded (the crash tests' hook)
     _held: threading.local = field(default_factory=threading.local)
     deploys: history.DeployTracker = field(init=False)
 
@@ -121,14 +114,14 @@ class Executor:
                                         thread_name_prefix="region") as pool:
                     wave_results = list(pool.map(lambda c: self.run_change(plan_id, c), batch))
             results += wave_results
-            bad = [r for r in wave_results if r.state not in ("succeeded",)]
+            bad = [r for r in wave_results if r.state is not ExecState.SUCCEEDED]
             if bad:
                 for later in [c for c in changes if c.wave > wave]:
                     msg = (f"not started: wave {wave + 1} did not succeed in "
                            f"{', '.join(r.change.region for r in bad)}")
                     self.store.record("skipped", msg, self.clock.now(), application=later.application,
                                       cluster=later.cluster, region=later.region, commit=later.commit)
-                    results.append(ExecutionResult(later, "", "skipped", msg))
+                    results.append(ExecutionResult(later, "", ExecState.SKIPPED, msg))
                 break
 
     # ------------------------------------------------------------------ one change
@@ -140,7 +133,7 @@ class Executor:
             holder = self.store.lease_holder(lease_key, now)
             msg = f"{change.key}: another execution holds the lease ({holder}); not started"
             self._say(msg)
-            return ExecutionResult(change, "", "skipped", msg)
+            return ExecutionResult(change, "", ExecState.SKIPPED, msg)
         self._held.key = lease_key
         self._held.renewed = now
         try:
@@ -149,7 +142,7 @@ class Executor:
         except errors.ReconcilerError as exc:  # the store or the provider lookup, before any step ran
             msg = f"{change.key}: not started: {exc}"
             log.error("%s", msg, extra=_context(change))
-            return ExecutionResult(change, "", "failed", msg)
+            return ExecutionResult(change, "", ExecState.FAILED, msg)
         finally:
             self._held.key = None
             try:
@@ -163,7 +156,7 @@ class Executor:
             if ex["key"] == change.key and ex["owner"] != self.store.owner:
                 msg = ("no progress: its process stopped renewing the lease; "
                        "the next execution continued from live state")
-                self.store.finish_execution(ex["id"], self.clock.now(), state="abandoned", error=msg)
+                self.store.finish_execution(ex["id"], self.clock.now(), state=ExecState.ABANDONED, error=msg)
                 self.store.record("execution_abandoned", msg, self.clock.now(), application=ex["application"],
                                   cluster=ex["cluster"], region=ex["region"], execution_id=ex["id"],
                                   commit=ex["commit"])
@@ -173,7 +166,7 @@ class Executor:
         if self.store.acquire_lease(key, now, self.settings.lease_ttl_s):
             return True
         holder = self.store.lease_holder(key, now)
-        if holder and _owner_dead(holder):
+        if holder and owner_dead(holder):
             log.warning("taking over lease %s from dead owner %s", key, holder)
             return self.store.acquire_lease(key, now + self.settings.lease_ttl_s + 1, self.settings.lease_ttl_s)
         return False
@@ -188,7 +181,7 @@ class Executor:
                 self.store.record("skipped", msg, self.clock.now(), application=change.application,
                                   cluster=change.cluster, region=change.region, commit=change.commit)
                 self._say(f"{change.application}/{change.cluster} {change.region}: {msg}", change)
-                return ExecutionResult(change, "", "skipped", msg)
+                return ExecutionResult(change, "", ExecState.SKIPPED, msg)
         self.store.clear_failures(change.key, keep=change.spec_hash)  # a new spec starts a new count
         now = self.clock.now()
         ex_id = self.store.start_execution(
@@ -207,9 +200,9 @@ class Executor:
         try:
             return self._run_steps(ex_id, change)
         except Interrupted:
-            self.store.finish_execution(ex_id, self.clock.now(), state="interrupted",
+            self.store.finish_execution(ex_id, self.clock.now(), state=ExecState.INTERRUPTED,
                                         error="process stopping; the next pass continues from live state")
-            return ExecutionResult(change, ex_id, "interrupted", "stopping")
+            return ExecutionResult(change, ex_id, ExecState.INTERRUPTED, "stopping")
         except Exception as exc:  # a bug or an SDK surprise outside any step: the execution still ends
             return self._crashed(ex_id, change, exc)
         finally:
@@ -222,7 +215,7 @@ class Executor:
                           f" ({change.reason})", self.clock.now(), application=change.application,
                           cluster=change.cluster, region=change.region, execution_id=ex_id, commit=change.commit)
         self._say(f"{ctx}: {change.action.value} ({change.reason})", change, ex_id)
-        result = ExecutionResult(change, ex_id, "succeeded")
+        result = ExecutionResult(change, ex_id, ExecState.SUCCEEDED)
         disabled_any = False
         for idx, step in enumerate(change.steps):
             self._check_stop()
@@ -231,18 +224,19 @@ class Executor:
             try:
                 self._run_step(provider, change, step)
             except Interrupted:
-                self.store.step_ended(ex_id, idx, self.clock.now(), state="interrupted")
+                self.store.step_ended(ex_id, idx, self.clock.now(), state=StepState.INTERRUPTED)
                 raise
             except Exception as exc:
                 failure = _as_error(exc, change, f"step {step.kind.value} {step.server_group}")
-                self.store.step_ended(ex_id, idx, self.clock.now(), state="failed", error=str(failure))
+                self.store.step_ended(ex_id, idx, self.clock.now(), state=StepState.FAILED, error=str(failure))
                 return self._fail(ex_id, change, step, failure, provider, disabled_any)
-            self.store.step_ended(ex_id, idx, self.clock.now(), state="done")
+            self.store.step_ended(ex_id, idx, self.clock.now(), state=StepState.DONE)
             result.steps_run += 1
             if step.kind is StepKind.DISABLE:
                 disabled_any = True
-            _maybe_crash()
-        self.store.finish_execution(ex_id, self.clock.now(), state="succeeded")
+            if self.after_step is not None:
+                self.after_step()
+        self.store.finish_execution(ex_id, self.clock.now(), state=ExecState.SUCCEEDED)
         self.store.clear_failures(change.key)
         metrics.CHANGES.labels(change.action.value, "applied").inc()
         self.store.record("execution_succeeded", f"{change.action.value} done: "
@@ -258,7 +252,7 @@ class Executor:
         now = self.clock.now()
         try:
             count = self.store.add_failure(change.key, change.spec_hash, str(failure), now)
-            self.store.finish_execution(ex_id, now, state="failed", error=str(failure))
+            self.store.finish_execution(ex_id, now, state=ExecState.FAILED, error=str(failure))
             self.store.record("execution_failed", f"{failure} (attempt {count})", now,
                               application=change.application, cluster=change.cluster, region=change.region,
                               execution_id=ex_id, commit=change.commit)
@@ -266,7 +260,7 @@ class Executor:
             log.error("%s: cannot record the failure of execution %s: %s", change.key, ex_id, store_exc,
                       extra=_context(change, ex_id))
         metrics.CHANGES.labels(change.action.value, "failed").inc()
-        return ExecutionResult(change, ex_id, "failed", str(failure))
+        return ExecutionResult(change, ex_id, ExecState.FAILED, str(failure))
 
     # ------------------------------------------------------------------ steps
 
@@ -305,7 +299,7 @@ class Executor:
             self._retry(change, "destroy", lambda: provider.destroy(region, step.server_group))
 
     def _retry(self, change: model.Change, call: str, fn: Callable[[], object]) -> None:
-        delay = self.settings.step_backoff_s
+        waits = backoff.delays(self.settings.step_backoff_s, maximum=30.0)
         retries = max(self.settings.step_retries, 1)
         for attempt in range(1, retries + 1):
             self._check_stop()
@@ -317,10 +311,10 @@ class Executor:
                 metrics.API_ERRORS.labels(change.provider, type(exc).__name__).inc()
                 if not exc.retryable or attempt == retries:
                     raise
+                delay = next(waits)
                 log.warning("%s: %s failed (%s); retry %d/%d in %.1fs", change.key, call, exc,
                             attempt, retries - 1, delay)
                 self._sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     def _wait_healthy(self, provider: provider_base.Provider, change: model.Change, step: Step) -> None:
         start = self.clock.now()
@@ -394,11 +388,11 @@ class Executor:
             and not disabled_any and change.action in (Action.CREATE, Action.REPLACE, Action.ROLLBACK)
         )
         if not can_roll_back or target is None:
-            self.store.finish_execution(ex_id, now, state="failed", error=reason)
+            self.store.finish_execution(ex_id, now, state=ExecState.FAILED, error=reason)
             self.store.record("execution_failed", f"{reason} (attempt {count})", now,
                               application=change.application, cluster=change.cluster, region=change.region,
                               execution_id=ex_id, commit=change.commit, detail=detail)
-            return ExecutionResult(change, ex_id, "failed", reason, step=step.kind.value)
+            return ExecutionResult(change, ex_id, ExecState.FAILED, reason, step=step.kind.value)
         undo: list[Step] = []
         unproven = bool(self.store.get(_unproven_key(change, target), False))
         if change.action is Action.ROLLBACK:
@@ -418,12 +412,12 @@ class Executor:
                 self._undo_step(provider, change, s)
             except Exception as rb_exc:
                 rb_error = str(_as_error(rb_exc, change, f"rollback step {s.kind.value} {s.server_group}"))
-                self.store.step_ended(ex_id, start + i, self.clock.now(), state="failed", error=rb_error)
+                self.store.step_ended(ex_id, start + i, self.clock.now(), state=StepState.FAILED, error=rb_error)
                 break
-            self.store.step_ended(ex_id, start + i, self.clock.now(), state="done")
+            self.store.step_ended(ex_id, start + i, self.clock.now(), state=StepState.DONE)
         if not rb_error and unproven:
             self.store.put(_unproven_key(change, target), False, self.clock.now())
-        state = "failed" if rb_error else "rolled_back"
+        state = ExecState.FAILED if rb_error else ExecState.ROLLED_BACK
         message = f"{reason}; " + (f"rollback failed: {rb_error}" if rb_error else
                                    f"rolled back ({', '.join(s.describe() for s in undo)}); "
                                    + self._who_serves(provider, change, target))
@@ -507,7 +501,7 @@ def _unproven_key(change: model.Change, name: str) -> str:
     return f"unproven/{change.provider}/{change.account}/{change.region}/{name}"
 
 
-def _owner_dead(owner: str) -> bool:
+def owner_dead(owner: str) -> bool:
     """An owner ``host:pid:nonce`` on this host whose process is gone."""
     parts = owner.split(":")
     if len(parts) != 3 or parts[0] != os.uname().nodename:
@@ -533,14 +527,3 @@ def _is_zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
-
-
-def _maybe_crash() -> None:
-    global _step_counter  # noqa: PLW0603 - a process-wide count is what the test hook needs
-    target = os.environ.get(ENV_CRASH_AFTER)
-    if not target:
-        return
-    with _step_counter_lock:
-        _step_counter += 1
-        if _step_counter == int(target):
-            os.kill(os.getpid(), signal.SIGKILL)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from reconciler import logs
-from reconciler.core import errors
+from reconciler.core import errors, model
 
 log = logging.getLogger("reconciler.store")  # the name log filters know; kept when the module moved
 
@@ -131,7 +131,7 @@ failures = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
-ACTIVE_STATES = ("pending", "running")
+ACTIVE_STATES = model.ACTIVE_STATES
 
 
 def _event(row: Any) -> dict[str, Any]:
@@ -304,12 +304,13 @@ class Store:
         with self.tx() as c:
             c.execute(
                 executions.insert().values(
-                    id=ex_id, owner=self.owner, created_at=now, updated_at=now, state="running",
+                    id=ex_id, owner=self.owner, created_at=now, updated_at=now, state=model.ExecState.RUNNING,
                     **{k: v for k, v in ex.items() if k != "id"},
                 )
             )
             for i, s in enumerate(step_rows):
-                c.execute(steps.insert().values(execution_id=ex_id, idx=i, state="pending", attempts=0, **s))
+                c.execute(steps.insert().values(execution_id=ex_id, idx=i, state=model.StepState.PENDING, attempts=0,
+                                                **s))
         return ex_id
 
     def step_started(self, ex_id: str, idx: int, now: float) -> None:
@@ -317,11 +318,11 @@ class Store:
             c.execute(
                 steps.update()
                 .where(steps.c.execution_id == ex_id, steps.c.idx == idx)
-                .values(state="running", started_at=now, attempts=steps.c.attempts + 1)
+                .values(state=model.StepState.RUNNING, started_at=now, attempts=steps.c.attempts + 1)
             )
             c.execute(executions.update().where(executions.c.id == ex_id).values(updated_at=now))
 
-    def step_ended(self, ex_id: str, idx: int, now: float, *, state: str, error: str | None = None) -> None:
+    def step_ended(self, ex_id: str, idx: int, now: float, *, state: model.StepState, error: str | None = None) -> None:
         with self.tx() as c:
             c.execute(
                 steps.update()
@@ -339,11 +340,12 @@ class Store:
             start = (last if last is not None else -1) + 1
             for i, s in enumerate(step_rows):
                 c.execute(
-                    steps.insert().values(execution_id=ex_id, idx=start + i, state="pending", attempts=0, **s)
+                    steps.insert().values(execution_id=ex_id, idx=start + i, state=model.StepState.PENDING,
+                                          attempts=0, **s)
                 )
         return start
 
-    def finish_execution(self, ex_id: str, now: float, *, state: str, error: str | None = None) -> None:
+    def finish_execution(self, ex_id: str, now: float, *, state: model.ExecState, error: str | None = None) -> None:
         with self.tx() as c:
             c.execute(
                 executions.update()

@@ -21,6 +21,7 @@ from reconciler import http as http_api
 from reconciler.config import settings as config_mod
 from reconciler.console import backend
 from reconciler.runtime import engine as engine_mod
+from reconciler.runtime import pipeline
 from tests.conftest import DesiredRepo, app_spec, write_config
 
 POLICIES = "applications:\n  payments: {require_approval: always}\n"
@@ -66,7 +67,7 @@ class Site:
     def post(self, path: str, who: str | None = None, json: Any = None) -> TestResponse:
         return self.client().post(path, headers=self.auth(who) if who else {}, json=json)
 
-    def reconcile(self) -> engine_mod.PassResult:
+    def reconcile(self) -> pipeline.PassResult:
         """A pass (its executions run inline), then the status it left, as the daemon refreshes it."""
         result = self.engine.reconcile(reason="test")
         self.engine.refresh_status("test")

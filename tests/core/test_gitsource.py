@@ -26,16 +26,16 @@ def test_an_unchanged_commit_parses_nothing_and_one_changed_file_parses_one(env:
     eng = _engine(env)
     try:
         eng.reconcile()
-        assert eng.cache.parses == 3
+        assert eng.desired.cache.parses == 3
         eng.reconcile()
-        assert eng.cache.parses == 3, "a pass on the same commit parses nothing"
-        assert eng.source.fetches == 2
+        assert eng.desired.cache.parses == 3, "a pass on the same commit parses nothing"
+        assert eng.desired.git.fetches == 2
         env.repo.write("apps/cart.yaml", app_spec("cart", image="cart-2")).commit("bump cart")
         eng.reconcile()
-        assert eng.cache.parses == 4, "one changed file is parsed once"
+        assert eng.desired.cache.parses == 4, "one changed file is parsed once"
         env.repo.write("apps/values.yaml", "x: 1\n").commit("values change everything")
         eng.reconcile()
-        assert eng.cache.parses == 7
+        assert eng.desired.cache.parses == 7
     finally:
         eng.close()
 
@@ -72,7 +72,7 @@ def test_the_last_good_commit_stays_in_force_when_the_remote_breaks(env: Env, tm
     write_config(env.config, env.repo.path, env.state_dir, repo={"url": str(env.repo.path), "branch": "nope"})
     eng = _engine(env)
     try:
-        commit, err = eng.fetch()
+        commit, err = eng.desired.fetch()
         assert commit == good and err is not None and "branch 'nope' not found" in err and "main" in err
     finally:
         eng.close()
@@ -88,7 +88,7 @@ def test_a_force_push_keeps_the_last_good_commit_unless_allowed(env: Env) -> Non
         good = env.repo.head()
         env.repo.reset_hard(first)
         env.repo.write("apps/checkout.yaml", app_spec(image="checkout-3")).commit("rewritten")
-        commit, err = eng.fetch()
+        commit, err = eng.desired.fetch()
         assert commit == good and err is not None and "force-pushed" in err
     finally:
         eng.close()
@@ -96,7 +96,7 @@ def test_a_force_push_keeps_the_last_good_commit_unless_allowed(env: Env) -> Non
                  repo={"url": str(env.repo.path), "branch": "main", "path": "apps", "allow_force_push": True})
     eng = _engine(env)
     try:
-        commit, err = eng.fetch()
+        commit, err = eng.desired.fetch()
         assert commit == env.repo.head() and err is None
     finally:
         eng.close()

@@ -84,10 +84,10 @@ def test_policies_yaml_is_parsed_once_per_blob_across_passes(env: Env) -> None:
     try:
         for _ in range(3):
             eng.refresh_status()
-        assert eng.cache.policy_parses == 1
+        assert eng.desired.cache.policy_parses == 1
         env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2")).commit("v2: specs only")
         eng.refresh_status()
-        assert eng.cache.policy_parses == 1, "the same blob at a new commit is not parsed again"
+        assert eng.desired.cache.policy_parses == 1, "the same blob at a new commit is not parsed again"
     finally:
         eng.close()
 
@@ -101,10 +101,10 @@ def test_the_engine_renders_in_workers_it_reuses_and_stops_on_close(env: Env) ->
         eng.refresh_status()
         env.repo.write("apps/values.yaml", "image: img-2\n").commit("v2")
         eng.refresh_status()
-        pool = eng.renderer()
+        pool = eng.desired.renderer()
         pids = pool.pids()
         assert pool.starts == len(pids) >= 1
-        assert eng.cache.parses == 4
+        assert eng.desired.cache.parses == 4
     finally:
         eng.close()
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
@@ -150,13 +150,13 @@ def test_a_reload_with_other_limits_starts_new_workers(env: Env) -> None:
     eng = engine_mod.Engine(config_mod.load_config(env.config), clock=clock_mod.FakeClock())
     try:
         eng.refresh_status()
-        first = eng.renderer()
+        first = eng.desired.renderer()
         _limited(env, render_timeout="5s")
         eng.config = config_mod.load_config(env.config)  # what SIGHUP does
         eng.refresh_status()
-        second = eng.renderer()
+        second = eng.desired.renderer()
         assert first.closed and not second.closed
-        assert second.limits.render_timeout_s == 5.0 and eng.cache.parses == 2
+        assert second.limits.render_timeout_s == 5.0 and eng.desired.cache.parses == 2
     finally:
         eng.close()
 

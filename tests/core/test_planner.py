@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -151,6 +152,17 @@ def test_prune_is_suspended_while_any_spec_file_is_broken() -> None:
     broken = model.DesiredState("c2", {}, broken_files=frozenset({"apps/app.yaml"}))
     out = planner.plan(broken, planner.LiveState((group(0, s),)), planner.Options(prune=True))
     assert out.plan.changes == () and "have errors" in out.skipped[0].reason
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_a_cluster_whose_own_spec_file_is_broken_is_kept_and_the_reason_names_that_file(prune: bool) -> None:
+    s = spec()
+    broken = model.DesiredState("c2", {}, broken_files=frozenset({"apps/app.yaml"}))
+    out = planner.plan(broken, planner.LiveState((group(0, s),)),
+                       planner.Options(prune=prune, app_files={"app": "apps/app.yaml"}))
+    assert out.plan.changes == ()
+    assert [(x.kind, x.reason) for x in out.skipped] == [
+        (model.SkipKind.BROKEN_SPECS, "kept: apps/app.yaml has errors; fix it to reconcile app")]
 
 
 def test_unreadable_regions_and_paused_clusters_are_skipped() -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from reconciler.core import model, planner
+from reconciler.core import model, planner, selection
 from reconciler.core.model import Action, Capacity, Removal
-from reconciler.runtime import engine
 
 W = (("r1",), ("r2", "r3"))
 
@@ -170,7 +169,7 @@ def test_the_fingerprint_and_change_ids_ignore_autoscaler_owned_desired_capacity
 
 def _select(p: model.Plan, *, same_run: bool = True, approved: bool = True,
             skipped: tuple[planner.Skip, ...] = ()) -> tuple[list[str], dict[str, model.Held]]:
-    runnable, held = engine.select(p, lambda c: approved, running=set(), backing_off={}, skipped=skipped,
+    runnable, held = selection.select(p, lambda c: approved, running=set(), backing_off={}, skipped=skipped,
                                    same_run=same_run)
     return [c.key for c in runnable], {c.key: h for c, h in held}
 

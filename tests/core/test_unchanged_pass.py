@@ -31,9 +31,9 @@ def test_an_unchanged_pass_reuses_its_decisions_and_each_input_invalidates_them(
 
     def decided() -> bool:
         """One pass; did it plan and judge anew?"""
-        misses = eng.evaluations.misses
+        misses = eng.pipeline.evaluations.misses
         eng.reconcile()
-        return eng.evaluations.misses > misses
+        return eng.pipeline.evaluations.misses > misses
 
     try:
         assert decided() and eng.status()["plan_id"]
@@ -55,11 +55,12 @@ def test_an_unchanged_pass_reuses_its_decisions_and_each_input_invalidates_them(
         assert not decided()
 
         clock.t = datetime(2026, 11, 30, 9, 30, tzinfo=UTC).timestamp()  # Monday: the window opened by itself
-        misses = eng.evaluations.misses
+        misses = eng.pipeline.evaluations.misses
         opened = eng.reconcile()
-        assert eng.evaluations.misses == misses + 1 and opened.dispatched == 6, "the clock's verdicts are an input"
+        assert eng.pipeline.evaluations.misses == misses + 1, "the clock's verdicts are an input"
+        assert opened.dispatched == 6
         eng.wait(timeout=60)  # the status refresh after the rollouts decided anew on the new live state
-        assert eng.evaluations.misses > misses + 1 and len(eng.status()["server_groups"]) == 6
+        assert eng.pipeline.evaluations.misses > misses + 1 and len(eng.status()["server_groups"]) == 6
         assert not decided(), "an unchanged pass after the rollouts decides nothing again"
         assert eng.status()["changes"] == []
     finally:
@@ -75,19 +76,19 @@ def test_an_approval_and_its_expiry_are_inputs(env: Env) -> None:
         eng.reconcile()
         eng.reconcile()  # the first pass recorded the application's file
         eng.reconcile()
-        assert (eng.evaluations.misses, eng.evaluations.hits) == (2, 1)
+        assert (eng.pipeline.evaluations.misses, eng.pipeline.evaluations.hits) == (2, 1)
         assert [h["kind"] for h in eng.status()["held"]] == [model.Hold.APPROVAL.value]
         eng.freeze(by="ops", reason="approve, but run nothing yet")
         eng.reconcile()
-        assert eng.evaluations.misses == 3
+        assert eng.pipeline.evaluations.misses == 3
         eng.approve(eng.status()["changes"][0]["change_id"], by="lead")
         eng.reconcile()
-        assert eng.evaluations.misses == 4
+        assert eng.pipeline.evaluations.misses == 4
         assert [h["kind"] for h in eng.status()["held"]] == [model.Hold.DENIED.value]  # approved, but frozen
         eng.reconcile()
-        assert eng.evaluations.misses == 4
+        assert eng.pipeline.evaluations.misses == 4
         clock.advance(eng.config.approval_ttl_s + 1)  # the approval expired: decided anew
         eng.reconcile()
-        assert eng.evaluations.misses == 5
+        assert eng.pipeline.evaluations.misses == 5
     finally:
         eng.close()

@@ -87,8 +87,7 @@ def test_kill_9_after_step_k_then_restart_finishes_the_deployment(
     sampler = Sampler(db)
     sampler.start()
     try:
-        crashed = reconciler_subprocess(["apply", "--config", str(cfg), "--yes"],
-                                        env={"RECONCILER_TEST_CRASH_AFTER_STEP": str(k)})
+        crashed = reconciler_subprocess([str(k), "apply", "--config", str(cfg), "--yes"], module="tests.crashing_cli")
         out, err = crashed.communicate(timeout=120)
         assert crashed.returncode == -9, f"expected SIGKILL after step {k}: {out}\n{err}"
         again = reconciler_subprocess(["apply", "--config", str(cfg), "--yes"])

@@ -48,6 +48,7 @@ from reconciler.core import clock as clock_mod
 from reconciler.core import memo, model, planner
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
+from reconciler.state import keys
 from tests import othercloud
 from tests.conftest import DesiredRepo, app_spec, provider_context, write_config
 from tests.crash import stateful_stats
@@ -162,7 +163,7 @@ class Fleet(RuleBasedStateMachine):
         stateful_stats.KINDS[kind] += 1
         for r in result.results:
             stateful_stats.KINDS[f"execution {r.state}"] += 1
-        status = self.engine.store.get(engine_mod.KEY_STATUS) or {}
+        status = self.engine.store.get(keys.STATUS) or {}
         for h in status.get("held", []):
             stateful_stats.KINDS[f"held: {h['kind']}"] += 1
         for s in status.get("skipped", []):
@@ -320,20 +321,21 @@ class Fleet(RuleBasedStateMachine):
     @invariant()
     def a_reused_decision_is_the_one_made_afresh(self) -> None:
         """The unchanged-pass memo (reconciler.core.memo) never answers what a fresh evaluation would not."""
-        commit = self.engine.store.get(engine_mod.KEY_LAST_GOOD)
+        commit = self.engine.store.get(keys.LAST_GOOD)
         if commit is None:
             return
-        desired, pol = self.engine.desired_at(commit)
-        hits = self.engine.evaluations.hits
-        reused = self.engine.evaluate(desired, pol)
-        if self.engine.evaluations.hits == hits:
+        pipeline = self.engine.pipeline
+        want = self.engine.desired.at(commit)
+        hits = pipeline.evaluations.hits
+        reused = pipeline.evaluate(want)
+        if pipeline.evaluations.hits == hits:
             return  # decided afresh just now: nothing reused to check
         stateful_stats.KINDS["a decision reused"] += 1
-        saved, self.engine.evaluations = self.engine.evaluations, memo.LastResult()
+        saved, pipeline.evaluations = pipeline.evaluations, memo.LastResult()
         try:
-            fresh = self.engine.evaluate(desired, pol)
+            fresh = pipeline.evaluate(want)
         finally:
-            self.engine.evaluations = saved
+            pipeline.evaluations = saved
         assert (reused.plan, reused.runnable, reused.held, reused.outcome.skipped) == \
             (fresh.plan, fresh.runnable, fresh.held, fresh.outcome.skipped), "a reused decision went stale"
 

@@ -107,7 +107,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     h = Harness(root, origin, config, eng, first)
     try:
         eng.reconcile()
-        assert {g.cluster for g in eng.read_live(None).groups if g.enabled} == {"keep-main"}
+        assert {g.cluster for g in eng.live.read(None).groups if g.enabled} == {"keep-main"}
         yield h
         summary = h.summary()
     finally:
@@ -119,7 +119,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 
 def _worker_peak_kib(h: Harness) -> int:
     """The largest peak RSS any rendering worker of the fuzz reached (its engine's and validate's pool)."""
-    return max(h.engine.renderer().peak_rss(), renderpool.shared(h.engine.config.specs).peak_rss()) // 1024
+    return max(h.engine.desired.renderer().peak_rss(), renderpool.shared(h.engine.config.specs).peak_rss()) // 1024
 
 
 def _rss_kib() -> int:

@@ -1,0 +1,335 @@
+"""THE reconcile pass, in one place: read desired -> read live -> plan -> judge -> select -> execute -> record.
+
+Every entry point runs it: ``reconciler plan`` and the console's preview (``Mode.PREVIEW``: nothing
+runs), ``reconciler apply`` and ``run --once`` (``Mode.APPLY``: changes run now, in this thread), the
+daemon's passes, whether polled, scheduled or triggered over HTTP (``Mode.BACKGROUND``: changes start
+in worker threads), approvals (a preview: a decision binds to the plan in force) and ``status``
+(a preview that saves what it saw). What differs between them is a ``Request``, never a copy of the
+chain.
+
+A background rollout that ends does not cause another pass: ``settle`` re-reads only the regions
+it touched and re-judges the desired state of the last pass (no Git read, no spec parsing), so
+status tells the truth until the next pass.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from policies import approvals as policy_approvals
+from policies import base as policy_base
+from policies import registry as policy_registry
+from policies import windows as policy_windows
+from reconciler.config import settings as config_mod
+from reconciler.core import backoff, errors, memo, model, planner, selection
+from reconciler.core import clock as clock_mod
+from reconciler.notifications import history as notify_history
+from reconciler.runtime import desired as desired_mod
+from reconciler.runtime import dispatch as dispatch_mod
+from reconciler.runtime import executor as executor_mod
+from reconciler.runtime import live as live_mod
+from reconciler.runtime import metrics, status
+from reconciler.state import keys
+from reconciler.state import store as store_mod
+from specs import policy_file
+
+
+class Mode(enum.Enum):
+    """What a pass does with the changes it selects."""
+
+    PREVIEW = "preview"  # nothing runs: plan, the console's preview, approvals, status
+    APPLY = "apply"  # they run now, in this thread: apply, run --once
+    BACKGROUND = "background"  # they start in worker threads: the daemon
+
+
+RUNS: collections.Counter[Mode] = collections.Counter()
+"""Passes run in this process, by mode: the proof (tests) that every entry point comes through here."""
+
+
+class NoCommit(errors.SourceError):
+    """Nothing was ever read from the repository: there is no commit to plan."""
+
+
+class Gate(Protocol):
+    """A caller's say between the steps of a pass (``apply``: the saved plan's checks, the prompt)."""
+
+    def source(self, commit: str | None, error: str | None) -> None:
+        """Raise to refuse the commit in force (or the lack of one)."""
+
+    def proceed(self, ev: Evaluation) -> bool:
+        """Raise to refuse the plan; False runs and records nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One pass: its mode and where its desired and live state come from."""
+
+    mode: Mode
+    reason: str = "poll"
+    ref: str | None = None  # plan --ref: desired at this ref instead of the branch head
+    base: str | None = None  # plan --base: against desired at BASE (PR previews)
+    reader: desired_mod.TreeReader | None = None  # a local checkout instead of the mirror
+    offline: bool = False  # with ``base``: no cloud access (live as last seen, or as BASE applied)
+    strict_source: bool = False  # a source error refuses the pass instead of keeping the last good commit
+    no_commit: str = "no commit could be read"  # the error when nothing was ever read
+    save_status: bool = False  # a preview that saves what ``status`` shows (APPLY and BACKGROUND always do)
+    notify: bool = True  # saved status feeds notifications (False for a look from the CLI)
+    exclude_running: bool | None = None  # hold changes of running clusters (default: in BACKGROUND)
+    gate: Gate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A judged plan and what the planner skipped, before anything runs."""
+
+    desired: model.DesiredState
+    live: planner.LiveState
+    outcome: planner.Outcome
+    plan: model.Plan
+    runnable: tuple[model.Change, ...]
+    held: tuple[tuple[model.Change, model.Held], ...]  # change, why it is not run now
+    source_error: str | None = None  # why the branch head is not the commit in force
+    policy_file: policy_file.PolicySettings | None = None  # what it was judged with (to judge it again)
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    commit: str | None
+    new_commit: bool
+    changes: int
+    dispatched: int
+    problems: int
+    error: str | None
+    results: tuple[executor_mod.ExecutionResult, ...] = ()
+    evaluation: Evaluation | None = None
+
+
+class Pipeline:
+    """The pass and its locks; the composition root (``runtime.engine``) builds one per process."""
+
+    def __init__(self, *, config: Callable[[], config_mod.Config], store: store_mod.Store, clock: clock_mod.Clock,
+                 desired: desired_mod.DesiredSource, live: live_mod.LiveReader, executor: executor_mod.Executor,
+                 dispatcher: dispatch_mod.Dispatcher, background: bool) -> None:
+        self._config = config  # the config in force (a reload replaces it between passes)
+        self.store = store
+        self.clock = clock
+        self.desired = desired
+        self.live = live
+        self.executor = executor
+        self.dispatcher = dispatcher
+        self.background = background
+        self.lock = threading.RLock()  # one pass at a time; one reader of the mirror
+        self._last: Evaluation | None = None  # the evaluation status shows
+        self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
+
+    # ------------------------------------------------------------------ the pass
+
+    def run(self, req: Request) -> PassResult:
+        with self.lock:
+            RUNS[req.mode] += 1
+            t0 = time.monotonic()
+            try:
+                return self._run(req)
+            finally:
+                if req.mode is not Mode.PREVIEW:
+                    metrics.PASS_DURATION.observe(time.monotonic() - t0)
+
+    def _run(self, req: Request) -> PassResult:
+        previous: str | None = self.store.get(keys.LAST_GOOD)
+        commit, source_error, reader = self._commit(req)
+        accounts = not req.offline or self._config().path is not None  # offline without a config: providers only
+        want = self.desired.at(commit, reader, check_accounts=accounts)
+        ev = self._judge(req, want, source_error)
+        if req.gate is not None and not req.gate.proceed(ev):
+            return self._result(ev, previous, dispatched=0)
+        if req.mode is Mode.PREVIEW:
+            if req.save_status:
+                self._record_status(ev, req.reason, notify=req.notify)
+            return self._result(ev, previous, dispatched=0)
+        now = self.clock.now()
+        metrics.SPEC_ERRORS.set(len(want.state.problems))
+        if source_error is None:
+            self.store.put(keys.LAST_GOOD, commit, now)
+        if commit != previous:
+            self.store.record("commit", f"reconciling {commit[:8]} ({req.reason})", now, commit=commit)
+        self.live.remember_regions(ev.plan)
+        _count(ev)
+        results: list[executor_mod.ExecutionResult] = []
+        dispatched = 0
+        if ev.runnable and req.mode is Mode.BACKGROUND:
+            # status first: a rollout that ends at once then updates it from its own regions (``settle``)
+            self._record_status(ev, req.reason, notify=req.notify)
+            dispatched = self.dispatcher.dispatch(ev.plan.plan_id, list(ev.runnable))
+        elif ev.runnable:
+            results = self.executor.run_rollouts(ev.plan.plan_id, list(ev.runnable))
+            dispatched = len(ev.runnable)
+            self._record_status(self._after(ev, ev.runnable), req.reason, notify=req.notify)
+        else:
+            self._record_status(ev, req.reason, notify=req.notify)
+        if source_error is None and not want.state.problems:
+            metrics.LAST_SUCCESS.set(self.clock.now())
+        return self._result(ev, previous, dispatched=dispatched, results=results)
+
+    def _commit(self, req: Request) -> tuple[str, str | None, desired_mod.TreeReader | None]:
+        """The commit to plan, the source error (the head is not in force), and the reader of its tree."""
+        if req.reader is not None:  # a local checkout: the mirror is not read
+            return req.reader.resolve(req.ref or "HEAD"), None, req.reader
+        head, err = self.desired.fetch()
+        if req.gate is not None:
+            req.gate.source(head, err)
+        if req.ref:
+            return self.desired.git.resolve(req.ref), None, None
+        if head is None:
+            raise NoCommit(err or req.no_commit)
+        if err is not None and req.strict_source:
+            raise errors.SourceError(f"{err}; {head[:8]} stays in force")
+        return head, err, None
+
+    def _judge(self, req: Request, want: desired_mod.Desired, source_error: str | None) -> Evaluation:
+        exclude = req.mode is Mode.BACKGROUND if req.exclude_running is None else req.exclude_running
+        if req.base is None:
+            return self.evaluate(want, exclude_running=exclude, source_error=source_error)
+        src = req.reader or self.desired.git
+        base_commit = src.resolve(req.base)
+        base = self.desired.at(base_commit, req.reader,
+                               check_accounts=not req.offline or self._config().path is not None)
+        live = self.live.assumed(base.state) if req.offline else self.live.read(want.state)
+        return self.evaluate(want, live=live, base_commit=base_commit, exclude_running=exclude,
+                             app_files={n: a.source.file for n, a in base.state.applications.items()},
+                             source_error=source_error)
+
+    def evaluate(self, want: desired_mod.Desired, *, live: planner.LiveState | None = None, base_commit: str = "",
+                 exclude_running: bool = True, app_files: dict[str, str] | None = None,
+                 source_error: str | None = None) -> Evaluation:
+        """Plan ``want`` against live state (read now unless given), judge it, select what runs now."""
+        now = self.clock.now()
+        desired = want.state
+        live = live if live is not None else self.live.read(desired)
+        stalled, backing_off = failure_state(self.store, self._config().execution, now)
+        pauses = self.store.pauses()
+        files: dict[str, str] = dict(self.store.get(keys.APP_FILES, {}) or {})
+        files.update(app_files or {})
+        freeze_switch = self.store.get(keys.FREEZE)
+        signature = self.desired.signature(desired.commit, want.policies)
+        approvals = valid_approvals(self.store, now)
+        running = self.dispatcher.running() if exclude_running else set()
+        inputs = memo.Inputs(tuple(desired.applications.values()), (  # every input of what follows
+            tuple(desired.applications), desired.commit, desired.problems, desired.broken_files, desired.notices,
+            desired.unread_files, live.groups, live.unreadable, want.policies, stalled, backing_off, pauses, files,
+            freeze_switch, signature, approvals, running, base_commit, self._config().prune, self.background,
+            source_error, policy_windows.clock_view(want.policies, desired, live.groups, now)))
+        reused = self.evaluations.get(inputs)
+        if reused is not None:
+            return reused
+        outcome = planner.plan(desired, live, planner.Options(
+            prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
+            app_files=files,
+        ))
+        ctx = policy_base.PolicyContext(
+            now=now, live=live.groups, desired=desired, prune=self._config().prune,
+            settings=policy_registry.context_settings(
+                want.policies, prune=self._config().prune, freeze_switch=freeze_switch, commit_signature=signature,
+            ),
+            approvals=approvals, paused=frozenset(pauses),
+        )
+        judged = policy_base.judge(outcome.plan, ctx, policy_registry.default_policies())
+        runnable, held = selection.select(
+            judged, lambda c: policy_approvals.is_approved(c, judged, ctx), running=running,
+            backing_off=backing_off, skipped=outcome.skipped, same_run=not self.background,
+        )
+        ev = Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held), source_error, want.policies)
+        self.evaluations.put(inputs, ev)
+        return ev
+
+    # ------------------------------------------------------------------ after executions
+
+    def settle(self, changes: Iterable[model.Change], reason: str = "rollout finished") -> None:
+        """Executions of ``changes`` ended: status shows their regions read again (no other pass)."""
+        with self.lock:
+            if self._last is None or self.executor.stopping.is_set():
+                return
+            self._record_status(self._after(self._last, changes), reason, notify=True)
+
+    def _after(self, ev: Evaluation, changes: Iterable[model.Change]) -> Evaluation:
+        """``ev`` judged again with the regions of ``changes`` read again (the rest as it was)."""
+        want = desired_mod.Desired(ev.desired, ev.policy_file or policy_file.PolicySettings())
+        regions = {(c.provider, c.account, c.region) for c in changes}
+        live = self.live.refreshed(ev.live, regions)
+        return self.evaluate(want, live=live, exclude_running=True, source_error=ev.source_error)
+
+    # ------------------------------------------------------------------ record
+
+    def _record_status(self, ev: Evaluation, reason: str, *, notify: bool) -> None:
+        self.desired.remember_file_apps(ev.desired)
+        self._remember_app_files(ev)
+        now = self.clock.now()
+        doc = status.build(ev, commit=ev.desired.commit, source_error=ev.source_error, reason=reason, now=now,
+                           file_apps=self.store.get(keys.FILE_APPS, {}) or {})
+        self.store.put(keys.STATUS, doc, now)
+        self._last = ev
+        if notify:  # approvals now awaited, denials, stalls, source errors: once, when they begin
+            notify_history.record_transitions(self.store, doc, now)
+
+    def _remember_app_files(self, ev: Evaluation) -> None:
+        """Application -> the file that last defined it, kept while the application has live groups:
+        an application missing from Git whose file is still there was renamed, not removed."""
+        known: dict[str, str] = self.store.get(keys.APP_FILES, {}) or {}
+        live_apps = {g.application for g in ev.live.groups if g.managed}
+        # while some region cannot be read, an application's groups may be hiding there: forget nothing
+        merged = dict(known) if ev.live.unreadable else {a: f for a, f in known.items() if a in live_apps}
+        merged.update({name: app.source.file for name, app in ev.desired.applications.items()})
+        if merged != known:
+            self.store.put(keys.APP_FILES, merged, self.clock.now())
+
+    def _result(self, ev: Evaluation, previous: str | None, *, dispatched: int,
+                results: list[executor_mod.ExecutionResult] | None = None) -> PassResult:
+        commit = ev.desired.commit
+        return PassResult(commit=commit, new_commit=commit != previous, changes=len(ev.plan.changes),
+                          dispatched=dispatched, problems=len(ev.desired.problems), error=ev.source_error,
+                          results=tuple(results or ()), evaluation=ev)
+
+
+def _count(ev: Evaluation) -> None:
+    metrics.DRIFT.set(len(ev.outcome.drift))
+    metrics.PENDING_APPROVALS.set(sum(1 for _, why in ev.held if why.kind is model.Hold.APPROVAL))
+    for change in ev.plan.changes:
+        metrics.CHANGES.labels(change.action.value, "planned").inc()
+    for change, why in ev.held:
+        if why.kind is model.Hold.DENIED:
+            metrics.CHANGES.labels(change.action.value, "denied").inc()
+
+
+def failure_state(store: store_mod.Store, settings: config_mod.ExecutionSettings, now: float
+                  ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
+    """Stalled and backing-off (change key, spec hash) pairs: both belong to the spec that failed,
+    so a commit that changes the spec is planned and run on the next pass."""
+    stalled: set[tuple[str, str]] = set()
+    backing_off: dict[tuple[str, str], str] = {}
+    for (key, spec_hash), row in store.failures().items():
+        if row["count"] >= settings.max_attempts:
+            stalled.add((key, spec_hash))
+        else:
+            retry_at = row["updated_at"] + backoff.delay(row["count"], first=settings.retry_backoff_s)
+            if retry_at > now:
+                backing_off[(key, spec_hash)] = (
+                    f"retrying after failure {row['count']}/{settings.max_attempts} "
+                    f"in {retry_at - now:.0f}s: {row['last_error']}")
+    return stalled, backing_off
+
+
+def valid_approvals(store: store_mod.Store, now: float) -> dict[str, dict[str, object]]:
+    """Unexpired approval rows by the plan id or change id they bind to."""
+    valid: dict[str, dict[str, object]] = {}
+    for a in store.approvals():
+        if a["expires_at"] <= now:
+            continue
+        for ident in (a["plan_id"], a["change_id"]):
+            if ident:
+                valid[ident] = a
+    return valid

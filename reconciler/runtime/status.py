@@ -1,0 +1,129 @@
+"""The status document (DESIGN §5): a pure function of the last evaluation.
+
+``build`` turns an ``Evaluation`` (desired, live, plan, holds, skips) into the document that
+``reconciler status --format json``, ``GET /api/v1/status`` and the console show; ``view`` adds
+what the store knows now (executions, pauses, the freeze, notification targets). Nothing here
+reads Git, a cloud or the clock: callers pass ``now``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from reconciler.core import escaping, model, planner
+
+if TYPE_CHECKING:
+    from reconciler.runtime.pipeline import Evaluation
+
+
+def build(ev: Evaluation, *, commit: str, source_error: str | None, reason: str, now: float,
+          file_apps: Mapping[str, str]) -> dict[str, Any]:
+    """The document of one evaluation; ``file_apps`` names the application of a file that no longer parses."""
+    apps = _applications(ev, commit, source_error, now, file_apps)
+    return {
+        "commit": commit,
+        "updated_at": now,
+        "reason": reason,
+        "source_error": source_error,
+        "plan_id": ev.plan.plan_id,
+        "applications": apps,
+        "changes": [{"change_id": c.change_id, "key": c.key, "action": c.action.value,
+                     "verdict": c.verdict.value, "reason": c.reason} for c in ev.plan.changes],
+        "held": [{"key": c.key, "change_id": c.change_id, "why": str(why), "kind": why.kind.value,
+                  "waiting": list(c.waiting)} for c, why in ev.held],
+        "skipped": [dataclasses.asdict(s) for s in ev.outcome.skipped],
+        "drift": list(ev.outcome.drift),
+        "problems": [str(p) for p in ev.desired.problems],
+        "notices": [str(p) for p in ev.desired.notices],
+        "server_groups": [group_entry(g) for g in ev.live.groups],
+        "unreadable": {"/".join(k): v for k, v in ev.live.unreadable.items()},
+    }
+
+
+def _applications(ev: Evaluation, commit: str, source_error: str | None, now: float,
+                  file_apps: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Per application: its file, owner, clusters and conditions (Ready, Reconciling, Stalled)."""
+    apps: dict[str, dict[str, Any]] = {}
+    for name, app in ev.desired.applications.items():
+        apps[name] = {"file": app.source.file, "owner": app.owner, "criticality": app.criticality.value,
+                      "conditions": [], "clusters": sorted({c.name for c in app.clusters})}
+    stalled_files: dict[str, list[str]] = {}
+    for p in ev.desired.problems:
+        stalled_files.setdefault(p.file, []).append(str(p))
+    for file, problems in stalled_files.items():
+        app_name = file_apps.get(file, file)
+        apps.setdefault(app_name, {"file": file, "conditions": [], "clusters": []})
+        apps[app_name]["conditions"].append(condition("Stalled", "SpecInvalid", "; ".join(problems[:5]), commit, now))
+    pending: dict[str, list[str]] = {}
+    for c in ev.runnable:
+        pending.setdefault(c.application, []).append(f"{c.action.value} {c.cluster} in {c.region}")
+    held: dict[str, list[str]] = {}
+    for c, why in ev.held:
+        held.setdefault(c.application, []).append(f"{c.cluster} in {c.region}: {why}")
+    skipped: dict[str, list[planner.Skip]] = {}
+    for s in ev.outcome.skipped:
+        skipped.setdefault(s.application, []).append(s)
+        if s.kind is model.SkipKind.UNREAD_FILE and s.application not in apps:
+            apps[s.application] = {"file": "", "conditions": [], "clusters": []}
+    for name, entry in apps.items():
+        conds = entry["conditions"]
+        if name in pending:
+            conds.append(condition("Reconciling", "Applying", "; ".join(pending[name]), commit, now))
+        conds += _skip_conditions(skipped.get(name, []), commit, now)
+        if name in held:
+            conds.append(condition("Reconciling", "Held", "; ".join(held[name]), commit, now))
+        if not conds:
+            conds.append(condition("Ready", "Reconciled", f"live state matches {commit[:8]}", commit, now))
+    if source_error:
+        for entry in apps.values():
+            entry["conditions"].append(condition("Stalled", "SourceError", source_error, commit, now))
+    return apps
+
+
+def _skip_conditions(mine: Sequence[planner.Skip], commit: str, now: float) -> list[dict[str, Any]]:
+    conds: list[dict[str, Any]] = []
+    stalls = [f"{s.cluster}: {s.reason}" for s in mine if s.kind in (model.SkipKind.STALLED, model.SkipKind.UNREADABLE)]
+    if stalls:
+        conds.append(condition("Stalled", "ChangeFailing", "; ".join(stalls), commit, now))
+    unread = [f"{s.cluster}: {s.reason}" for s in mine if s.kind is model.SkipKind.UNREAD_FILE]
+    if unread:
+        conds.append(condition("Stalled", "SpecNotRead", "; ".join(dict.fromkeys(unread)), commit, now))
+    return conds
+
+
+def group_entry(g: model.ServerGroup) -> dict[str, Any]:
+    """One live server group as the status document lists it (secret-looking tag values hidden)."""
+    return {**g.view(), "provider": g.provider, "account": g.account, "region": g.region,
+            "cluster": g.cluster, "application": g.application, "managed": g.managed,
+            "created_at": g.created_at, "commit": g.commit, "load_balancers": list(g.launch.load_balancers),
+            "security_groups": list(g.launch.security_groups), "tags": escaping.tag_view(g.launch.tags)}
+
+
+def group_from_entry(g: Mapping[str, Any]) -> model.ServerGroup:
+    """The inverse of ``group_entry``, as far as planning needs it (the offline preview's assumed live state)."""
+    cap = g["capacity"]
+    return model.ServerGroup(
+        name=g["server_group"], provider=g["provider"], account=g["account"], region=g["region"],
+        cluster=g["cluster"], application=g.get("application", ""), managed=bool(g["managed"]),
+        launch=model.LaunchSpec(image=g["image"], instance_type=g["instance_type"]),
+        capacity=model.Capacity(int(cap["min"]), int(cap["desired"]), int(cap["max"])), enabled=bool(g["enabled"]),
+        healthy=int(g["healthy"]), instances=int(g["instances"]), spec_hash=g.get("spec_hash", ""),
+    )
+
+
+def condition(kind: str, reason: str, message: str, commit: str, now: float) -> dict[str, Any]:
+    return {"type": kind, "status": True, "reason": reason, "message": message, "commit": commit, "at": now}
+
+
+def view(stored: Mapping[str, Any], *, executions: Sequence[Mapping[str, Any]], paused: Mapping[str, Any],
+         freeze: Any, notifications: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored document with what the store knows now (the stored change of an execution is left out:
+    it carries the full launch settings, user data included)."""
+    status: dict[str, Any] = dict(stored)
+    status["executions"] = [{k: v for k, v in e.items() if k != "change"} for e in executions]
+    status["paused"] = paused
+    status["freeze"] = freeze
+    status["notifications"] = notifications
+    return status

@@ -1,0 +1,72 @@
+"""Every way of planning or acting goes through the one pipeline (``runtime.pipeline.Pipeline.run``).
+
+The pipeline counts its passes by mode; each entry point must add exactly its own pass: a command
+that re-implemented the chain (fetch -> load -> evaluate -> execute) would add none.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from werkzeug.test import Client
+
+from reconciler import daemon, http
+from reconciler.config import settings as config_mod
+from reconciler.console import backend
+from reconciler.runtime import pipeline
+from reconciler.runtime.pipeline import Mode
+from reconciler.state import keys
+from tests.conftest import Env, app_spec
+
+
+def _runs(action: Callable[[], object]) -> collections.Counter[Mode]:
+    before = pipeline.RUNS.copy()
+    action()
+    return pipeline.RUNS - before
+
+
+def test_every_entry_point_runs_the_one_pipeline_once(env: Env, tmp_path: Path) -> None:
+    env.repo.write("apps/checkout.yaml", app_spec()).commit("v1")
+    assert _runs(lambda: env.cli("plan")) == {Mode.PREVIEW: 1}
+    assert _runs(lambda: env.cli("apply", "--yes")) == {Mode.APPLY: 1}
+    assert _runs(lambda: env.cli("status")) == {Mode.PREVIEW: 1}
+    plan_id = json.loads(env.cli("plan", "--format", "json").out)["plan_id"]
+    assert _runs(lambda: env.cli("approve", plan_id)) == {Mode.PREVIEW: 1}, "a decision binds to the plan in force"
+    env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2")).commit("v2")
+    assert _runs(lambda: env.cli("run", "--once")) == {Mode.APPLY: 1}
+
+    env.repo.write("apps/checkout.yaml", app_spec(image="checkout-3")).commit("v3")
+    cfg = config_mod.load_config(str(env.config))
+    d = daemon.Daemon(str(env.config), cfg, {})
+    try:
+        assert _runs(lambda: d._pass("poll")) == {Mode.BACKGROUND: 1}
+        fetches = d.engine.desired.git.fetches
+        assert _runs(lambda: d.engine.wait(timeout=60)) == {}, "a finished rollout causes no pass"
+        assert d.engine.desired.git.fetches == fetches, "nor a read of Git"
+        status = d.engine.store.get(keys.STATUS)
+        assert [c["type"] for c in status["applications"]["checkout"]["conditions"]] == ["Ready"], \
+            "status shows the rollout's regions as they are after it"
+
+        preview = backend.EngineBackend(d.engine, d.trigger)
+        assert _runs(lambda: preview.plan_preview(fresh=True)) == {Mode.PREVIEW: 1}
+
+        token = tmp_path / "token"
+        token.write_text("s3cret\n")
+        client = Client(http.Api(d.engine, d.trigger, token_file=token, branch="main"))
+        d.scheduler.start()
+        before = pipeline.RUNS.copy()
+        res = client.post("/api/v1/reconcile", headers={"Authorization": "Bearer s3cret"})
+        assert res.status_code == 202
+        deadline = time.monotonic() + 30
+        while pipeline.RUNS - before != {Mode.BACKGROUND: 1} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pipeline.RUNS - before == {Mode.BACKGROUND: 1}, "an HTTP-triggered pass is a daemon pass"
+    finally:
+        if d.scheduler.running:
+            d.scheduler.shutdown(wait=True)
+        d.engine.stop(10)
+        d.engine.close()
