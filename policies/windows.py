@@ -114,4 +114,27 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
         yield allow(NAME, change, message) if ok else deny(NAME, change, message)
 
 
+def clock_view(settings: Any, desired: model.DesiredState, live: Sequence[model.ServerGroup], now_ts: float
+               ) -> tuple[tuple[bool, str], ...]:
+    """What the clock decides for this rule now: ``check`` of every distinct window setting in force.
+
+    The only verdicts that move with time alone (approval expiry is in the approvals the engine reads),
+    so a pass whose other inputs are unchanged may reuse its last judgement while this is the same.
+    Empty, and free, when no layer of ``policies.yaml`` sets windows.
+    """
+    layers = [getattr(settings, "defaults", None) or {}]
+    for name in ("criticality", "applications", "clusters"):
+        layers += list((getattr(settings, name, None) or {}).values())
+    if not any(layer.get("windows") for layer in layers) or not hasattr(settings, "for_cluster"):
+        return ()
+    targets = {(a.name, c.name, a.criticality.value) for a in desired.applications.values() for c in a.clusters}
+    targets |= {(g.application, g.cluster, "normal") for g in live if g.application not in desired.applications}
+    seen: dict[int, tuple[bool, str]] = {}
+    for target in sorted(targets):  # as ``PolicyContext.for_change`` resolves them, destroys included
+        windows = settings.for_cluster(*target).get("windows") or {}
+        if (windows.get("allow") or windows.get("deny")) and id(windows) not in seen:
+            seen[id(windows)] = check(windows, now_ts)
+    return tuple(seen.values())
+
+
 POLICY = Policy(NAME, evaluate)

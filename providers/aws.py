@@ -70,6 +70,8 @@ _SERVICE_OF = {
     **aws_resources.SERVICE_OF,
 }
 """Every call this provider makes, with its service: the IAM actions documented in docs/aws.md."""
+_PAGE_SIZE = {"DescribeAutoScalingGroups": 100, "DescribeSubnets": 1000}
+"""The largest page each list call accepts (MaxRecords / MaxResults): the API's default is 50."""
 
 
 def permission(call: str) -> str:
@@ -232,10 +234,12 @@ class AwsProvider(aws_resources.AwsResources):
             raise map_error(exc, call=op, account=self.account, region=region) from exc
 
     def _pages(self, region: str, op: str, key: str, **kwargs: Any) -> list[Any]:
+        """Every page of a list call, each as large as the API allows (fewer calls, fewer throttles)."""
         client = self._client(_SERVICE_OF[op], region)
         out: list[Any] = []
+        paging = {"PageSize": _PAGE_SIZE[op]} if op in _PAGE_SIZE else {}
         try:
-            for page in client.get_paginator(_snake(op)).paginate(**kwargs):
+            for page in client.get_paginator(_snake(op)).paginate(**kwargs, PaginationConfig=paging):
                 out += page.get(key, [])
         except Exception as exc:
             raise map_error(exc, call=op, account=self.account, region=region) from exc
@@ -301,7 +305,7 @@ class AwsProvider(aws_resources.AwsResources):
         return self._regions
 
     def list_server_groups(self, region: str) -> list[model.ServerGroup]:
-        """One DescribeAutoScalingGroups paginator plus one DescribeTargetHealth per target group in use."""
+        """ceil(groups / 100) DescribeAutoScalingGroups plus one DescribeTargetHealth per target group in use."""
         asgs = [g for g in self._pages(region, "DescribeAutoScalingGroups", "AutoScalingGroups")
                 if g.get("Status") != _DELETING]
         health = self._target_health(region, {arn for g in asgs for arn in g.get("TargetGroupARNs", [])})

@@ -289,6 +289,7 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from reconciler import delivery, planfile, render
+    from reconciler.core import jsontext
     from reconciler.source import git as gitsource
 
     if args.server:
@@ -306,15 +307,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     finally:
         eng.close()
     plan = ev.plan
+    doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped)  # once, for stdout and --out
     if args.out:
         # the saved plan whatever is printed (Terraform's -out): full specs, user data included
-        Path(args.out).write_text(planfile.dump_plan(plan, held=ev.held, skipped=ev.outcome.skipped),
-                                  encoding="utf-8")
+        Path(args.out).write_text(planfile.dump_plan(plan, rendered=doc), encoding="utf-8")
     if args.format == "json":
         # stdout shows the redacted JSON contract only
         doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped, resource_held=ev.resources_held,
                                  resource_skipped=ev.outcome.resource_skipped)
-        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(jsontext.pretty(doc) + "\n")
     elif args.format == "markdown":
         notes = "\n\n".join(x for x in (render.notes_markdown(ev.held, ev.outcome.skipped, ev.resources_held,
                                                                 ev.outcome.resource_skipped),

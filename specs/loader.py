@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.core import durations, errors, model
 from specs import catalog as catalog_mod
@@ -61,6 +61,16 @@ class SpecFile:
     """Called only on a cache miss."""
 
 
+class Backing(Protocol):
+    """Where a ``SpecCache`` keeps its results across processes (``reconciler.state.speccache``)."""
+
+    def use(self, limits: limits_mod.SpecLimits) -> None: ...
+
+    def get_many(self, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], _Result]: ...
+
+    def put_many(self, items: dict[tuple[str, str, str], _Result]) -> None: ...
+
+
 @dataclass
 class SpecCache:
     """Per-file results keyed by (path, blob id, values blob id); ``parses`` counts real work.
@@ -77,11 +87,16 @@ class SpecCache:
     """``policies.yaml`` parses: once per blob, like the specs."""
     max_entries: int = 50_000
     """Least recently used entries go first: a daemon's cache must not grow with every commit forever."""
+    backing: Backing | None = None
+    """Results kept across processes: read before parsing, written after (one transaction a load)."""
+    loaded: int = 0
+    """Results read from ``backing`` instead of parsed."""
     _entries: OrderedDict[tuple[str, str, str], _Result] = field(default_factory=OrderedDict)
     _policies: OrderedDict[tuple[str, str], _PolicyResult] = field(default_factory=OrderedDict)
     _limits: limits_mod.SpecLimits | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _unread: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    _pending: dict[tuple[str, str, str], _Result] = field(default_factory=dict)
 
     def get(self, key: tuple[str, str, str]) -> _Result | None:
         with self._lock:
@@ -94,6 +109,8 @@ class SpecCache:
         with self._lock:
             self._entries[key] = value
             self._entries.move_to_end(key)
+            if self.backing is not None:
+                self._pending[key] = value
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
@@ -103,7 +120,29 @@ class SpecCache:
             if self._limits != limits:
                 self._entries.clear()
                 self._policies.clear()
+                self._pending.clear()
                 self._limits = limits
+                if self.backing is not None:
+                    self.backing.use(limits)
+
+    def preload(self, keys: Sequence[tuple[str, str, str]]) -> None:
+        """Bring what ``backing`` has of ``keys`` into memory, in one read."""
+        if self.backing is None:
+            return
+        with self._lock:
+            missing = [k for k in keys if k not in self._entries]
+        found = self.backing.get_many(missing) if missing else {}
+        with self._lock:
+            for key, value in found.items():
+                self._entries[key] = value
+            self.loaded += len(found)
+
+    def flush(self) -> None:
+        """Write the results made since the last flush to ``backing``."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if pending and self.backing is not None:
+            self.backing.put_many(pending)
 
     def policy(self, key: tuple[str, str], make: Callable[[], _PolicyResult]) -> _PolicyResult:
         with self._lock:
@@ -182,8 +221,12 @@ def load_specs(
                         key=lambda f: f.path)
     unread = {f.path: cache.unread_apps(f) for f in files if not catalog_mod.is_spec_file(f.path)}
     notices = tuple(catalog_mod.unread_notice(path, apps) for path, apps in sorted(unread.items()))
+    parses, loaded = cache.parses, cache.loaded
     results = _results(spec_files, values, values_id, values_ok=not problems, cache=cache,
                        pool=pool or renderpool.shared(limits), values_file=values_name)
+    log.debug("specs: %d file(s) parsed, %d read from the spec cache, %d of %d in memory already",
+              cache.parses - parses, cache.loaded - loaded,
+              len(spec_files) - (cache.parses - parses) - (cache.loaded - loaded), len(spec_files))
     apps: dict[str, model.Application] = {}
     broken: set[str] = {p.file for p in problems}
     first_file: dict[str, str] = {}
@@ -235,6 +278,7 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
     """
     out: dict[str, _Result] = {}
     jobs: list[renderpool.Job] = []
+    cache.preload([(f.path, f.blob_id, values_id) for f in files])
     for f in files:
         key = (f.path, f.blob_id, values_id)
         hit = cache.get(key)
@@ -262,6 +306,7 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
         out[path] = result
         if outcome.lasting:
             cache.put((path, blob[path], values_id), result)
+    cache.flush()
     return out
 
 

@@ -20,7 +20,7 @@ from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
 from reconciler.runtime import providers as providers_mod
 from reconciler.source import git as gitsource
-from reconciler.state import keys
+from reconciler.state import keys, speccache
 from reconciler.state import store as store_mod
 from specs import limits as spec_limits
 from specs import loader as spec_loader
@@ -55,7 +55,8 @@ class DesiredSource:
         self.clock = clock
         self.providers = providers
         self.git = gitsource.GitSource(cfg.repo_url, cfg.branch, mirror_root=cfg.state_dir, credentials=cfg.git)
-        self.cache = spec_loader.SpecCache()
+        self.spec_store = speccache.open_beside(cfg.state_dir)  # validated specs kept across runs
+        self.cache = spec_loader.SpecCache(backing=self.spec_store)
         self.last_read_ok: float | None = None
         self._renderer: renderpool.RenderPool | None = None
         self._renderer_lock = threading.Lock()
@@ -151,3 +152,4 @@ class DesiredSource:
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()  # first: a pass stuck on a template returns at once
+        self.spec_store.close()

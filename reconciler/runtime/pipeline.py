@@ -26,8 +26,9 @@ from typing import Protocol
 from policies import approvals as policy_approvals
 from policies import base as policy_base
 from policies import registry as policy_registry
+from policies import windows as policy_windows
 from reconciler.config import settings as config_mod
-from reconciler.core import backoff, errors, model, planner, resource_plan, selection
+from reconciler.core import backoff, errors, memo, model, planner, resource_plan, selection
 from reconciler.core import clock as clock_mod
 from reconciler.core.resources import ResourceChange
 from reconciler.notifications import history as notify_history
@@ -135,6 +136,7 @@ class Pipeline:
         self.background = background
         self.lock = threading.RLock()  # one pass at a time; one reader of the mirror
         self._last: Evaluation | None = None  # the evaluation status shows
+        self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
 
     # ------------------------------------------------------------------ the pass
 
@@ -239,21 +241,34 @@ class Pipeline:
         pauses = self.store.pauses()
         files: dict[str, str] = dict(self.store.get(keys.APP_FILES, {}) or {})
         files.update(app_files or {})
+        origins = rolling_state.origins(self.store)
+        freeze_switch = self.store.get(keys.FREEZE)
+        signature = self.desired.signature(desired.commit, want.policies)
+        approvals = valid_approvals(self.store, now)
+        running = self.dispatcher.running() if exclude_running else set()
+        # environment facts advance every pass (soaks, approvals, healthy-since): judged before the memo, and
+        # their gates are one of its inputs, so a soak that ends with the clock is never answered from memory
+        promo = promotion.evaluate(self.store, desired, live, now, record=observed)
+        inputs = memo.Inputs(tuple(desired.applications.values()), (  # every input of what follows
+            tuple(desired.applications), desired.commit, desired.problems, desired.broken_files, desired.notices,
+            desired.unread_files, live.groups, live.unreadable, live.resources, want.policies, stalled, backing_off,
+            pauses, files, origins, freeze_switch, signature, approvals, running, base_commit, self._config().prune,
+            self.background, source_error, promo, policy_windows.clock_view(want.policies, desired, live.groups, now)))
+        reused = self.evaluations.get(inputs)
+        if reused is not None:
+            return reused
         desired = resource_plan.hold_unknown_references(desired, live.resource_inputs())
         outcome = planner.plan(desired, live, planner.Options(
             prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
-            app_files=files, rolling_origins=rolling_state.origins(self.store),
+            app_files=files, rolling_origins=origins,
         ))
-        switch = self.store.get(keys.FREEZE)
         ctx = policy_base.PolicyContext(
             now=now, live=live.groups, desired=desired, prune=self._config().prune, policy_file=want.policies,
-            freeze_switch=policy_base.Freeze(str(switch.get("by") or ""), str(switch.get("reason") or ""))
-            if switch else None,
-            commit_signature=self.desired.signature(desired.commit, want.policies),
-            approvals=valid_approvals(self.store, now), paused=frozenset(pauses), resources=live.resources,
+            freeze_switch=policy_base.Freeze(str(freeze_switch.get("by") or ""), str(freeze_switch.get("reason") or ""))
+            if freeze_switch else None,
+            commit_signature=signature, approvals=approvals, paused=frozenset(pauses), resources=live.resources,
         )
         judged = policy_base.judge(outcome.plan, ctx, policy_registry.default_policies())
-        running = self.dispatcher.running() if exclude_running else set()
         runnable, held = selection.select(
             judged, lambda c: policy_approvals.is_approved(c, judged, ctx), running=running,
             backing_off=backing_off, skipped=outcome.skipped, same_run=not self.background,
@@ -262,10 +277,11 @@ class Pipeline:
             judged.resource_changes, lambda c: policy_approvals.is_approved(c, judged, ctx),
             backing_off=backing_off, plan_denied=any(v.verdict is model.Verdict.DENY for v in judged.plan_verdicts))
         runnable, waiting = resources_rt.hold_dependents(runnable, [c for c, _ in res_held])
-        promo = promotion.evaluate(self.store, desired, live, now, record=observed)
         runnable, env_held = promotion.hold(runnable, desired, promo)
-        return Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held + waiting + env_held),
-                          source_error, want.policies, tuple(res_run), tuple(res_held), promo)
+        ev = Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held + waiting + env_held),
+                        source_error, want.policies, tuple(res_run), tuple(res_held), promo)
+        self.evaluations.put(inputs, ev)
+        return ev
 
     # ------------------------------------------------------------------ after executions
 

@@ -54,7 +54,7 @@ from providers import local as local_mod
 from providers import local_resources
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
-from reconciler.core import errors, model, planner
+from reconciler.core import errors, memo, model, planner
 from reconciler.core.resources import Kind, ResourceAction
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
@@ -450,6 +450,27 @@ class Fleet(RuleBasedStateMachine):
         lost = {s for s in self.served - now if not (s[0] == "app" and removed)}
         assert not lost, f"lost the last serving capacity: {sorted(lost)} (commit {self.history[-1][0][:8]})"
         self.served |= {s for s in now if not (s[0] == "app" and removed)}
+
+    @invariant()
+    def a_reused_decision_is_the_one_made_afresh(self) -> None:
+        """The unchanged-pass memo (reconciler.core.memo) never answers what a fresh evaluation would not."""
+        commit = self.engine.store.get(keys.LAST_GOOD)
+        if commit is None:
+            return
+        pipeline = self.engine.pipeline
+        want = self.engine.desired.at(commit)
+        hits = pipeline.evaluations.hits
+        reused = pipeline.evaluate(want)
+        if pipeline.evaluations.hits == hits:
+            return  # decided afresh just now: nothing reused to check
+        stateful_stats.KINDS["a decision reused"] += 1
+        saved, pipeline.evaluations = pipeline.evaluations, memo.LastResult()
+        try:
+            fresh = pipeline.evaluate(want)
+        finally:
+            pipeline.evaluations = saved
+        assert (reused.plan, reused.runnable, reused.held, reused.outcome.skipped) == \
+            (fresh.plan, fresh.runnable, fresh.held, fresh.outcome.skipped), "a reused decision went stale"
 
     def teardown(self) -> None:
         """Converge: nothing runnable is left; a good, complete desired state plans nothing at all."""

@@ -231,8 +231,8 @@ def test_listing_250_groups_is_a_handful_of_paginated_calls(aws: AwsProvider, cl
     aws.calls.clear()
     groups = aws.list_server_groups(REGION)
     assert len(groups) == 250 and sum(g.managed for g in groups) == 166
-    assert aws.calls == {"DescribeAutoScalingGroups": math.ceil(250 / 50), "DescribeTargetHealth": len(arns)}, \
-        "pages of 50 plus one health read per target group in use; never a call per server group"
+    assert aws.calls == {"DescribeAutoScalingGroups": math.ceil(250 / 100), "DescribeTargetHealth": len(arns)}, \
+        "pages of 100 (the API's largest) plus one health read per target group in use; never a call per group"
 
 
 # ---------------------------------------------------------------------------- faults, limits, errors

@@ -1,0 +1,94 @@
+"""A daemon pass whose inputs did not change plans and judges nothing again; any changed input decides anew."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import model
+from reconciler.runtime import engine as engine_mod
+from tests.conftest import Env, app_spec
+
+WINDOWS = """
+defaults:
+  windows:
+    timezone: UTC
+    allow: [{days: [mon, tue, wed, thu, fri], from: "09:00", to: "17:00"}]
+"""
+
+
+def _engine(env: Env, clock: clock_mod.FakeClock) -> engine_mod.Engine:
+    return engine_mod.Engine(config_mod.load_config(str(env.config)), clock=clock, background=True)
+
+
+def test_an_unchanged_pass_reuses_its_decisions_and_each_input_invalidates_them(env: Env) -> None:
+    for i in range(3):
+        env.repo.write(f"apps/app{i}.yaml", app_spec(f"app{i}"))
+    env.repo.write("apps/policies.yaml", WINDOWS).commit("three apps, weekday windows")
+    clock = clock_mod.FakeClock(datetime(2026, 11, 28, 10, 0, tzinfo=UTC).timestamp())  # a Saturday: closed
+    eng = _engine(env, clock)
+
+    def decided() -> bool:
+        """One pass; did it plan and judge anew?"""
+        misses = eng.pipeline.evaluations.misses
+        eng.reconcile()
+        return eng.pipeline.evaluations.misses > misses
+
+    try:
+        assert decided() and eng.status()["plan_id"]
+        assert decided(), "the first pass recorded which file defines each application: an input of pruning"
+        plan_id = eng.status()["plan_id"]
+        clock.advance(60)  # still closed, nothing else moved: the same decisions, made by nobody
+        assert not decided() and not decided()
+        status = eng.status()
+        assert status["plan_id"] == plan_id and status["updated_at"] == clock.now() and len(status["changes"]) == 6
+        assert {h["kind"] for h in status["held"]} == {model.Hold.DENIED.value}
+
+        eng.pause("app1", by="ops", reason="look first")  # a pause is an input
+        assert decided() and not decided()
+        eng.resume("app1", by="ops")
+        assert decided() and not decided()
+
+        env.repo.write("apps/app2.yaml", app_spec("app2", image="app2-2.0")).commit("one file")
+        assert decided()  # a new commit: decided anew, with the new spec
+        assert not decided()
+
+        clock.t = datetime(2026, 11, 30, 9, 30, tzinfo=UTC).timestamp()  # Monday: the window opened by itself
+        misses = eng.pipeline.evaluations.misses
+        opened = eng.reconcile()
+        assert eng.pipeline.evaluations.misses == misses + 1, "the clock's verdicts are an input"
+        assert opened.dispatched == 6
+        eng.wait(timeout=60)  # the status refresh after the rollouts decided anew on the new live state
+        assert eng.pipeline.evaluations.misses > misses + 1 and len(eng.status()["server_groups"]) == 6
+        assert not decided(), "an unchanged pass after the rollouts decides nothing again"
+        assert eng.status()["changes"] == []
+    finally:
+        eng.close()
+
+
+def test_an_approval_and_its_expiry_are_inputs(env: Env) -> None:
+    env.repo.write("apps/pay.yaml", app_spec("pay", regions=("us-east-1",)))
+    env.repo.write("apps/policies.yaml", "defaults: {require_approval: always}\n").commit("approvals required")
+    clock = clock_mod.FakeClock()
+    eng = _engine(env, clock)
+    try:
+        eng.reconcile()
+        eng.reconcile()  # the first pass recorded the application's file
+        eng.reconcile()
+        assert (eng.pipeline.evaluations.misses, eng.pipeline.evaluations.hits) == (2, 1)
+        assert [h["kind"] for h in eng.status()["held"]] == [model.Hold.APPROVAL.value]
+        eng.freeze(by="ops", reason="approve, but run nothing yet")
+        eng.reconcile()
+        assert eng.pipeline.evaluations.misses == 3
+        eng.approve(eng.status()["changes"][0]["change_id"], by="lead")
+        eng.reconcile()
+        assert eng.pipeline.evaluations.misses == 4
+        assert [h["kind"] for h in eng.status()["held"]] == [model.Hold.DENIED.value]  # approved, but frozen
+        eng.reconcile()
+        assert eng.pipeline.evaluations.misses == 4
+        clock.advance(eng.config.approval_ttl_s + 1)  # the approval expired: decided anew
+        eng.reconcile()
+        assert eng.pipeline.evaluations.misses == 5
+    finally:
+        eng.close()
