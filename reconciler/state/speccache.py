@@ -15,6 +15,7 @@ or unwritable file costs a parse, never a plan.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -28,6 +29,7 @@ import msgspec
 
 import reconciler
 from reconciler.core import errors, model
+from reconciler.core.resources import ResourceSpec
 from specs import limits as limits_mod
 
 log = logging.getLogger("reconciler.speccache")
@@ -38,10 +40,19 @@ MAX_ENTRIES = 50_000
 
 _Result = tuple[model.Application | None, tuple[errors.SpecProblem, ...]]
 _SOURCES = ("specs.loader", "specs.schema", "specs.yamlnodes", "specs.sandbox", "specs.renderpool", "specs.limits",
-            "specs.catalog", "reconciler.core.model", "reconciler.core.errors", "reconciler.core.durations",
+            "specs.catalog", "specs.resource_checks", "specs.environments", "specs.strategy", "reconciler.core.model",
+            "reconciler.core.resources", "reconciler.core.errors", "reconciler.core.durations",
             __name__)
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_Result)
+
+
+def _typed(result: _Result) -> _Result:
+    """``Application.resources`` is typed loosely in the model (a core cycle otherwise): decode it as what it is."""
+    app, problems = result
+    if app is None or not app.resources:
+        return result
+    return dataclasses.replace(app, resources=tuple(msgspec.convert(r, ResourceSpec) for r in app.resources)), problems
 
 
 @functools.cache
@@ -86,7 +97,7 @@ class SpecStore:
                     if row is None:
                         continue
                     try:
-                        out[key] = _decoder.decode(row[0])
+                        out[key] = _typed(_decoder.decode(row[0]))
                     except (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError) as exc:
                         log.warning("spec cache entry for %s is unreadable (%s); parsing it again", key[0], exc)
             except sqlite3.Error as exc:

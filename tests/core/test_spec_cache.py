@@ -24,7 +24,9 @@ VARIED = {
         security_groups: [sg-1, sg-2]
         strategy: {keep_disabled: 2, scale_down: false, delay_before_disable: 1m}
         rollout: {waves: [[eu-west-1], [us-east-1]], pause: 30s}
-    """),
+    """) + "load_balancers:\n  - {name: checkout-public, health_check: {path: /ready}}\n"
+           "security_groups:\n  - {name: sg-1, ingress: [{protocol: tcp, ports: 443, cidr: 0.0.0.0/0}]}\n"
+           "  - {name: sg-2}\n",
     "apps/search.yaml": app_spec("search", regions=("us-east-1",), criticality="critical", desired=3,
                                  timeout="90s", extra="autoscaling: true\ndetail: edge\n"),
     "apps/team/billing.yml": app_spec("billing", stack="api") + "  - stack: worker\n    provider: local\n"
@@ -59,7 +61,7 @@ def test_a_second_plan_on_the_same_commit_parses_nothing_and_prints_the_same_byt
     assert counts1 == [(4, 0)] and counts2 == [(0, 4)]  # checkout, search, billing, broken
     assert (out2, err2, saved2) == (out1, err1, saved1)
     doc = json.loads(out1)
-    assert len(doc["changes"]) == 6 and "broken.yaml" in err1 and "hunter2" not in out1
+    assert len(doc["changes"]) == 6 and len(doc["resource_changes"]) == 6 and "broken.yaml" in err1 and "hunter2" not in out1
     assert (env.state_dir / speccache.FILE_NAME).is_file()
     # the saved plan from cached specs applies like any other
     assert env.cli("apply", "--plan", str(out), "--yes").code == 0
