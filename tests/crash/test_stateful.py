@@ -479,6 +479,7 @@ class Fleet(RuleBasedStateMachine):
                 self.engine.resume("app", by="test")
             if self.flow.approval:
                 self.engine.decide_environment("flow", "prod", self.flow.version, "approved", by="test")
+                self.approved.add(self.flow.version)  # the spy on prod's creations checks against this
             for _ in range(5):
                 self.clock.advance(3600)
                 self.approve_what_waits()
