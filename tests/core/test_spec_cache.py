@@ -61,7 +61,8 @@ def test_a_second_plan_on_the_same_commit_parses_nothing_and_prints_the_same_byt
     assert counts1 == [(4, 0)] and counts2 == [(0, 4)]  # checkout, search, billing, broken
     assert (out2, err2, saved2) == (out1, err1, saved1)
     doc = json.loads(out1)
-    assert len(doc["changes"]) == 6 and len(doc["resource_changes"]) == 6 and "broken.yaml" in err1 and "hunter2" not in out1
+    assert len(doc["changes"]) == 6 and len(doc["resource_changes"]) == 6
+    assert "broken.yaml" in err1 and "hunter2" not in out1
     assert (env.state_dir / speccache.FILE_NAME).is_file()
     # the saved plan from cached specs applies like any other
     assert env.cli("apply", "--plan", str(out), "--yes").code == 0
