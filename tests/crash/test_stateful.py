@@ -312,6 +312,13 @@ class Fleet(RuleBasedStateMachine):
         self._change(kind, passes, balancer=name)
 
     @precondition(lambda self: bool(self.want.balancer))
+    @rule(passes=st.sampled_from([0, 1, 1, 2]))
+    def rename_the_balancer(self, passes: int) -> None:
+        """The cluster moves to a balancer of another name: the new one first, the old one once unused."""
+        other = next(b for b in BALANCERS if b != self.want.balancer)
+        self._change("rename the balancer", passes, balancer=other)
+
+    @precondition(lambda self: bool(self.want.balancer))
     @rule(path=st.sampled_from(PATHS), ports=st.sampled_from(PORTS), passes=st.sampled_from([0, 1, 1, 2]))
     def change_health_check_or_rules(self, path: str, ports: tuple[int, ...], passes: int) -> None:
         self._change("change the health check or the rules", passes, path=path, ports=ports)
