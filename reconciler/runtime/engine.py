@@ -59,6 +59,7 @@ class Engine:
         self.executor = executor_mod.Executor(
             store=self.store, providers=self.providers.get, clock=self.clock,
             settings=config.execution, progress=progress, after_step=after_step, hooks=config.verify,
+            prometheus=config.prometheus,
         )
         self.dispatcher = dispatch_mod.Dispatcher(self.executor, config.execution.max_parallel,
                                                   on_done=lambda changes, _results: self.pipeline.settle(changes))
@@ -175,6 +176,7 @@ class Engine:
             self.config = new
             self.executor.settings = new.execution
             self.executor.hooks = new.verify
+            self.executor.prometheus = new.prometheus
             if new.execution != old.execution:
                 changed.append("execution")
             self.dispatcher.resize(new.execution.max_parallel)
@@ -182,7 +184,7 @@ class Engine:
         for attr, label in (("branch", "repo.branch"), ("spec_path", "repo.path"), ("git", "repo credentials"),
                             ("allow_force_push", "repo.allow_force_push"), ("prune", "prune"),
                             ("allowed_signers", "repo.allowed_signers"), ("approval_ttl_s", "approvals.ttl"),
-                            ("verify", "verify.endpoints")):
+                            ("verify", "verify.endpoints"), ("prometheus", "analysis.prometheus")):
             if getattr(old, attr) != getattr(new, attr):
                 changed.append(label)
         return changed
