@@ -173,6 +173,8 @@ def judge_metric(metric: canary_mod.Metric, samples: Samples) -> MetricResult:
 
     if samples.error:
         return result(Outcome.ERROR, samples.error)
+    if metric.fail_if is None and samples.baseline is None:
+        return result(Outcome.SKIPPED, "no baseline (nothing served before): comparison skipped")
     if not samples.canary:
         return result(Outcome.NO_DATA, f"no data for the canary (counted as {metric.no_data.value})")
     if metric.fail_if is not None:
@@ -182,8 +184,6 @@ def judge_metric(metric: canary_mod.Metric, samples: Samples) -> MetricResult:
             return result(Outcome.FAIL, f"{len(hits)} of {len(samples.canary)} samples {op} {bound:g} "
                                         f"(worst {_worst(hits, op):g})")
         return result(Outcome.PASS, f"{len(samples.canary)} samples, none {op} {bound:g}")
-    if samples.baseline is None:
-        return result(Outcome.SKIPPED, "no baseline (nothing served before): comparison skipped")
     if not samples.baseline:
         return result(Outcome.NO_DATA, f"no data for the baseline (counted as {metric.no_data.value})")
     return result(*_compare(metric, samples.canary, samples.baseline))

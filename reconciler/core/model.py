@@ -483,7 +483,7 @@ class Step:
                     f"{self.capacity.desired}")
         if self.kind is StepKind.ANALYZE:
             against = (f"against baseline {self.reason}" if self.reason else
-                       "without a baseline (nothing served before: comparisons skipped)")
+                       "without a baseline, out of traffic (nothing served before: comparisons skipped)")
             return f"analyze canary {self.server_group} {against} for {_fmt_seconds(self.seconds)}"
         if self.kind is StepKind.VERIFY:
             return (f"verify {self.server_group} with {self.reason} (POST; 2xx passes, 4xx, 5xx or no answer "

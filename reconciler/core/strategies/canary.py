@@ -121,15 +121,14 @@ def _steps(spec: model.ClusterSpec, name: str, new_live: ServerGroup | None, bas
         return Step(StepKind.WAIT_HEALTHY, group, seconds=wait.seconds, healthy_percent=wait.healthy_percent)
 
     out: list[Step] = []
+    alone = not serving  # a new cluster: analyzed out of traffic, enabled once it passed (as hooks are asked)
+    enable = [] if alone or (new_live is not None and new_live.enabled) else [Step(StepKind.ENABLE, name)]
     if new_live is None:
-        out += [Step(StepKind.CREATE, name, capacity=small, reason="canary"), wait_for(name),
-                Step(StepKind.ENABLE, name)]
+        out += [Step(StepKind.CREATE, name, capacity=small, reason="canary"), wait_for(name), *enable]
     else:
         if not passed and new_live.capacity != small:
             out.append(Step(StepKind.RESIZE, name, capacity=small, reason="canary"))
-        out.append(wait_for(name))
-        if not new_live.enabled:
-            out.append(Step(StepKind.ENABLE, name))
+        out += [wait_for(name), *enable]
     if not passed:
         if baseline and source is not None and baseline_live is None:
             out += [Step(StepKind.BASELINE, baseline, capacity=small, reason=source.name), wait_for(baseline),
@@ -139,7 +138,7 @@ def _steps(spec: model.ClusterSpec, name: str, new_live: ServerGroup | None, bas
             if not baseline_live.enabled:
                 out.append(Step(StepKind.ENABLE, baseline))
         out.append(Step(StepKind.ANALYZE, name, seconds=canary.duration_s,
-                        reason=baseline if (baseline_live is not None or source is not None) else ""))
+                                    reason=baseline if (baseline_live is not None or source is not None) else ""))
     if baseline and (not passed or baseline_live is not None):
         out += [Step(StepKind.DISABLE, baseline, reason=REMOVE_BASELINE),
                 Step(StepKind.DESTROY, baseline, reason=REMOVE_BASELINE)]
@@ -147,8 +146,10 @@ def _steps(spec: model.ClusterSpec, name: str, new_live: ServerGroup | None, bas
         out.append(Step(StepKind.RESIZE, name, capacity=target, reason="canary passed: full capacity"))
     out.append(wait_for(name))
     then = then_spec(spec)
-    if not serving:
+    if alone:
         out += retire.verify_steps(then, name)
+        if new_live is None or not new_live.enabled:
+            out.append(Step(StepKind.ENABLE, name))
     return out + retire.steps(then, name, serving, list(rest))
 
 
