@@ -22,7 +22,7 @@ def rules(duration: dict[str, Any]) -> dict[str, Any]:
     metric = {"type": "dict", "schema": {
         "name": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9_-]*$", "maxlength": 64},
         "query": {"type": "string", "required": True, "empty": False, "maxlength": 4000},
-        "fail_if": {"type": "string", "regex": FAIL_IF_RE.pattern, "maxlength": 64},
+        "fail_if": {"type": "string", "maxlength": 64},
         "compare": {"type": "dict", "schema": {
             "direction": {"type": "string", "allowed": [d.value for d in canary_mod.Direction]},
             "tolerance": {"type": ["integer", "float"], "min": 0, "max": 100},
@@ -78,6 +78,9 @@ def check(at: str, kind: str, strategy: dict[str, Any], bad: Report) -> None:
             where = f"{at}.canary.metrics[{i}]"
             if ("fail_if" in m) == ("compare" in m):
                 bad(where, "give exactly one of fail_if (an absolute bound) or compare (against the baseline)")
+            if isinstance(m.get("fail_if"), str) and not FAIL_IF_RE.match(m["fail_if"]):
+                bad(f"{where}.fail_if", f"expected an operator and a number, e.g. \"> 0.01\" (operators: "
+                                        f"{', '.join(canary_mod.OPERATORS)}), got {m['fail_if']!r}")
             if isinstance(m.get("query"), str):
                 problem = canary_mod.template_problem(m["query"])
                 if problem:

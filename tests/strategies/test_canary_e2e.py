@@ -231,3 +231,13 @@ def test_kill_9_during_and_after_the_analysis_resumes_without_judging_a_passed_c
     groups = _groups(env)
     assert sorted(groups) == [SERVING, CANARY] and groups[CANARY]["capacity"]["desired"] == 3
     assert _progress_keys(env) == []
+
+
+def test_a_canary_spec_without_a_configured_prometheus_is_a_spec_problem_that_holds_its_application(
+        env: Env) -> None:
+    env.repo.write("apps/checkout.yaml", app_spec(regions=REGION, extra=STRATEGY)).commit("canary, no Prometheus")
+    res = env.cli("plan")
+    assert res.code == 1
+    assert ("apps/checkout.yaml:13: clusters[0].strategy.canary: a canary is judged on Prometheus metrics, and "
+            f"analysis.prometheus is not configured in {env.config}") in res.out + res.err
+    assert env.groups("us-east-1") == []
