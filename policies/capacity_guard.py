@@ -37,9 +37,11 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
             continue
         serving = current.capacity.desired or current.healthy
         starts = create.capacity.desired
-        if create.percent or create.reason == "canary":  # starts small by design; judge the size it grows to
+        if create.percent:  # rolling: the new group starts small by design; judge the size it grows to
             starts = [s.capacity for s in change.steps if s.kind in (StepKind.CREATE, StepKind.RESIZE)
                       and s.server_group == create.server_group and s.capacity is not None][-1].desired
+        elif create.reason == "canary":  # as small by design, and it grows to the spec's target once it passed
+            starts = spec.capacity.clamp(serving).desired if spec.autoscaling else spec.capacity.desired
         if starts >= serving:
             continue
         asked = spec.capacity.clamp(serving).desired if spec.autoscaling else spec.capacity.desired

@@ -35,6 +35,7 @@ def rules(duration: dict[str, Any]) -> dict[str, Any]:
         "duration": duration,
         "interval": duration,
         "then": {"type": "string", "allowed": list(THEN)},
+        "pause_for_approval": {"type": "boolean"},
         "score": {"type": "dict", "schema": {"pass": {"type": ["integer", "float"], "min": 0, "max": 100},
                                              "marginal": {"type": ["integer", "float"], "min": 0, "max": 100}}},
         "metrics": {"type": "list", "required": True, "minlength": 1, "maxlength": MAX_METRICS,
@@ -47,6 +48,7 @@ DESCRIPTIONS = {
     "duration": "How long the analysis runs, e.g. 30m (default 30m).",
     "interval": "How often the metrics are judged, e.g. 5m (default 5m, at most the duration).",
     "then": "How the canary takes over once it passed: red_black (default) or highlander.",
+    "pause_for_approval": "Manual judgment: once the analysis passed, wait for `reconciler approve` (default false).",
     "score": "pass (default 95): the final score needed; marginal (default 75): any interval below it fails.",
     "metrics": "PromQL queries with ${server_group}, ${cluster}, ${region}, ${application}, ${version} "
                "(vNNN) and ${image}; each with fail_if (\"> 0.01\") or compare ({direction, tolerance}).",
@@ -112,6 +114,7 @@ def to_model(block: dict[str, Any]) -> canary_mod.Canary:
         pass_score=float(score.get("pass", 95)),
         marginal_score=float(score.get("marginal", 75)),
         then=str(block.get("then", "red_black")),
+        pause_for_approval=bool(block.get("pause_for_approval", False)),
     )
 
 

@@ -74,6 +74,8 @@ class Canary:
     marginal_score: float = 75.0
     then: str = "red_black"
     """A ``model.StrategyType`` value: red_black or highlander."""
+    pause_for_approval: bool = False
+    """Manual judgment: once the analysis passed, wait for ``reconciler approve`` before the canary grows."""
 
     @property
     def sample_step_s(self) -> float:

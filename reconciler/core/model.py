@@ -163,6 +163,7 @@ class StepKind(enum.StrEnum):
     VERIFY = "verify"  # ask a configured verification endpoint (``reason``: its name) for a verdict
     BASELINE = "baseline"  # create a canary's baseline: a group of the serving version (``reason``: its name)
     ANALYZE = "analyze"  # judge a canary against its baseline (``reason``: the baseline; empty: none)
+    JUDGMENT = "judgment"  # a person's go-ahead (policies/manual_judgment.py holds the change for an approval)
 
 
 # --------------------------------------------------------------------------- desired
@@ -485,6 +486,8 @@ class Step:
             against = (f"against baseline {self.reason}" if self.reason else
                        "without a baseline, out of traffic (nothing served before: comparisons skipped)")
             return f"analyze canary {self.server_group} {against} for {_fmt_seconds(self.seconds)}"
+        if self.kind is StepKind.JUDGMENT:
+            return f"manual judgment: {self.server_group} passed its analysis; continues once approved"
         if self.kind is StepKind.VERIFY:
             return (f"verify {self.server_group} with {self.reason} (POST; 2xx passes, 4xx, 5xx or no answer "
                     f"fails)")

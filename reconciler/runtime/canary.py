@@ -48,6 +48,25 @@ def forget(store: store_mod.Store, change: model.Change) -> None:
     store.delete(strategy.progress_key(change.key))
 
 
+def ended(store: store_mod.Store, change: model.Change) -> None:
+    """A canary change succeeded: the record goes unless the deployment now waits for its manual judgment."""
+    spec = change.desired
+    if spec is None or spec.strategy.canary is None:
+        return
+    key = strategy.progress_key(change.key)
+    rec = strategy.parse({key: store.get(key)}).get(key)
+    if rec is None or rec.done(spec.strategy.canary):
+        forget(store, change)
+
+
+def approved(store: store_mod.Store, change: model.Change, now: float) -> None:
+    """The manual judgment step ran (its change was approved): the rest of the deployment needs no other."""
+    key = strategy.progress_key(change.key)
+    rec = strategy.parse({key: store.get(key)}).get(key)
+    if rec is not None:
+        store.put(key, {**rec.as_dict(), "approved": True}, now)
+
+
 def baseline(store: store_mod.Store, change: model.Change) -> str:
     """The baseline group recorded for the cluster's canary (empty: none)."""
     key = strategy.progress_key(change.key)

@@ -243,7 +243,7 @@ class Executor:
         self.store.finish_execution(ex_id, self.clock.now(), state=ExecState.SUCCEEDED)
         self.store.clear_failures(change.key)
         rolling_state.forget(self.store, change)
-        canary.forget(self.store, change)
+        canary.ended(self.store, change)
         metrics.CHANGES.labels(change.action.value, "applied").inc()
         self.store.record("execution_succeeded", f"{change.action.value} done: "
                           f"{change.desired_server_group or change.cluster} serves", self.clock.now(),
@@ -290,6 +290,8 @@ class Executor:
             self._create_baseline(provider, change, step)
         elif step.kind is StepKind.ANALYZE:
             canary.Analyzer(self.store, self.clock, self._sleep, self.prometheus).run(change, step)
+        elif step.kind is StepKind.JUDGMENT:  # the selection ran this change only once it was approved
+            canary.approved(self.store, change, self.clock.now())
         elif step.kind is StepKind.VERIFY:  # a group is proven once its last hook passed
             self._check_stop()
             verify.ask(self.hooks, change, step)

@@ -241,3 +241,41 @@ def test_a_canary_spec_without_a_configured_prometheus_is_a_spec_problem_that_ho
     assert ("apps/checkout.yaml:13: clusters[0].strategy.canary: a canary is judged on Prometheus metrics, and "
             f"analysis.prometheus is not configured in {env.config}") in res.out + res.err
     assert env.groups("us-east-1") == []
+
+
+def test_pause_for_approval_holds_a_passed_canary_until_reconciler_approve(tmp_path: Path) -> None:
+    with prometheus_server.backfilled(tmp_path / "prom", GOOD) as url:
+        env = _env(tmp_path, url)
+        env.repo.write("apps/checkout.yaml", app_spec(
+            image="checkout-2.0", regions=REGION, desired=3,
+            extra=STRATEGY.replace("    interval: 1s\n", "    interval: 1s\n    pause_for_approval: true\n"))
+        ).commit("v2, canary with manual judgment")
+        (change,) = json.loads(env.cli("plan", "--format", "json").out)["changes"]
+        last = change["steps"][-1]
+        assert (last["kind"], last["server_group"], last["reason"]) == (
+            "destroy", BASELINE, "canary baseline no longer needed")
+        assert change["strategy"]["canary"]["pause_for_approval"] is True
+        res = env.cli("apply", "--yes")
+        assert res.code == 0, res.out + res.err
+        groups = _groups(env)
+        assert sorted(groups) == [SERVING, CANARY] and groups[CANARY]["capacity"]["desired"] == 1
+        assert groups[SERVING]["enabled"] and groups[SERVING]["capacity"]["desired"] == 3
+
+        plan = env.cli("plan", "--format", "json")
+        (waiting,) = json.loads(plan.out)["changes"]
+        kinds = [s["kind"] for s in waiting["steps"]]
+        assert kinds[:3] == ["wait_healthy", "judgment", "resize"] and "analyze" not in kinds
+        judgment = next(v for v in waiting["verdicts"] if v["policy"] == "manual-judgment")
+        assert judgment["verdict"] == "approve" and f"reconciler approve {waiting['change_id']}" in judgment["message"]
+        held = env.cli("apply", "--yes")
+        assert f"waiting for approval (reconciler approve {waiting['change_id']})" in held.out + held.err
+        assert _groups(env)[CANARY]["capacity"]["desired"] == 1  # nothing moved without the approval
+
+        assert env.cli("approve", waiting["change_id"]).code == 0
+        res = env.cli("apply", "--yes")
+        assert res.code == 0, res.out + res.err
+    groups = _groups(env)
+    assert groups[CANARY]["enabled"] and groups[CANARY]["capacity"]["desired"] == 3
+    assert not groups[SERVING]["enabled"]
+    assert _progress_keys(env) == []
+    assert env.cli("plan").code == 0

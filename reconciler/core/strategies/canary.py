@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.core import canary as canary_mod
 from reconciler.core import model
 from reconciler.core.model import Action, Capacity, ServerGroup, Step, StepKind
 from reconciler.core.strategies import retire
@@ -35,10 +36,15 @@ class Progress:
     spec_hash: str
     started: float | None = None  # when the analysis began (None: not yet)
     passed: bool = False
+    approved: bool = False  # pause_for_approval: the manual judgment step ran
 
     def as_dict(self) -> dict[str, object]:
         return {"canary": self.canary, "baseline": self.baseline, "spec_hash": self.spec_hash,
-                "started": self.started, "passed": self.passed}
+                "started": self.started, "passed": self.passed, "approved": self.approved}
+
+    def done(self, canary: canary_mod.Canary) -> bool:
+        """Whether a change that ended well ended the deployment (not at its manual judgment)."""
+        return not canary.pause_for_approval or self.approved
 
 
 def parse(records: Mapping[str, object]) -> dict[str, Progress]:
@@ -49,7 +55,7 @@ def parse(records: Mapping[str, object]) -> dict[str, Progress]:
             started = v.get("started")
             out[key] = Progress(v["canary"], v["baseline"], v["spec_hash"],
                                 float(started) if isinstance(started, int | float) else None,
-                                v.get("passed") is True)
+                                v.get("passed") is True, v.get("approved") is True)
     return out
 
 
@@ -85,7 +91,7 @@ def plan(spec: model.ClusterSpec, owned: Sequence[ServerGroup], groups: Sequence
         serving = [g for g in rest if g.enabled]
         steps = _steps(spec, new.name, new, rec.baseline, by_name.get(rec.baseline) if rec.baseline else None,
                        serving[0] if serving else None, rec.passed, serving, rest, wait,
-                       target_capacity(serving))
+                       target_capacity(serving), approved=rec.approved)
         what = "analysis passed; finish" if rec.passed else "resume"
         return Action.REPLACE, steps, serving[0] if serving else None, new.name, \
             f"{what}: canary deployment of {new.name}"
@@ -111,7 +117,7 @@ def plan(spec: model.ClusterSpec, owned: Sequence[ServerGroup], groups: Sequence
 def _steps(spec: model.ClusterSpec, name: str, new_live: ServerGroup | None, baseline: str,
            baseline_live: ServerGroup | None, source: ServerGroup | None, passed: bool,
            serving: Sequence[ServerGroup], rest: Sequence[ServerGroup], wait: Step,
-           target: Capacity) -> list[Step]:
+           target: Capacity, *, approved: bool = False) -> list[Step]:
     canary = spec.strategy.canary
     assert canary is not None
     n = canary.capacity
@@ -142,6 +148,10 @@ def _steps(spec: model.ClusterSpec, name: str, new_live: ServerGroup | None, bas
     if baseline and (not passed or baseline_live is not None):
         out += [Step(StepKind.DISABLE, baseline, reason=REMOVE_BASELINE),
                 Step(StepKind.DESTROY, baseline, reason=REMOVE_BASELINE)]
+    if canary.pause_for_approval and not approved:
+        if not passed:
+            return out  # the deployment waits here for a person: the next plan starts with the judgment
+        out.append(Step(StepKind.JUDGMENT, name, reason="pause_for_approval"))
     if new_live is None or new_live.capacity != target or not passed:
         out.append(Step(StepKind.RESIZE, name, capacity=target, reason="canary passed: full capacity"))
     out.append(wait_for(name))
@@ -170,7 +180,8 @@ def describe(strategy: model.Strategy) -> str:
             f"for {model._fmt_seconds(c.duration_s)}, judged every {model._fmt_seconds(c.interval_s)} on "
             f"{len(c.metrics)} metric(s) ({metrics}); passes at score >= {c.pass_score:g}, fails below "
             f"{c.marginal_score:g} at any interval; on pass {c.then}, on fail both groups are removed and the "
-            f"serving group is never touched")
+            f"serving group is never touched" + ("; after the analysis it waits for `reconciler approve`"
+                                                 if c.pause_for_approval else ""))
 
 
 def view(strategy: model.Strategy) -> dict[str, object]:
@@ -180,6 +191,7 @@ def view(strategy: model.Strategy) -> dict[str, object]:
     return {
         "capacity": c.capacity, "duration_seconds": c.duration_s, "interval_seconds": c.interval_s,
         "pass_score": c.pass_score, "marginal_score": c.marginal_score, "then": c.then,
+        "pause_for_approval": c.pause_for_approval,
         "metrics": [{"name": m.name, "query": m.query, "weight": m.weight, "no_data": m.no_data.value,
                      **({"fail_if": f"{m.fail_if[0]} {m.fail_if[1]:g}"} if m.fail_if else
                         {"direction": str(m.direction), "tolerance": m.tolerance})} for m in c.metrics],
