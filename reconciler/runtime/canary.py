@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.config import settings as config_mod
 from reconciler.core import analysis, errors, model
@@ -149,3 +150,27 @@ class Analyzer:
                           cluster=change.cluster, region=change.region, commit=change.commit,
                           detail={"server_group": step.server_group, "baseline": step.reason,
                                   "elapsed_seconds": round(elapsed, 3), **reading.as_dict()})
+
+
+READINGS_SHOWN = 20
+"""Latest analysis readings ``status`` shows."""
+
+
+def status(store: store_mod.Store) -> dict[str, object]:
+    """What ``status`` shows of canaries: those in progress, and the latest readings (newest first), each
+    with its score, verdict and the failing metrics with the values that decided them."""
+    readings: list[dict[str, object]] = []
+    for e in store.history(limit=READINGS_SHOWN, kinds=("canary_analysis",)):
+        d: dict[str, Any] = e["detail"] if isinstance(e.get("detail"), dict) else {}
+        results: list[Any] = d["results"] if isinstance(d.get("results"), list) else []
+        readings.append({
+            "at": e["ts"], "application": e["application"], "cluster": e["cluster"], "region": e["region"],
+            "server_group": d.get("server_group"), "baseline": d.get("baseline"),
+            "elapsed_seconds": d.get("elapsed_seconds"), "score": d.get("score"), "verdict": d.get("verdict"),
+            "final": d.get("final"), "message": e["message"],
+            "failing": [{"metric": r.get("metric"), "outcome": r.get("outcome"), "detail": r.get("detail")}
+                        for r in results if isinstance(r, dict) and r.get("counted") and r.get("outcome") != "pass"],
+        })
+    in_progress = [{"key": key.removeprefix(strategy.PREFIX), **p.as_dict()}
+                   for key, p in sorted(progress(store).items())]
+    return {"in_progress": in_progress, "readings": readings}

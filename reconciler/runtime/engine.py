@@ -23,6 +23,7 @@ from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import model
 from reconciler.notifications import outbox as notify_outbox
+from reconciler.runtime import canary as canary_mod
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
 from reconciler.runtime import executor as executor_mod
@@ -110,11 +111,13 @@ class Engine:
     # ------------------------------------------------------------------ reading
 
     def status(self) -> status_mod.Document:
-        return status_mod.view(
+        doc = status_mod.view(
             self.store.get(keys.STATUS) or {}, executions=self.store.executions(limit=20),
             paused=self.store.pauses(), freeze=self.store.get(keys.FREEZE),
             notifications=notify_outbox.status(self.store, self.config.notifications, self.clock.now()),
         )
+        doc["canaries"] = canary_mod.status(self.store)
+        return doc
 
     def ready(self) -> tuple[bool, str]:
         now = self.clock.now()

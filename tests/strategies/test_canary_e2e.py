@@ -158,6 +158,13 @@ def test_a_bad_canary_fails_and_both_groups_go_while_the_serving_group_is_never_
     assert _progress_keys(env) == []
     history = env.cli("history").out
     assert f"canary {CANARY} after 1s: score 0 (fail); failing: errors: " in history
+    doc = json.loads(env.cli("status", "checkout", "--format", "json").out)
+    (reading,) = doc["canaries"]["readings"]
+    assert (reading["server_group"], reading["baseline"], reading["score"], reading["verdict"]) == (
+        CANARY, BASELINE, 0, "fail")
+    assert [f["metric"] for f in reading["failing"]] == ["errors", "latency"] and doc["canaries"]["in_progress"] == []
+    text = env.cli("status").out
+    assert f"us-east-1      canary {CANARY} after 1s: score 0 (fail); failing: errors: " in text
 
 
 def test_a_canary_without_data_fails_and_a_promql_error_is_reported_with_the_query(tmp_path: Path) -> None:
