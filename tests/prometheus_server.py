@@ -52,14 +52,16 @@ def openmetrics(series: Series, start: float, end: float, every: float = 0.1, se
 
 
 @contextmanager
-def backfilled(tmp: Path, series: Series, *, before: float = 30.0, after: float = 120.0) -> Iterator[str]:
-    """A Prometheus serving ``series`` from ``now - before`` to ``now + after``; yields its URL."""
+def backfilled(tmp: Path, series: Series, *, before: float = 30.0, after: float = 120.0, now: float | None = None,
+               every: float = 0.1) -> Iterator[str]:
+    """A Prometheus serving ``series`` (a sample each ``every`` seconds) from ``now - before`` to
+    ``now + after`` (``now``: the wall clock, unless a fake clock's time is given); yields its URL."""
     _, tool = _binaries()
     data = tmp / "tsdb"
     data.mkdir(parents=True)
-    now = time.time()
+    at = time.time() if now is None else now
     om = tmp / "data.om"
-    om.write_text(openmetrics(series, now - before, now + after), encoding="utf-8")
+    om.write_text(openmetrics(series, at - before, at + after, every), encoding="utf-8")
     subprocess.run([tool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)], check=True,
                    capture_output=True)
     with _server(tmp, data, "global: {scrape_interval: 1m}\n") as url:
