@@ -24,6 +24,7 @@ from reconciler.config import settings as config_mod
 from reconciler.core import backoff, errors, model
 from reconciler.core import clock as clock_mod
 from reconciler.core.model import Action, ExecState, Step, StepKind, StepState
+from reconciler.core.strategies import canary as canary_strategy
 from reconciler.core.strategies import rolling
 from reconciler.notifications import history
 from reconciler.runtime import canary, metrics, rolling_state, verify
@@ -236,8 +237,8 @@ class Executor:
                 return self._fail(ex_id, change, step, failure, provider, disabled_any)
             self.store.step_ended(ex_id, idx, self.clock.now(), state=StepState.DONE)
             result.steps_run += 1
-            if step.kind is StepKind.DISABLE:
-                disabled_any = True
+            if step.kind is StepKind.DISABLE and step.reason != canary_strategy.REMOVE_BASELINE:
+                disabled_any = True  # a canary's baseline leaving is not the serving group leaving
             if self.after_step is not None:
                 self.after_step()
         self.store.finish_execution(ex_id, self.clock.now(), state=ExecState.SUCCEEDED)

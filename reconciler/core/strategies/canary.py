@@ -122,6 +122,8 @@ def _steps(spec: model.ClusterSpec, name: str, new_live: ServerGroup | None, bas
     assert canary is not None
     n = canary.capacity
     small = Capacity(n, n, n)
+    if baseline and baseline_live is None and (passed or source is None):
+        baseline = ""  # gone already, or nothing to make it from: no baseline steps
 
     def wait_for(group: str) -> Step:
         return Step(StepKind.WAIT_HEALTHY, group, seconds=wait.seconds, healthy_percent=wait.healthy_percent)
@@ -144,7 +146,7 @@ def _steps(spec: model.ClusterSpec, name: str, new_live: ServerGroup | None, bas
             if not baseline_live.enabled:
                 out.append(Step(StepKind.ENABLE, baseline))
         out.append(Step(StepKind.ANALYZE, name, seconds=canary.duration_s,
-                                    reason=baseline if (baseline_live is not None or source is not None) else ""))
+                                    reason=baseline))
     if baseline and (not passed or baseline_live is not None):
         out += [Step(StepKind.DISABLE, baseline, reason=REMOVE_BASELINE),
                 Step(StepKind.DESTROY, baseline, reason=REMOVE_BASELINE)]
