@@ -1,7 +1,7 @@
 """Capacity guard: a new group never starts below what the serving group serves without the spec saying so,
 and a cluster behind a load balancer keeps at least ``capacity.min_serving`` instances.
-A rolling deployment's new group starts at its first step's share by design: what counts is the size
-it grows to.
+A rolling deployment's new group starts at its first step's share by design, a canary at the canary's
+size: what counts is the size it grows to.
 
 Starting smaller than the serving group is how a red/black deploy under load
 turns into an outage, so it needs a reason: when the spec itself asks for less
@@ -40,6 +40,8 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
         if create.percent:  # rolling: the new group starts small by design; judge the size it grows to
             starts = [s.capacity for s in change.steps if s.kind in (StepKind.CREATE, StepKind.RESIZE)
                       and s.server_group == create.server_group and s.capacity is not None][-1].desired
+        elif create.reason == "canary":  # as small by design, and it grows to the spec's target once it passed
+            starts = spec.capacity.clamp(serving).desired if spec.autoscaling else spec.capacity.desired
         if starts >= serving:
             continue
         asked = spec.capacity.clamp(serving).desired if spec.autoscaling else spec.capacity.desired

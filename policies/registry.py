@@ -26,6 +26,7 @@ from policies import (
     capacity_guard,
     criticality,
     freeze,
+    manual_judgment,
     mass_deletion,
     policy_file_guard,
     protected_accounts,
@@ -43,5 +44,5 @@ def default_policies() -> list[Policy]:
         policy_file_guard.POLICY, traffic_guard.POLICY, mass_deletion.POLICY, capacity_guard.POLICY,
         region_waves.POLICY, allow_lists.POLICY, windows.POLICY, freeze.POLICY, blast_radius.POLICY,
         protected_accounts.POLICY, criticality.POLICY, signed_commits.POLICY, resource_guard.POLICY,
-        approvals.POLICY,
+        manual_judgment.POLICY, approvals.POLICY,
     ]

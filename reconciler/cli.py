@@ -513,6 +513,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 owner = "" if r["managed"] else " (not managed)"
                 print(v(f"  {r['region']:<14} {r['kind'].replace('_', ' ')} {r['name']}{owner}: {r['health']} "
                         f"{r['healthy']}/{r['instances']} healthy, attached: {attached}"))
+        readings = [r for r in (status.get("canaries") or {}).get("readings", []) if r["application"] == name]
+        for r in reversed(readings[:5]):  # the latest five, oldest first
+            print(v(f"  {r['region']:<14} {r['message']}"))
         if name in (status.get("pipelines") or {}):
             from reconciler import delivery
 
@@ -549,7 +552,11 @@ def _only(status: dict[str, Any], name: str) -> dict[str, Any]:
             "pipelines": {k: p for k, p in (status.get("pipelines") or {}).items() if k == name},
             "server_groups": [g for g in status.get("server_groups") or [] if g.get("application") == name],
             "held": [h for h in status.get("held") or [] if h["key"].rsplit("/", 1)[-1].split("-")[0] == name],
-            "executions": [e for e in status.get("executions") or [] if e.get("application") == name]}
+            "executions": [e for e in status.get("executions") or [] if e.get("application") == name],
+            "canaries": {"in_progress": [c for c in (status.get("canaries") or {}).get("in_progress", [])
+                                         if c["canary"].split("-")[0] == name],
+                         "readings": [r for r in (status.get("canaries") or {}).get("readings", [])
+                                      if r["application"] == name]}}
 
 
 def cmd_history(args: argparse.Namespace) -> int:

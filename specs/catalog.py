@@ -38,6 +38,8 @@ class Catalog:
     """How messages name where accounts come from, e.g. the config file's path."""
     verify: frozenset[str] | None = None
     """Verification endpoints the config names (``verify.endpoints``); None: not checked."""
+    analysis: bool | None = None
+    """Whether the config names a Prometheus for canary analysis (``analysis.prometheus``); None: not checked."""
 
 
 def check_application(app: model.Application, catalog: Catalog) -> list[errors.SpecProblem]:
@@ -60,6 +62,11 @@ def check_application(app: model.Application, catalog: Catalog) -> list[errors.S
                         file, src.line_of(f"{at}.strategy.verify[{j}]"), f"{at}.strategy.verify[{j}]",
                         f"verification endpoint {hook!r} is not configured (configured: {known}; "
                         f"verify.endpoints in {catalog.source})"))
+        if catalog.analysis is False and c.strategy.canary is not None:
+            out.append(errors.SpecProblem(
+                file, src.line_of(f"{at}.strategy"), f"{at}.strategy.canary",
+                f"a canary is judged on Prometheus metrics, and analysis.prometheus is not configured "
+                f"in {catalog.source}"))
         if catalog.accounts is None:
             continue
         accounts = catalog.accounts.get(c.provider, {})

@@ -576,6 +576,7 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dic
             source=model.SourceRef(file, line(at), fields=tuple(
                 (path, line(path))
                 for path in (f"{at}.provider", f"{at}.account", f"{at}.load_balancers", f"{at}.security_groups",
+                             *((f"{at}.strategy",) if "canary" in strat else ()),
                              *(f"{at}.regions[{j}]" for j in range(len(c["regions"]))),
                              *(f"{at}.strategy.verify[{j}]" for j in range(len(strat.get("verify") or ()))))
             )),

@@ -12,6 +12,7 @@ from typing import Any
 import cerberus
 
 from reconciler.core import errors
+from specs import canary as canary_spec
 from specs import environments as env_rules
 from specs import resource_checks, yamlnodes
 from specs import strategy as strategy_spec
@@ -465,6 +466,8 @@ def json_schema() -> dict[str, Any]:
     strategy = out["properties"]["clusters"]["items"]["properties"]["strategy"]
     for name, text in strategy_spec.DESCRIPTIONS.items():
         strategy["properties"][name]["description"] = text
+    for name, text in canary_spec.DESCRIPTIONS.items():
+        strategy["properties"]["canary"]["properties"][name]["description"] = text
     return out
 
 
@@ -487,7 +490,7 @@ _DESCRIPTIONS = {
     "user_data": "Boot script; never shown in plans (may hold secrets).",
     "tags": "Extra tags/labels on every server group.",
     "health": "How the health wait of a deployment judges the new group.",
-    "strategy": "How a new server group takes over: red_black, highlander or rolling_red_black.",
+    "strategy": "How a new server group takes over: red_black, highlander, rolling_red_black or canary.",
     "rollout": "Region waves and the pause between them.",
     "min": "Fewest instances per region.",
     "desired": "Instances per region (owned by the autoscaler when autoscaling is true).",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.core import durations, errors, model
+from specs import canary as canary_spec
 
 MAX_STEPS = 20
 DEFAULT_ROLLING_STEPS = (25, 50, 100)
@@ -31,11 +32,13 @@ def rules(duration: dict[str, Any]) -> dict[str, Any]:
         "pause": duration,
         "verify": {"type": "list", "maxlength": 10,
                    "schema": {"type": "string", "regex": r"^[a-z][a-z0-9_-]*$", "maxlength": 64}},
+        "canary": canary_spec.rules(duration),
     }}
 
 DESCRIPTIONS = {
     "type": "red_black (default), highlander (red/black, then every older group is destroyed) or "
-            "rolling_red_black (the new group grows in steps while the old groups shrink); see docs/strategies.md.",
+            "rolling_red_black (the new group grows in steps while the old groups shrink) or canary (canary and "
+            "baseline groups judged by metric analysis, then red_black or highlander); see docs/strategies.md.",
     "keep_disabled": "Older disabled server groups kept for fast rollback (red_black, rolling_red_black).",
     "scale_down": "Scale disabled groups to zero after disabling them.",
     "delay_before_disable": "Pause after enabling the new group before disabling the old ones, e.g. 5m.",
@@ -46,6 +49,8 @@ DESCRIPTIONS = {
     "pause": "rolling_red_black only: pause after each step but the last, e.g. 5m.",
     "verify": "Verification endpoints, by the names the daemon's config gives them (verify.endpoints), asked "
               "for a verdict before the old groups leave traffic (rolling: after every step).",
+    "canary": "canary only: the canary and baseline groups' size, the analysis' duration, interval, metrics "
+              "and score thresholds, and what follows a pass (then); see docs/strategies.md.",
 }
 
 Report = Callable[[str, str], None]
@@ -63,6 +68,7 @@ def check(at: str, strategy: Any, bad: Report) -> None:
     if kind == model.StrategyType.HIGHLANDER.value and "keep_disabled" in strategy:
         bad(f"{at}.strategy.keep_disabled", "highlander keeps no disabled group; remove keep_disabled "
                                             "or use red_black")
+    canary_spec.check(f"{at}.strategy", kind, strategy, bad)
     hooks = strategy.get("verify")
     if isinstance(hooks, list):
         twice = sorted({h for h in hooks if isinstance(h, str) and hooks.count(h) > 1})
@@ -80,9 +86,12 @@ def to_model(strategy: dict[str, Any]) -> model.Strategy:
     """A validated ``strategy`` mapping as the model's value (defaults filled in)."""
     kind = model.StrategyType(strategy.get("type", model.StrategyType.RED_BLACK.value))
     rolling = kind is model.StrategyType.ROLLING_RED_BLACK
+    canary = canary_spec.to_model(strategy["canary"]) if kind is model.StrategyType.CANARY else None
+    destroys_all = kind is model.StrategyType.HIGHLANDER or (canary is not None and canary.then == "highlander")
     return model.Strategy(
         type=kind,
-        keep_disabled=0 if kind is model.StrategyType.HIGHLANDER else int(strategy.get("keep_disabled", 1)),
+        canary=canary,
+        keep_disabled=0 if destroys_all else int(strategy.get("keep_disabled", 1)),
         scale_down=bool(strategy.get("scale_down", True)),
         delay_before_disable_s=_seconds(strategy.get("delay_before_disable", 0), "strategy.delay_before_disable"),
         delay_before_scale_down_s=_seconds(strategy.get("delay_before_scale_down", 0),

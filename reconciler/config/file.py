@@ -32,7 +32,8 @@ _TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _PATTERN_RE = re.compile(r"^[a-z0-9*?\[\]!-]{1,80}$")
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 TOP_KEYS = ("repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
-            "execution", "webhook", "schedules", "approvals", "daemon", "notifications", "specs", "verify")
+            "execution", "webhook", "schedules", "approvals", "daemon", "notifications", "specs", "verify",
+            "analysis")
 """The config file's top-level fields."""
 _REPO_KEYS = ("url", "branch", "path", "allow_force_push", "allowed_signers", "username", "token_file",
               "ssh_key_file", "ssh_public_key_file", "ssh_known_hosts")
@@ -276,6 +277,7 @@ class _Builder:
         notifications = self._notifications(raw.get("notifications"))
         specs = self._specs(raw.get("specs"))
         verify = self._verify(raw.get("verify"))
+        prometheus = self._analysis(raw.get("analysis"))
 
         if self.problems:
             raise errors.ConfigError("\n".join(text for _line, text in sorted(self.problems, key=lambda p: p[0])))
@@ -302,6 +304,7 @@ class _Builder:
             notifications=notifications,
             specs=specs,
             verify=verify,
+            prometheus=prometheus,
             warnings=tuple(warnings),
         )
 
@@ -511,6 +514,26 @@ class _Builder:
                 name=name, url=url, timeout_s=self.duration(ep, where, "timeout", 30.0, low=0.001, maximum=3600.0),
                 token_file=self.file_path(ep, where, "token_file"))
         return out
+
+    def _analysis(self, value: Any) -> config_mod.PrometheusSettings | None:
+        """``analysis: {prometheus: {url, timeout, token_file, username, password_file}}`` (canary metrics)."""
+        sec = self.section(value, "analysis", ("prometheus",))
+        if sec.get("prometheus") is None:
+            return None
+        where = "analysis.prometheus"
+        prom = self.section(sec["prometheus"], where, ("url", "timeout", "token_file", "username", "password_file"))
+        url = self.text(prom, where, "url", "")
+        scheme = urllib.parse.urlsplit(url).scheme if url else ""
+        if scheme not in ("http", "https"):
+            self.fail(f"{where}.url", f"required: an http:// or https:// URL, got {durations.show(url)}")
+            return None
+        username = self.text(prom, where, "username", "", allow_empty=True)
+        password_file = self.file_path(prom, where, "password_file")
+        if bool(username) != (password_file is not None):
+            self.fail(where, "username and password_file go together (HTTP basic auth)")
+        return config_mod.PrometheusSettings(
+            url=url.rstrip("/"), timeout_s=self.duration(prom, where, "timeout", 10.0, low=0.001, maximum=600.0),
+            token_file=self.file_path(prom, where, "token_file"), username=username, password_file=password_file)
 
     def _execution(self, value: Any) -> config_mod.ExecutionSettings:
         keys = ("max_attempts", "retry_backoff", "lease_ttl", "poll_health", "max_parallel", "step_retries",

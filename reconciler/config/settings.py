@@ -67,6 +67,18 @@ class VerifyEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class PrometheusSettings:
+    """``analysis.prometheus``: where canary metrics are read. Only the config names it, as with
+    verification endpoints, so a spec never makes the daemon query an address of its choosing."""
+
+    url: str
+    timeout_s: float = 10.0  # per query; no answer in time counts as a failed metric
+    token_file: Path | None = None  # sent as ``Authorization: Bearer``; read at each query (rotation)
+    username: str = ""  # HTTP basic auth, with password_file
+    password_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GitCredentials:
     """Where fetches find credentials. Files are read at each fetch, so rotating one needs no restart.
 
@@ -139,6 +151,7 @@ class Config:
     notifications: notify_settings.NotificationSettings = field(default_factory=notify_settings.NotificationSettings)
     specs: spec_limits.SpecLimits = field(default_factory=spec_limits.SpecLimits)  # limits on rendering and trees
     verify: Mapping[str, VerifyEndpoint] = field(default_factory=dict)  # verification endpoints by name
+    prometheus: PrometheusSettings | None = None  # analysis.prometheus: canary metrics; None: no canary can pass
     warnings: tuple[str, ...] = ()  # accepted but discouraged settings, logged by the daemon
 
     @property

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
+from reconciler.core import canary as canary_mod
+
 MANAGED_BY = "reconciler"
 """Value of the ``managed-by`` tag/label on every group the reconciler creates."""
 
@@ -159,6 +161,9 @@ class StepKind(enum.StrEnum):
     DELAY = "delay"  # a plain pause (delay_before_disable, scale-down, wave pause)
     DESTROY = "destroy"  # delete an owned group
     VERIFY = "verify"  # ask a configured verification endpoint (``reason``: its name) for a verdict
+    BASELINE = "baseline"  # create a canary's baseline: a group of the serving version (``reason``: its name)
+    ANALYZE = "analyze"  # judge a canary against its baseline (``reason``: the baseline; empty: none)
+    JUDGMENT = "judgment"  # a person's go-ahead (policies/manual_judgment.py holds the change for an approval)
 
 
 # --------------------------------------------------------------------------- desired
@@ -190,6 +195,7 @@ class StrategyType(enum.StrEnum):
     RED_BLACK = "red_black"  # full size, then all traffic at once; the previous group is retained
     HIGHLANDER = "highlander"  # red/black, then every older group is destroyed (no rollback target)
     ROLLING_RED_BLACK = "rolling_red_black"  # grow the new and shrink the old in percentage steps
+    CANARY = "canary"  # canary and baseline groups judged by metric analysis, then ``canary.then``
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +212,8 @@ class Strategy:
     """Rolling only: pause after each step but the last."""
     verify: tuple[str, ...] = ()
     """Names of verification endpoints (config ``verify``) asked before the old groups leave traffic."""
+    canary: canary_mod.Canary | None = None
+    """Canary only: its groups' size, duration, metrics and thresholds (``core/canary.py``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,7 +451,7 @@ class Step:
         out: dict[str, Any] = {"kind": self.kind.value, "server_group": self.server_group}
         if self.capacity is not None:
             out["capacity"] = self.capacity.as_dict()
-        if self.kind in (StepKind.DELAY, StepKind.WAIT_HEALTHY):
+        if self.kind in (StepKind.DELAY, StepKind.WAIT_HEALTHY, StepKind.ANALYZE):
             out["seconds"] = self.seconds
         if self.kind is StepKind.WAIT_HEALTHY:
             out["healthy_percent"] = self.healthy_percent
@@ -471,6 +479,15 @@ class Step:
             )
         if self.kind is StepKind.DELAY:
             return f"wait {_fmt_seconds(self.seconds)} ({self.reason or 'delay'})"
+        if self.kind is StepKind.BASELINE and self.capacity is not None:
+            return (f"create baseline {self.server_group} of the serving version ({self.reason}) at desired "
+                    f"{self.capacity.desired}")
+        if self.kind is StepKind.ANALYZE:
+            against = (f"against baseline {self.reason}" if self.reason else
+                       "without a baseline, out of traffic (nothing served before: comparisons skipped)")
+            return f"analyze canary {self.server_group} {against} for {_fmt_seconds(self.seconds)}"
+        if self.kind is StepKind.JUDGMENT:
+            return f"manual judgment: {self.server_group} passed its analysis; continues once approved"
         if self.kind is StepKind.VERIFY:
             return (f"verify {self.server_group} with {self.reason} (POST; 2xx passes, 4xx, 5xx or no answer "
                     f"fails)")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core import model, resource_plan, resources
 from reconciler.core.model import Action, Capacity, ServerGroup, SkipKind, Step, StepKind
-from reconciler.core.strategies import retire, rolling
+from reconciler.core.strategies import canary, retire, rolling
 
 ZERO = Capacity(0, 0, 0)
 
@@ -102,6 +102,8 @@ class Options:
     An application missing from Git whose file is still there was renamed, not removed."""
     rolling_origins: Mapping[str, Capacity] = field(default_factory=dict)
     """Rolling deployments in progress: ``rolling.origin_key`` -> an old group's capacity when it began."""
+    canaries: Mapping[str, canary.Progress] = field(default_factory=dict)
+    """Canary deployments in progress, by ``canary.progress_key`` of the cluster key."""
 
 
 Key = tuple[str, str, str, str]
@@ -133,7 +135,7 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
                                         SkipKind.UNREADABLE))
                     continue
                 change = plan_cluster(spec, region, wave_no, by_key.get(key, []), desired.commit,
-                                      origins=opts.rolling_origins)
+                                      origins=opts.rolling_origins, canaries=opts.canaries)
                 if change is None:
                     continue
                 if spec.application in opts.paused or spec.name in opts.paused:
@@ -282,7 +284,7 @@ def _destroy_orphan(key: Key, owned: list[ServerGroup], desired: model.DesiredSt
 
 def plan_cluster(
     spec: model.ClusterSpec, region: str, wave: int, groups: list[ServerGroup], commit: str,
-    *, origins: Mapping[str, Capacity] | None = None,
+    *, origins: Mapping[str, Capacity] | None = None, canaries: Mapping[str, canary.Progress] | None = None,
 ) -> model.Change | None:
     """The change for one cluster in one region, or None when live already matches."""
     rolls = spec.strategy.type is model.StrategyType.ROLLING_RED_BLACK
@@ -308,6 +310,13 @@ def plan_cluster(
 
     wait = Step(StepKind.WAIT_HEALTHY, "", seconds=spec.health.timeout_s,
                 healthy_percent=spec.health.healthy_percent)
+
+    if spec.strategy.canary is not None:
+        ckey = canary.progress_key(model.cluster_key(spec.provider, spec.account, region, spec.name))
+        planned = canary.plan(spec, owned, groups, h, (canaries or {}).get(ckey), wait, next_name,
+                              lambda serving: _target_capacity(spec, None, list(serving)))
+        if planned is not None:
+            return change(*planned)
 
     if not owned:
         name = next_name(spec.name, groups)

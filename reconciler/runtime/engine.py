@@ -23,6 +23,7 @@ from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import model
 from reconciler.notifications import outbox as notify_outbox
+from reconciler.runtime import canary as canary_mod
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
 from reconciler.runtime import executor as executor_mod
@@ -59,6 +60,7 @@ class Engine:
         self.executor = executor_mod.Executor(
             store=self.store, providers=self.providers.get, clock=self.clock,
             settings=config.execution, progress=progress, after_step=after_step, hooks=config.verify,
+            prometheus=config.prometheus,
         )
         self.dispatcher = dispatch_mod.Dispatcher(self.executor, config.execution.max_parallel,
                                                   on_done=lambda changes, _results: self.pipeline.settle(changes))
@@ -109,11 +111,13 @@ class Engine:
     # ------------------------------------------------------------------ reading
 
     def status(self) -> status_mod.Document:
-        return status_mod.view(
+        doc = status_mod.view(
             self.store.get(keys.STATUS) or {}, executions=self.store.executions(limit=20),
             paused=self.store.pauses(), freeze=self.store.get(keys.FREEZE),
             notifications=notify_outbox.status(self.store, self.config.notifications, self.clock.now()),
         )
+        doc["canaries"] = canary_mod.status(self.store)
+        return doc
 
     def ready(self) -> tuple[bool, str]:
         now = self.clock.now()
@@ -175,6 +179,7 @@ class Engine:
             self.config = new
             self.executor.settings = new.execution
             self.executor.hooks = new.verify
+            self.executor.prometheus = new.prometheus
             if new.execution != old.execution:
                 changed.append("execution")
             self.dispatcher.resize(new.execution.max_parallel)
@@ -182,7 +187,7 @@ class Engine:
         for attr, label in (("branch", "repo.branch"), ("spec_path", "repo.path"), ("git", "repo credentials"),
                             ("allow_force_push", "repo.allow_force_push"), ("prune", "prune"),
                             ("allowed_signers", "repo.allowed_signers"), ("approval_ttl_s", "approvals.ttl"),
-                            ("verify", "verify.endpoints")):
+                            ("verify", "verify.endpoints"), ("prometheus", "analysis.prometheus")):
             if getattr(old, attr) != getattr(new, attr):
                 changed.append(label)
         return changed

@@ -24,9 +24,10 @@ from reconciler.config import settings as config_mod
 from reconciler.core import backoff, errors, model
 from reconciler.core import clock as clock_mod
 from reconciler.core.model import Action, ExecState, Step, StepKind, StepState
+from reconciler.core.strategies import canary as canary_strategy
 from reconciler.core.strategies import rolling
 from reconciler.notifications import history
-from reconciler.runtime import metrics, rolling_state, verify
+from reconciler.runtime import canary, metrics, rolling_state, verify
 from reconciler.state import store as store_mod
 
 log = logging.getLogger("reconciler.executor")  # the name log filters know; kept when the module moved
@@ -59,6 +60,7 @@ class Executor:
     progress: Progress | None = None
     after_step: Callable[[], None] | None = None  # called after each step is recorded (the crash tests' hook)
     hooks: Mapping[str, config_mod.VerifyEndpoint] = field(default_factory=dict)  # verification endpoints
+    prometheus: config_mod.PrometheusSettings | None = None  # canary analysis (config analysis.prometheus)
     _held: threading.local = field(default_factory=threading.local)
     deploys: history.DeployTracker = field(init=False)
 
@@ -218,6 +220,7 @@ class Executor:
         self._say(f"{ctx}: {change.action.value} ({change.reason})", change, ex_id)
         result = ExecutionResult(change, ex_id, ExecState.SUCCEEDED)
         rolling_state.remember(self.store, change, self.clock.now())
+        canary.remember(self.store, change, self.clock.now())
         disabled_any = False
         for idx, step in enumerate(change.steps):
             self._check_stop()
@@ -234,13 +237,14 @@ class Executor:
                 return self._fail(ex_id, change, step, failure, provider, disabled_any)
             self.store.step_ended(ex_id, idx, self.clock.now(), state=StepState.DONE)
             result.steps_run += 1
-            if step.kind is StepKind.DISABLE:
-                disabled_any = True
+            if step.kind is StepKind.DISABLE and step.reason != canary_strategy.REMOVE_BASELINE:
+                disabled_any = True  # a canary's baseline leaving is not the serving group leaving
             if self.after_step is not None:
                 self.after_step()
         self.store.finish_execution(ex_id, self.clock.now(), state=ExecState.SUCCEEDED)
         self.store.clear_failures(change.key)
         rolling_state.forget(self.store, change)
+        canary.ended(self.store, change)
         metrics.CHANGES.labels(change.action.value, "applied").inc()
         self.store.record("execution_succeeded", f"{change.action.value} done: "
                           f"{change.desired_server_group or change.cluster} serves", self.clock.now(),
@@ -281,8 +285,14 @@ class Executor:
             self.store.put(_unproven_key(change, step.server_group), True, self.clock.now())
         elif step.kind is StepKind.WAIT_HEALTHY:
             self._wait_healthy(provider, change, step)
-            if not any(s.kind is StepKind.VERIFY and s.server_group == step.server_group for s in change.steps):
+            if _proven_by_wait(change, step):
                 self.store.put(_unproven_key(change, step.server_group), False, self.clock.now())
+        elif step.kind is StepKind.BASELINE:
+            self._create_baseline(provider, change, step)
+        elif step.kind is StepKind.ANALYZE:
+            canary.Analyzer(self.store, self.clock, self._sleep, self.prometheus).run(change, step)
+        elif step.kind is StepKind.JUDGMENT:  # the selection ran this change only once it was approved
+            canary.approved(self.store, change, self.clock.now())
         elif step.kind is StepKind.VERIFY:  # a group is proven once its last hook passed
             self._check_stop()
             verify.ask(self.hooks, change, step)
@@ -307,6 +317,19 @@ class Executor:
             if change.action is not Action.DESTROY:
                 self._traffic_guard(provider, change, step.server_group, "destroy")
             self._retry(change, "destroy", lambda: provider.destroy(region, step.server_group))
+
+    def _create_baseline(self, provider: provider_base.Provider, change: model.Change, step: Step) -> None:
+        """A group of the serving version (``step.reason``, read live) at the canary's size, out of traffic."""
+        assert step.capacity is not None
+        source = next((g for g in provider.list_server_groups(change.region) if g.name == step.reason), None)
+        if source is None:
+            raise errors.ReconcilerError(f"baseline {step.server_group}: the serving group {step.reason} is gone "
+                                         f"from {change.region}")
+        req = provider_base.CreateRequest(
+            name=step.server_group, application=change.application, cluster=change.cluster, region=change.region,
+            launch=source.launch, capacity=step.capacity, spec_hash=source.spec_hash, commit=source.commit,
+            autoscaling=False)
+        self._retry(change, "create", lambda: provider.create_server_group(req))
 
     def _retry(self, change: model.Change, call: str, fn: Callable[[], object]) -> None:
         waits = backoff.delays(self.settings.step_backoff_s, maximum=30.0)
@@ -403,18 +426,18 @@ class Executor:
                               application=change.application, cluster=change.cluster, region=change.region,
                               execution_id=ex_id, commit=change.commit, detail=detail)
             return ExecutionResult(change, ex_id, ExecState.FAILED, reason, step=step.kind.value)
-        undo: list[Step] = []
+        undo: list[Step] = self._remove_baseline(provider, change)
         unproven = bool(self.store.get(_unproven_key(change, target), False))
         if change.restore and spec is not None:
             undo = rolling.undo_steps(change, spec.health.timeout_s, spec.health.healthy_percent)
         elif change.action is Action.ROLLBACK:
-            undo = [Step(StepKind.DISABLE, target, reason="undo rollback"),
+            undo += [Step(StepKind.DISABLE, target, reason="undo rollback"),
                     Step(StepKind.RESIZE, target, capacity=model.Capacity(0, 0, 0), reason="undo rollback")]
         elif unproven:
-            undo = [Step(StepKind.DISABLE, target, reason="roll back"),
-                    Step(StepKind.DESTROY, target, reason="roll back failed group")]
+            undo += [Step(StepKind.DISABLE, target, reason="roll back"),
+                     Step(StepKind.DESTROY, target, reason="roll back failed group")]
         else:
-            undo = [Step(StepKind.DISABLE, target, reason="roll back")]
+            undo += [Step(StepKind.DISABLE, target, reason="roll back")]
         start = self.store.add_steps(ex_id, [{"kind": s.kind.value, "server_group": s.server_group,
                                               "description": s.describe()} for s in undo])
         rb_error = ""
@@ -431,6 +454,7 @@ class Executor:
             self.store.put(_unproven_key(change, target), False, self.clock.now())
         if not rb_error:
             rolling_state.forget(self.store, change)
+            canary.forget(self.store, change)
         state = ExecState.FAILED if rb_error else ExecState.ROLLED_BACK
         message = f"{reason}; " + (f"rollback failed: {rb_error}" if rb_error else
                                    f"rolled back ({', '.join(s.describe() for s in undo)}); "
@@ -443,6 +467,14 @@ class Executor:
         metrics.CHANGES.labels(change.action.value, state).inc()
         self._say(f"{change.application}/{change.cluster} {change.region}: {state.replace('_', ' ')}")
         return ExecutionResult(change, ex_id, state, message, step=step.kind.value)
+
+    def _remove_baseline(self, provider: provider_base.Provider, change: model.Change) -> list[Step]:
+        """A failed canary: its baseline goes too, if it exists (the serving group is never touched)."""
+        name = canary.baseline(self.store, change) if change.desired and change.desired.strategy.canary else ""
+        if not name or not any(g.name == name for g in provider.list_server_groups(change.region)):
+            return []
+        return [Step(StepKind.DISABLE, name, reason="roll back: remove the baseline"),
+                Step(StepKind.DESTROY, name, reason="roll back: remove the baseline")]
 
     def _who_serves(self, provider: provider_base.Provider, change: model.Change, target: str) -> str:
         """After a rollback, say truthfully what still serves (never claim a previous group that is not there)."""
@@ -511,6 +543,17 @@ def _as_error(exc: Exception, change: model.Change, what: str) -> errors.Reconci
     log.error("%s: %s raised %s: %s", change.key, what, type(exc).__name__, exc, exc_info=exc,
               extra=_context(change))
     return errors.ReconcilerError(f"unexpected {type(exc).__name__} in {what}: {exc}")
+
+
+def _proven_by_wait(change: model.Change, step: Step) -> bool:
+    """A group is proven by its health wait unless hooks judge it (then by its last hook), or a canary
+    analysis does (then by its last wait, at full capacity, after the analysis passed)."""
+    mine = [s for s in change.steps if s.server_group == step.server_group]
+    if any(s.kind is StepKind.VERIFY for s in mine):
+        return False
+    if any(s.kind is StepKind.ANALYZE for s in mine):
+        return step is [s for s in mine if s.kind is StepKind.WAIT_HEALTHY][-1]
+    return True
 
 
 def _unproven_key(change: model.Change, name: str) -> str:

@@ -32,11 +32,11 @@ from reconciler.core import backoff, errors, memo, model, planner, resource_plan
 from reconciler.core import clock as clock_mod
 from reconciler.core.resources import ResourceChange
 from reconciler.notifications import history as notify_history
+from reconciler.runtime import canary, metrics, promotion, rolling_state, status
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
 from reconciler.runtime import executor as executor_mod
 from reconciler.runtime import live as live_mod
-from reconciler.runtime import metrics, promotion, rolling_state, status
 from reconciler.runtime import resources as resources_rt
 from reconciler.state import keys
 from reconciler.state import store as store_mod
@@ -242,6 +242,7 @@ class Pipeline:
         files: dict[str, str] = dict(self.store.get(keys.APP_FILES, {}) or {})
         files.update(app_files or {})
         origins = rolling_state.origins(self.store)
+        canaries = canary.progress(self.store)
         freeze_switch = self.store.get(keys.FREEZE)
         signature = self.desired.signature(desired.commit, want.policies)
         approvals = valid_approvals(self.store, now)
@@ -252,7 +253,8 @@ class Pipeline:
         inputs = memo.Inputs(tuple(desired.applications.values()), (  # every input of what follows
             tuple(desired.applications), desired.commit, desired.problems, desired.broken_files, desired.notices,
             desired.unread_files, live.groups, live.unreadable, live.resources, want.policies, stalled, backing_off,
-            pauses, files, origins, freeze_switch, signature, approvals, running, base_commit, self._config().prune,
+            pauses, files, origins, canaries, freeze_switch, signature, approvals, running, base_commit,
+            self._config().prune,
             self.background, source_error, promo, policy_windows.clock_view(want.policies, desired, live.groups, now)))
         reused = self.evaluations.get(inputs)
         if reused is not None:
@@ -260,7 +262,7 @@ class Pipeline:
         desired = resource_plan.hold_unknown_references(desired, live.resource_inputs())
         outcome = planner.plan(desired, live, planner.Options(
             prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
-            app_files=files, rolling_origins=origins,
+            app_files=files, rolling_origins=origins, canaries=canaries,
         ))
         ctx = policy_base.PolicyContext(
             now=now, live=live.groups, desired=desired, prune=self._config().prune, policy_file=want.policies,

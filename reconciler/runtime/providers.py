@@ -83,4 +83,4 @@ def catalog_for(config: config_mod.Config, installed: frozenset[str], *, account
             regions = acc.get("regions") if isinstance(acc, dict) else None
             table[prov][str(name)] = tuple(str(r) for r in regions) if isinstance(regions, list) else ()
     return spec_catalog.Catalog(installed, table, source=str(config.path) if config.path else "the config",
-                                verify=frozenset(config.verify))
+                                verify=frozenset(config.verify), analysis=config.prometheus is not None)

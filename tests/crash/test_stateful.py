@@ -2,7 +2,8 @@
 
 The machine commits what operators commit in their first weeks (new images, broken images, fix-forward
 commits, cluster renames, moves between accounts and providers, unknown providers and accounts, the deployment
-strategy (red/black, highlander, rolling red/black) drawn at random, spec files renamed to
+strategy (red/black, highlander, rolling red/black, a canary whose analysis passes or fails, judged by a real
+Prometheus) drawn at random, spec files renamed to
 ``.yml``/``.YAML``/``.yaml.bak``, dropped regions, deleted and restored files, reverts), and runs what happens
 to a daemon (passes, crashes mid-pass, restarts, time passing, pauses), on the local provider and a second
 cloud registered as a plugin, with a fake clock. After every step:
@@ -56,10 +57,11 @@ from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, memo, model, planner
 from reconciler.core.resources import Kind, ResourceAction
+from reconciler.runtime import canary as canary_runtime
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
 from reconciler.state import keys
-from tests import othercloud
+from tests import othercloud, prometheus_server
 from tests.conftest import DesiredRepo, app_spec, provider_context, write_config
 from tests.crash import stateful_stats
 
@@ -109,7 +111,14 @@ STRATEGIES = {
     "red_black": "",
     "highlander": "strategy: {type: highlander}\n",
     "rolling_red_black": "strategy: {type: rolling_red_black, steps: [50, 100]}\n",
+    # the Prometheus serves canary_errors = 0 over the fake clock's days: the bound decides the verdict
+    "canary_pass": "strategy:\n  type: canary\n  canary: {duration: 2s, interval: 1s, metrics: "
+                   "[{name: errors, query: 'max(canary_errors)', fail_if: '> 0.5'}]}\n",
+    "canary_fail": "strategy:\n  type: canary\n  canary: {duration: 2s, interval: 1s, metrics: "
+                   "[{name: errors, query: 'max(canary_errors)', fail_if: '>= 0'}]}\n",
 }
+PROMETHEUS = {"url": ""}
+"""Set by the test: the Prometheus every machine's config names."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +151,8 @@ class Want:
     @property
     def converges(self) -> bool:
         """A final state every pass must reach exactly (no held or failing change left)."""
-        return (self.file is not None and self.image != BAD and self.where in WHERE and self.regions == REGIONS)
+        return (self.file is not None and self.image != BAD and self.where in WHERE and self.regions == REGIONS
+                and self.strategy != "canary_fail")
 
 
 class Fleet(RuleBasedStateMachine):
@@ -156,7 +166,8 @@ class Fleet(RuleBasedStateMachine):
             self.tmp / "config.yaml", self.repo.path, self.tmp / "state", prune=True,
             providers={"local": {"accounts": {"default": {}, "second": {}}},
                        othercloud.NAME: {"accounts": {"other": {}}}},
-            execution={"poll_health": "1s", "retry_backoff": "10s", "max_attempts": 2, "step_backoff": "0s"})
+            execution={"poll_health": "1s", "retry_backoff": "10s", "max_attempts": 2, "step_backoff": "0s"},
+            analysis={"prometheus": {"url": PROMETHEUS["url"]}})
         self.cfg = config_mod.load_config(self.cfg_path)
         self.clock = clock_mod.FakeClock()
         self.want = Want()
@@ -517,7 +528,11 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
     if os.environ.get(ENV_SHRINK) == "1":
         phases.append(Phase.shrink)
     start = stateful_stats.STEPS
-    with _watch_waves():
+    t0 = clock_mod.FakeClock().now()
+    with prometheus_server.backfilled(Path(tempfile.mkdtemp(dir=_memory_dir())) / "prom",
+                                      {"canary_errors": {"any": (0.0, 0.0)}}, now=t0, before=600,
+                                      after=10 * 86400, every=60) as url, _watch_waves():
+        PROMETHEUS["url"] = url
         while stateful_stats.STEPS - start < target:
             left = target - (stateful_stats.STEPS - start)
             run_state_machine_as_test(Fleet, settings=settings(
@@ -535,7 +550,8 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "fix-forward commit", "execution rolled_back", "declare a balancer", "rename the balancer",
             "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
             "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
-            "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black"}
+            "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
+            "strategy: canary_pass", "strategy: canary_fail", "canary analysis passed", "canary analysis failed"}
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
 
 
@@ -570,6 +586,15 @@ def _watch_waves() -> Iterator[None]:
     in every earlier wave, observed now or at some earlier step (a spy: the real method runs)."""
     original = local_mod.LocalProvider.create_server_group
     put, destroy = local_mod.LocalProvider.put_resource, local_mod.LocalProvider.destroy_resource
+    analyze = canary_runtime.Analyzer.run
+
+    def run_analysis(analyzer: canary_runtime.Analyzer, change: model.Change, step: model.Step) -> None:
+        try:
+            analyze(analyzer, change, step)
+        except canary_runtime.AnalysisFailed:
+            stateful_stats.KINDS["canary analysis failed"] += 1
+            raise
+        stateful_stats.KINDS["canary analysis passed"] += 1
 
     def put_resource(prov: local_mod.LocalProvider, request: provider_base.ResourceRequest) -> None:
         put(prov, request)
@@ -602,9 +627,11 @@ def _watch_waves() -> Iterator[None]:
     local_mod.LocalProvider.create_server_group = create  # type: ignore[method-assign]
     local_mod.LocalProvider.put_resource = put_resource  # type: ignore[method-assign]
     local_mod.LocalProvider.destroy_resource = destroy_resource  # type: ignore[method-assign]
+    canary_runtime.Analyzer.run = run_analysis  # type: ignore[method-assign]
     try:
         yield
     finally:
         local_mod.LocalProvider.create_server_group = original  # type: ignore[method-assign]
         local_mod.LocalProvider.put_resource = put  # type: ignore[method-assign]
         local_mod.LocalProvider.destroy_resource = destroy  # type: ignore[method-assign]
+        canary_runtime.Analyzer.run = analyze  # type: ignore[method-assign]

@@ -170,11 +170,13 @@ def test_keep_disabled_is_not_negative() -> None:
         "apps/shop.yaml:10: clusters[0].strategy.keep_disabled: must be 0 or more"]
 
 
-def test_the_strategies_are_red_black_highlander_and_rolling_red_black() -> None:
+def test_the_strategies_are_red_black_highlander_rolling_red_black_and_canary() -> None:
     for kind in ("red_black", "highlander", "rolling_red_black"):
         assert cluster_problems(f"strategy: {{type: {kind}}}") == [], kind
     assert cluster_problems("strategy: {type: canary}") == [
-        "apps/shop.yaml:10: clusters[0].strategy.type: unallowed value canary"]
+        "apps/shop.yaml:10: clusters[0].strategy.canary: type canary needs a canary block with at least one metric"]
+    assert cluster_problems("strategy: {type: blue_green}") == [
+        "apps/shop.yaml:10: clusters[0].strategy.type: unallowed value blue_green"]
 
 
 @pytest.mark.parametrize(("strategy", "expected"), [

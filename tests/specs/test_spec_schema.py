@@ -75,7 +75,12 @@ def test_enums_patterns_and_bounds_carry_over() -> None:
     assert doc["properties"]["criticality"]["enum"] == ["low", "normal", "critical"]
     assert doc["properties"]["application"]["pattern"] == "^[a-z][a-z0-9]*$"
     strategy = cluster["properties"]["strategy"]["properties"]
-    assert strategy["type"]["enum"] == ["red_black", "highlander", "rolling_red_black"]
+    assert strategy["type"]["enum"] == ["red_black", "highlander", "rolling_red_black", "canary"]
+    canary = strategy["canary"]["properties"]
+    assert canary["then"]["enum"] == ["red_black", "highlander"] and "PromQL" in canary["metrics"]["description"]
+    assert canary["metrics"]["items"]["required"] == ["name", "query"]
+    assert canary["metrics"]["items"]["properties"]["compare"]["properties"]["direction"]["enum"] == [
+        "increase", "decrease", "either"]
     assert strategy["steps"]["items"] == {"type": "integer", "minimum": 1, "maximum": 100}
     assert "rolling_red_black only" in strategy["pause"]["description"]
     assert cluster["properties"]["health"]["properties"]["healthy_percent"] | {"description": ""} == {

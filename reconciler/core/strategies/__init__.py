@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.core import model
-from reconciler.core.strategies import retire, rolling
+from reconciler.core.strategies import canary, retire, rolling
 
-__all__ = ["describe", "retire", "rolling", "view"]
+__all__ = ["canary", "describe", "retire", "rolling", "view"]
 
 
 def describe(strategy: model.Strategy) -> str:
@@ -26,6 +26,8 @@ def describe(strategy: model.Strategy) -> str:
 
 def _describe(strategy: model.Strategy) -> str:
     kind, steps, pause_s, keep_disabled = strategy.type, strategy.steps, strategy.pause_s, strategy.keep_disabled
+    if kind is model.StrategyType.CANARY and strategy.canary is not None:
+        return canary.describe(strategy)
     if kind is model.StrategyType.HIGHLANDER:
         return "highlander: once the new group serves, every older group is destroyed; no rollback target is kept"
     if kind is model.StrategyType.ROLLING_RED_BLACK:
@@ -48,4 +50,5 @@ def view(strategy: model.Strategy) -> dict[str, Any]:
         "rollback_target_kept": strategy.type is not model.StrategyType.HIGHLANDER and strategy.keep_disabled > 0,
         "verify": list(strategy.verify),
         "summary": describe(strategy),
+        **({"canary": canary.view(strategy)} if strategy.canary is not None else {}),
     }
