@@ -40,6 +40,8 @@ _FAULT_KEYS = {"rate", "calls", "kinds", "seed"}
 _CALLS = {"list", "health", "create", "enable", "disable", "resize", "destroy"}
 _KINDS = {"throttled", "unavailable", "timeout"}
 
+_SCHEMA_LOCK = 0x7265636F6E63  # the store's schema lock (reconciler.state.migrate.LOCK_KEY)
+
 _engines: dict[str, tuple[sa.engine.Engine, int]] = {}
 _engines_lock = threading.Lock()
 
@@ -51,7 +53,10 @@ def _engine_for(context: base.ProviderContext) -> sa.engine.Engine:
         eng, users = _engines.get(url, (None, 0))
         if eng is None:
             eng = context.open_database()
-            _meta.create_all(eng)
+            with eng.begin() as conn:  # several replicas may start at once on one PostgreSQL
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+                _meta.create_all(conn)
         _engines[url] = (eng, users + 1)
         return eng
 

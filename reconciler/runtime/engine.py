@@ -30,7 +30,7 @@ from reconciler.core import clock as clock_mod
 from reconciler.core import errors, escaping, model, planner
 from reconciler.notifications import history as notify_history
 from reconciler.notifications import outbox as notify_outbox
-from reconciler.runtime import executor, metrics
+from reconciler.runtime import executor, ha, metrics
 from reconciler.source import git as gitsource
 from reconciler.state import store as store_mod
 from specs import catalog as spec_catalog
@@ -95,9 +95,14 @@ class Engine:
         self._provider_errors: dict[tuple[str, str], str] = {}
         self._providers_lock = threading.Lock()
         self._pass_lock = threading.Lock()
+        self.ha = ha.Coordinator(self.store, config.ha, share=background) if config.ha.enabled else None
+        if self.ha is not None:
+            self.ha.ready_probe = self.ready
+            if background:
+                self.ha.start()  # a member before the first pass, so replicas starting together share it
         self.executor = executor.Executor(
             store=self.store, providers=self.provider, clock=self.clock,
-            settings=config.execution, progress=progress,
+            settings=config.execution, progress=progress, claims=self.ha,
         )
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[str, Future[list[executor.ExecutionResult]]] = {}
@@ -137,15 +142,21 @@ class Engine:
     def apply_config(self, new: config_mod.Config) -> list[str]:
         """Make a reloaded config (already validated whole) the one every part uses; say what changed.
 
-        It waits for a running pass, so no pass sees half of each. The repository URL and the state
-        store stay as they are (they need a restart). Providers whose account settings changed are
+        It waits for a running pass, so no pass sees half of each. The repository URL, the state
+        store and ``ha.enabled`` stay as they are (they need a restart). Providers whose account settings changed are
         built afresh on their next use; executions already running keep the instance they started
         with, which is closed with the engine.
         """
         with self._pass_lock:
             old = self.config
-            new = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir)
-            changed: list[str] = []
+            new = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir,
+                                      ha=dataclasses.replace(new.ha, enabled=old.ha.enabled))
+            if self.ha is not None and new.ha != old.ha:
+                self.ha.settings = new.ha  # the next heartbeat uses the new timings
+                changed_ha = True
+            else:
+                changed_ha = False
+            changed: list[str] = ["ha"] if changed_ha else []
             with self._providers_lock:
                 for key in list(self._providers):
                     name, account = key
@@ -289,6 +300,8 @@ class Engine:
         app_files: dict[str, str] | None = None,
     ) -> Evaluation:
         now = self.clock.now()
+        with self._running_lock:  # running at any time since live was read: that read may predate its end
+            running_before = {k for k, f in self._running.items() if not f.done()}
         live = live if live is not None else self.read_live(desired)
         stalled, backing_off = self._failure_state(now)
         pauses = self.store.pauses()
@@ -310,7 +323,7 @@ class Engine:
         running: set[str] = set()
         if exclude_running:
             with self._running_lock:
-                running = {k for k, f in self._running.items() if not f.done()}
+                running = running_before | {k for k, f in self._running.items() if not f.done()}
         runnable, held = select(
             judged, lambda c: policy_approvals.is_approved(c, judged, ctx), running=running,
             backing_off=backing_off, skipped=outcome.skipped, same_run=not self.background,
@@ -406,12 +419,19 @@ class Engine:
                 metrics.CHANGES.labels(change.action.value, "denied").inc()
         results: list[executor.ExecutionResult] = []
         dispatched = 0
-        if ev.runnable:
+        runnable = list(ev.runnable)
+        if self.ha is not None and self.background:  # several replicas: this one's claimed share
+            self.ha.start()
+            with self._running_lock:
+                running = {k for k, f in self._running.items() if not f.done()}
+            runnable = self.ha.select(runnable, desired, running,
+                                      capacity=self.config.execution.max_parallel - len(running))
+        if runnable:
             if self.background:
-                dispatched = self._dispatch(ev.plan.plan_id, list(ev.runnable))
+                dispatched = self._dispatch(ev.plan.plan_id, runnable)
             else:
-                results = self.executor.run_rollouts(ev.plan.plan_id, list(ev.runnable))
-                dispatched = len(ev.runnable)
+                results = self.executor.run_rollouts(ev.plan.plan_id, runnable)
+                dispatched = len(runnable)
         self._save_status(ev, commit, source_error, reason)
         if source_error is None and not desired.problems:
             metrics.LAST_SUCCESS.set(self.clock.now())
@@ -739,10 +759,16 @@ class Engine:
         status["paused"] = self.store.pauses()
         status["freeze"] = self.store.get(KEY_FREEZE)
         status["notifications"] = notify_outbox.status(self.store, self.config.notifications, self.clock.now())
+        if self.ha is not None:
+            status["ha"] = self.ha.status()
         return status
 
     def ready(self) -> tuple[bool, str]:
         now = self.clock.now()
+        if self.ha is not None and self.background:
+            ok, why = self.ha.healthy()
+            if not ok:
+                return False, why
         if not self.store.writable(now):
             return False, "state store is not writable"
         if self._last_read_ok is None:
@@ -786,6 +812,8 @@ class Engine:
             self._pool.shutdown(wait=False, cancel_futures=True)
         for p in [*self._providers.values(), *self._retired]:
             p.close()
+        if self.ha is not None:
+            self.ha.close()
         self.store.close()
 
 
