@@ -45,7 +45,9 @@ class Coordinator:
         self.settings = settings
         self.share = share
         self.owner = store.owner
-        self.claims = claims_mod.Claims(store.engine, store.owner)
+        guard = max(min(settings.takeover_s / 4, 5.0), 0.05)  # well inside a takeover: see claims.guard
+        self.claims = claims_mod.Claims(store.engine, store.owner, guard_s=guard)
+        store.guard_s = guard
         self._held: dict[str, int] = {}
         self._valid_until = 0.0  # monotonic: claims are trusted until then
         self._lock = threading.Lock()

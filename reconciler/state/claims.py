@@ -13,7 +13,8 @@ replicas', so clock skew between hosts cannot stretch a lease.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,16 @@ def db_now(conn: Connection) -> float:
     return float(conn.execute(sa.select(now_expr(conn))).scalar_one())
 
 
+def guard(conn: Connection, seconds: float) -> None:
+    """Bound this transaction's waits on PostgreSQL: a lock held by a paused replica fails the wait after
+    ``seconds``, and the server ends a session left idle in a transaction that long (freeing its locks),
+    so a frozen process can never hold a takeover back past ``ha.takeover``."""
+    if conn.dialect.name == "postgresql":
+        ms = max(int(seconds * 1000), 1)
+        conn.execute(sa.text(f"SET LOCAL lock_timeout = {ms}"))
+        conn.execute(sa.text(f"SET LOCAL idle_in_transaction_session_timeout = {ms}"))
+
+
 def check(conn: Connection, fence: Fence) -> None:
     """Raise ``Fenced`` unless ``fence`` is the current, unexpired claim (share-locked until commit)."""
     q = sa.select(claims.c.generation).where(
@@ -93,12 +104,16 @@ def _insert(conn: Connection) -> Any:
 class Claims:
     """The membership and claim operations of one replica (``owner``) on one database."""
 
-    def __init__(self, engine: Engine, owner: str) -> None:
+    def __init__(self, engine: Engine, owner: str, *, guard_s: float = 5.0) -> None:
         self.engine = engine
         self.owner = owner
+        self.guard_s = guard_s
 
-    def _tx(self) -> Any:
-        return self.engine.begin()
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            guard(conn, self.guard_s)
+            yield conn
 
     def heartbeat(self, *, host: str, pid: int, role: str, started_at: float, ttl: float, ready: bool,
                   note: str) -> dict[str, int]:

@@ -215,6 +215,7 @@ class Store:
         self.engine = make_engine(url)
         self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._fence = threading.local()
+        self.guard_s = 5.0  # fenced transactions: lock and idle limits on PostgreSQL (see claims.guard)
         try:
             self.schema_version = migrate.upgrade(self.engine, SCHEMA, always=_every_start)
         except errors.StoreError as exc:
@@ -240,6 +241,7 @@ class Store:
             with self.engine.begin() as conn:
                 fence = getattr(self._fence, "value", None)
                 if fence is not None:
+                    claims.guard(conn, self.guard_s)
                     claims.check(conn, fence)
                 yield conn
         except IntegrityError:
