@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import DesiredRepo, PostgresServer, run_cli
 from tests.ha.conftest import Group, many_apps, metric
 
 
@@ -119,3 +120,40 @@ def test_a_replica_paused_past_its_claims_wakes_up_fenced_and_calls_no_provider(
     assert [g["name"] for g in group.groups()] == ["app000-main-v000"]
     for d in (a, b):
         assert d.stop() == 0
+
+
+def test_while_postgresql_is_down_replicas_are_not_ready_act_on_nothing_and_recover(tmp_path: Path) -> None:
+    server = PostgresServer()  # its own server: this test stops it
+    group = Group(tmp_path, server.create_database(), DesiredRepo(tmp_path / "desired"))
+    try:
+        many_apps(group.repo, 4)
+        group.repo.commit("v1")
+        replicas = [group.add(boot_seconds=0.5), group.add(boot_seconds=0.5)]
+        group.start_all()
+        group.wait(lambda: sum(1 for n in group.serving().values() if n) == 4, "v1 serving")
+        for d in replicas:
+            d.wait_for(lambda d=d: d.get("/readyz")[0] == 200, "ready")  # type: ignore[misc]
+        calls = [metric(d, "reconciler_provider_calls_total") for d in replicas]
+        server.stop()
+        try:
+            many_apps(group.repo, 4, image="img-2.0")
+            group.repo.commit("v2 while the database is down")
+            for d in replicas:
+                d.wait_for(lambda d=d: d.get("/readyz")[0] == 503, "not ready", timeout=15)  # type: ignore[misc]
+            time.sleep(3)  # several polls with v2 waiting: nothing may act
+            assert [metric(d, "reconciler_provider_calls_total") for d in replicas] == calls
+        finally:
+            server.start()
+        for d in replicas:
+            d.wait_for(lambda d=d: d.get("/readyz")[0] == 200, "ready again", timeout=30)  # type: ignore[misc]
+        group.wait(lambda: all(n and all(x.endswith("-v001") for x in n) for n in group.serving().values()),
+                   "v2 serving after the outage")
+        assert len(group.groups()) == 8, "one new group per cluster"
+        for d in replicas:
+            assert d.stop() == 0
+    finally:
+        for d in group.replicas:
+            if d.proc is not None and d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.communicate()
+        server.close()
