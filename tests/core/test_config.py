@@ -161,7 +161,7 @@ def _config_blocks(doc: Path) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/systemd.md", "docs/security.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/systemd.md", "docs/security.md", "docs/ha.md"])
 def test_every_config_example_in_the_docs_loads(tmp_path: Path, doc: str) -> None:
     blocks = _config_blocks(ROOT / doc)
     assert blocks, f"{doc} shows no config example"
