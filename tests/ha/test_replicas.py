@@ -157,3 +157,26 @@ def test_while_postgresql_is_down_replicas_are_not_ready_act_on_nothing_and_reco
                 d.proc.kill()
                 d.proc.communicate()
         server.close()
+
+
+def test_a_replica_that_joins_gets_its_share_of_the_next_commit(group: Group) -> None:
+    many_apps(group.repo, 12)
+    group.repo.commit("v1")
+    group.add(boot_seconds=0.2)
+    group.add(boot_seconds=0.2)
+    group.start_all()
+    group.wait(lambda: sum(1 for n in group.serving().values() if n) == 12, "v1 serving on two replicas")
+    joined = group.add(boot_seconds=0.2)
+    joined.start(log_to=group.root / "replica2.log")
+    group.wait(lambda: metric(group.replicas[0], "reconciler_ha_live_replicas") == 3, "the third replica seen")
+    many_apps(group.repo, 12, image="img-2.0")
+    group.repo.commit("v2")
+    group.wait(lambda: all(n and all(x.endswith("-v001") for x in n) for n in group.serving().values()),
+               "v2 serving")
+    rows = group.query("SELECT owner, count(*) AS n FROM executions WHERE state = 'succeeded' AND action = 'replace' "
+                       "GROUP BY owner")
+    shares = sorted(int(r.n) for r in rows)
+    assert shares == [4, 4, 4], shares
+    assert joined.proc is not None and any(f":{joined.proc.pid}:" in r.owner for r in rows)
+    for d in group.replicas:
+        assert d.stop() == 0
