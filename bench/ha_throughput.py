@@ -1,6 +1,6 @@
 """The same rollouts on one replica and on three sharing one PostgreSQL database; print the ratio.
 
-    .venv/bin/python bench/ha_throughput.py [--clusters 48] [--boot 2] [--parallel 4] [--replicas 3]
+    .venv/bin/python bench/ha_throughput.py [--clusters 48] [--boot 10] [--parallel 4] [--replicas 3]
 
 Starts a throwaway PostgreSQL server (Debian's server binaries, as the tests do), then for each
 group size a fresh database, a Git repository of N one-cluster applications and that many real
@@ -48,7 +48,7 @@ def run(server: PostgresServer, replicas: int, clusters: int, boot: float, paral
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clusters", type=int, default=48)
-    ap.add_argument("--boot", type=float, default=2.0)
+    ap.add_argument("--boot", type=float, default=10.0)
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--replicas", type=int, default=3)
     args = ap.parse_args()

@@ -109,6 +109,7 @@ class Engine:
         self._running_lock = threading.Lock()
         self._refreshes = threading.Condition()
         self._refreshing = 0  # status refreshes still to run after background rollouts
+        self._refresh_due = 0  # rollouts ended since the last status refresh or pass began (coalesced)
         self._last_read_ok: float | None = None
         self._installed = provider_base.installed_names()
         self._interrupt_orphans()
@@ -395,6 +396,8 @@ class Engine:
                 metrics.PASS_DURATION.observe(time.monotonic() - t0)
 
     def _reconcile(self, reason: str) -> PassResult:
+        with self._refreshes:  # this pass reads live after those rollouts ended: its status covers them
+            self._refresh_due = 0
         now = self.clock.now()
         previous = self.store.get(KEY_LAST_GOOD)
         commit, source_error = self.fetch()
@@ -474,8 +477,13 @@ class Engine:
         try:
             if self.executor.stopping.is_set():
                 return
-            with self._pass_lock:
-                self.refresh_status("rollout finished")
+            with self._refreshes:
+                self._refresh_due += 1
+            with self._pass_lock:  # rollouts ending together share one refresh, begun after each ended
+                with self._refreshes:
+                    due, self._refresh_due = self._refresh_due, 0
+                if due:
+                    self.refresh_status("rollout finished")
         except errors.ReconcilerError as exc2:
             log.warning("status refresh after a rollout failed: %s", exc2)
         except Exception:
