@@ -55,6 +55,7 @@ class Coordinator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started_at = time.time()
+        self._forgot_at = float("-inf")  # monotonic: when rows of long-dead replicas were last deleted
         self.members: list[str] = []
         self.error: str | None = "no heartbeat yet"
         self.ready_probe: Callable[[], tuple[bool, str]] | None = None  # what the replica row says of it
@@ -87,8 +88,9 @@ class Coordinator:
                 members = self.claims.members()
                 if self.share:
                     self._export(claims_mod.view(self.store.engine))
-            if self.share and int(t0) % 60 == 0:
+            if self.share and t0 - self._forgot_at >= 60:
                 self.claims.forget_dead(FORGET_DEAD_S)
+                self._forgot_at = t0
         except Exception as exc:  # the heartbeat thread must not die: any failure is an outcome
             if self.error is None:
                 log.error("heartbeat failed: %s; acting on nothing until the database answers", exc)
