@@ -98,8 +98,6 @@ class Engine:
         self.ha = ha.Coordinator(self.store, config.ha, share=background) if config.ha.enabled else None
         if self.ha is not None:
             self.ha.ready_probe = self.ready
-            if background:
-                self.ha.start()  # a member before the first pass, so replicas starting together share it
         self.executor = executor.Executor(
             store=self.store, providers=self.provider, clock=self.clock,
             settings=config.execution, progress=progress, claims=self.ha,
@@ -113,6 +111,8 @@ class Engine:
         self._last_read_ok: float | None = None
         self._installed = provider_base.installed_names()
         self._interrupt_orphans()
+        if self.ha is not None and background:
+            self.ha.start()  # a member before the first pass, so replicas starting together share it
 
     def catalog(self, *, accounts: bool = True) -> spec_catalog.Catalog:
         """What specs may name: installed providers; with ``accounts``, the config's accounts and regions."""
