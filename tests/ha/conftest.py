@@ -92,9 +92,10 @@ class Group:
 
     def serving(self) -> dict[str, list[str]]:
         """Cluster -> names of its enabled groups whose instances have booted (capacity that serves)."""
-        now = time.time()
+        groups = self.groups()
+        now = time.time()  # after the read: a group that booted while it ran is not taken for booting
         out: dict[str, list[str]] = {}
-        for g in self.groups():
+        for g in groups:
             cluster = g["tags"].get("cluster") or re.sub(r"-v\d+$", "", g["name"])
             out.setdefault(cluster, [])
             if g["enabled"] and g["ready_at"] <= now and g["capacity"]["desired"] > 0:
