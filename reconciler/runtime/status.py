@@ -130,12 +130,14 @@ def condition(kind: str, reason: str, message: str, commit: str, now: float) -> 
 
 
 def view(stored: Mapping[str, Any], *, executions: Sequence[Mapping[str, Any]], paused: Mapping[str, Any],
-         freeze: Any, notifications: Mapping[str, Any]) -> dict[str, Any]:
+         freeze: Any, notifications: Mapping[str, Any], ha: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The stored document with what the store knows now (the stored change of an execution is left out:
-    it carries the full launch settings, user data included)."""
+    it carries the full launch settings, user data included); ``ha``: the replica group, when on."""
     status: dict[str, Any] = dict(stored)
     status["executions"] = [{k: v for k, v in e.items() if k != "change"} for e in executions]
     status["paused"] = paused
     status["freeze"] = freeze
     status["notifications"] = notifications
+    if ha is not None:
+        status["ha"] = ha
     return status
