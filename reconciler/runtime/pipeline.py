@@ -35,6 +35,7 @@ from reconciler.notifications import history as notify_history
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
 from reconciler.runtime import executor as executor_mod
+from reconciler.runtime import ha as ha_mod
 from reconciler.runtime import live as live_mod
 from reconciler.runtime import metrics, promotion, rolling_state, status
 from reconciler.runtime import resources as resources_rt
@@ -125,7 +126,8 @@ class Pipeline:
 
     def __init__(self, *, config: Callable[[], config_mod.Config], store: store_mod.Store, clock: clock_mod.Clock,
                  desired: desired_mod.DesiredSource, live: live_mod.LiveReader, executor: executor_mod.Executor,
-                 dispatcher: dispatch_mod.Dispatcher, background: bool) -> None:
+                 dispatcher: dispatch_mod.Dispatcher, background: bool,
+                 ha: ha_mod.Coordinator | None = None) -> None:
         self._config = config  # the config in force (a reload replaces it between passes)
         self.store = store
         self.clock = clock
@@ -134,6 +136,7 @@ class Pipeline:
         self.executor = executor
         self.dispatcher = dispatcher
         self.background = background
+        self.ha = ha  # several replicas on one database: a background pass runs only its claimed share
         self.lock = threading.RLock()  # one pass at a time; one reader of the mirror
         self._last: Evaluation | None = None  # the evaluation status shows
         self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
@@ -179,6 +182,11 @@ class Pipeline:
                                                        ev.runnable)
         if res_results:
             ev = self._after_resources(ev, res_results)
+        if self.ha is not None and req.mode is Mode.BACKGROUND:  # several replicas: this one's claimed share
+            self.ha.start()
+            running = self.dispatcher.running()
+            runnable = self.ha.select(runnable, want.state, running,
+                                      capacity=self._config().execution.max_parallel - len(running))
         if runnable and req.mode is Mode.BACKGROUND:
             # status first: a rollout that ends at once then updates it from its own regions (``settle``)
             self._record_status(ev, req.reason, notify=req.notify)
@@ -235,6 +243,8 @@ class Pipeline:
         """Plan ``want`` against live state (read now unless given), judge it, select what runs now."""
         now = self.clock.now()
         desired = want.state
+        # running at any time since live was read: that read may predate a rollout's end
+        running_before = self.dispatcher.running() if exclude_running else set()
         live = live if live is not None else self.live.read(desired)
         observed = not base_commit  # live state as it is (not a PR preview's): its environment facts are kept
         stalled, backing_off = failure_state(self.store, self._config().execution, now)
@@ -245,7 +255,7 @@ class Pipeline:
         freeze_switch = self.store.get(keys.FREEZE)
         signature = self.desired.signature(desired.commit, want.policies)
         approvals = valid_approvals(self.store, now)
-        running = self.dispatcher.running() if exclude_running else set()
+        running = running_before | self.dispatcher.running() if exclude_running else set()
         # environment facts advance every pass (soaks, approvals, healthy-since): judged before the memo, and
         # their gates are one of its inputs, so a soak that ends with the clock is never answered from memory
         promo = promotion.evaluate(self.store, desired, live, now, record=observed)
