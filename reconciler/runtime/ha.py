@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from reconciler.config import settings as config_mod
-from reconciler.core import assignment, errors, model
+from reconciler.core import assignment, errors, model, selection
 from reconciler.runtime import metrics
 from reconciler.state import claims as claims_mod
 from reconciler.state import store as store_mod
@@ -147,14 +147,22 @@ class Coordinator:
         At most ``capacity`` new clusters are claimed (what the executor can start now): a replica never
         sits on claims it cannot work on, so a share moves to a replica that joins while work is queued.
         A cluster taken over from another replica runs from the next pass on: this pass was planned from
-        live state read before the claim, and the previous holder may have acted since.
+        live state read before the claim, and the previous holder may have acted since. The split is
+        made from the members read now, not at the last heartbeat: a replica that joined or left since
+        would otherwise be given, or keep, a share nobody runs until the next heartbeat.
         """
         if not self.healthy()[0]:
             return []
         changes = list(changes)
-        with self._lock:
-            members = list(self.members)
         if self.share:
+            try:
+                with self._db_lock:
+                    members = self.claims.members()
+            except errors.ReconcilerError as exc:
+                log.warning("reading the replica group failed: %s; this pass acts on nothing", exc)
+                return []
+            with self._lock:
+                self.members = members
             if self.owner not in members:
                 return []
             units = {assignment.unit_of(model.cluster_key(c.provider, c.account, r, c.name))
@@ -190,7 +198,8 @@ class Coordinator:
         if taken:
             log.info("took over %d clusters from other replicas; they run from the next pass, planned from "
                      "live state read after the takeover", len(taken))
-        return [c for c in wanted if c.key in got and c.key not in taken]
+        # a later wave runs only with the earlier waves it waits for: one of those may be held elsewhere
+        return selection.complete([c for c in wanted if c.key in got and c.key not in taken], same_run=False)
 
     def claim_now(self, key: str) -> claims_mod.Fence | None:
         """Claim one key outside the claim step (a manual apply or rollback); ``release`` it after."""

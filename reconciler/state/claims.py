@@ -136,9 +136,12 @@ class Claims:
 
     def members(self, role: str = "daemon") -> list[str]:
         """The replicas whose heartbeat has not lapsed."""
-        with self._tx() as c:
-            rows = c.execute(sa.select(replicas.c.id).where(
-                replicas.c.role == role, replicas.c.expires_at > now_expr(c))).all()
+        try:
+            with self._tx() as c:
+                rows = c.execute(sa.select(replicas.c.id).where(
+                    replicas.c.role == role, replicas.c.expires_at > now_expr(c))).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise errors.StoreError(f"reading the replica group: {exc}") from exc
         return sorted(str(r.id) for r in rows)
 
     def claim(self, keys: Iterable[str], ttl: float, *, taken: set[str] | None = None) -> dict[str, int]:
