@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 
 from reconciler.config import settings as config_mod
 from reconciler.core import assignment, errors, model, selection
+from reconciler.core.resources import ResourceChange
 from reconciler.runtime import metrics
 from reconciler.state import claims as claims_mod
 from reconciler.state import store as store_mod
@@ -34,6 +35,17 @@ from reconciler.state import store as store_mod
 log = logging.getLogger("reconciler.ha")
 
 FORGET_DEAD_S = 3600.0  # rows of replicas silent this long are deleted (status shows recent deaths)
+
+
+def claim_step(coordinator: Coordinator, changes: list[model.Change], resources: list[ResourceChange],
+               desired: model.DesiredState, running: set[str], max_parallel: int
+               ) -> tuple[list[model.Change], list[ResourceChange], list[ResourceChange]]:
+    """A background pass's share: (cluster changes, resource changes) it claimed, and the resource
+    changes left to other replicas (the clusters naming them wait: ``resources.run_first``)."""
+    coordinator.start()
+    mine, res = coordinator.select(changes, desired, running, capacity=max_parallel - len(running),
+                                   resources=resources)
+    return mine, res, [c for c in resources if c not in res]
 
 
 class Coordinator:
@@ -140,35 +152,40 @@ class Coordinator:
 
     # ------------------------------------------------------------------ the claim step
 
-    def select(self, changes: Iterable[model.Change], desired: model.DesiredState,
-               running: set[str], *, capacity: int) -> list[model.Change]:
-        """The runnable changes this replica runs now: its share (for a daemon), claimed in the database.
+    def select(self, changes: Iterable[model.Change], desired: model.DesiredState, running: set[str], *,
+               capacity: int, resources: Iterable[ResourceChange] = ()
+               ) -> tuple[list[model.Change], list[ResourceChange]]:
+        """The runnable cluster and resource changes this replica runs now: its share (for a daemon),
+        claimed in the database in one step.
 
         At most ``capacity`` new clusters are claimed (what the executor can start now): a replica never
         sits on claims it cannot work on, so a share moves to a replica that joins while work is queued.
-        A cluster taken over from another replica runs from the next pass on: this pass was planned from
+        A key taken over from another replica runs from the next pass on: this pass was planned from
         live state read before the claim, and the previous holder may have acted since. The split is
         made from the members read now, not at the last heartbeat: a replica that joined or left since
-        would otherwise be given, or keep, a share nobody runs until the next heartbeat.
+        would otherwise be given, or keep, a share nobody runs until the next heartbeat. A load balancer
+        or security group goes to the replica its key's rendezvous names (resources are few and run in
+        the pass, so no load bound); the clusters naming one that is created elsewhere wait for it.
         """
         if not self.healthy()[0]:
-            return []
-        changes = list(changes)
+            return [], []
+        changes, res = list(changes), list(resources)
         if self.share:
             try:
                 with self._db_lock:
                     members = self.claims.members()
             except errors.ReconcilerError as exc:
                 log.warning("reading the replica group failed: %s; this pass acts on nothing", exc)
-                return []
+                return [], []
             with self._lock:
                 self.members = members
             if self.owner not in members:
-                return []
+                return [], []
             units = {assignment.unit_of(model.cluster_key(c.provider, c.account, r, c.name))
                      for c in desired.clusters() for r in c.regions}
             table = assignment.assign(units, members)
             wanted = [c for c in changes if assignment.owner(c.key, table, members) == self.owner]
+            res = [c for c in res if assignment.owner(c.key, {}, members) == self.owner]
         else:
             wanted = changes
         with self._lock:
@@ -179,7 +196,7 @@ class Coordinator:
             if unit not in chosen and (c.key in held_now or len(chosen) < max(capacity, 0)):
                 chosen.append(unit)
         wanted = [c for c in wanted if assignment.unit_of(c.key) in chosen]
-        keys = {c.key for c in wanted}
+        keys = {c.key for c in wanted} | {c.key for c in res}
         taken: set[str] = set()
         try:
             with self._db_lock:
@@ -190,16 +207,18 @@ class Coordinator:
                 self.claims.release(stale)
         except errors.ReconcilerError as exc:
             log.warning("claim step failed: %s; this pass acts on nothing", exc)
-            return []
+            return [], []
         metrics.HA_CLAIMS.set(len(self._held))
         lost = len(keys) - len(got)
         if lost:
-            log.info("%d of %d clusters of this replica's share are still held by another replica", lost, len(keys))
+            log.info("%d of %d keys of this replica's share are still held by another replica", lost, len(keys))
         if taken:
-            log.info("took over %d clusters from other replicas; they run from the next pass, planned from "
+            log.info("took over %d keys from other replicas; they run from the next pass, planned from "
                      "live state read after the takeover", len(taken))
+        mine = [c for c in wanted if c.key in got and c.key not in taken]
         # a later wave runs only with the earlier waves it waits for: one of those may be held elsewhere
-        return selection.complete([c for c in wanted if c.key in got and c.key not in taken], same_run=False)
+        return (selection.complete(mine, same_run=False),
+                [c for c in res if c.key in got and c.key not in taken])
 
     def claim_now(self, key: str) -> claims_mod.Fence | None:
         """Claim one key outside the claim step (a manual apply or rollback); ``release`` it after."""

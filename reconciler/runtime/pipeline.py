@@ -177,16 +177,18 @@ class Pipeline:
         _count(ev)
         results: list[executor_mod.ExecutionResult] = []
         dispatched = 0
+        runnable, res_todo = list(ev.runnable), list(ev.resources_runnable)
+        res_elsewhere: list[ResourceChange] = []
+        if self.ha is not None and req.mode is Mode.BACKGROUND:  # several replicas: this one's claimed share
+            runnable, res_todo, res_elsewhere = ha_mod.claim_step(
+                self.ha, runnable, res_todo, want.state, self.dispatcher.running(),
+                self._config().execution.max_parallel)
+        ready = len(runnable)
         # load balancers and security groups first, in this thread; a cluster naming one not created waits
-        res_results, runnable = resources_rt.run_first(self.executor, ev.plan.plan_id, ev.resources_runnable,
-                                                       ev.runnable)
+        res_results, runnable = resources_rt.run_first(self.executor, ev.plan.plan_id, res_todo, runnable,
+                                                       elsewhere=res_elsewhere)
         if res_results:
             ev = self._after_resources(ev, res_results)
-        if self.ha is not None and req.mode is Mode.BACKGROUND:  # several replicas: this one's claimed share
-            self.ha.start()
-            running = self.dispatcher.running()
-            runnable = self.ha.select(runnable, want.state, running,
-                                      capacity=self._config().execution.max_parallel - len(running))
         if runnable and req.mode is Mode.BACKGROUND:
             # status first: a rollout that ends at once then updates it from its own regions (``settle``)
             self._record_status(ev, req.reason, notify=req.notify)
@@ -201,7 +203,7 @@ class Pipeline:
             metrics.LAST_SUCCESS.set(self.clock.now())
         return dataclasses.replace(self._result(ev, previous, dispatched=dispatched, results=results),
                                    resource_results=tuple(res_results),
-                                   resource_waiting=len(ev.runnable) - len(runnable))
+                                   resource_waiting=ready - len(runnable))
 
     def _after_resources(self, ev: Evaluation, results: Iterable[resources_rt.ResourceResult]) -> Evaluation:
         """``ev`` with the regions of the resource changes that ran read again (status shows them done)."""
