@@ -138,6 +138,8 @@ class Pipeline:
         self.background = background
         self.ha = ha  # several replicas on one database: a background pass runs only its claimed share
         self.lock = threading.RLock()  # one pass at a time; one reader of the mirror
+        self._settle_lock = threading.Lock()
+        self._to_settle: list[model.Change] = []  # ended rollouts whose regions status has not re-read
         self._last: Evaluation | None = None  # the evaluation status shows
         self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
 
@@ -298,11 +300,19 @@ class Pipeline:
     # ------------------------------------------------------------------ after executions
 
     def settle(self, changes: Iterable[model.Change], reason: str = "rollout finished") -> None:
-        """Executions of ``changes`` ended: status shows their regions read again (no other pass)."""
+        """Executions of ``changes`` ended: status shows their regions read again (no other pass).
+
+        Rollouts that end while a pass or another settle holds the lock are settled together, by
+        whichever gets the lock first: one evaluation, not one per rollout (a batch of rollouts ends
+        together, and each rollout thread waits here before it takes the next rollout)."""
+        with self._settle_lock:
+            self._to_settle += list(changes)
         with self.lock:
-            if self._last is None or self.executor.stopping.is_set():
-                return
-            self._record_status(self._after(self._last, changes), reason, notify=True)
+            with self._settle_lock:
+                todo, self._to_settle = self._to_settle, []
+            if not todo or self._last is None or self.executor.stopping.is_set():
+                return  # settled by another thread meanwhile (or nothing to read again)
+            self._record_status(self._after(self._last, todo), reason, notify=True)
 
     def _after(self, ev: Evaluation, changes: Iterable[model.Change]) -> Evaluation:
         """``ev`` judged again with the regions of ``changes`` read again (the rest as it was)."""

@@ -232,6 +232,8 @@ class Fleet(RuleBasedStateMachine):
         result = engine.reconcile(reason="test")
         engine.wait(timeout=60)
         stateful_stats.KINDS[kind] += 1
+        if which == 1 and self.other is not None and result.resource_results:
+            stateful_stats.KINDS["resources: changed by the second replica"] += 1
         for r in result.results:
             stateful_stats.KINDS[f"execution {r.state}"] += 1
             if r.change.restore:
