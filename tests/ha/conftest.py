@@ -42,7 +42,7 @@ class Group:
     replicas: list[Daemon] = field(default_factory=list)
 
     def add(self, *, boot_seconds: float = 0, ha: dict[str, str] | None = None, max_parallel: int = 8,
-            interval: str = "1s") -> Daemon:
+            interval: str = "1s", poll_health: str = "100ms") -> Daemon:
         i = len(self.replicas)
         port = free_port()
         token = self.root / "token"
@@ -52,7 +52,7 @@ class Group:
             state=self.url, poll={"interval": interval, "jitter": "0s"},
             http={"listen": f"127.0.0.1:{port}", "token_file": "token"},
             providers={"local": {"accounts": {"default": {"boot_seconds": boot_seconds}}}},
-            execution={"poll_health": "100ms", "retry_backoff": "0s", "step_backoff": "10ms",
+            execution={"poll_health": poll_health, "retry_backoff": "0s", "step_backoff": "10ms",
                        "max_parallel": max_parallel},
             daemon={"shutdown_deadline": "10s"},
             ha=ha or HA_FAST,
