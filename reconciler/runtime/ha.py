@@ -2,9 +2,10 @@
 
 A replica heartbeats every ``ha.heartbeat`` (its membership row and all its
 claims renewed in one transaction). Each pass, the daemon splits the commit's
-rollout units over the live daemon replicas (``core.assignment``: every replica
-computes the same split, no election needed), claims the keys of the runnable
-changes in its share, and releases claims it no longer needs. A claim is what
+rollout units over the live daemon replicas as the database lists them then
+(``core.assignment``: every replica computes the same split, no election
+needed), claims the keys of the runnable cluster and resource changes in its
+share, and releases claims it no longer needs. A claim is what
 lets an execution write (``Store.fenced``); a replica whose heartbeats fail
 (the database is gone, or it was paused) stops trusting its claims after
 ``takeover - heartbeat`` by its own monotonic clock, stops acting and reports
