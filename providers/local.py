@@ -42,6 +42,8 @@ _RESOURCE_CALLS = {"list_resources", "create_resource", "update_resource", "dest
 """Faults reach these only when ``faults.calls`` names them (the default stays the group calls)."""
 _KINDS = {"throttled", "unavailable", "timeout"}
 
+_SCHEMA_LOCK = 0x7265636F6E63  # the store's schema lock (reconciler.state.migrate.LOCK_KEY)
+
 _engines: dict[str, tuple[sa.engine.Engine, int]] = {}
 _engines_lock = threading.Lock()
 
@@ -53,8 +55,11 @@ def _engine_for(context: base.ProviderContext) -> sa.engine.Engine:
         eng, users = _engines.get(url, (None, 0))
         if eng is None:
             eng = context.open_database()
-            _meta.create_all(eng)
-            local_resources.create_tables(eng)
+            with eng.begin() as conn:  # several replicas may start at once on one PostgreSQL
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+                _meta.create_all(conn)
+                local_resources.create_tables(conn)
         _engines[url] = (eng, users + 1)
         return eng
 

@@ -30,8 +30,8 @@ local_resources = sa.Table(
 )
 
 
-def create_tables(engine: sa.engine.Engine) -> None:
-    _meta.create_all(engine)
+def create_tables(bind: sa.engine.Engine | sa.engine.Connection) -> None:
+    _meta.create_all(bind)
 
 
 class LocalResources:

@@ -536,6 +536,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"{t['delivered']} delivered, {t['dropped']} dropped")
             if t["failing"]:
                 print(f"    last error: {t['last_error']}")
+    if status.get("ha"):
+        from reconciler.runtime import ha
+
+        print("\n" + "\n".join(v(line) for line in ha.Coordinator.render(status["ha"])))
     return EXIT_OK
 
 

@@ -32,7 +32,7 @@ _TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _PATTERN_RE = re.compile(r"^[a-z0-9*?\[\]!-]{1,80}$")
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 TOP_KEYS = ("repo", "poll", "state", "state_dir", "prune", "providers", "http", "log",
-            "execution", "webhook", "schedules", "approvals", "daemon", "notifications", "specs", "verify",
+            "execution", "ha", "webhook", "schedules", "approvals", "daemon", "notifications", "specs", "verify",
             "analysis")
 """The config file's top-level fields."""
 _REPO_KEYS = ("url", "branch", "path", "allow_force_push", "allowed_signers", "username", "token_file",
@@ -264,6 +264,7 @@ class _Builder:
         providers = self._providers(raw.get("providers"))
         http = self._http(raw.get("http"), raw.get("webhook"))
         execution = self._execution(raw.get("execution"))
+        ha = self._ha(raw.get("ha"), state_url)
         log_sec = self.section(raw.get("log"), "log", ("level",))
         level = self._log_level(log_sec)
         daemon = self.section(raw.get("daemon"), "daemon", ("shutdown_deadline",))
@@ -297,6 +298,7 @@ class _Builder:
             providers=providers,
             http=http,
             execution=execution,
+            ha=ha,
             log_level=level,
             shutdown_deadline_s=deadline,
             schedules=schedules,
@@ -549,6 +551,28 @@ class _Builder:
             step_retries=self.count(sec, "execution", "step_retries", d.step_retries, 1, 100),
             step_backoff_s=self.duration(sec, "execution", "step_backoff", d.step_backoff_s, maximum=3600.0),
         )
+
+    def _ha(self, value: Any, state_url: str) -> config_mod.HaSettings:
+        sec = self.section(value, "ha", ("enabled", "heartbeat", "takeover"))
+        d = config_mod.HaSettings()
+        enabled_raw = sec.get("enabled", "auto")
+        if enabled_raw is None or enabled_raw == "auto":
+            enabled = state_url.startswith("postgresql")
+        elif isinstance(enabled_raw, bool):
+            enabled = enabled_raw
+        else:
+            self.fail("ha.enabled", f"expected auto, true or false, got {durations.show(enabled_raw)}")
+            enabled = False
+        heartbeat = self.duration(sec, "ha", "heartbeat", d.heartbeat_s, low=0.05, maximum=600.0)
+        takeover = self.duration(sec, "ha", "takeover", d.takeover_s, low=0.2, maximum=3600.0)
+        if "takeover" in sec and takeover < 3 * heartbeat:
+            self.fail("ha.takeover", f"must be at least three heartbeats ({durations.format_seconds(3 * heartbeat)}) "
+                      f"so that one late heartbeat does not move a live replica's work, got "
+                      f"{durations.show(sec['takeover'])}")
+        elif takeover < 3 * heartbeat:
+            self.fail("ha.heartbeat", f"must be at most a third of ha.takeover "
+                      f"({durations.format_seconds(takeover)}), got {durations.show(sec.get('heartbeat'))}")
+        return config_mod.HaSettings(enabled=enabled, heartbeat_s=heartbeat, takeover_s=takeover)
 
     def _log_level(self, sec: dict[str, Any]) -> int:
         value = sec.get("level", "info")

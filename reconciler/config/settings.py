@@ -79,6 +79,15 @@ class PrometheusSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HaSettings:
+    """Several replicas on one PostgreSQL database (``ha:``; docs/ha.md)."""
+
+    enabled: bool = False  # ha.enabled: auto (the default) turns it on for a postgresql:// state URL
+    heartbeat_s: float = 5.0  # ha.heartbeat: how often a replica says it lives and renews its claims
+    takeover_s: float = 30.0  # ha.takeover: a replica silent this long is dead; its claims move
+
+
+@dataclass(frozen=True, slots=True)
 class GitCredentials:
     """Where fetches find credentials. Files are read at each fetch, so rotating one needs no restart.
 
@@ -144,6 +153,7 @@ class Config:
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     http: HttpSettings = field(default_factory=HttpSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    ha: HaSettings = field(default_factory=HaSettings)
     log_level: int = logging.INFO  # log.level; applied at start and on SIGHUP
     shutdown_deadline_s: float = 30.0  # daemon.shutdown_deadline: running steps get this long on SIGTERM
     schedules: tuple[Schedule, ...] = ()

@@ -51,6 +51,10 @@ class StoreError(ReconcilerError):
     """The state store could not be opened or written."""
 
 
+class Fenced(ReconcilerError):
+    """This replica's claim on a cluster lapsed or moved: the database refused an execution's write."""
+
+
 class PolicyDenied(ReconcilerError):
     """A guardrail denied a change; the message names the policy."""
 

@@ -136,6 +136,7 @@ class ExecState(enum.StrEnum):
     INTERRUPTED = "interrupted"  # the process stopped or died; the next pass continues from live state
     ABANDONED = "abandoned"  # its process stopped renewing the lease; another execution continued
     SKIPPED = "skipped"  # not started (a lease held elsewhere, an earlier wave failed, replacements missing)
+    FENCED = "fenced"  # several replicas: its claim moved to another replica, which continues (never stored)
 
 
 ACTIVE_STATES = (ExecState.PENDING, ExecState.RUNNING)

@@ -70,6 +70,21 @@ def select(
     return runnable, held
 
 
+def complete(changes: list[model.Change], *, same_run: bool) -> list[model.Change]:
+    """``changes`` without those whose waits (``Change.waiting``) are no longer in the set: what
+    ``select`` guarantees, kept after a later step removes changes (several replicas: a claim that
+    another replica holds, or one taken over this pass). Without it a later wave could run while its
+    earlier wave, not serving the spec yet, was dropped from the run."""
+    out = list(changes)
+    while True:
+        keys = {c.key for c in out}
+        keep = [c for c in out if all((same_run or c.action is not model.Action.DESTROY) and k in keys
+                                      for k in c.waiting)]
+        if len(keep) == len(out):
+            return keep
+        out = keep
+
+
 def _wait_hold(change: model.Change, blocked: list[str], why_not: dict[str, str], keys: set[str]) -> model.Held:
     def why(k: str) -> str:
         if k in why_not:

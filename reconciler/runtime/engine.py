@@ -27,6 +27,7 @@ from reconciler.runtime import canary as canary_mod
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
 from reconciler.runtime import executor as executor_mod
+from reconciler.runtime import ha as ha_mod
 from reconciler.runtime import live as live_mod
 from reconciler.runtime import operations as operations_mod
 from reconciler.runtime import pipeline as pipeline_mod
@@ -57,16 +58,20 @@ class Engine:
         self.providers = providers_mod.Providers(config, self.clock)
         self.desired = desired_mod.DesiredSource(lambda: self.config, self.store, self.clock, self.providers)
         self.live = live_mod.LiveReader(self.providers, self.store, self.clock)
+        self.ha = ha_mod.Coordinator(self.store, config.ha, share=background) if config.ha.enabled else None
+        if self.ha is not None:
+            self.ha.ready_probe = self.ready
         self.executor = executor_mod.Executor(
             store=self.store, providers=self.providers.get, clock=self.clock,
             settings=config.execution, progress=progress, after_step=after_step, hooks=config.verify,
             prometheus=config.prometheus,
+            claims=self.ha,
         )
         self.dispatcher = dispatch_mod.Dispatcher(self.executor, config.execution.max_parallel,
                                                   on_done=lambda changes, _results: self.pipeline.settle(changes))
         self.pipeline = pipeline_mod.Pipeline(
             config=lambda: self.config, store=self.store, clock=self.clock, desired=self.desired, live=self.live,
-            executor=self.executor, dispatcher=self.dispatcher, background=background,
+            executor=self.executor, dispatcher=self.dispatcher, background=background, ha=self.ha,
         )
         self.ops = operations_mod.Operations(
             config=lambda: self.config, store=self.store, clock=self.clock, pipeline=self.pipeline,
@@ -74,6 +79,8 @@ class Engine:
         )
         self.pass_lock = self.pipeline.lock
         self._interrupt_orphans()
+        if self.ha is not None and background:
+            self.ha.start()  # a member before the first pass, so replicas starting together share it
 
     # ------------------------------------------------------------------ passes
 
@@ -115,12 +122,17 @@ class Engine:
             self.store.get(keys.STATUS) or {}, executions=self.store.executions(limit=20),
             paused=self.store.pauses(), freeze=self.store.get(keys.FREEZE),
             notifications=notify_outbox.status(self.store, self.config.notifications, self.clock.now()),
+            ha=self.ha.status() if self.ha is not None else None,
         )
         doc["canaries"] = canary_mod.status(self.store)
         return doc
 
     def ready(self) -> tuple[bool, str]:
         now = self.clock.now()
+        if self.ha is not None and self.background:
+            ok, why = self.ha.healthy()
+            if not ok:
+                return False, why
         if not self.store.writable(now):
             return False, "state store is not writable"
         last = self.desired.last_read_ok
@@ -167,15 +179,20 @@ class Engine:
     def apply_config(self, new: config_mod.Config) -> list[str]:
         """Make a reloaded config (already validated whole) the one every part uses; say what changed.
 
-        It waits for a running pass, so no pass sees half of each. The repository URL and the state
-        store stay as they are (they need a restart). Providers whose account settings changed are
+        It waits for a running pass, so no pass sees half of each. The repository URL, the state
+        store and ``ha.enabled`` stay as they are (they need a restart). Providers whose account settings changed are
         built afresh on their next use; executions already running keep the instance they started
         with, which is closed with the engine.
         """
         with self.pass_lock:
             old = self.config
-            new = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir)
-            changed = self.providers.reconfigure(new)
+            new = dataclasses.replace(new, repo_url=old.repo_url, state_url=old.state_url, state_dir=old.state_dir,
+                                      ha=dataclasses.replace(new.ha, enabled=old.ha.enabled))
+            changed: list[str] = []
+            if self.ha is not None and new.ha != old.ha:
+                self.ha.settings = new.ha  # the next heartbeat uses the new timings
+                changed.append("ha")
+            changed += self.providers.reconfigure(new)
             self.config = new
             self.executor.settings = new.execution
             self.executor.hooks = new.verify
@@ -211,4 +228,6 @@ class Engine:
         self.desired.close()  # first: a pass stuck on a template returns at once
         self.dispatcher.close()
         self.providers.close()
+        if self.ha is not None:
+            self.ha.close()
         self.store.close()

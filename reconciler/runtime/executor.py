@@ -27,7 +27,7 @@ from reconciler.core.model import Action, ExecState, Step, StepKind, StepState
 from reconciler.core.strategies import canary as canary_strategy
 from reconciler.core.strategies import rolling
 from reconciler.notifications import history
-from reconciler.runtime import canary, metrics, rolling_state, verify
+from reconciler.runtime import canary, ha, metrics, rolling_state, verify
 from reconciler.state import store as store_mod
 
 log = logging.getLogger("reconciler.executor")  # the name log filters know; kept when the module moved
@@ -61,6 +61,7 @@ class Executor:
     after_step: Callable[[], None] | None = None  # called after each step is recorded (the crash tests' hook)
     hooks: Mapping[str, config_mod.VerifyEndpoint] = field(default_factory=dict)  # verification endpoints
     prometheus: config_mod.PrometheusSettings | None = None  # canary analysis (config analysis.prometheus)
+    claims: ha.Coordinator | None = None  # several replicas: claims replace leases, writes are fenced
     _held: threading.local = field(default_factory=threading.local)
     deploys: history.DeployTracker = field(init=False)
 
@@ -131,6 +132,8 @@ class Executor:
     # ------------------------------------------------------------------ one change
 
     def run_change(self, plan_id: str, change: model.Change) -> ExecutionResult:
+        if self.claims is not None:
+            return self._run_claimed(self.claims, plan_id, change)
         now = self.clock.now()
         lease_key = change.key
         if not self._acquire(lease_key):
@@ -153,6 +156,37 @@ class Executor:
                 self.store.release_lease(lease_key)
             except errors.ReconcilerError as exc:
                 log.warning("%s: could not release the lease (it expires by itself): %s", lease_key, exc)
+
+    def _run_claimed(self, claims: ha.Coordinator, plan_id: str, change: model.Change) -> ExecutionResult:
+        """With several replicas: run under this replica's claim, every store write fenced by it."""
+        fence = claims.fence(change.key)
+        on_demand = fence is None  # not from the pass's claim step: a manual apply or rollback
+        if fence is None:
+            fence = claims.claim_now(change.key)
+        if fence is None:
+            msg = f"{change.key}: claimed by another replica (or the database is unreachable); not started"
+            self._say(msg)
+            return ExecutionResult(change, "", ExecState.SKIPPED, msg)
+        self._held.fence = fence
+        try:
+            with self.store.fenced(fence):
+                self._abandon_stale(change)
+                return self._run_locked(plan_id, change)
+        except errors.Fenced as exc:
+            metrics.HA_FENCED.inc()
+            log.warning("%s", exc, extra=_context(change))
+            return ExecutionResult(change, "", ExecState.FENCED, str(exc))
+        except errors.ReconcilerError as exc:
+            msg = f"{change.key}: not started: {exc}"
+            log.error("%s", msg, extra=_context(change))
+            return ExecutionResult(change, "", ExecState.FAILED, msg)
+        finally:
+            self._held.fence = None
+            if on_demand:
+                try:
+                    claims.release(fence)
+                except errors.ReconcilerError as exc:
+                    log.warning("%s: could not release the claim (it lapses by itself): %s", change.key, exc)
 
     def _abandon_stale(self, change: model.Change) -> None:
         """No zombies: executions of this cluster left running by an owner whose lease lapsed are closed."""
@@ -206,6 +240,8 @@ class Executor:
             self.store.finish_execution(ex_id, self.clock.now(), state=ExecState.INTERRUPTED,
                                         error="process stopping; the next pass continues from live state")
             return ExecutionResult(change, ex_id, ExecState.INTERRUPTED, "stopping")
+        except errors.Fenced:
+            raise
         except Exception as exc:  # a bug or an SDK surprise outside any step: the execution still ends
             return self._crashed(ex_id, change, exc)
         finally:
@@ -231,6 +267,8 @@ class Executor:
             except Interrupted:
                 self.store.step_ended(ex_id, idx, self.clock.now(), state=StepState.INTERRUPTED)
                 raise
+            except errors.Fenced:
+                raise  # the claim moved: nothing more is written or called; the new holder continues
             except Exception as exc:
                 failure = _as_error(exc, change, f"step {step.kind.value} {step.server_group}")
                 self.store.step_ended(ex_id, idx, self.clock.now(), state=StepState.FAILED, error=str(failure))
@@ -445,6 +483,8 @@ class Executor:
             self.store.step_started(ex_id, start + i, self.clock.now())
             try:
                 self._undo_step(provider, change, s)
+            except errors.Fenced:
+                raise
             except Exception as rb_exc:
                 rb_error = str(_as_error(rb_exc, change, f"rollback step {s.kind.value} {s.server_group}"))
                 self.store.step_ended(ex_id, start + i, self.clock.now(), state=StepState.FAILED, error=rb_error)
@@ -509,6 +549,9 @@ class Executor:
     def _check_stop(self) -> None:
         if self.stopping.is_set():
             raise Interrupted("stopping")
+        fence = getattr(self._held, "fence", None)
+        if fence is not None and self.claims is not None and not self.claims.holds(fence):
+            raise errors.Fenced(f"{fence.key}: this replica's claim lapsed or moved; stopping before the next call")
         key = getattr(self._held, "key", None)
         if not key:
             return

@@ -47,3 +47,30 @@ SPEC_ERRORS = Gauge(
 EXECUTIONS_RUNNING = Gauge(
     "reconciler_executions_running", "Executions in progress.", registry=REGISTRY
 )
+HA_LIVE_REPLICAS = Gauge(
+    "reconciler_ha_live_replicas", "Daemon replicas with a current heartbeat, as this one sees them.",
+    registry=REGISTRY,
+)
+HA_CLAIMS = Gauge(
+    "reconciler_ha_claims", "Cluster claims this replica holds.", registry=REGISTRY
+)
+HA_LAST_HEARTBEAT = Gauge(
+    "reconciler_ha_last_heartbeat_timestamp_seconds", "When this replica's last heartbeat was written.",
+    registry=REGISTRY,
+)
+HA_HEARTBEAT_FAILURES = Counter(
+    "reconciler_ha_heartbeat_failures_total", "Heartbeats that could not be written.", registry=REGISTRY
+)
+HA_FENCED = Counter(
+    "reconciler_ha_fenced_total",
+    "Executions stopped because their claim lapsed or moved (the database refused their write).",
+    registry=REGISTRY,
+)
+HA_REPLICA_CLAIMS = Gauge(
+    "reconciler_ha_replica_claims", "Claims held per replica, as the database says.", ["replica"],
+    registry=REGISTRY,
+)
+HA_REPLICA_HEARTBEAT_AGE = Gauge(
+    "reconciler_ha_replica_heartbeat_age_seconds", "Seconds since each replica's last heartbeat.", ["replica"],
+    registry=REGISTRY,
+)

@@ -36,6 +36,7 @@ from reconciler.runtime import canary, metrics, promotion, rolling_state, status
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
 from reconciler.runtime import executor as executor_mod
+from reconciler.runtime import ha as ha_mod
 from reconciler.runtime import live as live_mod
 from reconciler.runtime import resources as resources_rt
 from reconciler.state import keys
@@ -125,7 +126,8 @@ class Pipeline:
 
     def __init__(self, *, config: Callable[[], config_mod.Config], store: store_mod.Store, clock: clock_mod.Clock,
                  desired: desired_mod.DesiredSource, live: live_mod.LiveReader, executor: executor_mod.Executor,
-                 dispatcher: dispatch_mod.Dispatcher, background: bool) -> None:
+                 dispatcher: dispatch_mod.Dispatcher, background: bool,
+                 ha: ha_mod.Coordinator | None = None) -> None:
         self._config = config  # the config in force (a reload replaces it between passes)
         self.store = store
         self.clock = clock
@@ -134,7 +136,10 @@ class Pipeline:
         self.executor = executor
         self.dispatcher = dispatcher
         self.background = background
+        self.ha = ha  # several replicas on one database: a background pass runs only its claimed share
         self.lock = threading.RLock()  # one pass at a time; one reader of the mirror
+        self._settle_lock = threading.Lock()
+        self._to_settle: list[model.Change] = []  # ended rollouts whose regions status has not re-read
         self._last: Evaluation | None = None  # the evaluation status shows
         self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
 
@@ -174,9 +179,16 @@ class Pipeline:
         _count(ev)
         results: list[executor_mod.ExecutionResult] = []
         dispatched = 0
+        runnable, res_todo = list(ev.runnable), list(ev.resources_runnable)
+        res_elsewhere: list[ResourceChange] = []
+        if self.ha is not None and req.mode is Mode.BACKGROUND:  # several replicas: this one's claimed share
+            runnable, res_todo, res_elsewhere = ha_mod.claim_step(
+                self.ha, runnable, res_todo, want.state, self.dispatcher.running(),
+                self._config().execution.max_parallel)
+        ready = len(runnable)
         # load balancers and security groups first, in this thread; a cluster naming one not created waits
-        res_results, runnable = resources_rt.run_first(self.executor, ev.plan.plan_id, ev.resources_runnable,
-                                                       ev.runnable)
+        res_results, runnable = resources_rt.run_first(self.executor, ev.plan.plan_id, res_todo, runnable,
+                                                       elsewhere=res_elsewhere)
         if res_results:
             ev = self._after_resources(ev, res_results)
         if runnable and req.mode is Mode.BACKGROUND:
@@ -193,7 +205,7 @@ class Pipeline:
             metrics.LAST_SUCCESS.set(self.clock.now())
         return dataclasses.replace(self._result(ev, previous, dispatched=dispatched, results=results),
                                    resource_results=tuple(res_results),
-                                   resource_waiting=len(ev.runnable) - len(runnable))
+                                   resource_waiting=ready - len(runnable))
 
     def _after_resources(self, ev: Evaluation, results: Iterable[resources_rt.ResourceResult]) -> Evaluation:
         """``ev`` with the regions of the resource changes that ran read again (status shows them done)."""
@@ -235,6 +247,8 @@ class Pipeline:
         """Plan ``want`` against live state (read now unless given), judge it, select what runs now."""
         now = self.clock.now()
         desired = want.state
+        # running at any time since live was read: that read may predate a rollout's end
+        running_before = self.dispatcher.running() if exclude_running else set()
         live = live if live is not None else self.live.read(desired)
         observed = not base_commit  # live state as it is (not a PR preview's): its environment facts are kept
         stalled, backing_off = failure_state(self.store, self._config().execution, now)
@@ -246,7 +260,7 @@ class Pipeline:
         freeze_switch = self.store.get(keys.FREEZE)
         signature = self.desired.signature(desired.commit, want.policies)
         approvals = valid_approvals(self.store, now)
-        running = self.dispatcher.running() if exclude_running else set()
+        running = running_before | self.dispatcher.running() if exclude_running else set()
         # environment facts advance every pass (soaks, approvals, healthy-since): judged before the memo, and
         # their gates are one of its inputs, so a soak that ends with the clock is never answered from memory
         promo = promotion.evaluate(self.store, desired, live, now, record=observed)
@@ -288,11 +302,19 @@ class Pipeline:
     # ------------------------------------------------------------------ after executions
 
     def settle(self, changes: Iterable[model.Change], reason: str = "rollout finished") -> None:
-        """Executions of ``changes`` ended: status shows their regions read again (no other pass)."""
+        """Executions of ``changes`` ended: status shows their regions read again (no other pass).
+
+        Rollouts that end while a pass or another settle holds the lock are settled together, by
+        whichever gets the lock first: one evaluation, not one per rollout (a batch of rollouts ends
+        together, and each rollout thread waits here before it takes the next rollout)."""
+        with self._settle_lock:
+            self._to_settle += list(changes)
         with self.lock:
-            if self._last is None or self.executor.stopping.is_set():
-                return
-            self._record_status(self._after(self._last, changes), reason, notify=True)
+            with self._settle_lock:
+                todo, self._to_settle = self._to_settle, []
+            if not todo or self._last is None or self.executor.stopping.is_set():
+                return  # settled by another thread meanwhile (or nothing to read again)
+            self._record_status(self._after(self._last, todo), reason, notify=True)
 
     def _after(self, ev: Evaluation, changes: Iterable[model.Change]) -> Evaluation:
         """``ev`` judged again with the regions of ``changes`` read again (the rest as it was)."""

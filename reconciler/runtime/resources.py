@@ -19,7 +19,7 @@ from providers import base as provider_base
 from reconciler.core import errors, model
 from reconciler.core.resources import Kind, LiveResource, ResourceAction, ResourceChange, used_by
 from reconciler.runtime import executor as executor_mod
-from reconciler.runtime import metrics
+from reconciler.runtime import ha, metrics
 
 log = logging.getLogger("reconciler.executor")
 
@@ -28,7 +28,7 @@ log = logging.getLogger("reconciler.executor")
 class ResourceResult:
     change: ResourceChange
     execution_id: str
-    state: str  # succeeded | failed | skipped
+    state: str  # succeeded | failed | skipped | fenced (several replicas: the claim moved mid-way)
     error: str = ""
 
 
@@ -90,14 +90,16 @@ def hold_dependents(changes: Iterable[model.Change], pending: Iterable[ResourceC
 
 
 def run_first(executor: executor_mod.Executor, plan_id: str, resource_changes: Iterable[ResourceChange],
-              changes: Iterable[model.Change]) -> tuple[list[ResourceResult], list[model.Change]]:
+              changes: Iterable[model.Change], *, elsewhere: Iterable[ResourceChange] = ()
+              ) -> tuple[list[ResourceResult], list[model.Change]]:
     """Run the resource changes, then say which cluster changes may run: those not waiting for a resource
-    whose create just failed (the one place every entry point goes through, CLI and daemon alike)."""
-    todo = list(resource_changes)
-    if not todo:
+    whose create just failed (the one place every entry point goes through, CLI and daemon alike), or
+    whose create another replica runs (``elsewhere``: its share; the cluster follows once it exists)."""
+    todo, other = list(resource_changes), list(elsewhere)
+    if not todo and not other:
         return [], list(changes)
     results = ResourceRunner(executor).run_all(plan_id, todo)
-    run, held = hold_dependents(changes, [r.change for r in results if r.state != "succeeded"])
+    run, held = hold_dependents(changes, [r.change for r in results if r.state != "succeeded"] + other)
     for ch, why in held:
         executor.store.record("skipped", f"not started: {why}", executor.clock.now(), application=ch.application,
                               cluster=ch.cluster, region=ch.region, commit=ch.commit)
@@ -132,6 +134,8 @@ class ResourceRunner:
 
     def run(self, plan_id: str, change: ResourceChange) -> ResourceResult:
         ex = self.ex
+        if ex.claims is not None:
+            return self._run_claimed(ex.claims, plan_id, change)
         if not ex._acquire(change.key):
             msg = f"{change.key}: another execution holds the lease; not started"
             return ResourceResult(change, "", "skipped", msg)
@@ -144,6 +148,35 @@ class ResourceRunner:
                 ex.store.release_lease(change.key)
             except errors.ReconcilerError as exc:
                 log.warning("%s: could not release the lease (it expires by itself): %s", change.key, exc)
+
+    def _run_claimed(self, claims: ha.Coordinator, plan_id: str, change: ResourceChange) -> ResourceResult:
+        """With several replicas: under this replica's claim of the resource's key (taken in the claim
+        step, or now for a one-off apply), every store write fenced by it, as a cluster change."""
+        ex = self.ex
+        fence = claims.fence(change.key)
+        on_demand = fence is None
+        if fence is None:
+            fence = claims.claim_now(change.key)
+        if fence is None:
+            return ResourceResult(change, "", "skipped", f"{change.key}: claimed by another replica (or the "
+                                  "database is unreachable); not started")
+        ex._held.fence = fence  # checked before every provider call (Executor._check_stop)
+        try:
+            with ex.store.fenced(fence):
+                return self._run_locked(plan_id, change)
+        except errors.Fenced as exc:
+            metrics.HA_FENCED.inc()
+            log.warning("%s", exc)
+            return ResourceResult(change, "", "fenced", str(exc))
+        except errors.ReconcilerError as exc:
+            return ResourceResult(change, "", "failed", f"{change.key}: not started: {exc}")
+        finally:
+            ex._held.fence = None
+            if on_demand:
+                try:
+                    claims.release(fence)
+                except errors.ReconcilerError as exc:
+                    log.warning("%s: could not release the claim (it lapses by itself): %s", change.key, exc)
 
     def _run_locked(self, plan_id: str, change: ResourceChange) -> ResourceResult:
         ex, store, now = self.ex, self.ex.store, self.ex.clock.now()
@@ -163,6 +196,8 @@ class ResourceRunner:
         store.step_started(ex_id, 0, now)
         try:
             self._step(provider, change)
+        except errors.Fenced:
+            raise  # the claim moved: nothing more is written or called; the new holder plans it again
         except Exception as exc:
             failure = executor_mod._as_error(exc, _as_change(change), change.describe())
             at = ex.clock.now()

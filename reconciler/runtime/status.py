@@ -154,12 +154,14 @@ def condition(kind: str, reason: str, message: str, commit: str, now: float) -> 
 
 
 def view(stored: Document, *, executions: Sequence[Mapping[str, object]], paused: Mapping[str, object],
-         freeze: object, notifications: Mapping[str, object]) -> Document:
+         freeze: object, notifications: Mapping[str, object], ha: Mapping[str, object] | None = None) -> Document:
     """The stored document with what the store knows now (the stored change of an execution is left out:
-    it carries the full launch settings, user data included)."""
+    it carries the full launch settings, user data included); ``ha``: the replica group, when on."""
     status: Document = dict(stored)
     status["executions"] = [{k: v for k, v in e.items() if k != "change"} for e in executions]
     status["paused"] = paused
     status["freeze"] = freeze
     status["notifications"] = notifications
+    if ha is not None:
+        status["ha"] = ha
     return status

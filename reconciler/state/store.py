@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from reconciler import logs
 from reconciler.core import errors, model
+from reconciler.state import claims, migrate
 from reconciler.state import rows as rows_mod
 
 log = logging.getLogger("reconciler.store")  # the name log filters know; kept when the module moved
@@ -198,27 +200,25 @@ def redact(url: str) -> str:
         return url.rsplit("@", maxsplit=1)[-1]
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Columns added to a table after its first release, added to stores made before them.
+def _baseline(conn: Connection) -> None:
+    """Version 1: the tables of releases before versioned schemas (``create_all`` is a no-op on them)."""
+    metadata.create_all(conn)
 
-    ``create_all`` creates missing tables only; a new column needs a default so
-    old rows stay valid. Columns are only ever added, never renamed or dropped.
-    """
-    inspector = sa.inspect(engine)
-    for table in metadata.sorted_tables:
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            default = getattr(column.default, "arg", None)
-            if not isinstance(default, str):
-                raise errors.StoreError(f"{table.name}.{column.name}: a new column needs a text default")
-            ddl = column.type.compile(dialect=engine.dialect)
-            quote = engine.dialect.identifier_preparer.quote
-            with engine.begin() as conn:
-                conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {ddl} "
-                                     f"NOT NULL DEFAULT '{default}'"))
-            log.info("state store: added column %s.%s", table.name, column.name)
+
+def _replicas_and_claims(conn: Connection) -> None:
+    """Version 2: membership and claims of several replicas on one database (see ``claims``)."""
+    claims.metadata.create_all(conn)
+
+
+def _every_start(conn: Connection) -> None:
+    metadata.create_all(conn)
+    migrate.add_missing_columns(conn, metadata)
+
+
+SCHEMA = (
+    migrate.Step(1, "baseline", _baseline),
+    migrate.Step(2, "replicas and claims", _replicas_and_claims),
+)
 
 
 class Store:
@@ -228,19 +228,35 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._fence = threading.local()
+        self.guard_s = 5.0  # fenced transactions: lock and idle limits on PostgreSQL (see claims.guard)
         try:
-            metadata.create_all(self.engine)
-            _add_missing_columns(self.engine)
-        except SQLAlchemyError as exc:
-            raise errors.StoreError(f"state store {redact(url)}: cannot create tables: {exc}") from exc
+            self.schema_version = migrate.upgrade(self.engine, SCHEMA, always=_every_start)
+        except errors.StoreError as exc:
+            raise errors.StoreError(f"state store {redact(url)}: {exc}") from exc
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
+    def fenced(self, fence: claims.Fence | None) -> Iterator[None]:
+        """Every transaction of this thread within proves ``fence`` first (``claims.check``), or raises
+        ``errors.Fenced`` without writing: how an execution's writes carry its lease generation."""
+        before = getattr(self._fence, "value", None)
+        self._fence.value = fence
+        try:
+            yield
+        finally:
+            self._fence.value = before
+
+    @contextmanager
     def tx(self) -> Iterator[Connection]:
         try:
             with self.engine.begin() as conn:
+                fence = getattr(self._fence, "value", None)
+                if fence is not None:
+                    claims.guard(conn, self.guard_s)
+                    claims.check(conn, fence)
                 yield conn
         except IntegrityError:
             raise

@@ -76,6 +76,11 @@ BAD = [
     ("policies: {freeze: true}\n", ":3: policies: unknown field; guardrail settings live in policies.yaml"),
     ("pol: 1\n", ":3: pol: unknown field; did you mean poll?"),
     ("webhook: {secret: x}\n", ":3: webhook.secret: unknown field; did you mean secret_file?"),
+    ("ha: {enabled: sometimes}\n", ":3: ha.enabled: expected auto, true or false, got 'sometimes'"),
+    ("ha:\n  heartbeat: 5s\n  takeover: 10s\n", ":5: ha.takeover: must be at least three heartbeats (15s)"),
+    ("ha: {heartbeat: 20s}\n", ":3: ha.heartbeat: must be at most a third of ha.takeover (30s), got '20s'"),
+    ("ha: {takeover: 2h}\n", ":3: ha.takeover: '2h' is longer than the maximum of 1h"),
+    ("ha: {lease: 5s}\n", ":3: ha.lease: unknown field; allowed: enabled, heartbeat, takeover"),
 ]
 
 
@@ -156,7 +161,7 @@ def _config_blocks(doc: Path) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/systemd.md", "docs/security.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/systemd.md", "docs/security.md", "docs/ha.md"])
 def test_every_config_example_in_the_docs_loads(tmp_path: Path, doc: str) -> None:
     blocks = _config_blocks(ROOT / doc)
     assert blocks, f"{doc} shows no config example"
@@ -164,6 +169,17 @@ def test_every_config_example_in_the_docs_loads(tmp_path: Path, doc: str) -> Non
         path = tmp_path / f"example{i}.yaml"
         path.write_text(block.replace("/var/lib/reconciler", str(tmp_path / "state")), encoding="utf-8")
         config_mod.load_config(path)
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("prune: false\n", config_mod.HaSettings(enabled=False)),
+    ("state: postgresql://reconciler@db/reconciler\n", config_mod.HaSettings(enabled=True)),
+    ("state: postgresql://db/r\nha: {enabled: false}\n", config_mod.HaSettings(enabled=False)),
+    ("ha: {enabled: true, heartbeat: 1s, takeover: 3s}\n", config_mod.HaSettings(True, 1.0, 3.0)),
+])
+def test_ha_is_on_for_a_postgresql_state_url_and_off_for_sqlite_unless_set(
+        tmp_path: Path, body: str, expected: config_mod.HaSettings) -> None:
+    assert config_mod.load_config(_write(tmp_path, body)).ha == expected
 
 
 def test_the_shipped_example_configs_load_with_the_documented_values() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,4 +70,32 @@ def test_every_entry_point_runs_the_one_pipeline_once(env: Env, tmp_path: Path) 
         if d.scheduler.running:
             d.scheduler.shutdown(wait=True)
         d.engine.stop(10)
+        d.engine.close()
+
+
+def test_rollouts_that_end_while_the_pass_lock_is_held_are_settled_in_one_evaluation(env: Env) -> None:
+    for name in ("a", "b", "c"):
+        env.repo.write(f"apps/{name}.yaml", app_spec(name, regions=("us-east-1",)))
+    env.repo.commit("three applications")
+    cfg = config_mod.load_config(str(env.config))
+    d = daemon.Daemon(str(env.config), cfg, {})
+    try:
+        ended = list(d.engine.plan().plan.changes)  # the three creates, as the rollouts' ``on_done`` passes them
+        assert len(ended) == 3
+        d._pass("poll")
+        d.engine.wait(timeout=60)
+        pipe = d.engine.pipeline
+        before = pipe.evaluations.hits + pipe.evaluations.misses
+        with pipe.lock:  # a pass in progress while three rollouts end
+            threads = [threading.Thread(target=pipe.settle, args=([c],)) for c in ended]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 10
+            while len(pipe._to_settle) < len(threads) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        for t in threads:
+            t.join(timeout=10)
+        assert pipe.evaluations.hits + pipe.evaluations.misses - before == 1, "one evaluation for all three"
+        assert pipe._to_settle == []
+    finally:
         d.engine.close()

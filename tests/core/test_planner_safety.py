@@ -199,3 +199,16 @@ def test_a_destroy_waits_for_a_later_pass_in_the_daemon_and_for_a_held_replaceme
         dataclasses.replace(c, verdicts=(deny,)) if c.action is Action.CREATE else c for c in p.changes))
     runnable, held = _select(denied)
     assert runnable == [] and "app-web in r1 (denied: no)" in held["local/default/r1/app"].message
+
+
+def test_complete_drops_a_later_wave_whose_earlier_wave_left_the_run() -> None:
+    old, new = spec(regions=("r1", "r2", "r3"), waves=W), spec(image="img-2", regions=("r1", "r2", "r3"), waves=W)
+    changes = by_region(plan(desired(new), *(group(old, r) for r in ("r1", "r2", "r3"))))
+    every = [changes["r1"], changes["r2"], changes["r3"]]
+    assert selection.complete(every, same_run=False) == every
+    assert selection.complete([changes["r2"], changes["r3"]], same_run=False) == [], \
+        "r1 (not serving the spec yet) is held elsewhere: its later wave does not run without it"
+    done = [group(old, "r1", 0, enabled=False), group(new, "r1", 1), group(old, "r2"), group(old, "r3")]
+    later = by_region(plan(desired(new), *done))
+    assert selection.complete([later["r2"], later["r3"]], same_run=False) == [later["r2"], later["r3"]], \
+        "r1 serves the spec: nothing to wait for"

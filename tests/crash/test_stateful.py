@@ -176,6 +176,7 @@ class Fleet(RuleBasedStateMachine):
         self.succeeded: set[tuple[str, str, str, str, str]] = set()  # provider, account, cluster, region, hash
         self.paused = False
         self.background = False
+        self.other: engine_mod.Engine | None = None  # a second replica on the same store (two-replica mode)
         self.checked = False
         self.repo.write("apps/keep.yaml", app_spec("keep", regions=REGIONS))
         self.flow = Flow()
@@ -196,17 +197,26 @@ class Fleet(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ helpers
 
-    @initialize(daemon=st.booleans())
-    def choose_how_passes_run(self, daemon: bool) -> None:
+    @initialize(daemon=st.booleans(), replicas=st.sampled_from([1, 2]))
+    def choose_how_passes_run(self, daemon: bool, replicas: int) -> None:
         """The daemon runs rollouts in worker threads (a destroy waits a pass for its replacement);
-        ``run --once`` and ``apply`` run them in the pass (the destroy is ordered after it)."""
+        ``run --once`` and ``apply`` run them in the pass (the destroy is ordered after it). With two
+        replicas, both engines share the store with ``ha`` on (claims, shares, fencing) and the steps
+        interleave their passes, crashes and restarts."""
         self.background = daemon
         self.engine.close()
+        if replicas == 2:
+            self.cfg = dataclasses.replace(self.cfg, ha=dataclasses.replace(self.cfg.ha, enabled=True))
+            self.other = self._engine()
+            stateful_stats.KINDS["two replicas"] += 1
         self.engine = self._engine()
         stateful_stats.KINDS["daemon passes" if daemon else "run --once passes"] += 1
 
     def _engine(self) -> engine_mod.Engine:
         return engine_mod.Engine(self.cfg, clock=self.clock, background=self.background)
+
+    def _replica(self, which: int) -> engine_mod.Engine:
+        return self.other if which == 1 and self.other is not None else self.engine
 
     def _commit(self, message: str) -> None:
         apps = self.repo.path / "apps"
@@ -228,10 +238,13 @@ class Fleet(RuleBasedStateMachine):
         for _ in range(passes):
             self._pass("a reconcile pass")
 
-    def _pass(self, kind: str) -> None:
-        result = self.engine.reconcile(reason="test")
-        self.engine.wait(timeout=60)
+    def _pass(self, kind: str, which: int = 0) -> None:
+        engine = self._replica(which)
+        result = engine.reconcile(reason="test")
+        engine.wait(timeout=60)
         stateful_stats.KINDS[kind] += 1
+        if which == 1 and self.other is not None and result.resource_results:
+            stateful_stats.KINDS["resources: changed by the second replica"] += 1
         for r in result.results:
             stateful_stats.KINDS[f"execution {r.state}"] += 1
             if r.change.restore:
@@ -389,10 +402,12 @@ class Fleet(RuleBasedStateMachine):
         self.approved.add(self.flow.version)
         stateful_stats.KINDS["flow: approve"] += 1
 
-    @rule(passes=st.integers(1, 3))
-    def reconcile(self, passes: int) -> None:
-        for _ in range(passes):
-            self._pass("a reconcile pass")
+    @rule(passes=st.integers(1, 3), on=st.lists(st.integers(0, 1), min_size=3, max_size=3))
+    def reconcile(self, passes: int, on: list[int]) -> None:
+        for i in range(passes):
+            self._pass("a reconcile pass", on[i])
+            if self.other is not None and on[i] == 1:
+                stateful_stats.KINDS["a pass of the second replica"] += 1
 
     @rule()
     def a_bad_day(self) -> None:
@@ -428,6 +443,17 @@ class Fleet(RuleBasedStateMachine):
         self.engine.close()
         self.engine = self._engine()
         stateful_stats.KINDS["restart"] += 1
+
+    @precondition(lambda self: self.other is not None)
+    @rule(passes=st.integers(0, 2))
+    def restart_the_second_replica(self, passes: int) -> None:
+        """It leaves the group (its claims go), rejoins under a new id: the shares move between the two."""
+        assert self.other is not None
+        self.other.close()
+        self.other = self._engine()
+        for _ in range(passes):
+            self._pass("a reconcile pass", 1)
+        stateful_stats.KINDS["restart of the second replica"] += 1
 
     @rule(seconds=st.sampled_from([10, 60, 600]))
     def time_passes(self, seconds: int) -> None:
@@ -501,8 +527,9 @@ class Fleet(RuleBasedStateMachine):
             for _ in range(5):
                 self.clock.advance(3600)
                 self.approve_what_waits()
-                self.engine.reconcile(reason="final")
-                self.engine.wait(timeout=60)
+                for engine in [self.engine] if self.other is None else [self.engine, self.other]:
+                    engine.reconcile(reason="final")
+                    engine.wait(timeout=60)
                 ev = self.engine.plan()
                 if not ev.runnable and not ev.resources_runnable and not [
                         c for c, h in ev.resources_held if h.kind is model.Hold.APPROVAL]:
@@ -517,6 +544,8 @@ class Fleet(RuleBasedStateMachine):
         finally:
             stateful_stats.CURRENT = None
             self.engine.close()
+            if self.other is not None:
+                self.other.close()
             self.plugin.__exit__(None, None, None)
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -551,7 +580,8 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
             "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
             "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
-            "strategy: canary_pass", "strategy: canary_fail", "canary analysis passed", "canary analysis failed"}
+            "strategy: canary_pass", "strategy: canary_fail", "canary analysis passed", "canary analysis failed",
+            "two replicas", "a pass of the second replica", "restart of the second replica"}
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
 
 
