@@ -35,7 +35,9 @@ from google.cloud import compute_v1
 from providers import base
 from providers.gcp import edge
 from providers.gcp import records as records_mod
+from providers.gcp import resources as resources_mod
 from reconciler.core import errors, model, ratelimit
+from reconciler.core.resources import GLOBAL
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ KEYS = {"project", "regions", "zones", "credentials_file", "endpoint", "network"
 OFF = "OFF"
 
 
-class GcpProvider:
+class GcpProvider(resources_mod.GcpResources):
     name = NAME
     page_size = 500
     """maxResults of every list request (the API's maximum)."""
@@ -74,6 +76,7 @@ class GcpProvider:
         self.backends = compute_v1.BackendServicesClient(**kw)
         self.region_ops = compute_v1.RegionOperationsClient(**kw)
         self.global_ops = compute_v1.GlobalOperationsClient(**kw)
+        self.rc = resources_mod.Clients(**kw)
         self.records = records_mod.Records(context.open_database(), project)
         self._buckets: dict[str, ratelimit.TokenBucket] = {}
         self._count_lock = threading.Lock()
@@ -214,6 +217,8 @@ class GcpProvider:
         return self._regions
 
     def list_server_groups(self, region: str) -> list[model.ServerGroup]:
+        if region == GLOBAL:  # the placement of account-wide resources holds no groups
+            return []
         request = compute_v1.ListRegionInstanceGroupManagersRequest(project=self.project, region=region)
         migs = [m for page in self._pages("regionInstanceGroupManagers.list", region, self.migs.list, request)
                 for m in page.items]
@@ -561,6 +566,7 @@ class GcpProvider:
     def close(self) -> None:
         for client in (self.templates, self.migs, self.autoscalers, self.backends, self.region_ops, self.global_ops):
             client.transport.close()  # type: ignore[no-untyped-call]
+        self.rc.close()
         self.records.close()
 
 

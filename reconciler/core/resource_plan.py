@@ -33,6 +33,7 @@ from reconciler.core.resources import (
     ResourceChange,
     ResourceSpec,
     Rule,
+    places_of,
     users_index,
 )
 
@@ -194,11 +195,11 @@ def _why_kept(k: RKey, current: LiveResource, desired: model.DesiredState, input
 def _named_by_clusters(desired: model.DesiredState) -> dict[RKey, list[str]]:
     out: dict[RKey, list[str]] = defaultdict(list)
     for c in desired.clusters():
-        for region in c.regions:
+        for place in {p for region in c.regions for p in places_of(c.provider, c.account, region)}:
             for kind, names in ((Kind.LOAD_BALANCER, c.launch.load_balancers),
                                 (Kind.SECURITY_GROUP, c.launch.security_groups)):
                 for n in names:
-                    out[(c.provider, c.account, region, kind, n)].append(c.name)
+                    out[(*place, kind, n)].append(c.name)
     for app in desired.applications.values():
         for spec in app.resources:
             for rule in spec.rules:
@@ -259,7 +260,8 @@ def _missing(names: Iterable[str], kind: Kind, places: list[Placement], wanted: 
              live: set[RKey], read: frozenset[Placement]) -> list[str]:
     out = []
     for n in names:
-        gone = [p for p in places if p in read and (*p, kind, n) not in wanted and (*p, kind, n) not in live]
+        gone = [p for p in places if all(q in read for q in places_of(*p)) and not any(
+            (*q, kind, n) in wanted or (*q, kind, n) in live for q in places_of(*p))]
         if gone:
             where = ", ".join("/".join(p) for p in gone)
             out.append(f"no {kind.label} named {n!r} is declared ({kind.spec_field}:) or exists in {where}")

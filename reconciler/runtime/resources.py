@@ -17,9 +17,19 @@ from typing import Any
 
 from providers import base as provider_base
 from reconciler.core import errors, model
-from reconciler.core.resources import Kind, LiveResource, ResourceAction, ResourceChange, used_by
+from reconciler.core.resources import (
+    GLOBAL,
+    Kind,
+    LiveResource,
+    ResourceAction,
+    ResourceChange,
+    places_of,
+    serves,
+    used_by,
+)
 from reconciler.runtime import executor as executor_mod
 from reconciler.runtime import metrics
+from reconciler.state import keys
 
 log = logging.getLogger("reconciler.executor")
 
@@ -79,8 +89,8 @@ def hold_dependents(changes: Iterable[model.Change], pending: Iterable[ResourceC
     run: list[model.Change] = []
     held: list[tuple[model.Change, model.Held]] = []
     for ch in changes:
-        gone = [missing[k] for kind, name in needs(ch)
-                if (k := (ch.provider, ch.account, ch.region, kind, name)) in missing]
+        gone = [missing[k] for kind, name in needs(ch) for place in places_of(ch.provider, ch.account, ch.region)
+                if (k := (*place, kind, name)) in missing]
         if gone:
             held.append((ch, model.Held(model.Hold.RESOURCE, "waiting for " + ", ".join(
                 f"{r.label} to be created" for r in gone))))
@@ -202,8 +212,13 @@ class ResourceRunner:
         self.ex._retry(shim, "put_resource", lambda: rp.put_resource(request))
 
     def _guard(self, provider: provider_base.Provider, change: ResourceChange) -> None:
-        """Never destroy what a server group uses: read live again (a saved plan may be old)."""
-        groups = tuple(provider.list_server_groups(change.region))
+        """Never destroy what a server group uses: read live again (a saved plan may be old); for a global
+        resource, every region of the account (configured or deployed to)."""
+        regions = [change.region]
+        if change.region == GLOBAL:
+            known = self.ex.store.get(keys.KNOWN_REGIONS, {}) or {}
+            regions = sorted({*provider.regions(), *known.get(f"{change.provider}/{change.account}", [])} - {GLOBAL})
+        groups = tuple(g for r in regions for g in provider.list_server_groups(r))
         live = tuple(read(provider, change.region) or ())
         users = used_by(change.kind, change.name, (change.provider, change.account, change.region), groups, live)
         if users:
@@ -229,7 +244,7 @@ def status_rows(resources: Iterable[LiveResource], groups: Iterable[model.Server
     rows: list[dict[str, Any]] = []
     for r in resources:
         users = set(used_by(r.kind, r.name, r.placement, tuple(groups)))
-        attached = [g for g in groups if g.name in users and (g.provider, g.account, g.region) == r.placement]
+        attached = [g for g in groups if g.name in users and serves(r.placement, g.provider, g.account, g.region)]
         enabled = [g for g in attached if g.enabled]
         healthy = sum(g.healthy for g in enabled)
         apps = sorted({g.application for g in attached if g.application})
