@@ -39,7 +39,8 @@ def change_json(c: ResourceChange) -> dict[str, Any]:
         "provider": c.provider, "account": c.account, "region": c.region, "action": c.action.value,
         "reason": c.reason, "fields": [f.as_dict() for f in c.fields], "rules_added": list(c.rules_added),
         "rules_removed": list(c.rules_removed), "used_by": list(c.used_by), "narrows": list(c.narrows),
-        "spec_hash": c.spec_hash, "verdicts": [v.as_dict() for v in c.verdicts], "verdict": c.verdict.value,
+        "after": list(c.after), "spec_hash": c.spec_hash, "verdicts": [v.as_dict() for v in c.verdicts],
+        "verdict": c.verdict.value,
     }
 
 

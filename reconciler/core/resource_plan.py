@@ -34,6 +34,7 @@ from reconciler.core.resources import (
     ResourceSpec,
     Rule,
     places_of,
+    serves,
     users_index,
 )
 
@@ -68,6 +69,15 @@ class Inputs:
     prune: bool = False
     paused: frozenset[str] = frozenset()
     stalled: frozenset[tuple[str, str]] = frozenset()
+    leaving: Mapping[tuple[str, str, str, str], str] = field(default_factory=dict)
+    """(provider, account, region, server group) -> the key of the cluster change of this plan that destroys it:
+    a resource only those groups use is destroyed after them (``ResourceChange.after``)."""
+
+
+def leaving(changes: Iterable[model.Change]) -> dict[tuple[str, str, str, str], str]:
+    """The groups a plan's changes destroy, by the change that does."""
+    return {(c.provider, c.account, c.region, s.server_group): c.key for c in changes for s in c.steps
+            if s.kind is model.StepKind.DESTROY}
 
 
 def declared(desired: model.DesiredState) -> dict[RKey, ResourceSpec]:
@@ -93,6 +103,8 @@ def plan_resources(desired: model.DesiredState, inputs: Inputs) -> ResourceOutco
     drift: list[str] = []
     twice = _declared_twice(desired)
     users = users_index(inputs.groups, inputs.resources)
+    staying = users_index(tuple(g for g in inputs.groups if (g.provider, g.account, g.region, g.name)
+                                not in inputs.leaving), inputs.resources) if inputs.leaving else users
     for k, spec in sorted(wanted.items(), key=lambda kv: _key(kv[0])):
         place: Placement = (k[0], k[1], k[2])
         if place not in inputs.read:
@@ -130,17 +142,21 @@ def plan_resources(desired: model.DesiredState, inputs: Inputs) -> ResourceOutco
     for k, current in sorted(live.items(), key=lambda kv: _key(kv[0])):
         if k in wanted or not current.managed or current.placement in inputs.unreadable:
             continue
-        skip = _why_kept(k, current, desired, inputs, named,
-                         users.get((current.placement, current.kind, current.name), ()))
+        rk = (current.placement, current.kind, current.name)
+        after = _freed_by(current, users.get(rk, ()), staying.get(rk, ()), inputs)
+        skip = _why_kept(k, current, desired, inputs, named, () if after else users.get(rk, ()))
         if skip is not None:
             skipped.append(skip)
             continue
+        reason = (f"{current.kind.label} {current.name} is no longer declared and nothing uses it" if not after
+                  else f"{current.kind.label} {current.name} is no longer declared; destroyed once "
+                       f"{', '.join(after)} destroyed the groups using it")
         changes.append(ResourceChange(
             kind=current.kind, name=current.name, application=current.application, provider=k[0], account=k[1],
             region=k[2], action=ResourceAction.DESTROY,
             fields=tuple(FieldDiff(f, v, None) for f, v in current.settings),
-            rules_removed=current.rules, reason=f"{current.kind.label} {current.name} is no longer declared "
-            "and nothing uses it", commit=desired.commit))
+            rules_removed=current.rules, reason=reason, commit=desired.commit, after=after,
+            used_by=users.get(rk, ()) if after else ()))
     return ResourceOutcome(tuple(changes), tuple(skipped), tuple(drift))
 
 
@@ -169,6 +185,16 @@ def _diff(spec: ResourceSpec, current: LiveResource | None, place: Placement, us
               if drifted else f"{what} changed")
     return ResourceChange(**base, action=ResourceAction.UPDATE, fields=fields,  # type: ignore[arg-type]
                           rules_added=added, rules_removed=removed, used_by=users, narrows=narrows, reason=reason)
+
+
+def _freed_by(current: LiveResource, users: tuple[str, ...], staying: tuple[str, ...], inputs: Inputs
+              ) -> tuple[str, ...]:
+    """The cluster changes of this plan whose group destroys leave the resource unused (``()``: none do, or
+    something else still uses it)."""
+    if not users or staying:
+        return ()
+    return tuple(sorted({key for (prov, acc, region, name), key in inputs.leaving.items()
+                         if name in users and serves(current.placement, prov, acc, region)}))
 
 
 def _why_kept(k: RKey, current: LiveResource, desired: model.DesiredState, inputs: Inputs,

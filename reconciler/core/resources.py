@@ -189,6 +189,9 @@ class ResourceChange:
     reason: str = ""
     commit: str = ""
     verdicts: tuple[model.PolicyVerdict, ...] = ()
+    after: tuple[str, ...] = ()
+    """A destroy that waits for these cluster changes (keys) of the same plan: they destroy the last groups
+    using the resource. It runs once they succeeded, in the same pass (``reconciler apply``, ``run --once``)."""
     _id: str = field(default="", init=False, repr=False, compare=False)
 
     @property
@@ -222,7 +225,7 @@ class ResourceChange:
                 "provider": self.provider, "account": self.account, "region": self.region,
                 "action": self.action.value, "commit": self.commit, "spec_hash": self.spec_hash,
                 "fields": [f.as_dict() for f in self.fields], "rules_added": list(self.rules_added),
-                "rules_removed": list(self.rules_removed)}
+                "rules_removed": list(self.rules_removed), **({"after": list(self.after)} if self.after else {})}
 
     def describe(self) -> str:
         return f"{self.action.value} {self.label} in {self.region}"

@@ -103,7 +103,7 @@ def run_first(executor: executor_mod.Executor, plan_id: str, resource_changes: I
               changes: Iterable[model.Change]) -> tuple[list[ResourceResult], list[model.Change]]:
     """Run the resource changes, then say which cluster changes may run: those not waiting for a resource
     whose create just failed (the one place every entry point goes through, CLI and daemon alike)."""
-    todo = list(resource_changes)
+    todo = [c for c in resource_changes if not c.after]  # those wait for the clusters (``run_freed``)
     if not todo:
         return [], list(changes)
     results = ResourceRunner(executor).run_all(plan_id, todo)
@@ -112,6 +112,27 @@ def run_first(executor: executor_mod.Executor, plan_id: str, resource_changes: I
         executor.store.record("skipped", f"not started: {why}", executor.clock.now(), application=ch.application,
                               cluster=ch.cluster, region=ch.region, commit=ch.commit)
     return results, run
+
+
+def run_freed(executor: executor_mod.Executor, plan_id: str, resource_changes: Iterable[ResourceChange],
+              results: Iterable[executor_mod.ExecutionResult]) -> list[ResourceResult]:
+    """After the cluster changes ran: destroy what their group destroys freed (``ResourceChange.after``), each
+    once every change it waits for succeeded. The runtime guard reads the regions again first, so a group
+    that is still there (or a new one) keeps the resource. One that waits on a change that did not succeed
+    is left for a later pass, which plans it again from what is live then."""
+    done = {r.change.key for r in results if r.state is model.ExecState.SUCCEEDED}
+    ran = {r.change.key for r in results}
+    todo = []
+    for c in resource_changes:
+        if not c.after:
+            continue
+        if all(k in done for k in c.after):
+            todo.append(c)
+        elif any(k in ran for k in c.after):
+            executor.store.record("skipped", f"{c.describe()} not started: {', '.join(sorted(set(c.after) - done))} "
+                                  "did not succeed", executor.clock.now(), application=c.application, cluster=c.name,
+                                  region=c.region, commit=c.commit)
+    return ResourceRunner(executor).run_all(plan_id, todo) if todo else []
 
 
 def ordered(changes: Iterable[ResourceChange]) -> list[ResourceChange]:
