@@ -315,3 +315,30 @@ def test_the_examples_repository_applies_with_its_balancer_and_security_group(tm
                           for r in ("us-east-1", "eu-west-1")}
     assert all(r["health"] == "healthy" for r in found.values())
     assert found[("load_balancer", "checkout-web", "eu-west-1")]["settings"]["health_check.path"] == "/health"
+
+
+def test_a_narrowed_ingress_waiting_for_approval_is_announced_once(env: Env) -> None:
+    from reconciler.notifications import kinds, messages  # noqa: PLC0415 - only this test reads events
+    from reconciler.state import store as store_mod  # noqa: PLC0415
+
+    env.repo.write("apps/checkout.yaml", spec(rules=HTTPS + ADMIN)).commit("v1")
+    assert env.cli("run", "--once").code == 0
+    env.repo.write("apps/checkout.yaml", spec(rules=HTTPS)).commit("drop the admin port")
+    for _ in range(2):
+        assert env.cli("run", "--once").code == 0
+    store = store_mod.Store(f"sqlite:///{env.state_dir / 'state.db'}")
+    try:
+        waiting = [r for r in store.history(limit=500) if r["kind"] == kinds.WAITING_FOR_APPROVAL]
+    finally:
+        store.close()
+    assert len(waiting) == 1, "once, however many passes see it"
+    (event,) = waiting
+    change_id = event["detail"]["change_id"]
+    assert (event["application"], event["cluster"], event["region"]) == ("checkout", "security_group:checkout",
+                                                                          "us-east-1")
+    assert event["detail"]["action"] == "update" and event["detail"]["command"] == f"reconciler approve {change_id}"
+    n = messages.from_event(event)
+    assert n is not None and n.application == "checkout" and f"run `reconciler approve {change_id}`" in n.text
+    assert env.cli("approve", change_id).code == 0
+    assert env.cli("run", "--once").code == 0
+    assert _resources(env)[("security_group", "checkout")]["rules"] == ["tcp 443 from 0.0.0.0/0"]
