@@ -10,6 +10,8 @@ import pytest
 from providers.local import LocalProvider
 from reconciler.config import settings as config_mod
 from reconciler.core.resources import Kind
+from reconciler.notifications import kinds, messages
+from reconciler.state import store as store_mod
 from tests.conftest import DesiredRepo, Env, app_spec, provider_context, write_config
 
 ONE = ("us-east-1",)
@@ -318,9 +320,6 @@ def test_the_examples_repository_applies_with_its_balancer_and_security_group(tm
 
 
 def test_a_narrowed_ingress_waiting_for_approval_is_announced_once(env: Env) -> None:
-    from reconciler.notifications import kinds, messages  # noqa: PLC0415 - only this test reads events
-    from reconciler.state import store as store_mod  # noqa: PLC0415
-
     env.repo.write("apps/checkout.yaml", spec(rules=HTTPS + ADMIN)).commit("v1")
     assert env.cli("run", "--once").code == 0
     env.repo.write("apps/checkout.yaml", spec(rules=HTTPS)).commit("drop the admin port")
