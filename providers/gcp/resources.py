@@ -48,7 +48,7 @@ class Clients:
 
 
 @dataclass(frozen=True, slots=True)
-class _Api:
+class Scope:
     """One scope's backend-service and health-check calls: global, or one region's."""
 
     region: str
@@ -111,11 +111,26 @@ class GcpResources:
     _pages: Callable[..., Iterator[Any]]
     _mutate: Callable[..., None]
 
-    def _api(self, region: str) -> _Api:
+    def _api(self, region: str) -> Scope:
         if region == GLOBAL:
-            return _Api(GLOBAL, self.backends, self.rc.health_checks, "", {"project": self.project})
-        return _Api(region, self.rc.region_backends, self.rc.region_health_checks, "region",
+            return Scope(GLOBAL, self.backends, self.rc.health_checks, "", {"project": self.project})
+        return Scope(region, self.rc.region_backends, self.rc.region_health_checks, "region",
                     {"project": self.project, "region": region})
+
+    def _find_backend(self, region: str, bs: str) -> tuple[compute_v1.BackendService, Scope]:
+        """The backend service a group in ``region`` joins by that name: the global one, else the region's own
+        (one request more, for regional ones only). Neither: the global lookup's NotFound."""
+        missing: errors.NotFound | None = None
+        for api in (self._api(GLOBAL), self._api(region)):
+            try:
+                svc = self._run(api.method("backendServices", "get"), region, api.backends.get, **api.where,
+                                backend_service=bs)
+            except errors.NotFound as exc:
+                missing = missing or exc
+                continue
+            return svc, api
+        assert missing is not None
+        raise missing
 
     def _err(self, cls: type[errors.ProviderError], message: str, call: str, region: str) -> errors.ProviderError:
         return cls(f"{message} (project {self.project})", provider=self.name, call=call, account=self.account,
@@ -135,7 +150,7 @@ class GcpResources:
             out += self._security_groups(self._firewalls())
         return out
 
-    def _list(self, api: _Api, kind: str, client: Any, request: str) -> list[Any]:
+    def _list(self, api: Scope, kind: str, client: Any, request: str) -> list[Any]:
         req = api.request(request)(**api.where)
         return [i for page in self._pages(api.method(kind, "list"), api.region, client.list, req) for i in page.items]
 
@@ -191,7 +206,7 @@ class GcpResources:
         else:
             self._put_firewalls(request)
 
-    def _res_get(self, api: _Api, kind: str, client: Any, **name: str) -> Any:
+    def _res_get(self, api: Scope, kind: str, client: Any, **name: str) -> Any:
         try:
             return self._run(api.method(kind, "get"), api.region, client.get, **api.where, **name)
         except errors.NotFound:

@@ -368,6 +368,10 @@ class ComputeDouble(ResourceDouble):
 
     def on_bs_health(self, request: Request, project: str, name: str) -> Response:
         self._bs(name)
+        return self.group_health(request)
+
+    def group_health(self, request: Request) -> Response:
+        """What a backend service answers for one of its groups: every instance, healthy unless the image is bad."""
         doc = self._body(request, compute_v1.ResourceGroupReference)
         group = doc["group"].rsplit("/", 1)[-1]
         region = doc["group"].split("/regions/")[1].split("/")[0]

@@ -38,6 +38,8 @@ def resource_rules() -> list[Rule]:
                 Rule(f"{prefix}/healthChecks/<name>", endpoint=f"{scope}hc_patch", methods=["PATCH"])]
     out += [Rule(f"{P}/regions/<region>/backendServices/<name>", endpoint="rbs_get", methods=["GET"]),
             Rule(f"{P}/regions/<region>/backendServices/<name>", endpoint="rbs_patch", methods=["PATCH"]),
+            Rule(f"{P}/regions/<region>/backendServices/<name>", endpoint="rbs_update", methods=["PUT"]),
+            Rule(f"{P}/regions/<region>/backendServices/<name>/getHealth", endpoint="rbs_health", methods=["POST"]),
             Rule(f"{P}/global/firewalls", endpoint="fw_list", methods=["GET"]),
             Rule(f"{P}/global/firewalls", endpoint="fw_insert", methods=["POST"]),
             Rule(f"{P}/global/firewalls/<name>", endpoint="fw_get", methods=["GET"]),
@@ -56,6 +58,7 @@ class ResourceDouble:
     _page: Any
     _operation: Any
     _link: Any
+    group_health: Any
 
     def _init_resources(self) -> None:
         self.region_backend_services: dict[tuple[str, str], dict[str, Any]] = {}
@@ -153,6 +156,17 @@ class ResourceDouble:
             raise ApiError(404, f"backend service {name} not found in {region}", "notFound")
         return self.write_backend_service(request, self.region_backend_services[(region, name)], full=False,
                                           path=f"regions/{region}/backendServices/{name}", region=region)
+
+    def on_rbs_update(self, request: Request, project: str, region: str, name: str) -> Response:
+        if (region, name) not in self.region_backend_services:
+            raise ApiError(404, f"backend service {name} not found in {region}", "notFound")
+        return self.write_backend_service(request, self.region_backend_services[(region, name)], full=True,
+                                          path=f"regions/{region}/backendServices/{name}", region=region)
+
+    def on_rbs_health(self, request: Request, project: str, region: str, name: str) -> Response:
+        if (region, name) not in self.region_backend_services:
+            raise ApiError(404, f"backend service {name} not found in {region}", "notFound")
+        return self.group_health(request)
 
     def write_backend_service(self, request: Request, bs: dict[str, Any], *, full: bool, path: str,
                               region: str | None = None) -> Response:

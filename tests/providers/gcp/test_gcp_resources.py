@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,6 +14,7 @@ from reconciler.core import errors
 from reconciler.core.resources import GLOBAL, Kind, LiveResource
 from tests.providers.gcp.conftest import MakeGcp
 from tests.providers.gcp.fake_compute import ComputeDouble
+from tests.providers.gcp.test_gcp_provider import request
 
 LB = {"protocol": "http", "port": "8080", "health_check.protocol": "http", "health_check.port": "8080",
       "health_check.path": "/health", "health_check.interval": "10s", "health_check.timeout": "5s",
@@ -164,3 +166,22 @@ def test_errors_name_the_call_and_the_resource(gcp: GcpProvider, compute: Comput
     compute.fail_next("fw_list", 503, times=2)
     gcp.put_resource(sg())  # retried
     assert gcp.calls["firewalls.list"] == 3
+
+
+def test_a_group_joins_a_regional_backend_service_of_its_region(gcp: GcpProvider, compute: ComputeDouble) -> None:
+    gcp.put_resource(dataclasses.replace(lb("europe-west1"), name="internal"))
+    group = gcp.create_server_group(request("checkout-main-v000", lbs=("internal",)))
+    assert group.enabled
+    backends = compute.region_backend_services[("europe-west1", "internal")]["backends"]
+    assert [b["group"].rsplit("/", 1)[-1] for b in backends] == ["checkout-main-v000"]
+    compute.counts.clear()
+    assert gcp.health("europe-west1", "checkout-main-v000").healthy == 2
+    assert compute.counts["rbs_health"] == 1 and compute.counts["bs_health"] == 0
+    gcp.disable("europe-west1", "checkout-main-v000")
+    assert compute.region_backend_services[("europe-west1", "internal")]["backends"] == []
+    assert compute.counts["rbs_update"] == 1, "the last backend leaves through update (a patch sends no empty list)"
+    assert not {g.name: g for g in gcp.list_server_groups("europe-west1")}["checkout-main-v000"].enabled
+    gcp.enable("europe-west1", "checkout-main-v000")
+    gcp.destroy("europe-west1", "checkout-main-v000")
+    gcp.destroy_resource("europe-west1", Kind.LOAD_BALANCER, "internal")
+    assert not compute.region_backend_services
