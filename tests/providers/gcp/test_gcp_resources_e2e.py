@@ -123,3 +123,24 @@ def test_the_gcp_example_in_the_docs_applies_and_converges(tmp_path: Path, compu
     assert "tcpHealthCheck" in compute.health_checks[("europe-west1", "checkout-internal")]
     assert len(compute.firewalls_of("checkout")) == 3
     assert env.cli("plan").code == 0
+
+
+def test_validate_names_what_gcp_resources_cannot_be(env: Env) -> None:
+    listener = "    listener: {load_balancer: shop, port: 443, priority: 1, path: /x}\n"
+    regional = "  - name: checkout\n    regions: [europe-west1]\n    ingress:"
+    bad = spec().replace("    port: 8080\n", "    port: 8080\n" + listener).replace(
+        "  - name: checkout\n    ingress:", regional)
+    bad += "  - name: empty\n    provider: gcp\n    account: test\n    regions: [global]\n"
+    env.repo.write("apps/checkout.yaml", bad)
+    env.repo.write("apps/local.yaml", app_spec("local", regions=("us-east-1",)) + (
+        "load_balancers:\n  - name: web\n    provider: local\n    account: default\n"
+        "    regions: [global, us-east-1]\n"))
+    res = env.cli("validate", str(env.repo.path / "apps"))
+    assert res.code == 1
+    found = res.out.splitlines()
+    assert any(line.endswith("load_balancers[0].listener: listener rules are made on AWS only; a GCE backend "
+                             "service is reached through its URL map, made elsewhere") for line in found), found
+    assert any("security_groups[0].regions: GCE firewall rules belong to the network" in line for line in found)
+    assert any("security_groups[1].ingress: a GCE security group is its firewall rules" in line for line in found)
+    assert any(line.startswith("apps/local.yaml:") and "load_balancers[0].regions: 'global' is a placement of its "
+               "own, only on gcp" in line for line in found), found
