@@ -273,12 +273,13 @@ class GcpResources:
         if not request.rules:
             raise self._err(errors.ProviderError, f"security group {name}: GCE keeps no empty firewall rules; give "
                             "at least one ingress rule", "firewalls.insert", GLOBAL)
+        names = {firewall_name(name, line) for line in request.rules}
         mine: dict[str, compute_v1.Firewall] = {}
         for fw in self._firewalls():
             meta = _meta(fw.description)
             if meta.get("security-group") == name and meta.get(model.TAG_MANAGED_BY) == model.MANAGED_BY:
                 mine[fw.name] = fw
-            elif fw.name == name or (fw.name.startswith(f"{name}-") and not meta.get("security-group")):
+            elif fw.name == name or fw.name in names:  # the group's own name, or one we would make
                 raise self._err(errors.Conflict, f"firewall rule {fw.name} exists and is not managed by "
                                 "reconciler; refusing to change it", "firewalls.insert", GLOBAL)
         description = dict(request.settings).get("description", "")
