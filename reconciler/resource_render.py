@@ -85,8 +85,9 @@ def markdown_section(plan: model.Plan) -> str:
     if not plan.resource_changes:
         return ""
     verdict = model.Verdict.strictest([c.verdict for c in plan.resource_changes])
+    freed = " (destroys the clusters free: after them)" if any(c.after for c in plan.resource_changes) else ""
     out = [f"<details open><summary><b>Load balancers and security groups</b> · "
-           f"{len(plan.resource_changes)} change(s), applied before the clusters · {_MARKS[verdict]} "
+           f"{len(plan.resource_changes)} change(s), applied before the clusters{freed} · {_MARKS[verdict]} "
            f"{verdict.value}</summary>", ""]
     for c in plan.resource_changes:
         out.append(f"**{c.action.value} {c.kind.label} `{_md(c.name)}`** · {_md(c.provider)}/{_md(c.account)} · "
