@@ -39,7 +39,8 @@ def change_json(c: ResourceChange) -> dict[str, Any]:
         "provider": c.provider, "account": c.account, "region": c.region, "action": c.action.value,
         "reason": c.reason, "fields": [f.as_dict() for f in c.fields], "rules_added": list(c.rules_added),
         "rules_removed": list(c.rules_removed), "used_by": list(c.used_by), "narrows": list(c.narrows),
-        "spec_hash": c.spec_hash, "verdicts": [v.as_dict() for v in c.verdicts], "verdict": c.verdict.value,
+        "after": list(c.after), "spec_hash": c.spec_hash, "verdicts": [v.as_dict() for v in c.verdicts],
+        "verdict": c.verdict.value,
     }
 
 
@@ -84,8 +85,9 @@ def markdown_section(plan: model.Plan) -> str:
     if not plan.resource_changes:
         return ""
     verdict = model.Verdict.strictest([c.verdict for c in plan.resource_changes])
+    freed = " (destroys the clusters free: after them)" if any(c.after for c in plan.resource_changes) else ""
     out = [f"<details open><summary><b>Load balancers and security groups</b> · "
-           f"{len(plan.resource_changes)} change(s), applied before the clusters · {_MARKS[verdict]} "
+           f"{len(plan.resource_changes)} change(s), applied before the clusters{freed} · {_MARKS[verdict]} "
            f"{verdict.value}</summary>", ""]
     for c in plan.resource_changes:
         out.append(f"**{c.action.value} {c.kind.label} `{_md(c.name)}`** · {_md(c.provider)}/{_md(c.account)} · "

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.core import model
-from reconciler.core.resources import Kind, Placement, ResourceSpec, Rule
+from reconciler.core.resources import GLOBAL, GLOBAL_PROVIDERS, Kind, Placement, ResourceSpec, Rule
 from specs import yamlnodes
 
 Bad = Callable[[str, str], None]
@@ -36,6 +36,7 @@ def check(doc: dict[str, Any], bad: Bad) -> None:
             if not users and not all(r.get(k) for k in _PLACEMENT_KEYS):
                 bad(at, f"{kind.label} {name!r} is named by no cluster of this application; give provider, "
                         "account and regions")
+            _check_global(at, kind, r, users, bad)
             if kind is Kind.SECURITY_GROUP:
                 for j, rule in enumerate(r.get("ingress") or []):
                     _check_rule(f"{at}.ingress[{j}]", rule, bad)
@@ -45,6 +46,25 @@ def check(doc: dict[str, Any], bad: Bad) -> None:
             listener = r.get("listener")
             if isinstance(listener, dict) and not (listener.get("path") or listener.get("host")):
                 bad(f"{at}.listener", "a listener rule matches a path, a host or both; give at least one")
+
+
+def _check_global(at: str, kind: Kind, r: dict[str, Any], users: list[dict[str, Any]], bad: Bad) -> None:
+    """``regions: [global]`` only where the provider has account-wide resources; GCE firewall rules are always
+    global (a network's), and listener rules are an AWS notion."""
+    providers = {str(r["provider"])} if r.get("provider") else {str(c.get("provider")) for c in users}
+    regions = [str(x) for x in (r.get("regions") or [])]
+    if GLOBAL in regions and (len(regions) > 1 or not providers <= GLOBAL_PROVIDERS):
+        bad(f"{at}.regions", f"'{GLOBAL}' is a placement of its own, only on {', '.join(sorted(GLOBAL_PROVIDERS))}; "
+                             "give it alone")
+    on_global = providers & GLOBAL_PROVIDERS
+    if on_global and kind is Kind.SECURITY_GROUP and regions and regions != [GLOBAL]:
+        bad(f"{at}.regions", "GCE firewall rules belong to the network, not a region: leave regions out "
+                             f"(or give [{GLOBAL}])")
+    if on_global and kind is Kind.SECURITY_GROUP and not r.get("ingress"):
+        bad(f"{at}.ingress", "a GCE security group is its firewall rules: give at least one ingress rule")
+    if on_global and kind is Kind.LOAD_BALANCER and r.get("listener"):
+        bad(f"{at}.listener", "listener rules are made on AWS only; a GCE backend service is reached through "
+                              "its URL map, made elsewhere")
 
 
 def _check_rule(at: str, rule: dict[str, Any], bad: Bad) -> None:
@@ -96,7 +116,8 @@ def _placements(r: dict[str, Any], users: list[model.ClusterSpec]) -> tuple[Plac
         return tuple((str(provider), str(account), str(reg)) for reg in regions)
     out: dict[Placement, None] = {}
     for c in users:
-        for reg in regions or c.regions:
+        prov = str(provider or c.provider)
+        for reg in regions or ([GLOBAL] if prov in GLOBAL_PROVIDERS else c.regions):
             out[(str(provider or c.provider), str(account or c.account), str(reg))] = None
     return tuple(out)
 

@@ -516,12 +516,14 @@ _DESCRIPTIONS = {
 }
 _NESTED_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "load_balancers": {
-        "load_balancers": "Load balancers this application declares (AWS target groups, local simulated "
-                          "balancers); clusters name them in clusters[].load_balancers. See docs/resources.md.",
+        "load_balancers": "Load balancers this application declares (AWS target groups, GCP backend services "
+                          "with their health checks, local simulated balancers); clusters name them in "
+                          "clusters[].load_balancers. See docs/resources.md.",
         "name": "Name; clusters refer to it by this name.",
         "provider": "Provider; by default that of the clusters naming it.",
         "account": "Account; by default that of the clusters naming it.",
-        "regions": "Regions; by default those of the clusters naming it.",
+        "regions": "Regions; by default those of the clusters naming it (on GCP: [global], account-wide; a "
+                   "region makes a regional backend service).",
         "protocol": "Traffic protocol: http (default), https or tcp; in health_check the check's (default: "
                     "the traffic protocol).",
         "port": "Traffic port (default 80); in health_check the port checked (default: the traffic port); in "
@@ -540,12 +542,14 @@ _NESTED_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "host": "Host header the rule matches, e.g. shop.example.com (at least one of path and host).",
     },
     "security_groups": {
-        "security_groups": "Security groups (firewall rules) this application declares; clusters name them in "
+        "security_groups": "Security groups (firewall rules; on GCP firewall rules targeting the network tag "
+                           "of this name) this application declares; clusters name them in "
                            "clusters[].security_groups. See docs/resources.md.",
         "name": "Name; clusters and other groups' rules refer to it by this name.",
         "provider": "Provider; by default that of the clusters naming it.",
         "account": "Account; by default that of the clusters naming it.",
-        "regions": "Regions; by default those of the clusters naming it.",
+        "regions": "Regions; by default those of the clusters naming it (on GCP always [global]: firewall "
+                   "rules belong to the network).",
         "description": "Free text shown in the cloud's console.",
         "ingress": "Inbound rules; removing one that serving traffic may need asks for an approval.",
         "protocol": "tcp, udp, icmp or all.",

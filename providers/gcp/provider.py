@@ -35,7 +35,9 @@ from google.cloud import compute_v1
 from providers import base
 from providers.gcp import edge
 from providers.gcp import records as records_mod
+from providers.gcp import resources as resources_mod
 from reconciler.core import errors, model, ratelimit
+from reconciler.core.resources import GLOBAL
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ KEYS = {"project", "regions", "zones", "credentials_file", "endpoint", "network"
 OFF = "OFF"
 
 
-class GcpProvider:
+class GcpProvider(resources_mod.GcpResources):
     name = NAME
     page_size = 500
     """maxResults of every list request (the API's maximum)."""
@@ -74,6 +76,9 @@ class GcpProvider:
         self.backends = compute_v1.BackendServicesClient(**kw)
         self.region_ops = compute_v1.RegionOperationsClient(**kw)
         self.global_ops = compute_v1.GlobalOperationsClient(**kw)
+        self.rc = resources_mod.Clients(**kw)
+        self._scopes: dict[tuple[str, str], resources_mod.Scope] = {}
+        """(region, backend service) -> where it was found (global or that region's), for ``getHealth``."""
         self.records = records_mod.Records(context.open_database(), project)
         self._buckets: dict[str, ratelimit.TokenBucket] = {}
         self._count_lock = threading.Lock()
@@ -214,6 +219,8 @@ class GcpProvider:
         return self._regions
 
     def list_server_groups(self, region: str) -> list[model.ServerGroup]:
+        if region == GLOBAL:  # the placement of account-wide resources holds no groups
+            return []
         request = compute_v1.ListRegionInstanceGroupManagersRequest(project=self.project, region=region)
         migs = [m for page in self._pages("regionInstanceGroupManagers.list", region, self.migs.list, request)
                 for m in page.items]
@@ -231,8 +238,7 @@ class GcpProvider:
         out: dict[str, set[str]] = {}
         for bs in sorted(names):
             try:
-                svc = self._run("backendServices.get", region, self.backends.get, project=self.project,
-                                backend_service=bs)
+                svc, api = self._find_backend(region, bs)
             except errors.NotFound:
                 if strict:
                     raise
@@ -241,6 +247,7 @@ class GcpProvider:
                 out[bs] = set()
                 continue
             out[bs] = {edge.rel(b.group) for b in svc.backends}
+            self._scopes[(region, bs)] = api
         return out
 
     def _to_model(self, region: str, m: compute_v1.InstanceGroupManager, meta: dict[str, Any],
@@ -308,8 +315,10 @@ class GcpProvider:
         for bs, members in self._members(region, lbs, strict=False).items():
             if group not in members:
                 continue  # out of this backend service (disabled): it reports no health for the group
-            got = self._run("backendServices.getHealth", region, self.backends.get_health, project=self.project,
-                            backend_service=bs, resource_group_reference_resource=compute_v1.ResourceGroupReference(
+            api = self._scopes.get((region, bs)) or self._api(GLOBAL)
+            got = self._run(api.method("backendServices", "getHealth"), region, api.backends.get_health,
+                            **api.where, backend_service=bs,
+                            resource_group_reference_resource=compute_v1.ResourceGroupReference(
                                 group=mig.instance_group))
             ready &= {edge.rel(h.instance) for h in got.health_status if h.health_state == "HEALTHY"}
         size = int(mig.target_size)
@@ -431,15 +440,15 @@ class GcpProvider:
     def _add_backend(self, region: str, bs: str, group_url: str) -> None:
         """Patch with the current fingerprint; a stale one (412) is read again once."""
         for _ in range(2):
-            svc = self._run("backendServices.get", region, self.backends.get, project=self.project, backend_service=bs)
+            svc, api = self._find_backend(region, bs)
             if any(edge.rel(b.group) == edge.rel(group_url) for b in svc.backends):
                 return
             patch = compute_v1.BackendService(
                 fingerprint=svc.fingerprint,
                 backends=[*svc.backends, compute_v1.Backend(group=group_url, balancing_mode="UTILIZATION")])
             try:
-                self._mutate("backendServices.patch", "global", self.backends.patch_unary,
-                             compute_v1.PatchBackendServiceRequest, project=self.project, backend_service=bs,
+                self._mutate(api.method("backendServices", "patch"), api.region, api.backends.patch_unary,
+                             api.request("PatchBackendServiceRequest"), **api.where, backend_service=bs,
                              backend_service_resource=patch)
                 return
             except errors.Conflict:
@@ -451,8 +460,7 @@ class GcpProvider:
         """Patch without the group; ``update`` (PUT) the full resource when it was the last backend."""
         for _ in range(2):
             try:
-                svc = self._run("backendServices.get", region, self.backends.get, project=self.project,
-                                backend_service=bs)
+                svc, api = self._find_backend(region, bs)
             except errors.NotFound:
                 return  # the backend service is gone: nothing sends traffic to the group through it
             keep = [b for b in svc.backends if edge.rel(b.group) != edge.rel(group_url)]
@@ -460,15 +468,15 @@ class GcpProvider:
                 return
             try:
                 if keep:
-                    self._mutate("backendServices.patch", "global", self.backends.patch_unary,
-                                 compute_v1.PatchBackendServiceRequest, project=self.project, backend_service=bs,
+                    self._mutate(api.method("backendServices", "patch"), api.region, api.backends.patch_unary,
+                                 api.request("PatchBackendServiceRequest"), **api.where, backend_service=bs,
                                  backend_service_resource=compute_v1.BackendService(fingerprint=svc.fingerprint,
                                                                                     backends=keep))
                 else:
                     full = compute_v1.BackendService(svc)
                     full.backends = []
-                    self._mutate("backendServices.update", "global", self.backends.update_unary,
-                                 compute_v1.UpdateBackendServiceRequest, project=self.project, backend_service=bs,
+                    self._mutate(api.method("backendServices", "update"), api.region, api.backends.update_unary,
+                                 api.request("UpdateBackendServiceRequest"), **api.where, backend_service=bs,
                                  backend_service_resource=full)
                 return
             except errors.Conflict:
@@ -561,6 +569,7 @@ class GcpProvider:
     def close(self) -> None:
         for client in (self.templates, self.migs, self.autoscalers, self.backends, self.region_ops, self.global_ops):
             client.transport.close()  # type: ignore[no-untyped-call]
+        self.rc.close()
         self.records.close()
 
 

@@ -46,7 +46,7 @@ def visible(status: Mapping[str, Any], identity: access.Identity) -> dict[str, A
     out["paused"] = {t: p for t, p in (status.get("paused") or {}).items() if app_ok(access.application_of(t))}
     out["resources"] = [r for r in status.get("resources") or ()
                         if any(app_ok(str(a)) for a in r.get("applications") or ())]
-    for name in ("resource_changes", "resource_skipped"):
+    for name in ("resource_changes", "resource_skipped", "resource_held"):
         out[name] = [c for c in status.get(name) or () if app_ok(str(c.get("application", "")))]
     return out
 
@@ -122,6 +122,14 @@ def pending_approvals(status: Mapping[str, Any]) -> list[dict[str, Any]]:
                         "reason": c.get("reason", ""), "why": h.get("why", ""),
                         "application": access.application_of_key(key),
                         "cluster": parts[-1], "region": parts[2] if len(parts) == 4 else ""})
+    reasons = {c.get("change_id"): c.get("reason", "") for c in status.get("resource_changes") or ()}
+    for h in status.get("resource_held") or ():  # a narrowed ingress: approved like a cluster change
+        if h.get("kind") == model.Hold.APPROVAL.value:
+            parts = str(h.get("key", "")).split("/")
+            out.append({"change_id": h["change_id"], "key": h.get("key", ""), "action": h.get("action", ""),
+                        "reason": reasons.get(h["change_id"], ""), "why": h.get("why", ""),
+                        "application": h.get("application", ""), "cluster": parts[-1],
+                        "region": parts[2] if len(parts) == 4 else ""})
     return out
 
 

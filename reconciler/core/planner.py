@@ -49,10 +49,11 @@ class LiveState:
     """(provider, account, region) whose load balancers and security groups were read (providers that have them)."""
 
     def resource_inputs(self, *, prune: bool = False, paused: frozenset[str] = frozenset(),
-                        stalled: Collection[tuple[str, str]] = frozenset()) -> resource_plan.Inputs:
+                        stalled: Collection[tuple[str, str]] = frozenset(),
+                        leaving: Mapping[tuple[str, str, str, str], str] | None = None) -> resource_plan.Inputs:
         return resource_plan.Inputs(groups=self.groups, resources=self.resources, read=self.resources_read,
                                     unreadable=self.unreadable, prune=prune, paused=paused,
-                                    stalled=frozenset(stalled))
+                                    stalled=frozenset(stalled), leaving=dict(leaving or {}))
 
     def fingerprint(self, autoscaled: Collection[tuple[str, str, str, str]] = ()) -> str:
         """Hash of what a saved plan depends on (membership, traffic, capacity, spec), not health.
@@ -155,7 +156,7 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
     changes += _prune(desired, live, opts, by_key, wanted, skipped)
     changes.sort(key=lambda c: (c.application, c.cluster, c.provider, c.account, c.wave, c.region))
     res = resource_plan.plan_resources(desired, live.resource_inputs(
-        prune=opts.prune, paused=opts.paused, stalled=opts.stalled))
+        prune=opts.prune, paused=opts.paused, stalled=opts.stalled, leaving=resource_plan.leaving(changes)))
     result = model.Plan(
         commit=desired.commit,
         changes=tuple(changes),

@@ -33,6 +33,8 @@ from reconciler.core.resources import (
     ResourceChange,
     ResourceSpec,
     Rule,
+    places_of,
+    serves,
     users_index,
 )
 
@@ -67,6 +69,15 @@ class Inputs:
     prune: bool = False
     paused: frozenset[str] = frozenset()
     stalled: frozenset[tuple[str, str]] = frozenset()
+    leaving: Mapping[tuple[str, str, str, str], str] = field(default_factory=dict)
+    """(provider, account, region, server group) -> the key of the cluster change of this plan that destroys it:
+    a resource only those groups use is destroyed after them (``ResourceChange.after``)."""
+
+
+def leaving(changes: Iterable[model.Change]) -> dict[tuple[str, str, str, str], str]:
+    """The groups a plan's changes destroy, by the change that does."""
+    return {(c.provider, c.account, c.region, s.server_group): c.key for c in changes for s in c.steps
+            if s.kind is model.StepKind.DESTROY}
 
 
 def declared(desired: model.DesiredState) -> dict[RKey, ResourceSpec]:
@@ -92,6 +103,8 @@ def plan_resources(desired: model.DesiredState, inputs: Inputs) -> ResourceOutco
     drift: list[str] = []
     twice = _declared_twice(desired)
     users = users_index(inputs.groups, inputs.resources)
+    staying = users_index(tuple(g for g in inputs.groups if (g.provider, g.account, g.region, g.name)
+                                not in inputs.leaving), inputs.resources) if inputs.leaving else users
     for k, spec in sorted(wanted.items(), key=lambda kv: _key(kv[0])):
         place: Placement = (k[0], k[1], k[2])
         if place not in inputs.read:
@@ -129,17 +142,21 @@ def plan_resources(desired: model.DesiredState, inputs: Inputs) -> ResourceOutco
     for k, current in sorted(live.items(), key=lambda kv: _key(kv[0])):
         if k in wanted or not current.managed or current.placement in inputs.unreadable:
             continue
-        skip = _why_kept(k, current, desired, inputs, named,
-                         users.get((current.placement, current.kind, current.name), ()))
+        rk = (current.placement, current.kind, current.name)
+        after = _freed_by(current, users.get(rk, ()), staying.get(rk, ()), inputs)
+        skip = _why_kept(k, current, desired, inputs, named, () if after else users.get(rk, ()))
         if skip is not None:
             skipped.append(skip)
             continue
+        reason = (f"{current.kind.label} {current.name} is no longer declared and nothing uses it" if not after
+                  else f"{current.kind.label} {current.name} is no longer declared; destroyed once "
+                       f"{', '.join(after)} destroyed the groups using it")
         changes.append(ResourceChange(
             kind=current.kind, name=current.name, application=current.application, provider=k[0], account=k[1],
             region=k[2], action=ResourceAction.DESTROY,
             fields=tuple(FieldDiff(f, v, None) for f, v in current.settings),
-            rules_removed=current.rules, reason=f"{current.kind.label} {current.name} is no longer declared "
-            "and nothing uses it", commit=desired.commit))
+            rules_removed=current.rules, reason=reason, commit=desired.commit, after=after,
+            used_by=users.get(rk, ()) if after else ()))
     return ResourceOutcome(tuple(changes), tuple(skipped), tuple(drift))
 
 
@@ -170,6 +187,16 @@ def _diff(spec: ResourceSpec, current: LiveResource | None, place: Placement, us
                           rules_added=added, rules_removed=removed, used_by=users, narrows=narrows, reason=reason)
 
 
+def _freed_by(current: LiveResource, users: tuple[str, ...], staying: tuple[str, ...], inputs: Inputs
+              ) -> tuple[str, ...]:
+    """The cluster changes of this plan whose group destroys leave the resource unused (``()``: none do, or
+    something else still uses it)."""
+    if not users or staying:
+        return ()
+    return tuple(sorted({key for (prov, acc, region, name), key in inputs.leaving.items()
+                         if name in users and serves(current.placement, prov, acc, region)}))
+
+
 def _why_kept(k: RKey, current: LiveResource, desired: model.DesiredState, inputs: Inputs,
               named: Mapping[RKey, list[str]], users: tuple[str, ...]) -> ResourceSkip | None:
     skey, app, name = _key(k), current.application, current.name
@@ -194,11 +221,11 @@ def _why_kept(k: RKey, current: LiveResource, desired: model.DesiredState, input
 def _named_by_clusters(desired: model.DesiredState) -> dict[RKey, list[str]]:
     out: dict[RKey, list[str]] = defaultdict(list)
     for c in desired.clusters():
-        for region in c.regions:
+        for place in {p for region in c.regions for p in places_of(c.provider, c.account, region)}:
             for kind, names in ((Kind.LOAD_BALANCER, c.launch.load_balancers),
                                 (Kind.SECURITY_GROUP, c.launch.security_groups)):
                 for n in names:
-                    out[(c.provider, c.account, region, kind, n)].append(c.name)
+                    out[(*place, kind, n)].append(c.name)
     for app in desired.applications.values():
         for spec in app.resources:
             for rule in spec.rules:
@@ -259,7 +286,8 @@ def _missing(names: Iterable[str], kind: Kind, places: list[Placement], wanted: 
              live: set[RKey], read: frozenset[Placement]) -> list[str]:
     out = []
     for n in names:
-        gone = [p for p in places if p in read and (*p, kind, n) not in wanted and (*p, kind, n) not in live]
+        gone = [p for p in places if all(q in read for q in places_of(*p)) and not any(
+            (*q, kind, n) in wanted or (*q, kind, n) in live for q in places_of(*p))]
         if gone:
             where = ", ".join("/".join(p) for p in gone)
             out.append(f"no {kind.label} named {n!r} is declared ({kind.spec_field}:) or exists in {where}")

@@ -40,6 +40,26 @@ class ResourceAction(enum.StrEnum):
 Placement = tuple[str, str, str]
 """(provider, account, region)."""
 
+GLOBAL = "global"
+"""The region of a resource that belongs to a whole account: GCE firewall rules and global backend services."""
+
+GLOBAL_PROVIDERS = frozenset({"gcp"})
+"""Providers with account-wide resources: there a spec's resource without ``regions`` lives at ``GLOBAL``, and a
+group in any region of the account may use it."""
+
+
+def places_of(provider: str, account: str, region: str) -> tuple[Placement, ...]:
+    """Where a resource named by a group in ``region`` may live: the region, and the account's global placement
+    on a provider that has one."""
+    if provider in GLOBAL_PROVIDERS and region != GLOBAL:
+        return (provider, account, region), (provider, account, GLOBAL)
+    return ((provider, account, region),)
+
+
+def serves(placement: Placement, provider: str, account: str, region: str) -> bool:
+    """Can a group in (provider, account, region) use a resource at ``placement``?"""
+    return placement in places_of(provider, account, region)
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -169,6 +189,9 @@ class ResourceChange:
     reason: str = ""
     commit: str = ""
     verdicts: tuple[model.PolicyVerdict, ...] = ()
+    after: tuple[str, ...] = ()
+    """A destroy that waits for these cluster changes (keys) of the same plan: they destroy the last groups
+    using the resource. It runs once they succeeded, in the same pass (``reconciler apply``, ``run --once``)."""
     _id: str = field(default="", init=False, repr=False, compare=False)
 
     @property
@@ -202,7 +225,7 @@ class ResourceChange:
                 "provider": self.provider, "account": self.account, "region": self.region,
                 "action": self.action.value, "commit": self.commit, "spec_hash": self.spec_hash,
                 "fields": [f.as_dict() for f in self.fields], "rules_added": list(self.rules_added),
-                "rules_removed": list(self.rules_removed)}
+                "rules_removed": list(self.rules_removed), **({"after": list(self.after)} if self.after else {})}
 
     def describe(self) -> str:
         return f"{self.action.value} {self.label} in {self.region}"
@@ -230,11 +253,11 @@ def users_index(groups: tuple[model.ServerGroup, ...], resources: tuple[LiveReso
     alias = {(r.placement, r.kind, a): r.name for r in resources for a in r.aliases}
     out: dict[tuple[Placement, Kind, str], list[str]] = {}
     for g in groups:
-        place = (g.provider, g.account, g.region)
-        for kind, names in ((Kind.LOAD_BALANCER, g.launch.load_balancers),
-                            (Kind.SECURITY_GROUP, g.launch.security_groups)):
-            for n in names:
-                out.setdefault((place, kind, alias.get((place, kind, n), n)), []).append(g.name)
+        for place in places_of(g.provider, g.account, g.region):
+            for kind, names in ((Kind.LOAD_BALANCER, g.launch.load_balancers),
+                                (Kind.SECURITY_GROUP, g.launch.security_groups)):
+                for n in names:
+                    out.setdefault((place, kind, alias.get((place, kind, n), n)), []).append(g.name)
     for r in resources:
         if r.kind is Kind.SECURITY_GROUP:
             for ref in {Rule.parse(line).group for line in r.rules} - {"", r.name}:
@@ -244,6 +267,7 @@ def users_index(groups: tuple[model.ServerGroup, ...], resources: tuple[LiveReso
 
 def used_by(kind: Kind, name: str, placement: Placement, groups: tuple[model.ServerGroup, ...],
             resources: tuple[LiveResource, ...] = ()) -> tuple[str, ...]:
-    """Everything in ``placement`` that uses the resource: what a destroy would break."""
-    return users_index(tuple(g for g in groups if (g.provider, g.account, g.region) == placement),
+    """Everything in ``placement`` (for a global one: in any region of its account) that uses the resource:
+    what a destroy would break."""
+    return users_index(tuple(g for g in groups if serves(placement, g.provider, g.account, g.region)),
                        tuple(r for r in resources if r.placement == placement)).get((placement, kind, name), ())

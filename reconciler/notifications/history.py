@@ -197,6 +197,12 @@ def _stall_reason(skip: Mapping[str, Any]) -> str | None:
     return _STALL_REASONS.get(str(skip.get("kind", "")))
 
 
+def _all_held(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Held cluster changes, then held resource changes (``cluster`` ``security_group:NAME``): a narrowed
+    ingress waiting for approval is announced like a cluster change waiting for one."""
+    return [*(status.get("held") or []), *(status.get("resource_held") or [])]
+
+
 def _split_key(key: str) -> tuple[str, str]:
     """(region, cluster) of a change key ``provider/account/region/cluster``."""
     parts = key.split("/")
@@ -214,8 +220,7 @@ def snapshot(status: Mapping[str, Any]) -> dict[str, Any]:
     """The little of a status that ``transitions`` compares: kept under a key of its own, so a status saved
     by someone else (``reconciler status`` run with other Git credentials) never fakes a transition."""
     return {
-        "held": sorted([h["change_id"], kind] for h in status.get("held") or []
-                       if (kind := _held_kind(h)) is not None),
+        "held": sorted([h["change_id"], kind] for h in _all_held(status) if (kind := _held_kind(h)) is not None),
         "stalled": sorted(s["key"] for s in status.get("skipped") or [] if _stall_reason(s)),
         "problems": _problems_by_file(status),
         "source_error": status.get("source_error"),
@@ -233,14 +238,14 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
 
     before = {(change_id, kind) for change_id, kind in prev.get("held") or []}
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}  # one event per application: a freeze holds them all
-    for h in current.get("held") or []:
+    for h in _all_held(current):
         kind = _held_kind(h)
         if kind is None or (h["change_id"], kind) in before:
             continue
         region, cluster = _split_key(h["key"])
-        grouped.setdefault((app_of.get(cluster, ""), kind), []).append({
+        grouped.setdefault((app_of.get(cluster, "") or str(h.get("application") or ""), kind), []).append({
             "cluster": cluster, "region": region, "change_id": h["change_id"],
-            "action": actions.get(h["change_id"], "change"), "why": redact(h["why"]),
+            "action": actions.get(h["change_id"]) or str(h.get("action") or "change"), "why": redact(h["why"]),
             "command": h.get("command") or f"reconciler approve {h['change_id']}"})
     for (app, kind), held in grouped.items():
         first = held[0]

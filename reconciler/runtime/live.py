@@ -12,6 +12,7 @@ from typing import Any
 
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model, planner
+from reconciler.core.resources import places_of
 from reconciler.runtime import metrics, status
 from reconciler.runtime import providers as providers_mod
 from reconciler.runtime import resources as resources_rt
@@ -34,7 +35,7 @@ class LiveReader:
         out: set[Region] = set()
         if desired is not None:
             for c in desired.clusters():
-                out.update((c.provider, c.account, r) for r in c.regions)
+                out.update(p for r in c.regions for p in places_of(c.provider, c.account, r))
             out.update(p for a in desired.applications.values() for res in a.resources for p in res.placements)
         known = self.store.get(keys.KNOWN_REGIONS, {}) or {}
         for k, regions in known.items():

@@ -198,6 +198,9 @@ class Pipeline:
         elif runnable:
             results = self.executor.run_rollouts(ev.plan.plan_id, runnable)
             dispatched = len(runnable)
+            freed = resources_rt.run_freed(self.executor, ev.plan.plan_id, ev.resources_runnable, results)
+            if freed:  # resources the destroyed groups were the last to use
+                ev, res_results = self._after_resources(ev, freed), res_results + freed
             self._record_status(self._after(ev, runnable) if req.settle else ev, req.reason, notify=req.notify)
         else:
             self._record_status(ev, req.reason, notify=req.notify)

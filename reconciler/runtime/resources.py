@@ -17,9 +17,19 @@ from typing import Any
 
 from providers import base as provider_base
 from reconciler.core import errors, model
-from reconciler.core.resources import Kind, LiveResource, ResourceAction, ResourceChange, used_by
+from reconciler.core.resources import (
+    GLOBAL,
+    Kind,
+    LiveResource,
+    ResourceAction,
+    ResourceChange,
+    places_of,
+    serves,
+    used_by,
+)
 from reconciler.runtime import executor as executor_mod
 from reconciler.runtime import ha, metrics
+from reconciler.state import keys
 
 log = logging.getLogger("reconciler.executor")
 
@@ -79,8 +89,8 @@ def hold_dependents(changes: Iterable[model.Change], pending: Iterable[ResourceC
     run: list[model.Change] = []
     held: list[tuple[model.Change, model.Held]] = []
     for ch in changes:
-        gone = [missing[k] for kind, name in needs(ch)
-                if (k := (ch.provider, ch.account, ch.region, kind, name)) in missing]
+        gone = [missing[k] for kind, name in needs(ch) for place in places_of(ch.provider, ch.account, ch.region)
+                if (k := (*place, kind, name)) in missing]
         if gone:
             held.append((ch, model.Held(model.Hold.RESOURCE, "waiting for " + ", ".join(
                 f"{r.label} to be created" for r in gone))))
@@ -95,7 +105,8 @@ def run_first(executor: executor_mod.Executor, plan_id: str, resource_changes: I
     """Run the resource changes, then say which cluster changes may run: those not waiting for a resource
     whose create just failed (the one place every entry point goes through, CLI and daemon alike), or
     whose create another replica runs (``elsewhere``: its share; the cluster follows once it exists)."""
-    todo, other = list(resource_changes), list(elsewhere)
+    todo = [c for c in resource_changes if not c.after]  # those wait for the clusters (``run_freed``)
+    other = list(elsewhere)
     if not todo and not other:
         return [], list(changes)
     results = ResourceRunner(executor).run_all(plan_id, todo)
@@ -104,6 +115,27 @@ def run_first(executor: executor_mod.Executor, plan_id: str, resource_changes: I
         executor.store.record("skipped", f"not started: {why}", executor.clock.now(), application=ch.application,
                               cluster=ch.cluster, region=ch.region, commit=ch.commit)
     return results, run
+
+
+def run_freed(executor: executor_mod.Executor, plan_id: str, resource_changes: Iterable[ResourceChange],
+              results: Iterable[executor_mod.ExecutionResult]) -> list[ResourceResult]:
+    """After the cluster changes ran: destroy what their group destroys freed (``ResourceChange.after``), each
+    once every change it waits for succeeded. The runtime guard reads the regions again first, so a group
+    that is still there (or a new one) keeps the resource. One that waits on a change that did not succeed
+    is left for a later pass, which plans it again from what is live then."""
+    done = {r.change.key for r in results if r.state is model.ExecState.SUCCEEDED}
+    ran = {r.change.key for r in results}
+    todo = []
+    for c in resource_changes:
+        if not c.after:
+            continue
+        if all(k in done for k in c.after):
+            todo.append(c)
+        elif any(k in ran for k in c.after):
+            executor.store.record("skipped", f"{c.describe()} not started: {', '.join(sorted(set(c.after) - done))} "
+                                  "did not succeed", executor.clock.now(), application=c.application, cluster=c.name,
+                                  region=c.region, commit=c.commit)
+    return ResourceRunner(executor).run_all(plan_id, todo) if todo else []
 
 
 def ordered(changes: Iterable[ResourceChange]) -> list[ResourceChange]:
@@ -237,8 +269,13 @@ class ResourceRunner:
         self.ex._retry(shim, "put_resource", lambda: rp.put_resource(request))
 
     def _guard(self, provider: provider_base.Provider, change: ResourceChange) -> None:
-        """Never destroy what a server group uses: read live again (a saved plan may be old)."""
-        groups = tuple(provider.list_server_groups(change.region))
+        """Never destroy what a server group uses: read live again (a saved plan may be old); for a global
+        resource, every region of the account (configured or deployed to)."""
+        regions = [change.region]
+        if change.region == GLOBAL:
+            known = self.ex.store.get(keys.KNOWN_REGIONS, {}) or {}
+            regions = sorted({*provider.regions(), *known.get(f"{change.provider}/{change.account}", [])} - {GLOBAL})
+        groups = tuple(g for r in regions for g in provider.list_server_groups(r))
         live = tuple(read(provider, change.region) or ())
         users = used_by(change.kind, change.name, (change.provider, change.account, change.region), groups, live)
         if users:
@@ -264,7 +301,7 @@ def status_rows(resources: Iterable[LiveResource], groups: Iterable[model.Server
     rows: list[dict[str, Any]] = []
     for r in resources:
         users = set(used_by(r.kind, r.name, r.placement, tuple(groups)))
-        attached = [g for g in groups if g.name in users and (g.provider, g.account, g.region) == r.placement]
+        attached = [g for g in groups if g.name in users and serves(r.placement, g.provider, g.account, g.region)]
         enabled = [g for g in attached if g.enabled]
         healthy = sum(g.healthy for g in enabled)
         apps = sorted({g.application for g in attached if g.application})

@@ -71,6 +71,9 @@ def build(ev: Evaluation, *, commit: str, source_error: str | None, reason: str,
                               "action": c.action.value, "verdict": c.verdict.value, "reason": c.reason}
                              for c in ev.plan.resource_changes],
         "resource_skipped": [dataclasses.asdict(s) for s in ev.outcome.resource_skipped],
+        "resource_held": [{"key": c.key, "change_id": c.change_id, "application": c.application,
+                           "action": c.action.value, "why": str(why), "kind": why.kind.value, "command": why.command}
+                          for c, why in ev.resources_held],
     }
 
 

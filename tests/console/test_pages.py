@@ -242,3 +242,43 @@ def test_a_failed_deploy_shows_its_reason_in_the_executions_views(site: Site) ->
     page = client.get(f"/executions/{failed['id']}").get_data(as_text=True)
     assert "Failure" in page and html.escape(failed["error"], quote=True) in page
     assert 'data-state="failed"' in page
+
+
+def test_the_application_page_shows_its_balancers_and_rules_with_groups_and_health(tmp_path: Path) -> None:
+    sg = "security_groups:\n  - name: checkout-sg\n    ingress:\n{rules}"
+    https, admin = "      - {protocol: tcp, ports: 443, cidr: 0.0.0.0/0}\n", \
+        "      - {protocol: tcp, ports: 8443, cidr: 10.0.0.0/8}\n"
+    uses = "load_balancers: [checkout-web]\nsecurity_groups: [checkout-sg]\n"
+    spec = app_spec(regions=("us-east-1",), extra=uses) + "load_balancers: [{name: checkout-web}]\n" + sg
+    site = make_site(tmp_path, apps={"checkout": spec.replace("{rules}", https + admin),
+                                     "payments": app_spec("payments", regions=("us-east-1",))})
+    try:
+        site.reconcile()
+        client = site.signed_in("admin")
+        page = html.unescape(client.get("/apps/checkout").get_data(as_text=True))
+        lbs = page[page.index('id="load_balancers"'):page.index('id="security_groups"')]
+        assert "checkout-web" in lbs and "local / default / us-east-1" in lbs
+        assert '<span class="badge badge-ready">healthy</span>' in lbs, "its health"
+        assert "checkout-main-v000" in lbs and "in traffic" in lbs and "2/2" in lbs, "the group attached"
+        assert "health check http:80/ every 30s" in lbs
+        sgs = page[page.index('id="security_groups"'):page.index("Recent executions")]
+        assert "tcp 443 from 0.0.0.0/0" in sgs and "tcp 8443 from 10.0.0.0/8" in sgs and "checkout-main-v000" in sgs
+        assert not csp_problems(page)
+
+        # a narrowed ingress waits for approval: listed, and approved, like a cluster change
+        site.repo.write("apps/checkout.yaml", spec.replace("{rules}", https)).commit("drop the admin port")
+        site.reconcile()
+        (pending,) = [p for p in site.get("/api/v1/approvals", "viewer").json["approvals"]
+                      if p["application"] == "checkout"]
+        assert pending["cluster"] == "security_group:checkout-sg" and pending["action"] == "update"
+        page = client.get("/apps/checkout").get_data(as_text=True)
+        assert "Waiting for approval" in page and pending["change_id"] in page
+        confirm = client.get(f"/confirm/approve?target={pending['change_id']}")
+        res = client.post("/actions/approve", data={"csrf": csrf_of(confirm.get_data(as_text=True)),
+                                                    "target": pending["change_id"], "comment": "ok"})
+        assert res.status_code == 303
+        site.reconcile()
+        rows = site.get("/api/v1/applications/checkout", "viewer").json["resources"]
+        assert [r["rules"] for r in rows if r["kind"] == "security_group"] == [["tcp 443 from 0.0.0.0/0"]]
+    finally:
+        site.engine.close()

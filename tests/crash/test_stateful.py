@@ -245,6 +245,9 @@ class Fleet(RuleBasedStateMachine):
         stateful_stats.KINDS[kind] += 1
         if which == 1 and self.other is not None and result.resource_results:
             stateful_stats.KINDS["resources: changed by the second replica"] += 1
+        for rr in result.resource_results:
+            if rr.change.after:
+                stateful_stats.KINDS[f"freed resource destroyed after its groups: {rr.state}"] += 1
         for r in result.results:
             stateful_stats.KINDS[f"execution {r.state}"] += 1
             if r.change.restore:
@@ -368,6 +371,11 @@ class Fleet(RuleBasedStateMachine):
     def approve_what_waits(self) -> None:
         """An operator approves the resource changes waiting for one (narrowed ingress)."""
         status = self.engine.store.get(keys.STATUS) or {}
+        events = [e for e in self.engine.store.history(limit=500) if e["kind"] == "waiting_for_approval"]
+        announced = {c["change_id"] for e in events for c in e["detail"].get("changes", [])}
+        for h in status.get("resource_held", []):
+            if h["kind"] == model.Hold.APPROVAL.value:
+                assert h["change_id"] in announced, f"{h['key']} waits for approval unannounced"
         for rc in status.get("resource_changes", []):
             if rc["verdict"] == "approve":
                 try:

@@ -10,6 +10,8 @@ import pytest
 from providers.local import LocalProvider
 from reconciler.config import settings as config_mod
 from reconciler.core.resources import Kind
+from reconciler.notifications import kinds, messages
+from reconciler.state import store as store_mod
 from tests.conftest import DesiredRepo, Env, app_spec, provider_context, write_config
 
 ONE = ("us-east-1",)
@@ -150,14 +152,14 @@ def test_a_resource_in_use_is_never_destroyed_and_goes_once_the_last_group_left(
     assert "used by checkout-main-v000" in kept["checkout-web"]["reason"]
     text = env.cli("plan").out
     assert "skipped: checkout-web" in text and "used by checkout-main-v000" in text
-    # the next deploy retires v000 (keep_disabled: 1): then nothing uses them and they go
+    # the next deploy retires v000 (keep_disabled: 1): nothing uses them then, and they go after it
     env.repo.write("apps/checkout.yaml", spec(image="checkout-3.0", uses="", declare=False)).commit("v3")
-    assert env.cli("apply", "--yes").code == 0
     doc = _plan_json(env)
-    assert sorted((c["action"], c["name"]) for c in doc["resource_changes"]) == [
-        ("destroy", "checkout"), ("destroy", "checkout-web")]
+    assert sorted((c["action"], c["name"], tuple(c["after"])) for c in doc["resource_changes"]) == [
+        ("destroy", "checkout", ("local/default/us-east-1/checkout-main",)),
+        ("destroy", "checkout-web", ("local/default/us-east-1/checkout-main",))]
     assert env.cli("apply", "--yes").code == 0
-    assert _resources(env) == {}
+    assert _resources(env) == {}, "in the same pass as the destroy of v000"
     assert env.cli("plan").code == 0
 
 
@@ -165,11 +167,31 @@ def test_removing_the_application_destroys_its_clusters_first_and_its_resources_
     env.repo.write("apps/checkout.yaml", spec()).commit("v1")
     assert env.cli("apply", "--yes").code == 0
     env.repo.remove("apps/checkout.yaml").commit("remove checkout")
-    assert env.cli("apply", "--yes").code == 0
+    doc = _plan_json(env)
+    after = {c["name"]: c["after"] for c in doc["resource_changes"]}
+    assert after == {"checkout-web": ["local/default/us-east-1/checkout-main"],
+                     "checkout": ["local/default/us-east-1/checkout-main"]}
+    res = env.cli("apply", "--yes")
+    assert res.code == 0, res.out + res.err
+    progress = res.out[res.out.index("Plan: "):]
+    assert progress.index("destroy checkout-main-v000") < progress.index("load balancer checkout-web us-east-1: "
+                                                                          "destroy"), "the groups go first"
     assert not [g for g in env.groups() if g["application"] == "checkout"]
-    assert set(_resources(env)) == {("load_balancer", "checkout-web"), ("security_group", "checkout")}
+    assert _resources(env) == {}, "freed in the same pass"
+    assert env.cli("plan").code == 0
+
+
+def test_a_freed_resource_waits_when_the_destroy_of_its_last_group_fails(env: Env) -> None:
+    env.repo.write("apps/checkout.yaml", spec()).commit("v1")
     assert env.cli("apply", "--yes").code == 0
-    assert _resources(env) == {}
+    write_config(env.config, env.repo.path, env.state_dir, prune=True, providers={"local": {"accounts": {
+        "default": {"boot_seconds": 0, "faults": {"rate": 1.0, "calls": ["destroy"]}}}}})
+    env.repo.remove("apps/checkout.yaml").commit("remove checkout")
+    env.cli("apply", "--yes")
+    assert [g["server_group"] for g in env.groups() if g["application"] == "checkout"] == ["checkout-main-v000"]
+    assert set(_resources(env)) == {("load_balancer", "checkout-web"), ("security_group", "checkout")}
+    history = env.cli("history").out
+    assert "destroy load balancer checkout-web in us-east-1 not started" in history
 
 
 def test_resources_kept_while_prune_is_off(tmp_path: Path) -> None:
@@ -295,3 +317,27 @@ def test_the_examples_repository_applies_with_its_balancer_and_security_group(tm
                           for r in ("us-east-1", "eu-west-1")}
     assert all(r["health"] == "healthy" for r in found.values())
     assert found[("load_balancer", "checkout-web", "eu-west-1")]["settings"]["health_check.path"] == "/health"
+
+
+def test_a_narrowed_ingress_waiting_for_approval_is_announced_once(env: Env) -> None:
+    env.repo.write("apps/checkout.yaml", spec(rules=HTTPS + ADMIN)).commit("v1")
+    assert env.cli("run", "--once").code == 0
+    env.repo.write("apps/checkout.yaml", spec(rules=HTTPS)).commit("drop the admin port")
+    for _ in range(2):
+        assert env.cli("run", "--once").code == 0
+    store = store_mod.Store(f"sqlite:///{env.state_dir / 'state.db'}")
+    try:
+        waiting = [r for r in store.history(limit=500) if r["kind"] == kinds.WAITING_FOR_APPROVAL]
+    finally:
+        store.close()
+    assert len(waiting) == 1, "once, however many passes see it"
+    (event,) = waiting
+    change_id = event["detail"]["change_id"]
+    assert (event["application"], event["cluster"], event["region"]) == ("checkout", "security_group:checkout",
+                                                                          "us-east-1")
+    assert event["detail"]["action"] == "update" and event["detail"]["command"] == f"reconciler approve {change_id}"
+    n = messages.from_event(event)
+    assert n is not None and n.application == "checkout" and f"run `reconciler approve {change_id}`" in n.text
+    assert env.cli("approve", change_id).code == 0
+    assert env.cli("run", "--once").code == 0
+    assert _resources(env)[("security_group", "checkout")]["rules"] == ["tcp 443 from 0.0.0.0/0"]

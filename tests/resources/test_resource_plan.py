@@ -150,3 +150,36 @@ def test_a_group_naming_a_security_group_by_its_id_uses_it() -> None:
     d = model.DesiredState("c1", {"shop": app})
     assert resource_plan.hold_unknown_references(d, resource_plan.Inputs(read=frozenset({PLACE}),
                                                                          resources=(old,))) == d
+
+
+def test_a_resource_freed_by_the_plans_group_destroys_is_destroyed_after_them() -> None:
+    old = live(sg())
+    users = (group("shop-v000", ("web",)), group("legacy-v000", ("web",), managed=False))
+    leaving = {(*PLACE, "shop-v000"): "local/default/r1/shop"}
+    inputs = resource_plan.Inputs(groups=users, resources=(old,), read=frozenset({PLACE}), prune=True,
+                                  leaving=leaving)
+    kept = resource_plan.plan_resources(desired(), inputs)
+    assert kept.changes == () and kept.skipped[0].kind is SkipKind.IN_USE, "another group still uses it"
+    inputs = dataclasses.replace(inputs, groups=users[:1])
+    [freed] = resource_plan.plan_resources(desired(), inputs).changes
+    assert freed.action is ResourceAction.DESTROY and freed.after == ("local/default/r1/shop",)
+    assert freed.used_by == ("shop-v000",) and "destroyed once local/default/r1/shop destroyed" in freed.reason
+    assert freed.content()["after"] == ["local/default/r1/shop"]
+    alone = resource_plan.plan_resources(desired(), dataclasses.replace(inputs, groups=(), leaving={})).changes
+    assert alone[0].after == () and "after" not in alone[0].content(), "ids of plain destroys are unchanged"
+
+
+def test_a_global_resource_serves_every_region_of_its_account() -> None:
+    where = ("gcp", "prod", "global")
+    fw = LiveResource(Kind.SECURITY_GROUP, "web", *where, managed=True, application="shop", rules=(HTTPS.line(),))
+    groups = tuple(dataclasses.replace(group("shop-v000", ("web",)), provider="gcp", account="prod", region=r)
+                   for r in ("europe-west1", "us-central1"))
+    inputs = resource_plan.Inputs(groups=groups, resources=(fw,), read=frozenset({where}), prune=True)
+    kept = resource_plan.plan_resources(desired(), inputs)
+    assert kept.skipped[0].kind is SkipKind.IN_USE and "shop-v000" in kept.skipped[0].reason
+    one_leaves = {("gcp", "prod", "europe-west1", "shop-v000"): "gcp/prod/europe-west1/shop"}
+    still = resource_plan.plan_resources(desired(), dataclasses.replace(inputs, leaving=one_leaves))
+    assert still.changes == (), "the same name in another region still uses it"
+    both = {**one_leaves, ("gcp", "prod", "us-central1", "shop-v000"): "gcp/prod/us-central1/shop"}
+    [freed] = resource_plan.plan_resources(desired(), dataclasses.replace(inputs, leaving=both)).changes
+    assert freed.region == "global" and freed.after == ("gcp/prod/europe-west1/shop", "gcp/prod/us-central1/shop")

@@ -159,12 +159,13 @@ def test_resources_on_aws_through_the_cli(env: Env, cloud: Cloud) -> None:
     assert "used by checkout-main-v000" in kept["web"] and "used by checkout-main-v000" in kept["checkout"]
     assert "security group checkout" in kept["checkout-lb"], "named by checkout's rule"
     env.repo.write("apps/checkout.yaml", _spec(image="ami-12c6146b", uses="", declare=False)).commit("v3")
-    assert env.cli("apply", "--yes").code == 0  # retires v000: nothing uses them now
-    doc = _plan(env)
-    assert sorted(c["name"] for c in doc["resource_changes"]) == ["checkout", "web"]
+    plan = _plan(env)  # retiring v000 frees them: destroyed after it, in the same pass
+    assert sorted((c["name"], c["after"]) for c in plan["resource_changes"]) == [
+        ("checkout", ["aws/test/us-east-1/checkout-main"]), ("web", ["aws/test/us-east-1/checkout-main"])]
     assert env.cli("apply", "--yes").code == 0
     assert [tg["TargetGroupName"] for tg in elbv2.describe_target_groups()["TargetGroups"]] == ["fallback"]
     assert _rules(cloud, listener) == []
+    assert [c["name"] for c in _plan(env)["resource_changes"]] == ["checkout-lb"]
     assert env.cli("apply", "--yes").code == 0  # checkout-lb, once checkout's rule naming it is gone
     names = {g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]}
     assert names == {"default"}

@@ -5,7 +5,8 @@ with the library's own message types (``from_json(..., ignore_unknown_fields=Fal
 field name fails the test. Operations complete at once; ``requestId`` is deduplicated; lists page;
 faults (HTTP 429/503) can be queued per method; every request is counted by method. Operations can be
 made slow (RUNNING for some waits) or failed (DONE with an ``error``); a project other than the double's
-answers 404 like the real API.
+answers 404 like the real API. Backend services, health checks and firewall rules are in
+``fake_resources``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.providers.gcp.fake_resources import ApiError, ResourceDouble, resource_rules
+
 P = "/compute/v1/projects/<project>"
 
 
-class ComputeDouble:
+class ComputeDouble(ResourceDouble):
     def __init__(self, *, bad_images: tuple[str, ...] = ("*-bad",), project: str = "test-project") -> None:
         self.project = project
         self.bad_images = bad_images
@@ -69,7 +72,9 @@ class ComputeDouble:
             Rule(f"{P}/regions/<region>/operations/<name>", endpoint="op_get", methods=["GET"]),
             Rule(f"{P}/global/operations/<name>/wait", endpoint="op_wait", methods=["POST"]),
             Rule(f"{P}/global/operations/<name>", endpoint="op_get", methods=["GET"]),
+            *resource_rules(),
         ])
+        self._init_resources()
         self._server = make_server("127.0.0.1", 0, self, threaded=True)
         self.port = self._server.server_port
         self.base = f"http://127.0.0.1:{self.port}"
@@ -355,24 +360,18 @@ class ComputeDouble:
     def on_bs_get(self, request: Request, project: str, name: str) -> Response:
         return _json(self._bs(name))
 
-    def _write_bs(self, request: Request, name: str, *, full: bool) -> Response:
-        bs = self._bs(name)
-        doc = self._body(request, compute_v1.BackendService)
-        if doc.get("fingerprint") != bs["fingerprint"]:
-            raise ApiError(412, "fingerprint does not match; read the resource again", "conditionNotMet")
-        if full or "backends" in doc:
-            bs["backends"] = doc.get("backends", [])
-        bs["fingerprint"] = f"fp-{next(self._ids)}"
-        return self._operation(request, f"global/backendServices/{name}")
-
     def on_bs_patch(self, request: Request, project: str, name: str) -> Response:
-        return self._write_bs(request, name, full=False)
+        return self.write_backend_service(request, self._bs(name), full=False, path=f"global/backendServices/{name}")
 
     def on_bs_update(self, request: Request, project: str, name: str) -> Response:
-        return self._write_bs(request, name, full=True)
+        return self.write_backend_service(request, self._bs(name), full=True, path=f"global/backendServices/{name}")
 
     def on_bs_health(self, request: Request, project: str, name: str) -> Response:
         self._bs(name)
+        return self.group_health(request)
+
+    def group_health(self, request: Request) -> Response:
+        """What a backend service answers for one of its groups: every instance, healthy unless the image is bad."""
         doc = self._body(request, compute_v1.ResourceGroupReference)
         group = doc["group"].rsplit("/", 1)[-1]
         region = doc["group"].split("/regions/")[1].split("/")[0]
@@ -394,12 +393,6 @@ class ComputeDouble:
         return _json(_public(op))
 
     on_op_get = on_op_wait
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.status, self.message, self.reason = status, message, reason
 
 
 def _public(op: dict[str, Any]) -> dict[str, Any]:
