@@ -55,7 +55,7 @@ from providers import local_resources
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, memo, model, planner
-from reconciler.core.resources import Kind, ResourceAction
+from reconciler.core.resources import Kind, ResourceAction, ResourceChange
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
 from reconciler.state import keys
@@ -398,18 +398,17 @@ class Fleet(RuleBasedStateMachine):
         counter = {"n": 0}
         original = executor_mod.Executor._run_step
 
-        def run_step(ex, provider, change, step):  # type: ignore[no-untyped-def]
+        def run_step(ex: executor_mod.Executor, provider: provider_base.Provider, change: model.Change,
+                     step: model.Step) -> None:
             counter["n"] += 1
             if counter["n"] > steps:
                 ex.stopping.set()
                 raise executor_mod.Interrupted("crash")
             return original(ex, provider, change, step)
 
-        executor_mod.Executor._run_step = run_step  # type: ignore[method-assign]
-        try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(executor_mod.Executor, "_run_step", run_step)
             self._pass("crash in the middle of a pass")
-        finally:
-            executor_mod.Executor._run_step = original  # type: ignore[method-assign]
         self.restart()
 
     @rule()
@@ -496,7 +495,8 @@ class Fleet(RuleBasedStateMachine):
                 if not ev.runnable and not ev.resources_runnable and not [
                         c for c, h in ev.resources_held if h.kind is model.Hold.APPROVAL]:
                     break
-            runnable = [f"{c.key} {c.action.value}: {c.reason}" for c in (*ev.runnable, *ev.resources_runnable)]
+            running: list[model.Change | ResourceChange] = [*ev.runnable, *ev.resources_runnable]
+            runnable = [f"{c.key} {c.action.value}: {c.reason}" for c in running]
             assert runnable == [], runnable
             if self.want.converges:
                 left = [c for c in ev.plan.changes if c.application != "flow" or self.flow.version != FLOW_BAD]
@@ -599,12 +599,8 @@ def _watch_waves() -> Iterator[None]:
                 f"{request.name} in {request.region} got spec {request.spec_hash} before it succeeded in r1")
         return original(prov, request)
 
-    local_mod.LocalProvider.create_server_group = create  # type: ignore[method-assign]
-    local_mod.LocalProvider.put_resource = put_resource  # type: ignore[method-assign]
-    local_mod.LocalProvider.destroy_resource = destroy_resource  # type: ignore[method-assign]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local_mod.LocalProvider, "create_server_group", create)
+        patch.setattr(local_mod.LocalProvider, "put_resource", put_resource)
+        patch.setattr(local_mod.LocalProvider, "destroy_resource", destroy_resource)
         yield
-    finally:
-        local_mod.LocalProvider.create_server_group = original  # type: ignore[method-assign]
-        local_mod.LocalProvider.put_resource = put  # type: ignore[method-assign]
-        local_mod.LocalProvider.destroy_resource = destroy  # type: ignore[method-assign]
