@@ -20,6 +20,9 @@ spec hash:
 
 A change that puts a spec into service in a later wave lists the earlier waves' regions in
 ``after``; those that do not serve the same spec hash yet are in ``waiting`` (docs/safety.md).
+
+Why it is (just) over 400 lines: ``plan_cluster`` keeps the decision table above in one function, so its cases
+read in order, and pruning needs the same ownership rules beside it.
 """
 
 from __future__ import annotations
