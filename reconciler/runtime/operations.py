@@ -171,8 +171,8 @@ def rollback_changes(spec: model.ClusterSpec, live: planner.LiveState, *, region
         mine = [g for g in live.groups if g.cluster == cluster and g.region == r]
         groups = [g for g in mine if g.provider == spec.provider and g.account == spec.account and g.managed]
         groups.sort(key=lambda g: (g.created_at, g.version), reverse=True)
-        enabled = [g for g in groups if g.enabled]
-        retained = [g for g in groups if not g.enabled and (not enabled or g.created_at < enabled[0].created_at)]
+        serving = next((i for i, g in enumerate(groups) if g.enabled), -1)
+        retained = [g for g in groups[serving + 1:] if not g.enabled]  # older than the newest serving group
         if not retained:
             raise errors.ReconcilerError(f"{cluster} in {r}: no retained disabled group to roll back to")
         target = retained[0]

@@ -47,3 +47,11 @@ def test_a_retained_group_whose_cloud_forgot_a_field_is_still_the_one_brought_ba
     assert "create" not in [kind for kind, _ in builders.kinds(change)]
     assert change.spec_hash == OLD.launch.spec_hash()
     assert change.reason == "manual rollback to app-main-v000 by alice; Git disagrees until the deploy is reverted"
+
+
+def test_groups_created_in_the_same_second_are_ordered_by_version() -> None:
+    """Creation times are coarse (AWS reports seconds): two groups of one second are still older and newer."""
+    live = [builders.group(OLD, version=0, enabled=False, capacity=ZERO, created_at=5.0),
+            builders.group(NEW, version=1, created_at=5.0)]
+    (change,) = operations.rollback_changes(NEW, planner.LiveState(tuple(live)), region="r1", commit="c2", by="bob")
+    assert change.desired_server_group == "app-main-v000" and change.current == live[1]

@@ -431,6 +431,32 @@ class Fleet(RuleBasedStateMachine):
         self.paused = not self.paused
         stateful_stats.KINDS["pause and resume"] += 1
 
+    @precondition(lambda self: self.want.file in FILES and self.want.where in WHERE)  # the cluster is in Git
+    @rule(image=st.sampled_from(GOOD), region=st.sampled_from(["r1", "r1", None]), passes=st.sampled_from([0, 1, 2]),
+          resume=st.booleans())
+    def roll_back_by_hand(self, image: str, region: str | None, passes: int, resume: bool) -> None:
+        """A deploy goes out, then ``reconciler rollback CLUSTER [--region r1]``: the retained groups back in
+        traffic now and the cluster paused, so the passes that follow leave them serving; the operator may
+        resume at once (Git's version comes back on the next pass)."""
+        self._change("deploy, then roll back by hand", 2, image=image)
+        cluster = model.cluster_name("app", self.want.stack)
+        try:
+            results = self.engine.rollback(cluster, region=region, by="test")
+        except errors.ReconcilerError:  # a region with nothing retained (yet)
+            stateful_stats.KINDS["manual rollback: nothing retained"] += 1
+            return
+        stateful_stats.KINDS["manual rollback"] += 1
+        self.paused = self.paused or cluster == "app"  # a cluster without a stack is named like its application
+        back = {(r.change.region, r.change.desired_server_group) for r in results
+                if r.state is model.ExecState.SUCCEEDED}
+        for _ in range(passes):
+            self._pass("a pass while rolled back by hand")
+        serving = {(g.region, g.name) for g in self._observe() if g.enabled and g.cluster == cluster}
+        assert back <= serving, f"a pass undid the manual rollback of {cluster}: {sorted(back - serving)}"
+        if resume:
+            self.engine.resume(cluster, by="test")
+            self.paused = self.paused and cluster != "app"
+
     # ------------------------------------------------------------------ invariants
 
     @invariant()
@@ -481,8 +507,8 @@ class Fleet(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Converge: nothing runnable is left; a good, complete desired state plans nothing at all."""
         try:
-            if self.paused:
-                self.engine.resume("app", by="test")
+            for name in sorted(self.engine.store.pauses()):  # the machine's own, and those of manual rollbacks
+                self.engine.resume(name, by="test")
             if self.flow.approval:
                 self.engine.decide_environment("flow", "prod", self.flow.version, "approved", by="test")
                 self.approved.add(self.flow.version)  # the spy on prod's creations checks against this
@@ -535,7 +561,8 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "fix-forward commit", "execution rolled_back", "declare a balancer", "rename the balancer",
             "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
             "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
-            "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black"}
+            "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
+            "manual rollback"}
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
 
 
