@@ -118,11 +118,11 @@ def floor(repo_path: Path, commit: str) -> float:
     repo = pygit2.Repository(str(repo_path))
     tree = repo[commit].peel(pygit2.Commit).tree["apps"].peel(pygit2.Tree)
     env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-    values = yaml.load(repo[tree["values.yaml"].id].data, Loader=yaml.CSafeLoader)
+    values = yaml.load(repo[tree["values.yaml"].id].peel(pygit2.Blob).data, Loader=yaml.CSafeLoader)
     for entry in tree:
         if entry.name == "values.yaml":
             continue
-        text = repo[entry.id].data.decode("utf-8")
+        text = repo[entry.id].peel(pygit2.Blob).data.decode("utf-8")
         rendered = env.from_string(text).render(values=values)
         yaml.load(rendered, Loader=yaml.CSafeLoader)
     return time.perf_counter() - t0

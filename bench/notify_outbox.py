@@ -64,7 +64,7 @@ def record(store: store_mod.Store, deploys: int) -> float:
     for i in range(deploys):
         c = _change(f"app{i}")
         tracker.started("plan", [c])
-        tracker.rollout_ended("plan", [c], [executor.ExecutionResult(c, "ex", "succeeded")])
+        tracker.rollout_ended("plan", [c], [executor.ExecutionResult(c, "ex", model.ExecState.SUCCEEDED)])
     return time.perf_counter() - t0
 
 

@@ -62,7 +62,7 @@ def build_repo(path: Path, files: int, per_file: int) -> tuple[pygit2.Repository
 
 def change_one_file(repo: pygit2.Repository, parent: str) -> str:
     head = repo[parent].peel(pygit2.Commit)
-    apps = repo.TreeBuilder(repo[head.tree["apps"].id])
+    apps = repo.TreeBuilder(head.tree["apps"].peel(pygit2.Tree))
     text = SPEC.format(i=0, clusters=CLUSTER.format(i="changed", j=0))
     apps.insert("app0.yaml", repo.create_blob(text.encode()), pygit2.enums.FileMode.BLOB)
     root = repo.TreeBuilder(head.tree)

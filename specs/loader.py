@@ -8,6 +8,10 @@ workers bounded by ``SpecLimits``, YAML nesting and size are bounded, and any
 unexpected failure on one file becomes that file's problem. Results are cached
 per (path, blob id, values blob id): a pass over an unchanged commit parses
 nothing, and a commit that changes one file re-parses one file.
+
+Why it is this long: it is the loading pipeline end to end (the cache, reading files under limits, values,
+rendering through the pool, parsing, validation and the model) so that every failure of any stage becomes the
+one kind of problem in one place; the stages themselves live in ``renderpool``, ``schema`` and ``limits``.
 """
 
 from __future__ import annotations

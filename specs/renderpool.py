@@ -17,6 +17,10 @@ Workers start once and serve every later pass (the start cost, an interpreter
 plus Jinja2, is paid once per process). Files without template markers never
 reach a worker. Every outcome is a value: a problem that names the file and
 the limit, never an exception.
+
+Why it is this long: the parent side (the pool, deadlines, restarts) and the worker side (``worker_main`` and
+its limits) speak one small protocol over a pipe, and keeping both halves in one module keeps that protocol in
+one place.
 """
 
 from __future__ import annotations

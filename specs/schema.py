@@ -1,5 +1,9 @@
 """The spec format: one cerberus schema (kept lean: validation is the costliest part of a load),
 cross-field rules cerberus cannot express, and a JSON Schema export for editors.
+
+Why it is this long: about 150 lines are the schema itself (data: the cluster, resource, environment and
+application blocks) and about 120 the descriptions the JSON Schema export carries for editors; the code around
+them is the validator, the cross-field rules and the export.
 """
 
 from __future__ import annotations

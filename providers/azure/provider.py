@@ -17,6 +17,10 @@ the account's resource group, in the backend pools of load balancers or applicat
 * Long-running operations use the SDK's ARM poller, sleeping on the reconciler's clock. Every call is
   retried on 429 (after ``Retry-After``) and 5xx with backoff on the same clock; errors are mapped in
   ``edge`` with the ARM error code, the call, the account and the region.
+
+Why it is this long: it is the whole Provider interface for one cloud (scale sets, their balancer pools,
+autoscale settings, health from three sources) in one class; the SDK edge (clients, retries, error mapping) is
+already in ``edge``, and what remains is each verb's steps against ARM, which read best beside each other.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ template, added to and removed from global backend services by name.
   options (the library's ``ExtendedOperation.result()`` polls the public endpoint). Mutations carry a
   request id reused across retries, so a retried insert is not duplicated. 429 and 5xx are retried with
   backoff on the injected clock; every error is mapped in ``edge`` with status, method, project, region.
+
+Why it is this long: it is the whole Provider interface for GCE (MIGs, templates, backend services,
+autoscalers, health) in one class; the edge (error mapping, labels) and the records (state GCE cannot hold)
+are already split out, and what remains is each verb's calls, which read best beside each other.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Frozen, slotted dataclasses; raw YAML dicts never get past ``specs/``. Nothing
 here performs I/O or reads a clock.
+
+Why it is this long: it is the whole vocabulary, about forty small frozen types and enums (none over 75 lines)
+that every layer imports; one module keeps them free of import cycles and lets a reader find any of them in
+one place.
 """
 
 from __future__ import annotations

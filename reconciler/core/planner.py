@@ -20,6 +20,10 @@ spec hash:
 
 A change that puts a spec into service in a later wave lists the earlier waves' regions in
 ``after``; those that do not serve the same spec hash yet are in ``waiting`` (docs/safety.md).
+
+Why it is over 400 lines: ``plan_cluster`` keeps the decision table above in one function, so its cases
+read in order, and pruning and the manual rollback (``rollback_to``) need the same ownership and step rules
+beside it.
 """
 
 from __future__ import annotations
@@ -350,11 +354,7 @@ def plan_cluster(
             return change(Action.REPLACE, [*resize, _at(wait, m.name), *tail], others[0] if others else m,
                           m.name, f"finish the deployment of {m.name}")
         current = enabled[0] if enabled else None
-        resize = [] if _same_capacity(spec, m.capacity, target_cap) and m.capacity.desired > 0 else [
-            Step(StepKind.RESIZE, m.name, capacity=target_cap)]
-        alone = not [g for g in enabled if g.name != m.name]  # nothing else serves: hooks before enabling
-        steps = [*resize, _at(wait, m.name), *(retire.verify_steps(spec, m.name) if alone else []),
-                 Step(StepKind.ENABLE, m.name), *retire.steps(spec, m.name, enabled, owned)]
+        steps = _back_in_service(spec, m, enabled, owned)
         if m is owned[0]:
             reason = (f"drift: {m.name} was taken out of traffic outside the reconciler"
                       if not current and m.commit == commit else f"resume: {m.name} exists but is not in traffic")
@@ -372,6 +372,39 @@ def plan_cluster(
              *(retire.verify_steps(spec, name) if current is None else []), Step(StepKind.ENABLE, name),
              *retire.steps(spec, name, enabled, owned)]
     return change(Action.REPLACE, steps, current, name, "immutable fields changed")
+
+
+def rollback_to(spec: model.ClusterSpec, region: str, target: ServerGroup, groups: list[ServerGroup],
+                commit: str, *, reason: str) -> model.Change:
+    """The change that brings ``target``, a retained group of ``spec``'s cluster, back into traffic now.
+
+    A manual rollback names its group, so nothing is derived from a spec hash: the steps are those of a
+    revert in Git (resize back, wait healthy, enable, retire the others), the change's ``spec_hash`` is
+    the target's own and its ``desired`` is the cluster as it will serve afterwards (the target's launch
+    settings, the spec's capacity, health and strategy).
+    """
+    owned = _newest_first([g for g in groups if g.managed])
+    enabled = [g for g in owned if g.enabled]
+    return model.Change(
+        application=spec.application, cluster=spec.name, provider=spec.provider, account=spec.account,
+        region=region, action=Action.ROLLBACK, steps=tuple(_back_in_service(spec, target, enabled, owned)),
+        current=enabled[0] if enabled else None, desired_server_group=target.name,
+        desired=dataclasses.replace(spec, launch=target.launch), spec_hash=target.spec_hash, wave=0,
+        reason=reason, commit=commit,
+    )
+
+
+def _back_in_service(spec: model.ClusterSpec, m: ServerGroup, enabled: list[ServerGroup],
+                     owned: list[ServerGroup]) -> list[Step]:
+    """An existing group out of traffic back in: resize if needed, wait healthy, enable, retire the others."""
+    target_cap = _target_capacity(spec, m, enabled)
+    resize = [] if _same_capacity(spec, m.capacity, target_cap) and m.capacity.desired > 0 else [
+        Step(StepKind.RESIZE, m.name, capacity=target_cap)]
+    alone = not [g for g in enabled if g.name != m.name]  # nothing else serves: hooks before enabling
+    wait = Step(StepKind.WAIT_HEALTHY, m.name, seconds=spec.health.timeout_s,
+                healthy_percent=spec.health.healthy_percent)
+    return [*resize, wait, *(retire.verify_steps(spec, m.name) if alone else []),
+            Step(StepKind.ENABLE, m.name), *retire.steps(spec, m.name, enabled, owned)]
 
 
 def _destroy(key: tuple[str, str, str, str], owned: list[ServerGroup], commit: str) -> model.Change:

@@ -6,6 +6,10 @@ execution simply continues. An error becomes an outcome, never a dead loop:
 transient provider errors are retried with backoff, a failed health wait rolls
 the change back (DESIGN §4 step 6), and the runtime traffic guard refuses any
 disable or shrink that would leave a serving cluster without healthy capacity.
+
+Why it is this long: one step kind per branch of ``_run_step``, and the recording, retries, waves, runtime
+traffic guard and rollback around them, form one state machine that must be read together to see that every
+step is recorded before and after it runs; running rollouts in worker threads is in ``dispatch``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ new decision). A manual rollback pauses its cluster first, so no pass undoes it.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Callable
 from typing import Any
@@ -160,8 +159,9 @@ def rollback_changes(spec: model.ClusterSpec, live: planner.LiveState, *, region
                      by: str) -> list[model.Change]:
     """Per region of ``spec``: the change that brings its newest retained disabled group back into traffic.
 
-    The planner plans it as the deploy of that group's launch settings (its ROLLBACK action: the
-    desired spec equals a retained group), so the steps are the ones a revert in Git would run.
+    ``planner.rollback_to`` plans it for that group by name, with the steps a revert in Git would run; the
+    group's launch settings as read back from the cloud are never turned into a spec to plan from (a cloud
+    may not return every field, such as user data, and the spec would then ask for a new group).
     """
     cluster = spec.name
     changes: list[model.Change] = []
@@ -171,16 +171,13 @@ def rollback_changes(spec: model.ClusterSpec, live: planner.LiveState, *, region
         mine = [g for g in live.groups if g.cluster == cluster and g.region == r]
         groups = [g for g in mine if g.provider == spec.provider and g.account == spec.account and g.managed]
         groups.sort(key=lambda g: (g.created_at, g.version), reverse=True)
-        enabled = [g for g in groups if g.enabled]
-        retained = [g for g in groups if not g.enabled and (not enabled or g.created_at < enabled[0].created_at)]
+        serving = next((i for i, g in enumerate(groups) if g.enabled), -1)
+        retained = [g for g in groups[serving + 1:] if not g.enabled]  # older than the newest serving group
         if not retained:
             raise errors.ReconcilerError(f"{cluster} in {r}: no retained disabled group to roll back to")
         target = retained[0]
-        change = planner.plan_cluster(dataclasses.replace(spec, launch=target.launch), r, 0, mine, commit)
-        if change is None:
-            continue
-        changes.append(dataclasses.replace(change, reason=f"manual rollback to {target.name} by {by}; "
-                                           "Git disagrees until the deploy is reverted"))
+        changes.append(planner.rollback_to(spec, r, target, mine, commit, reason=(
+            f"manual rollback to {target.name} by {by}; Git disagrees until the deploy is reverted")))
     if not changes:
         raise errors.ReconcilerError(f"{cluster}: nothing to roll back")
     return changes

@@ -4,6 +4,10 @@ Only this module touches pygit2. The daemon fetches the tracked branch into
 ``refs/remotes/origin/<branch>`` of a mirror kept in the state directory and
 reads the spec tree at that commit straight from the object database. Spec
 files are identified by blob id, so the spec cache skips unchanged files.
+
+Why it is this long: by contract (``.importlinter``) this is the only module that imports pygit2, so
+everything done with Git lives here: fetching with credentials and known hosts, reading the tree under limits,
+commit details and signature verification.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Written with SQLAlchemy Core so the same statements run on SQLite (WAL mode,
 the embedded default) and on PostgreSQL (several daemons sharing work). Every
 write is its own short transaction: a ``kill -9`` between two calls loses
 nothing that was recorded.
+
+Why it is this long: ``Store`` has one short method per operation on each table (executions, steps, history,
+leases, approvals, pauses, failures, the key-value table), and keeping every statement beside the table
+definitions is what lets the column migrations and both dialects be checked in one place.
 """
 
 from __future__ import annotations

@@ -46,6 +46,22 @@ class WallClock:
         return self.now
 
 
+class Reply(TestResponse):
+    """A test response whose ``json`` is the JSON body the API answers with, typed as a JSON value rather than
+    ``Any | None``: a test indexes it directly, and a body that is not JSON fails right here, naming it."""
+
+    @property
+    def json(self) -> Any:
+        assert self.is_json, f"HTTP {self.status}, not JSON: {self.get_data(as_text=True)[:300]}"
+        return self.get_json()
+
+    @staticmethod
+    def of(response: TestResponse) -> Reply:
+        """The response of a client made with ``response_wrapper=Reply``, as one."""
+        assert isinstance(response, Reply), type(response)
+        return response
+
+
 @dataclass
 class Site:
     repo: DesiredRepo
@@ -56,16 +72,16 @@ class Site:
     triggered: list[str] = field(default_factory=list)
 
     def client(self) -> Client:
-        return Client(self.api)
+        return Client(self.api, response_wrapper=Reply)
 
     def auth(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {TOKENS[name][0]}"}
 
-    def get(self, path: str, who: str | None = None, **kw: Any) -> TestResponse:
-        return self.client().get(path, headers=self.auth(who) if who else {}, **kw)
+    def get(self, path: str, who: str | None = None, **kw: Any) -> Reply:
+        return Reply.of(self.client().get(path, headers=self.auth(who) if who else {}, **kw))
 
-    def post(self, path: str, who: str | None = None, json: Any = None) -> TestResponse:
-        return self.client().post(path, headers=self.auth(who) if who else {}, json=json)
+    def post(self, path: str, who: str | None = None, json: Any = None) -> Reply:
+        return Reply.of(self.client().post(path, headers=self.auth(who) if who else {}, json=json))
 
     def reconcile(self) -> pipeline.PassResult:
         """A pass (its executions run inline), then the status it left, as the daemon refreshes it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -10,43 +11,33 @@ from hypothesis import strategies as st
 
 from reconciler.core import model, planner
 from reconciler.core.model import Action, Capacity, StepKind
-
-LAUNCH = model.LaunchSpec(image="img-1", instance_type="m5.large")
+from tests import builders
 
 
 def spec(image: str = "img-1", *, desired: int = 2, regions: tuple[str, ...] = ("r1",),
          autoscaling: bool = False, keep: int = 1, scale_down: bool = True) -> model.ClusterSpec:
-    return model.ClusterSpec(
-        application="app", stack="main", provider="local", account="default", regions=regions,
-        launch=dataclasses.replace(LAUNCH, image=image), capacity=Capacity(1, desired, 6),
-        autoscaling=autoscaling, strategy=model.Strategy(keep_disabled=keep, scale_down=scale_down),
-    )
+    """``app-main`` on the local provider, capacity 1..6."""
+    return builders.spec(image=image, regions=regions, capacity=Capacity(1, desired, 6), autoscaling=autoscaling,
+                         strategy=model.Strategy(keep_disabled=keep, scale_down=scale_down))
 
 
 def group(version: int, s: model.ClusterSpec, *, enabled: bool = True, desired: int | None = None,
           region: str = "r1", managed: bool = True) -> model.ServerGroup:
+    """Version ``version`` of ``s``; ``desired=0`` is a group scaled down to nothing."""
     cap = s.capacity if desired is None else Capacity(s.capacity.min if desired else 0, desired,
                                                       s.capacity.max if desired else 0)
-    return model.ServerGroup(
-        name=model.server_group_name(s.name, version), provider="local", account="default", region=region,
-        cluster=s.name, application="app", managed=managed, launch=s.launch, capacity=cap, enabled=enabled,
-        healthy=cap.desired, instances=cap.desired, spec_hash=s.launch.spec_hash(), commit="c0",
-        created_at=float(version),
-    )
+    return builders.group(s, region, version, enabled=enabled, capacity=cap, managed=managed)
 
 
 def desired(*specs: model.ClusterSpec, commit: str = "c1") -> model.DesiredState:
-    apps = {"app": model.Application("app", "o@example.com", model.Criticality.NORMAL, tuple(specs),
-                                     model.SourceRef("apps/app.yaml"))}
-    return model.DesiredState(commit, apps)
+    return builders.desired(*specs, commit=commit)
 
 
-def plan(d: model.DesiredState, *groups: model.ServerGroup, **opts: object) -> model.Plan:
-    return planner.plan(d, planner.LiveState(tuple(groups)), planner.Options(**opts)).plan  # type: ignore[arg-type]
+def plan(d: model.DesiredState, *groups: model.ServerGroup, **opts: Any) -> model.Plan:
+    return builders.outcome(d, *groups, **opts).plan
 
 
-def kinds(change: model.Change) -> list[tuple[str, str]]:
-    return [(s.kind.value, s.server_group) for s in change.steps]
+kinds = builders.kinds
 
 
 def test_first_deploy_creates_v000_per_region_in_waves() -> None:
@@ -174,7 +165,7 @@ def test_unreadable_regions_and_paused_clusters_are_skipped() -> None:
 
 
 @given(
-    images=st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=8),
+    images=builders.images,
     keep=st.integers(min_value=0, max_value=3),
     scale_down=st.booleans(),
 )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from reconciler.core import model, planner, selection
 from reconciler.core.model import Action, Capacity, Removal
+from tests import builders
 
 W = (("r1",), ("r2", "r3"))
 
@@ -13,36 +15,23 @@ W = (("r1",), ("r2", "r3"))
 def spec(app: str = "app", *, stack: str = "", image: str = "img-1", regions: tuple[str, ...] = ("r1",),
          provider: str = "local", account: str = "default", waves: tuple[tuple[str, ...], ...] = (),
          autoscaling: bool = False, file: str = "") -> model.ClusterSpec:
-    return model.ClusterSpec(
-        application=app, stack=stack, provider=provider, account=account, regions=regions,
-        launch=model.LaunchSpec(image=image, instance_type="m5.large"), capacity=Capacity(1, 2, 6),
-        autoscaling=autoscaling, rollout=model.Rollout(waves=waves),
-        source=model.SourceRef(file or f"apps/{app}.yaml", 3),
-    )
+    """Cluster ``app`` (no stack) from ``apps/APP.yaml`` line 3, capacity 1..6."""
+    return builders.spec(app, stack=stack, image=image, regions=regions, provider=provider, account=account,
+                         autoscaling=autoscaling, rollout=model.Rollout(waves=waves),
+                         source=model.SourceRef(file or f"apps/{app}.yaml", 3))
 
 
 def group(s: model.ClusterSpec, region: str, version: int = 0, *, enabled: bool = True, healthy: int | None = None,
           desired: int = 2) -> model.ServerGroup:
-    return model.ServerGroup(
-        name=model.server_group_name(s.name, version), provider=s.provider, account=s.account, region=region,
-        cluster=s.name, application=s.application, managed=True, launch=s.launch,
-        capacity=Capacity(1, desired, 6), enabled=enabled, healthy=desired if healthy is None else healthy,
-        instances=desired, spec_hash=s.launch.spec_hash(), commit="c0", created_at=float(version),
-    )
+    return builders.group(s, region, version, enabled=enabled, capacity=Capacity(1, desired, 6), healthy=healthy)
 
 
-def desired(*specs: model.ClusterSpec, **kw: object) -> model.DesiredState:
-    apps: dict[str, model.Application] = {}
-    for s in specs:
-        old = apps.get(s.application)
-        clusters = (old.clusters if old else ()) + (s,)
-        apps[s.application] = model.Application(s.application, "o@example.com", model.Criticality.NORMAL, clusters,
-                                                s.source)
-    return model.DesiredState("c1", apps, **kw)  # type: ignore[arg-type]
+def desired(*specs: model.ClusterSpec, **kw: Any) -> model.DesiredState:
+    return builders.desired(*specs, **kw)
 
 
-def plan(d: model.DesiredState, *groups: model.ServerGroup, **opts: object) -> planner.Outcome:
-    return planner.plan(d, planner.LiveState(tuple(groups)), planner.Options(**opts))  # type: ignore[arg-type]
+def plan(d: model.DesiredState, *groups: model.ServerGroup, **opts: Any) -> planner.Outcome:
+    return builders.outcome(d, *groups, **opts)
 
 
 def by_region(out: planner.Outcome) -> dict[str, model.Change]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from providers.local import LocalProvider
 from reconciler.config import settings as config_mod
@@ -17,7 +18,7 @@ def _local(env: Env) -> LocalProvider:
     return LocalProvider("default", provider_context(cfg.state_url, cfg.state_dir))
 
 
-def _names(env: Env) -> dict[str, dict]:
+def _names(env: Env) -> dict[str, dict[str, Any]]:
     return {g["server_group"]: g for g in env.groups("us-east-1")}
 
 

@@ -274,7 +274,7 @@ def test_the_documented_pr_preview_works_in_a_real_clone(env: Env, tmp_path: Pat
     assert "refs/remotes/origin/HEAD" in work.references, "the trap: a clone has origin/HEAD"
     origin_main = str(work.references["refs/remotes/origin/main"].target)
     local_main = _commit(work, "main", "apps/blog.yaml", blog(image="blog-2"), "unpushed")
-    work.branches.local.create("feature", work[local_main])
+    work.branches.local.create("feature", work[local_main].peel(pygit2.Commit))
     work.checkout("refs/heads/feature")
     head = _commit(work, "feature", "apps/blog.yaml", blog(image="blog-3"), "the pull request")
     monkeypatch.chdir(work.workdir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.core import errors
+from reconciler.core import errors, model
 from reconciler.state.store import Store
 
 
@@ -44,10 +44,10 @@ def test_steps_are_recorded_before_and_after_they_run(url: str) -> None:
         )
         s.step_started(ex, 0, 2.0)
         assert [st["state"] for st in s.steps_of(ex)] == ["running", "pending"]
-        s.step_ended(ex, 0, 3.0, state="done")
+        s.step_ended(ex, 0, 3.0, state=model.StepState.DONE)
         extra = s.add_steps(ex, [{"kind": "destroy", "server_group": "app-v000", "description": "undo"}])
         assert extra == 2
-        s.finish_execution(ex, 4.0, state="rolled_back", error="boom")
+        s.finish_execution(ex, 4.0, state=model.ExecState.ROLLED_BACK, error="boom")
         assert [st["state"] for st in s.steps_of(ex)] == ["done", "pending", "pending"]
         assert s.executions()[0]["state"] == "rolled_back" and not s.active_executions()
     finally:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tests.conftest import Env, app_spec, write_config
 
 
-def _groups(env: Env, region: str) -> dict[str, dict]:
+def _groups(env: Env, region: str) -> dict[str, dict[str, Any]]:
     return {g["server_group"]: g for g in env.groups(region) if g["cluster"] == "checkout-main"}
 
 

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -65,11 +66,11 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DesiredRep
     return base / "state", repo
 
 
-def _groups(db: Path) -> dict[str, list[dict]]:
+def _groups(db: Path) -> dict[str, list[dict[str, Any]]]:
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT region, name, data FROM local_server_groups").fetchall()
     conn.close()
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     for region, _name, data in rows:
         out.setdefault(region, []).append(yaml.safe_load(data))
     return out

@@ -56,7 +56,7 @@ from providers import local_resources
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, memo, model, planner
-from reconciler.core.resources import Kind, ResourceAction
+from reconciler.core.resources import Kind, ResourceAction, ResourceChange
 from reconciler.runtime import canary as canary_runtime
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
@@ -432,18 +432,17 @@ class Fleet(RuleBasedStateMachine):
         counter = {"n": 0}
         original = executor_mod.Executor._run_step
 
-        def run_step(ex, provider, change, step):  # type: ignore[no-untyped-def]
+        def run_step(ex: executor_mod.Executor, provider: provider_base.Provider, change: model.Change,
+                     step: model.Step) -> None:
             counter["n"] += 1
             if counter["n"] > steps:
                 ex.stopping.set()
                 raise executor_mod.Interrupted("crash")
             return original(ex, provider, change, step)
 
-        executor_mod.Executor._run_step = run_step  # type: ignore[method-assign]
-        try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(executor_mod.Executor, "_run_step", run_step)
             self._pass("crash in the middle of a pass")
-        finally:
-            executor_mod.Executor._run_step = original  # type: ignore[method-assign]
         self.restart()
 
     @rule()
@@ -476,6 +475,33 @@ class Fleet(RuleBasedStateMachine):
             self.engine.pause("app", by="test", force=True)  # app may be out of Git at the moment
         self.paused = not self.paused
         stateful_stats.KINDS["pause and resume"] += 1
+
+    @rule(image=st.sampled_from(GOOD), region=st.sampled_from(["r1", "r1", None]), passes=st.sampled_from([0, 1, 2]),
+          resume=st.booleans())
+    def roll_back_by_hand(self, image: str, region: str | None, passes: int, resume: bool) -> None:
+        """A deploy goes out, then ``reconciler rollback CLUSTER [--region r1]``: the retained groups back in
+        traffic now and the cluster paused, so the passes that follow leave them serving; the operator may
+        resume at once (Git's version comes back on the next pass)."""
+        if image == self.want.image:  # a deploy that changes something, so there is a version to go back to
+            image = GOOD[(GOOD.index(image) + 1) % len(GOOD)]
+        self._change("deploy, then roll back by hand", 2, image=image)
+        cluster = model.cluster_name("app", self.want.stack)
+        try:
+            results = self.engine.rollback(cluster, region=region, by="test")
+        except errors.ReconcilerError:  # a region with nothing retained (yet), or the cluster is not in Git now
+            stateful_stats.KINDS["manual rollback refused"] += 1
+            return
+        stateful_stats.KINDS["manual rollback"] += 1
+        self.paused = self.paused or cluster == "app"  # a cluster without a stack is named like its application
+        back = {(r.change.region, r.change.desired_server_group) for r in results
+                if r.state is model.ExecState.SUCCEEDED}
+        for _ in range(passes):
+            self._pass("a pass while rolled back by hand")
+        serving = {(g.region, g.name) for g in self._observe() if g.enabled and g.cluster == cluster}
+        assert back <= serving, f"a pass undid the manual rollback of {cluster}: {sorted(back - serving)}"
+        if resume:
+            self.engine.resume(cluster, by="test")
+            self.paused = self.paused and cluster != "app"
 
     # ------------------------------------------------------------------ invariants
 
@@ -527,8 +553,8 @@ class Fleet(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Converge: nothing runnable is left; a good, complete desired state plans nothing at all."""
         try:
-            if self.paused:
-                self.engine.resume("app", by="test")
+            for name in sorted(self.engine.store.pauses()):  # the machine's own, and those of manual rollbacks
+                self.engine.resume(name, by="test")
             if self.flow.approval:
                 self.engine.decide_environment("flow", "prod", self.flow.version, "approved", by="test")
                 self.approved.add(self.flow.version)  # the spy on prod's creations checks against this
@@ -542,7 +568,8 @@ class Fleet(RuleBasedStateMachine):
                 if not ev.runnable and not ev.resources_runnable and not [
                         c for c, h in ev.resources_held if h.kind is model.Hold.APPROVAL]:
                     break
-            runnable = [f"{c.key} {c.action.value}: {c.reason}" for c in (*ev.runnable, *ev.resources_runnable)]
+            running: list[model.Change | ResourceChange] = [*ev.runnable, *ev.resources_runnable]
+            runnable = [f"{c.key} {c.action.value}: {c.reason}" for c in running]
             assert runnable == [], runnable
             if self.want.converges:
                 left = [c for c in ev.plan.changes if c.application != "flow" or self.flow.version != FLOW_BAD]
@@ -590,6 +617,8 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
             "strategy: canary_pass", "strategy: canary_fail", "canary analysis passed", "canary analysis failed",
             "two replicas", "a pass of the second replica", "restart of the second replica"}
+    # "manual rollback" succeeds in only a few of its attempts per 2,000 steps (most states have nothing retained in
+    # some region), too few to require here; tests/core/test_manual_rollback.py covers it in every run.
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
 
 
@@ -662,14 +691,9 @@ def _watch_waves() -> Iterator[None]:
                 f"{request.name} in {request.region} got spec {request.spec_hash} before it succeeded in r1")
         return original(prov, request)
 
-    local_mod.LocalProvider.create_server_group = create  # type: ignore[method-assign]
-    local_mod.LocalProvider.put_resource = put_resource  # type: ignore[method-assign]
-    local_mod.LocalProvider.destroy_resource = destroy_resource  # type: ignore[method-assign]
-    canary_runtime.Analyzer.run = run_analysis  # type: ignore[method-assign]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local_mod.LocalProvider, "create_server_group", create)
+        patch.setattr(local_mod.LocalProvider, "put_resource", put_resource)
+        patch.setattr(local_mod.LocalProvider, "destroy_resource", destroy_resource)
+        patch.setattr(canary_runtime.Analyzer, "run", run_analysis)
         yield
-    finally:
-        local_mod.LocalProvider.create_server_group = original  # type: ignore[method-assign]
-        local_mod.LocalProvider.put_resource = put  # type: ignore[method-assign]
-        local_mod.LocalProvider.destroy_resource = destroy  # type: ignore[method-assign]
-        canary_runtime.Analyzer.run = analyze  # type: ignore[method-assign]

@@ -23,7 +23,7 @@ def _config(d: Any) -> dict[str, Any]:
 
 def _set(cfg: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     """A deep copy of ``cfg`` with one field replaced."""
-    out = json.loads(json.dumps(cfg))
+    out: dict[str, Any] = json.loads(json.dumps(cfg))
     *parents, leaf = dotted.split(".")
     node = out
     for p in parents:

@@ -60,6 +60,33 @@ class RecordingBackend:
     def trigger(self, reason: str) -> None:
         self.calls.append(("trigger", reason, ""))
 
+    def history(self, *, limit: int, application: str | None) -> list[dict[str, Any]]:
+        return []
+
+    def executions(self, *, limit: int, application: str | None) -> list[dict[str, Any]]:
+        return []
+
+    def execution(self, ident: str) -> dict[str, Any] | None:
+        return None
+
+    def decide_environment(self, application: str, environment: str, version: str, decision: str, *, by: str,
+                           comment: str) -> dict[str, Any]:
+        self.calls.append((decision, f"{application}/{environment}/{version}", by))
+        return {"id": f"{application}/{environment}/{version}", "state": decision, "by": by}
+
+    def freeze(self, *, by: str, reason: str) -> None:
+        self.calls.append(("freeze", reason, by))
+
+    def unfreeze(self, *, by: str) -> None:
+        self.calls.append(("unfreeze", "", by))
+
+    def rollback(self, cluster: str, *, region: str | None, by: str) -> list[str]:
+        self.calls.append(("rollback", cluster, by))
+        return []
+
+    def event_store(self) -> Any:
+        raise AssertionError("these routes never open the event stream")
+
 
 TOKEN = "s3cret"
 HOOK_SECRET = "hook"
@@ -107,7 +134,8 @@ def test_without_any_token_api_routes_are_403_and_probes_stay_open(tmp_path: Pat
     ready = client.get("/readyz")
     assert ready.status_code == 503 and json.loads(ready.get_data())["reason"] == "repository not read yet"
     status = client.get("/api/v1/status")
-    assert status.status_code == 403 and "http.public_read" in status.json["error"], "reads need a token now"
+    assert status.status_code == 403 and "http.public_read" in json.loads(status.get_data())["error"], \
+        "reads need a token now"
     assert client.get("/api/v1/pause/x").status_code == 405
     assert client.get("/nowhere").status_code == 404
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from reconciler.core import model
 from specs import loader
 
 CLUSTER = """\
@@ -18,7 +19,7 @@ CLUSTER = """\
 """
 
 
-def load(tmp_path: Path, spec: str, values: str | None = None) -> tuple[list[str], loader.model.DesiredState]:
+def load(tmp_path: Path, spec: str, values: str | None = None) -> tuple[list[str], model.DesiredState]:
     apps = tmp_path / "apps"
     apps.mkdir(exist_ok=True)
     (apps / "shop.yaml").write_text(textwrap.dedent(spec), encoding="utf-8")
@@ -57,7 +58,7 @@ def test_version_from_reads_values_yaml_and_names_where_promote_writes(tmp_path:
     assert problems == []
     app = state.applications["shop"]
     assert app.version == "2.0.1"
-    assert app.version_source == loader.model.VersionSource("apps/values.yaml", "shop.version")
+    assert app.version_source == model.VersionSource("apps/values.yaml", "shop.version")
 
 
 def test_each_mistake_names_its_file_line_and_field(tmp_path: Path) -> None:

@@ -33,8 +33,9 @@ def bare_remote(tmp_path: Path, version: str = "1.0") -> Path:
 
 def blob(bare: Path, path: str, ref: str = "refs/heads/main") -> str:
     repo = pygit2.Repository(str(bare))
-    data = repo[repo.references[ref].peel(pygit2.Commit).tree[path].id].data
-    return bytes(data).decode()
+    found = repo[repo.references[ref].peel(pygit2.Commit).tree[path].id]
+    assert isinstance(found, pygit2.Blob), f"{path} at {ref} is not a file"
+    return bytes(found.data).decode()
 
 
 def config_for(tmp_path: Path, url: str) -> Path:

@@ -11,6 +11,7 @@ from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
 from reconciler.runtime import engine as engine_mod
+from reconciler.runtime import pipeline
 from tests.conftest import DesiredRepo, write_config
 
 MONDAY_NOON = 1_700_481_600.0  # 2023-11-20 12:00 UTC, a Monday
@@ -54,7 +55,7 @@ class Pipeline:
         self.repo.write("apps/checkout.yaml", spec or pipeline_spec())
         self.repo.commit(f"checkout {version}")
 
-    def reconcile(self) -> engine_mod.PassResult:
+    def reconcile(self) -> pipeline.PassResult:
         """One pass, then the status refresh the daemon makes after its rollouts end."""
         result = self.engine.reconcile(reason="test")
         self.engine.refresh_status("rollout finished")

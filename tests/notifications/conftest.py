@@ -47,9 +47,10 @@ class Rig:
         for c in changes:
             if fail and c.region == fail:
                 error = f"{c.desired_server_group} in {c.region}: 0 of 3 instances healthy after 10m"
-                results.append(executor.ExecutionResult(c, "ex1", "rolled_back", error, step="wait_healthy"))
+                results.append(executor.ExecutionResult(c, "ex1", model.ExecState.ROLLED_BACK, error,
+                                                           step="wait_healthy"))
             else:
-                results.append(executor.ExecutionResult(c, "ex1", "succeeded"))
+                results.append(executor.ExecutionResult(c, "ex1", model.ExecState.SUCCEEDED))
         self.tracker.rollout_ended("plan-1", changes, results)
         return changes
 

@@ -190,7 +190,7 @@ def test_reconciler_events_follow_prints_new_events_as_json_lines(daemon_factory
         first = json.loads(proc.stdout.readline())
         assert first["kind"] == "deploy_succeeded" and first["application"] == "checkout"
         d.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=ONE)).commit("v2")
-        seen = []
+        seen: list[dict[str, Any]] = []
         while not seen or seen[-1]["kind"] != "deploy_succeeded":
             seen.append(json.loads(proc.stdout.readline()))
         assert seen[0]["kind"] == "execution_started" or seen[0]["kind"] == "deploy_started"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -14,7 +15,7 @@ from tests.conftest import Env, app_spec, write_config
 ONE = ("us-east-1",)
 
 
-def _events(env: Env, *wanted: str) -> list[dict]:
+def _events(env: Env, *wanted: str) -> list[dict[str, Any]]:
     s = store_mod.Store(f"sqlite:///{env.state_dir / 'state.db'}")
     try:
         rows = list(reversed(s.history(limit=500)))

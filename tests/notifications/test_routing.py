@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 from specs import policy_file
 from tests.notifications.conftest import Rig
@@ -27,7 +28,7 @@ POLICIES = textwrap.dedent("""
 """)
 
 
-def _targets(endpoint, tmp_path) -> dict:
+def _targets(endpoint, tmp_path) -> dict[str, Any]:
     ep = endpoint()
     (tmp_path / "token").write_text("t\n")
     return {"targets": {name: {"type": "webhook", "url": ep.url(f"/{name}")} for name in ("chat", "mail", "pager")},

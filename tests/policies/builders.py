@@ -1,50 +1,52 @@
-"""Plans, changes and live groups built by hand from reconciler.model values, for the rule tests."""
+"""The guardrail tests' data: ``checkout-main`` on aws/prod in r1 and r2, capacity 1..4, and the policy run.
+
+The model values come from ``tests.builders`` (the one set of builders); these presets only fix the
+defaults the rule tests read.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from collections.abc import Iterable
+from typing import Any
 
 from policies import base, registry
 from reconciler.core import model
-from reconciler.core.model import Action, Capacity, Step, StepKind, Verdict
+from reconciler.core.model import Action, Capacity, Step
 from specs import policy_file
+from tests import builders
 
-
-def ts(text: str, zone: str = "UTC") -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp()
-
+ts = builders.ts
+verdicts = builders.verdicts_of
+messages = builders.messages_of
+REDBLACK = builders.REDBLACK
 
 DEFAULT_CAP = Capacity(1, 2, 4)
 
 
-def spec(*, regions=("r1", "r2"), waves=(), lbs=(), cap=DEFAULT_CAP, image="img-1", itype="m5.large",
-         app="checkout", pause=0.0) -> model.ClusterSpec:
-    return model.ClusterSpec(
-        application=app, provider="aws", account="prod", regions=regions, stack="main",
-        launch=model.LaunchSpec(image=image, instance_type=itype, load_balancers=lbs), capacity=cap,
-        rollout=model.Rollout(waves=waves, pause_s=pause),
-    )
+def spec(*, regions: tuple[str, ...] = ("r1", "r2"), waves: tuple[tuple[str, ...], ...] = (),
+         lbs: tuple[str, ...] = (), cap: Capacity = DEFAULT_CAP, image: str = "img-1", itype: str = "m5.large",
+         app: str = "checkout", pause: float = 0.0) -> model.ClusterSpec:
+    return builders.spec(app, provider="aws", account="prod", regions=regions, image=image, instance_type=itype,
+                         load_balancers=lbs, capacity=cap, rollout=model.Rollout(waves=waves, pause_s=pause))
 
 
-def group(name: str, *, enabled=True, desired=2, healthy=2, s: model.ClusterSpec | None = None,
-          region="r1", managed=True) -> model.ServerGroup:
-    s = s or spec()
-    return model.ServerGroup(name=name, provider="aws", account="prod", region=region, cluster=s.name,
-                             application=s.application, managed=managed, launch=s.launch,
-                             capacity=Capacity(1, desired, 4), enabled=enabled, healthy=healthy, instances=desired)
+def group(name: str, *, enabled: bool = True, desired: int = 2, healthy: int = 2, s: model.ClusterSpec | None = None,
+          region: str = "r1", managed: bool = True) -> model.ServerGroup:
+    """A group named ``name`` (no version, no provenance: the rules read names, capacity and health)."""
+    return builders.group(s or spec(), region, name=name, enabled=enabled, capacity=Capacity(1, desired, 4),
+                          healthy=healthy, managed=managed, spec_hash="", commit="", created_at=0.0)
 
 
-def change(action=Action.REPLACE, *, s: model.ClusterSpec | None = None, steps=(), current=None,
-           account="prod", region="r1") -> model.Change:
-    s = s or spec()
-    return model.Change(application=s.application, cluster=s.name, provider="aws", account=account, region=region,
-                        action=action, steps=tuple(steps), current=current, desired_server_group="checkout-main-v001",
-                        desired=s if action is not Action.DESTROY else None, spec_hash="h", commit="c" * 40)
+def change(action: Action = Action.REPLACE, *, s: model.ClusterSpec | None = None, steps: Iterable[Step] = (),
+           current: model.ServerGroup | None = None, account: str = "prod", region: str = "r1") -> model.Change:
+    return builders.change(action, s or spec(), region=region, steps=steps, current=current,
+                           target="checkout-main-v001", account=account, spec_hash="h")
 
 
-def judge(changes, *, yaml_text="", live=(), now=0.0, criticality="normal", broken=frozenset(), approvals=None,
-          broken_policy_file=False, **settings):
+def judge(changes: Any, *, yaml_text: str = "", live: Any = (), now: float = 0.0, criticality: str = "normal",
+          broken: frozenset[str] = frozenset(), approvals: Any = None, broken_policy_file: bool = False,
+          **settings: Any) -> model.Plan:
+    """The plan of ``changes`` as every default policy judges it, with ``policies.yaml`` from ``yaml_text``."""
     pol, problems = policy_file.load_policy_file(yaml_text, file="apps/policies.yaml")
     assert bool(problems) is broken_policy_file, problems
     apps = {"checkout": model.Application("checkout", "o", model.Criticality(criticality), (),
@@ -56,16 +58,3 @@ def judge(changes, *, yaml_text="", live=(), now=0.0, criticality="normal", brok
                              freeze_switch=freeze, commit_signature=base.Signature(**sig) if sig is not None else None)
     plan = model.Plan("c" * 40, tuple(changes))
     return base.judge(plan, ctx, registry.default_policies())
-
-
-def verdicts(plan: model.Plan, policy: str) -> list[Verdict]:
-    return [v.verdict for c in plan.changes for v in c.verdicts if v.policy == policy]
-
-
-def messages(plan: model.Plan, policy: str) -> list[str]:
-    return [v.message for c in plan.changes for v in c.verdicts if v.policy == policy]
-
-
-REDBLACK = [Step(StepKind.CREATE, "v001", Capacity(1, 2, 4)), Step(StepKind.WAIT_HEALTHY, "v001"),
-            Step(StepKind.ENABLE, "v001"), Step(StepKind.DISABLE, "v000"),
-            Step(StepKind.RESIZE, "v000", Capacity(0, 0, 0))]

@@ -18,7 +18,8 @@ def _signed_commit(env: Env, key: Path, message: str) -> str:
     index.write()
     tree = index.write_tree()
     parent = repo.references["refs/heads/main"].target
-    data = repo.create_commit_string(env.repo.sig, env.repo.sig, message, tree, [parent])
+    # pygit2's stub says Oid; it returns the commit's text, which is what gets signed
+    data: str = repo.create_commit_string(env.repo.sig, env.repo.sig, message, tree, [parent])  # type: ignore[assignment]
     sig = subprocess.run(["ssh-keygen", "-Y", "sign", "-f", str(key), "-n", "git"], input=data.encode(),
                          capture_output=True, check=True).stdout.decode()
     oid = repo.create_commit_with_signature(data, sig, "gpgsig")

@@ -1,9 +1,14 @@
-"""Plans built by hand from model values, shaped like the planner's, so renderings are reviewed in isolation."""
+"""Plans built by hand, shaped like the planner's, so renderings are reviewed in isolation: the render goldens' data.
+
+The model values come from ``tests.builders`` (the one set of builders); ``spec`` and ``group`` fix the defaults
+the golden files show (``checkout-main`` in us-east-1 then eu-west-1).
+"""
 
 from __future__ import annotations
 
 from reconciler.core import errors, model
 from reconciler.core.model import Action, Capacity, Change, PolicyVerdict, Step, StepKind, Verdict
+from tests import builders
 
 HEAD = "5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f"
 BASE = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
@@ -28,11 +33,10 @@ def spec(
     account: str = "prod",
     autoscaling: bool = False,
 ) -> model.ClusterSpec:
-    return model.ClusterSpec(
-        application=app, provider=provider, account=account, regions=regions,
-        launch=model.LaunchSpec(image, instance_type, user_data, security_groups, load_balancers, tags),
-        capacity=capacity, stack=stack, autoscaling=autoscaling,
-        health=model.HealthSpec(100, 600.0),
+    return builders.spec(
+        app, stack=stack, provider=provider, account=account, regions=regions, image=image,
+        instance_type=instance_type, capacity=capacity, user_data=user_data, security_groups=security_groups,
+        load_balancers=load_balancers, tags=tags, autoscaling=autoscaling, health=model.HealthSpec(100, 600.0),
         strategy=model.Strategy(keep_disabled=1, delay_before_disable_s=30),
         rollout=model.Rollout(waves=((regions[0],), regions[1:])) if len(regions) > 1 else model.Rollout(),
         source=model.SourceRef(f"apps/{app}.yaml", 3),
@@ -41,28 +45,15 @@ def spec(
 
 def group(s: model.ClusterSpec, region: str, version: int, *, enabled: bool = True, healthy: int | None = None,
           capacity: Capacity | None = None) -> model.ServerGroup:
-    cap = capacity or s.capacity
-    return model.ServerGroup(
-        name=model.server_group_name(s.name, version), provider=s.provider, account=s.account, region=region,
-        cluster=s.name, application=s.application, managed=True, launch=s.launch, capacity=cap, enabled=enabled,
-        healthy=cap.desired if healthy is None else healthy, instances=cap.desired,
-        spec_hash=s.launch.spec_hash(), commit=BASE, created_at=1_700_000_000.5,
-        extra=(("launch-template", f"lt-{version:03d}"),),
-    )
+    return builders.group(s, region, version, enabled=enabled, capacity=capacity, healthy=healthy, commit=BASE,
+                          created_at=1_700_000_000.5, extra=(("launch-template", f"lt-{version:03d}"),))
 
 
 def _change(action: Action, s: model.ClusterSpec | None, region: str, steps: list[Step], *,
             current: model.ServerGroup | None, target: str | None, wave: int, reason: str,
             verdicts: tuple[PolicyVerdict, ...]) -> Change:
-    source = s or current
-    assert source is not None
-    cluster = s.name if s else current.cluster if current else ""
-    return Change(
-        application=source.application if s is None else s.application, cluster=cluster,
-        provider=source.provider, account=source.account, region=region, action=action, steps=tuple(steps),
-        current=current, desired_server_group=target, desired=s, spec_hash=s.launch.spec_hash() if s else "",
-        wave=wave, reason=reason, verdicts=verdicts, commit=HEAD,
-    )
+    return builders.change(action, s, region=region, steps=steps, current=current, target=target, wave=wave,
+                           reason=reason, verdicts=verdicts, commit=HEAD)
 
 
 def _wait(s: model.ClusterSpec, name: str) -> Step:

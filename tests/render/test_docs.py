@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from reconciler import render
+from tests.conftest import Env
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "pull-requests.md").read_text(encoding="utf-8")
@@ -46,7 +47,7 @@ def test_the_gitlab_note_script_is_valid_python() -> None:
     assert "PUT" in source and "POST" in source and render.MARKER in source and "split(marker)" in source
 
 
-def test_the_recipes_split_parts_as_the_cli_prints_them(env) -> None:  # type: ignore[no-untyped-def]
+def test_the_recipes_split_parts_as_the_cli_prints_them(env: Env) -> None:
     """The comment scripts split stdout on the marker: every part must start with it, nothing before."""
     from tests.conftest import app_spec
 

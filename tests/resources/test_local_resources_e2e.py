@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,11 +50,11 @@ def _local(env: Env) -> LocalProvider:
     return LocalProvider("default", provider_context(cfg.state_url, cfg.state_dir))
 
 
-def _resources(env: Env) -> dict[tuple[str, str], dict]:
+def _resources(env: Env) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["kind"], r["name"]): r for r in env.status()["resources"]}
 
 
-def _plan_json(env: Env) -> dict:
+def _plan_json(env: Env) -> dict[str, Any]:
     res = env.cli("plan", "--format", "json")
     assert res.code in (0, 2), res.err
     return dict(json.loads(res.out))

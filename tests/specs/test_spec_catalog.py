@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconciler.core import model
 from specs import catalog, loader
 from tests.specs.spec_helpers import Tree, lines_of, minimal
 
@@ -9,7 +10,8 @@ CATALOG = catalog.Catalog(frozenset({"aws", "gcp", "local"}),
                           {"local": {"default": ()}, "aws": {"prod": ("us-east-1",)}}, source="config.yaml")
 
 
-def load(tree: Tree, cat: catalog.Catalog | None = CATALOG, cache: loader.SpecCache | None = None):  # type: ignore[no-untyped-def]
+def load(tree: Tree, cat: catalog.Catalog | None = CATALOG,
+         cache: loader.SpecCache | None = None) -> model.DesiredState:
     return loader.load_specs(tree.spec_files(), spec_path="apps", cache=cache, catalog=cat)
 
 

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -98,11 +99,11 @@ def _env(tmp_path: Path, url: str, **config: object) -> Env:
     return env
 
 
-def _groups(env: Env) -> dict[str, dict]:
+def _groups(env: Env) -> dict[str, dict[str, Any]]:
     return {g["server_group"]: g for g in env.groups("us-east-1")}
 
 
-def _analysis_events(env: Env) -> list[dict]:
+def _analysis_events(env: Env) -> list[dict[str, Any]]:
     conn = sqlite3.connect(env.state_dir / "state.db")
     rows = conn.execute("SELECT detail FROM events WHERE kind = 'canary_analysis' ORDER BY id").fetchall()
     conn.close()

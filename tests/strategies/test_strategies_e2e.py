@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -59,7 +60,7 @@ class Floor(threading.Thread):
         self.join()
 
 
-def _groups(env: Env) -> dict[str, dict]:
+def _groups(env: Env) -> dict[str, dict[str, Any]]:
     return {g["server_group"]: g for g in env.groups("us-east-1") if g["cluster"] == "checkout-main"}
 
 

@@ -84,7 +84,7 @@ def _v2(env: Env, strategy: str) -> str:
                               ).commit("v2"))
 
 
-def _groups(env: Env) -> dict[str, dict]:
+def _groups(env: Env) -> dict[str, dict[str, Any]]:
     return {g["server_group"]: g for g in env.groups("us-east-1") if g["cluster"] == "checkout-main"}
 
 

@@ -14,6 +14,10 @@ are its load balancers; the region is the space's name.
 * Every call is retried on 429 (after ``Retry-After``) and 5xx with backoff on the injected clock; each
   page of a list is one counted request. Asynchronous work (builds, droplet copies, deletions) is
   polled on the same clock.
+
+Why it is this long: it is the whole Provider interface for Cloud Foundry (apps, processes, routes, builds and
+droplets) in one class, with its paging and retries; as a separate distribution it keeps to one module beside
+its small client glue.
 """
 
 from __future__ import annotations

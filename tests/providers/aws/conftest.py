@@ -151,7 +151,7 @@ def inject_faults(provider: AwsProvider, service: str, region: str, fault: Fault
                 else f"<ErrorResponse>{error}<RequestId>x</RequestId></ErrorResponse>").encode()
         return botocore.awsrequest.AWSResponse(request.url, status, botocore.awsrequest.HTTPHeaders(), _Raw(body))
 
-    provider._client(service, region).meta.events.register("before-send", hook)
+    provider.edge.client(service, region).meta.events.register("before-send", hook)
 
 
 class _Raw:

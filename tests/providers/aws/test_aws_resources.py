@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -17,14 +18,14 @@ from tests.providers.aws.conftest import Cloud
 ONE = ("us-east-1",)
 
 
-def _request(kind: Kind, name: str, *, rules: tuple[str, ...] = (), path: str = "/health",
-             spec_hash: str = "h1", **settings: str) -> base.ResourceRequest:
+def _request(kind: Kind, name: str, settings: Mapping[str, str] | None = None, *, rules: tuple[str, ...] = (),
+             path: str = "/health", spec_hash: str = "h1") -> base.ResourceRequest:
     if kind is Kind.LOAD_BALANCER:
         values = {"protocol": "http", "port": "80", "health_check.protocol": "http", "health_check.port": "80",
                   "health_check.path": path, "health_check.interval": "30s", "health_check.timeout": "5s",
-                  "health_check.healthy_threshold": "3", "health_check.unhealthy_threshold": "3", **settings}
+                  "health_check.healthy_threshold": "3", "health_check.unhealthy_threshold": "3", **(settings or {})}
     else:
-        values = {"description": "web servers", **settings}
+        values = {"description": "web servers", **(settings or {})}
     return base.ResourceRequest(kind=kind, name=name, application="checkout", region="us-east-1",
                                 settings=tuple(sorted(values.items())), rules=rules, spec_hash=spec_hash, commit="c1")
 
@@ -83,7 +84,7 @@ def test_a_foreign_resource_is_never_changed_and_port_changes_are_refused(aws: A
         aws.destroy_resource("us-east-1", Kind.LOAD_BALANCER, "legacy")
     aws.put_resource(_request(Kind.LOAD_BALANCER, "web"))
     with pytest.raises(errors.Conflict, match="port cannot change in place on AWS; declare the balancer under a new"):
-        aws.put_resource(_request(Kind.LOAD_BALANCER, "web", port="8080"))
+        aws.put_resource(_request(Kind.LOAD_BALANCER, "web", {"port": "8080"}))
 
 
 USES = "load_balancers: [web]\nsecurity_groups: [checkout]\n"
@@ -191,12 +192,12 @@ def test_a_listener_rule_on_a_shared_balancer_follows_the_spec(aws: AwsProvider,
     listener = _shared_alb(cloud)
     rule = {"listener.load_balancer": "shared", "listener.port": "80", "listener.priority": "10",
             "listener.path": "/checkout/*"}
-    aws.put_resource(_request(Kind.LOAD_BALANCER, "web", **rule))
+    aws.put_resource(_request(Kind.LOAD_BALANCER, "web", rule))
     assert _rules(cloud, listener) == [("10", [("path-pattern", ["/checkout/*"])])]
     web = _by_name(aws)[(Kind.LOAD_BALANCER, "web")]
     assert {k: v for k, v in web.settings if k.startswith("listener.")} == rule, "read back as written"
-    aws.put_resource(_request(Kind.LOAD_BALANCER, "web", **{**rule, "listener.priority": "20",
-                                                            "listener.host": "shop.example.com"}))
+    aws.put_resource(_request(Kind.LOAD_BALANCER, "web", {**rule, "listener.priority": "20",
+                                                          "listener.host": "shop.example.com"}))
     assert _rules(cloud, listener) == [("20", [("path-pattern", ["/checkout/*"]),
                                               ("host-header", ["shop.example.com"])])]
     aws.calls.clear()

@@ -204,7 +204,7 @@ class ArmDouble:
                                                                                                   start_response)
         with self.lock:
             self.counts[endpoint] += 1
-            response = self._dispatch(request, endpoint, args)
+            response = self._dispatch(request, endpoint, dict(args))
         return response(environ, start_response)
 
     def _dispatch(self, request: Request, endpoint: str, args: dict[str, Any]) -> Response:
@@ -256,7 +256,7 @@ class ArmDouble:
             raise ArmError(400, "InvalidRequestContent", f"{cls.__name__}: {'; '.join(problems)}")
         return dict(doc)
 
-    def _operation(self, kind: str, location: str, done: Callable[[], Any]) -> tuple[str, dict[str, Any]]:
+    def _operation(self, kind: str, location: str, done: Callable[[], Any]) -> tuple[str, str]:
         """A running operation whose ``done`` runs when it finishes (at once, or after ``slow_ops`` polls)."""
         op = f"op-{next(self._ids)}"
         self.operations[op] = {"left": self.slow_ops, "done": done, "kind": kind, "result": None}
@@ -447,7 +447,7 @@ class ArmDouble:
         pool_id = rules[rule]["properties"]["backendAddressPool"]["id"].lower()
 
         def done() -> dict[str, Any]:
-            addresses = []
+            addresses: list[dict[str, Any]] = []
             for ss, vms in sorted(self.vms.items()):
                 for vm in vms:
                     if pool_id in vm["pools"]:
@@ -577,7 +577,7 @@ def check_model(cls: type[Model], doc: Any, path: str) -> list[str]:
     if not isinstance(doc, dict):
         return [f"{path or '(body)'}: expected an object"]
     cls({})  # the SDK computes its field table on first use
-    fields = {rf._rest_name: attr for attr, rf in cls._attr_to_rest_field.items()}  # type: ignore[attr-defined]
+    fields = {rf._rest_name: attr for attr, rf in cls._attr_to_rest_field.items()}  # type: ignore[misc]  # the SDK's private field table
     hints = _hints(cls)
     problems: list[str] = []
     for key, value in doc.items():
@@ -590,7 +590,7 @@ def check_model(cls: type[Model], doc: Any, path: str) -> list[str]:
 
 
 def _hints(cls: type[Model]) -> dict[str, Any]:
-    module = typing.cast(types.ModuleType, __import__(cls.__module__, fromlist=["_"]))
+    module = __import__(cls.__module__, fromlist=["_"])
     return typing.get_type_hints(cls, globalns={**vars(module), "_models": compute_models})
 
 

@@ -15,7 +15,7 @@ import fnmatch
 import itertools
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -173,9 +173,10 @@ class CloudControllerDouble:
             response = self._dispatch(request, endpoint, args)
         return response(environ, start_response)
 
-    def _dispatch(self, request: Request, endpoint: str, args: dict[str, Any]) -> Response:
+    def _dispatch(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
         if endpoint in ("root", "token"):
-            return getattr(self, f"on_{endpoint}")(request)
+            answer: Callable[[Request], Response] = getattr(self, f"on_{endpoint}")
+            return answer(request)
         if request.headers.get("Authorization", "").lower() != f"bearer {TOKEN}":
             return _error(401, "CF-InvalidAuthToken", 1000, "Invalid Auth Token")
         if endpoint in self.denied:
@@ -236,7 +237,7 @@ class CloudControllerDouble:
         return self._page(request, [o for o in orgs if self._filter(request, "names", o["name"])])
 
     def on_spaces_list(self, request: Request) -> Response:
-        spaces = [{"guid": self.space_guid, "name": self.space, "relationships": {
+        spaces: list[dict[str, Any]] = [{"guid": self.space_guid, "name": self.space, "relationships": {
             "organization": {"data": {"guid": self.org_guid}}}}]
         return self._page(request, [s for s in spaces if self._filter(request, "names", s["name"])
                                     and self._filter(request, "organization_guids", self.org_guid)])

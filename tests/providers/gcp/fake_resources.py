@@ -10,6 +10,7 @@ inserting a name that exists (409), a stale fingerprint (412).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from google.cloud import compute_v1
@@ -53,12 +54,12 @@ class ResourceDouble:
 
     project: str
     backend_services: dict[str, dict[str, Any]]
-    _ids: Any
-    _body: Any
-    _page: Any
-    _operation: Any
-    _link: Any
-    group_health: Any
+    _ids: Iterator[int]
+    _body: Callable[..., dict[str, Any]]
+    _page: Callable[[Request, list[dict[str, Any]]], Response]
+    _operation: Callable[..., Response]
+    _link: Callable[[str], str]
+    group_health: Callable[[Request], Response]
 
     def _init_resources(self) -> None:
         self.region_backend_services: dict[tuple[str, str], dict[str, Any]] = {}

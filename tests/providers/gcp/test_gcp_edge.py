@@ -16,7 +16,8 @@ from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
 from reconciler.core.ratelimit import TokenBucket
 from tests.providers.gcp.conftest import MakeGcp
-from tests.providers.gcp.fake_compute import ApiError, ComputeDouble
+from tests.providers.gcp.fake_compute import ComputeDouble
+from tests.providers.gcp.fake_resources import ApiError
 from tests.providers.gcp.test_gcp_provider import REGION, request
 
 

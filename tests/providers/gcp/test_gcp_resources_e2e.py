@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def env(tmp_path: Path, compute: ComputeDouble) -> Env:
     return Env(repo, cfg, state)
 
 
-def _plan(env: Env) -> dict:
+def _plan(env: Env) -> dict[str, Any]:
     res = env.cli("plan", "--format", "json")
     assert res.code in (0, 2), res.err
     return dict(json.loads(res.out))
