@@ -35,7 +35,7 @@ import botocore.parsers
 import botocore.session
 from botocore.credentials import DeferredRefreshableCredentials
 
-from providers import aws_resources, base
+from providers import aws_images, aws_resources, base
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
 
@@ -68,6 +68,7 @@ _SERVICE_OF = {
     "DescribeSubnets": "ec2", "DescribeSecurityGroups": "ec2",
     "DescribeTargetGroups": "elbv2", "DescribeTargetHealth": "elbv2", "AssumeRole": "sts",
     **aws_resources.SERVICE_OF,
+    **aws_images.SERVICE_OF,
 }
 """Every call this provider makes, with its service: the IAM actions documented in docs/aws.md."""
 _PAGE_SIZE = {"DescribeAutoScalingGroups": 100, "DescribeSubnets": 1000}
@@ -112,7 +113,7 @@ def _known_regions() -> frozenset[str]:
                      for region in session.get_available_regions(service, partition))
 
 
-class AwsProvider(aws_resources.AwsResources):
+class AwsProvider(aws_resources.AwsResources, aws_images.AwsImages):
     """One AWS account: clients per (service, region), made lazily, counted and rate limited; its target groups
     and security groups are managed by ``aws_resources``."""
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from reconciler.core import errors, model
+from specs import images as image_spec
 
 VERSION_RE = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
 VALUES_KEY_RE = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$"
@@ -81,7 +82,7 @@ def check(doc: Mapping[str, Any], bad: Bad) -> None:
                 "on the application (or on this environment)")
     for at, c in all_clusters(doc):
         image = c.get("image") if isinstance(c, dict) else None
-        if not isinstance(image, str) or PLACEHOLDER not in image:
+        if not any(PLACEHOLDER in text for text in image_spec.placeholders(image)):
             continue
         env_at = at.split(".clusters[")[0] if at.startswith("environments[") else ""
         env = _envs(doc)[int(env_at[13:-1])] if env_at else {}

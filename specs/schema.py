@@ -13,6 +13,7 @@ import cerberus
 
 from reconciler.core import errors
 from specs import environments as env_rules
+from specs import images as image_spec
 from specs import resource_checks, yamlnodes
 from specs import strategy as strategy_spec
 
@@ -56,7 +57,7 @@ CLUSTER: dict[str, Any] = {
         "maxlength": 100,
         "schema": {"type": "string", "regex": _REGION_RE, "maxlength": 64},
     },
-    "image": {**_name, "required": True, "maxlength": 1024},
+    "image": image_spec.RULE,
     "instance_type": {**_name, "required": True, "maxlength": 128},
     "capacity": {
         "type": "dict",
@@ -399,6 +400,7 @@ def _cross_field(doc: dict[str, Any], lines: dict[str, int], file: str) -> list[
 
 def _check_cluster(app: str, at: str, c: Any, names: dict[str, str], bad: Any) -> None:
     strategy_spec.check(at, c.get("strategy"), bad)
+    image_spec.check(f"{at}.image", c.get("image"), bad)
     cap = c["capacity"]
     if not cap["min"] <= cap["desired"] <= cap["max"]:
         bad(
@@ -465,6 +467,13 @@ def json_schema() -> dict[str, Any]:
     strategy = out["properties"]["clusters"]["items"]["properties"]["strategy"]
     for name, text in strategy_spec.DESCRIPTIONS.items():
         strategy["properties"][name]["description"] = text
+    pattern = _to_json(image_spec.RULE["schema"], image_spec.DESCRIPTIONS)
+    pattern["anyOf"] = [{"required": [k]} for k in ("name", "tags", "family")]
+    image = {"description": image_spec.DESCRIPTIONS["image"], "oneOf": [
+        {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": _PRINTABLE_JSON}, pattern]}
+    for holder in (out["properties"]["clusters"]["items"],
+                   out["properties"]["environments"]["items"]["properties"]["clusters"]["items"]):
+        holder["properties"]["image"] = image
     return out
 
 

@@ -106,8 +106,8 @@ def observe(app: model.Application, live: Iterable[model.ServerGroup],
         started = False
         failed = ""
         for spec in specs:
-            h = spec.launch.spec_hash()
             for region in spec.regions:
+                h = spec.for_region(region).launch.spec_hash()
                 key = model.cluster_key(spec.provider, spec.account, region, spec.name)
                 groups = by_key.get(key, [])
                 if any(g.managed and g.spec_hash == h for g in groups):

@@ -11,8 +11,10 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NewType
+
+from reconciler.core import images as image_mod
 
 MANAGED_BY = "reconciler"
 """Value of the ``managed-by`` tag/label on every group the reconciler creates."""
@@ -104,6 +106,7 @@ class SkipKind(enum.StrEnum):
     IN_USE = "in_use"  # a resource no longer declared that something still uses
     UNOWNED = "unowned"  # a declared resource exists without our ownership tags
     CONFLICT = "conflict"  # a resource declared twice, or owned by another application
+    IMAGE = "image"  # the cluster's image pattern did not resolve in the region (a spec problem says why)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,10 +278,25 @@ class ClusterSpec:
     rollout: Rollout = field(default_factory=Rollout)
     source: SourceRef = field(default_factory=lambda: SourceRef(""))
     environment: str = ""  # the environment it belongs to (reconciler.core.environments); empty: none
+    image_pattern: image_mod.ImagePattern | None = None
+    """The image by pattern (``launch.image`` then only shows it); each region runs what it resolved to."""
+    images: tuple[tuple[str, image_mod.Image], ...] = ()
+    """Region -> the image the pattern resolved to there (``runtime/images.py``); a region missing is held."""
 
     @property
     def name(self) -> str:
         return cluster_name(self.application, self.stack, self.detail)
+
+    def resolved(self, region: str) -> image_mod.Image | None:
+        """The image the pattern resolved to in ``region`` (None: no pattern, or it did not resolve)."""
+        return next((img for r, img in self.images if r == region), None)
+
+    def for_region(self, region: str) -> ClusterSpec:
+        """This spec as ``region`` runs it: with the image its pattern resolved to there."""
+        img = self.resolved(region)
+        if img is None or img.id == self.launch.image:
+            return self
+        return replace(self, launch=replace(self.launch, image=img.id))
 
     @property
     def waves(self) -> tuple[tuple[str, ...], ...]:

@@ -154,7 +154,7 @@ class Pipeline:
         previous: str | None = self.store.get(keys.LAST_GOOD)
         commit, source_error, reader = self._commit(req)
         accounts = not req.offline or self._config().path is not None  # offline without a config: providers only
-        want = self.desired.at(commit, reader, check_accounts=accounts)
+        want = self.desired.at(commit, reader, check_accounts=accounts, resolve_images=not req.offline)
         ev = self._judge(req, want, source_error)
         if req.environment is not None:
             ev = promotion.only_environment(ev, req.environment)
@@ -223,7 +223,8 @@ class Pipeline:
         src = req.reader or self.desired.git
         base_commit = src.resolve(req.base)
         base = self.desired.at(base_commit, req.reader,
-                               check_accounts=not req.offline or self._config().path is not None)
+                               check_accounts=not req.offline or self._config().path is not None,
+                               resolve_images=not req.offline)
         live = self.live.assumed(base.state) if req.offline else self.live.read(want.state)
         return self.evaluate(want, live=live, base_commit=base_commit, exclude_running=exclude,
                              app_files={n: a.source.file for n, a in base.state.applications.items()},

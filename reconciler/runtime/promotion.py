@@ -150,8 +150,8 @@ def pipeline(app: model.Application, seen: Mapping[str, envs.Observation], facts
         healthy = facts.get((app.name, env.name, version, envs.FactKind.HEALTHY))
         regions = []
         for spec in (c for c in app.clusters if c.environment == env.name):
-            h = spec.launch.spec_hash()
             for region in spec.regions:
+                h = spec.for_region(region).launch.spec_hash()
                 mine = [g for g in groups if g.cluster == spec.name and g.region == region
                         and g.provider == spec.provider and g.account == spec.account]
                 serving = [g for g in mine if g.enabled]

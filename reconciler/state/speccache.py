@@ -40,7 +40,8 @@ MAX_ENTRIES = 50_000
 
 _Result = tuple[model.Application | None, tuple[errors.SpecProblem, ...]]
 _SOURCES = ("specs.loader", "specs.schema", "specs.yamlnodes", "specs.sandbox", "specs.renderpool", "specs.limits",
-            "specs.catalog", "specs.resource_checks", "specs.environments", "specs.strategy", "reconciler.core.model",
+            "specs.catalog", "specs.resource_checks", "specs.environments", "specs.strategy", "specs.images",
+            "reconciler.core.model", "reconciler.core.images",
             "reconciler.core.resources", "reconciler.core.errors", "reconciler.core.durations",
             __name__)
 _encoder = msgspec.msgpack.Encoder()
