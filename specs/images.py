@@ -13,6 +13,14 @@ from typing import Any
 from reconciler.core import images
 
 _GLOB = {"type": "string", "empty": False, "printable": True, "maxlength": 255}
+OWNER_RE = r"^(self|amazon|aws-marketplace|\d{12})$"
+FAMILY_RE = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+PROJECT_RE = r"^[a-z][-a-z0-9.:]{4,62}$"
+MESSAGES = {
+    OWNER_RE: "an image owner: self, amazon, aws-marketplace or a 12-digit account id",
+    FAMILY_RE: "an image family: lowercase letters, digits and inner hyphens, starting with a letter",
+    PROJECT_RE: "a GCP project id such as my-project",
+}
 
 RULE: dict[str, Any] = {
     "type": ["string", "dict"], "required": True, "empty": False, "printable": True, "maxlength": 1024,
@@ -22,9 +30,9 @@ RULE: dict[str, Any] = {
                  "keysrules": {"type": "string", "regex": r"^[A-Za-z0-9_.:/=+@ -]{1,128}$"},
                  "valuesrules": {"type": "string", "printable": True, "maxlength": 256}},
         "owners": {"type": "list", "minlength": 1, "maxlength": 20,
-                   "schema": {"type": "string", "regex": r"^(self|amazon|aws-marketplace|\d{12})$"}},
-        "family": {"type": "string", "regex": r"^[a-z]([-a-z0-9]*[a-z0-9])?$", "maxlength": 63},
-        "project": {"type": "string", "regex": r"^[a-z][-a-z0-9.:]{4,62}$", "maxlength": 63},
+                   "schema": {"type": "string", "regex": OWNER_RE}},
+        "family": {"type": "string", "regex": FAMILY_RE, "maxlength": 63},
+        "project": {"type": "string", "regex": PROJECT_RE, "maxlength": 63},
         "newest": {"type": "boolean"},
     },
 }

@@ -196,7 +196,15 @@ _MESSAGES = {
     env_rules.ENV_NAME_RE: "an environment name such as test or prod (lowercase letters, digits, hyphens)",
     env_rules.FROM_RE: "a time such as 09:00",
     env_rules.TO_RE: "a time such as 17:00 (or 24:00)",
+    **image_spec.MESSAGES,
 }
+
+def _path_order(part: Any) -> tuple[int, Any]:
+    """Cerberus's order (list indexes, then keys), total even over hostile keys (``~: 1`` beside ``name``)."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return 0, part
+    return (1, part) if isinstance(part, str) else (2, repr(part))
+
 
 def printable(text: str) -> bool:
     """No control, format (bidi, zero-width), separator or unassigned characters besides the plain space:
@@ -232,7 +240,7 @@ class Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no 
         nested dict by copying it at every insertion, quadratic in the number
         of errors.
         """
-        self._errors.sort()
+        self._errors.sort(key=lambda e: [_path_order(p) for p in e.document_path])  # keys may be None, 1.5, ...
         messages = cerberus.errors.BasicErrorHandler.messages
         out: list[tuple[str, str]] = []
         stack = list(reversed(self._errors))
