@@ -34,6 +34,7 @@ from google.cloud import compute_v1
 
 from providers import base
 from providers.gcp import edge
+from providers.gcp import images as images_mod
 from providers.gcp import records as records_mod
 from reconciler.core import errors, model, ratelimit
 
@@ -44,7 +45,7 @@ KEYS = {"project", "regions", "zones", "credentials_file", "endpoint", "network"
 OFF = "OFF"
 
 
-class GcpProvider:
+class GcpProvider(images_mod.GcpImages):
     name = NAME
     page_size = 500
     """maxResults of every list request (the API's maximum)."""
@@ -74,6 +75,7 @@ class GcpProvider:
         self.backends = compute_v1.BackendServicesClient(**kw)
         self.region_ops = compute_v1.RegionOperationsClient(**kw)
         self.global_ops = compute_v1.GlobalOperationsClient(**kw)
+        self.images_client = compute_v1.ImagesClient(**kw)
         self.records = records_mod.Records(context.open_database(), project)
         self._buckets: dict[str, ratelimit.TokenBucket] = {}
         self._count_lock = threading.Lock()
@@ -559,7 +561,8 @@ class GcpProvider:
                 self.context.clock.sleep(2.0 * (attempt + 1))
 
     def close(self) -> None:
-        for client in (self.templates, self.migs, self.autoscalers, self.backends, self.region_ops, self.global_ops):
+        for client in (self.templates, self.migs, self.autoscalers, self.backends, self.region_ops, self.global_ops,
+                       self.images_client):
             client.transport.close()  # type: ignore[no-untyped-call]
         self.records.close()
 

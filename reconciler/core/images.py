@@ -34,7 +34,8 @@ class ImagePattern:
         return ", ".join(p for p in parts if p) or "any image"
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "newest": self.newest}
+        out: dict[str, Any] = {"name": self.name} if self.name else {}
+        out["newest"] = self.newest
         if self.tags:
             out["tags"] = dict(self.tags)
         for key in ("owners", "family", "project"):
