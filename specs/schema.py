@@ -155,6 +155,10 @@ ENVIRONMENT: dict[str, Any] = {
     "soak": _duration,
     "allowed_times": {"type": "list", "minlength": 1, "maxlength": 20, "schema": _ALLOWED_TIME},
     "approval": {"type": ["boolean", "dict"], "schema": {"timeout": _duration}},
+    "schedules": {"type": "list", "minlength": 1, "maxlength": 20, "schema": {
+        "type": ["string", "dict"], "empty": False, "printable": True, "maxlength": 100, "schema": {
+            "cron": {"type": "string", "required": True, "empty": False, "printable": True, "maxlength": 100},
+            "timezone": {"type": "string", "empty": False, "printable": True, "maxlength": 64}}}},
     "version": _VERSION,
     "version_from": _VALUES_KEY,
     "clusters": {"type": "list", "required": True, "minlength": 1, "maxlength": 1000,
@@ -469,6 +473,11 @@ def json_schema() -> dict[str, Any]:
     out["properties"]["depends_on"]["description"] = (
         "Other applications' environments whose current change must succeed before this application's "
         "change in the environment of the same name (in every cluster, without environments) starts.")
+    schedule = out["properties"]["environments"]["items"]["properties"]["schedules"]
+    schedule["items"] = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 100,
+                                    "description": "five-field cron, read in UTC, e.g. '0 9 * * mon-thu'"},
+                                   {**_to_json(ENVIRONMENT["schedules"]["schema"]["schema"]),
+                                    "description": "cron read in a time zone"}]}
     approval = out["properties"]["environments"]["items"]["properties"]["approval"]
     approval["properties"]["timeout"]["description"] = (
         "How long a version waits for `reconciler approve` before it is refused here, e.g. 24h (none: forever).")
@@ -523,6 +532,10 @@ _DESCRIPTIONS = {
     "approval": "A person must approve each version for this environment (`reconciler approve APP --env ENV "
                 "--version V`); timeout: how long to wait before the version is refused there.",
     "days": "Weekdays (mon..sun); all when absent.",
+    "schedules": "Cron times at which a version that passed every other constraint enters (the first one at or "
+                 "after it began waiting), e.g. ['0 9 * * mon-thu'] or [{cron: '0 9 * * 1-4', timezone: "
+                 "Europe/Paris}].",
+    "cron": "Five-field cron expression: minute hour day-of-month month day-of-week.",
     "environment": "The other application's environment whose current change must have succeeded first.",
     "from": "Start time, HH:MM, in timezone.",
     "to": "End time, HH:MM (24:00 for midnight); not after from: overnight.",

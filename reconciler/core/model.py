@@ -92,6 +92,7 @@ class Hold(enum.StrEnum):
     ENV_APPROVAL = "env_approval"  # waiting for an approval of (application, environment, version)
     REJECTED = "rejected"  # its approval was refused or timed out
     APP_DEPENDENCY = "app_depends_on"  # another application's change there has not succeeded yet
+    SCHEDULE = "schedule"  # every other constraint passed; it enters at the environment's next scheduled time
 
 
 class SkipKind(enum.StrEnum):
@@ -319,6 +320,17 @@ class TimeWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """One ``schedules`` entry of an environment: a five-field cron expression and its time zone."""
+
+    cron: str
+    timezone: str = "UTC"
+
+    def describe(self) -> str:
+        return self.cron if self.timezone == "UTC" else f"{self.cron} {self.timezone}"
+
+
+@dataclass(frozen=True, slots=True)
 class ApprovalRule:
     timeout_s: float = 0.0  # 0: waits as long as it takes
 
@@ -343,6 +355,7 @@ class Environment:
     approval: ApprovalRule | None = None
     version: str = ""  # its own pin; empty: the application's version
     version_source: VersionSource | None = None
+    schedules: tuple[Schedule, ...] = ()  # cron times a waiting version may enter at (core/schedules.py)
 
 
 @dataclass(frozen=True, slots=True)

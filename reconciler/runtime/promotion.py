@@ -170,6 +170,7 @@ def pipeline(app: model.Application, seen: Mapping[str, envs.Observation], facts
             "healthy_since": healthy.at if healthy is not None else None,
             "depends_on": list(env.depends_on), "soak_s": env.soak_s,
             "approval": env.approval is not None,
+            "schedules": [{"cron": w.cron, "timezone": w.timezone} for w in env.schedules],
             "hold": None if held is None else {"kind": held.kind.value, "message": held.message,
                                                "waits_for": held.waits_for, "until": held.until},
             "bad_versions": bad, "hint": hint, "regions": regions,
