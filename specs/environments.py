@@ -162,6 +162,7 @@ def environments(doc: Mapping[str, Any], values: Mapping[str, Any], *, file: str
             approval=model.ApprovalRule(seconds((approval or {}).get("timeout", 0))) if approval is not None
             else None,
             version=ver, version_source=source,
+            max_concurrent=int(env.get("max_concurrent") or 0),
             schedules=tuple(model.Schedule(w) if isinstance(w, str) else
                             model.Schedule(str(w["cron"]), str(w.get("timezone") or "UTC"))
                             for w in env.get("schedules") or ()),

@@ -155,6 +155,7 @@ ENVIRONMENT: dict[str, Any] = {
     "soak": _duration,
     "allowed_times": {"type": "list", "minlength": 1, "maxlength": 20, "schema": _ALLOWED_TIME},
     "approval": {"type": ["boolean", "dict"], "schema": {"timeout": _duration}},
+    "max_concurrent": {"type": "integer", "min": 1, "max": 100},
     "schedules": {"type": "list", "minlength": 1, "maxlength": 20, "schema": {
         "type": ["string", "dict"], "empty": False, "printable": True, "maxlength": 100, "schema": {
             "cron": {"type": "string", "required": True, "empty": False, "printable": True, "maxlength": 100},
@@ -536,6 +537,8 @@ _DESCRIPTIONS = {
                  "after it began waiting), e.g. ['0 9 * * mon-thu'] or [{cron: '0 9 * * 1-4', timezone: "
                  "Europe/Paris}].",
     "cron": "Five-field cron expression: minute hour day-of-month month day-of-week.",
+    "max_concurrent": "At most this many regions of the environment take a new version at a time (the others "
+                      "wait their turn); default: no limit beyond the region waves.",
     "environment": "The other application's environment whose current change must have succeeded first.",
     "from": "Start time, HH:MM, in timezone.",
     "to": "End time, HH:MM (24:00 for midnight); not after from: overnight.",

@@ -299,3 +299,39 @@ def dependency_hold(app: model.Application, environment: str, others: Mapping[st
                               f"{dep.environment} (version {obs.version}) to succeed",
                               waits_for=f"{dep.application} healthy at {obs.version} in {dep.environment}")
     return None
+
+
+def limit_regions(changes: Iterable[model.Change], limits: Mapping[tuple[str, str], int],
+                  busy: Mapping[tuple[str, str], set[str]]) -> tuple[list[model.Change],
+                                                                    list[tuple[model.Change, model.Held]]]:
+    """``max_concurrent``: changes putting a version into more regions of an environment than its limit wait.
+
+    ``limits`` maps (application, environment) to its limit; ``busy`` to the regions (``provider/account/
+    region``) whose deployment is running already. Deployments that already started (no group to create)
+    go first, then by wave and key, so a crash or a restart never strands a half-done region.
+    """
+    out: list[model.Change] = []
+    held: list[tuple[model.Change, model.Held]] = []
+    taken: dict[tuple[str, str], set[str]] = {k: set(v) for k, v in busy.items()}
+
+    def order(c: model.Change) -> tuple[bool, int, str]:
+        return any(s.kind is model.StepKind.CREATE for s in c.steps), c.wave, c.key
+
+    for c in sorted(changes, key=order):
+        env = c.desired.environment if c.desired is not None else ""
+        limit = limits.get((c.application, env), 0)
+        region = f"{c.provider}/{c.account}/{c.region}"
+        if not limit or not any(s.kind in (model.StepKind.CREATE, model.StepKind.ENABLE) for s in c.steps):
+            out.append(c)
+            continue
+        now = taken.setdefault((c.application, env), set())
+        if region in now or len(now) < limit:
+            now.add(region)
+            out.append(c)
+            continue
+        names = ", ".join(sorted(r.rsplit("/", 1)[1] for r in now))
+        held.append((c, model.Held(model.Hold.MAX_CONCURRENT, f"{env} takes a new version in at most {limit} "
+                                   f"region(s) at a time; deploying now: {names}",
+                                   waits_for=f"one of {names} to finish")))
+    keep = {id(c) for c in out}
+    return [c for c in changes if id(c) in keep], held

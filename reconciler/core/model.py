@@ -93,6 +93,7 @@ class Hold(enum.StrEnum):
     REJECTED = "rejected"  # its approval was refused or timed out
     APP_DEPENDENCY = "app_depends_on"  # another application's change there has not succeeded yet
     SCHEDULE = "schedule"  # every other constraint passed; it enters at the environment's next scheduled time
+    MAX_CONCURRENT = "max_concurrent"  # the environment already takes the version in its max_concurrent regions
 
 
 class SkipKind(enum.StrEnum):
@@ -356,6 +357,7 @@ class Environment:
     version: str = ""  # its own pin; empty: the application's version
     version_source: VersionSource | None = None
     schedules: tuple[Schedule, ...] = ()  # cron times a waiting version may enter at (core/schedules.py)
+    max_concurrent: int = 0  # at most this many regions take a new version at a time; 0: no limit
 
 
 @dataclass(frozen=True, slots=True)

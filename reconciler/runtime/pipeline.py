@@ -278,7 +278,7 @@ class Pipeline:
             judged.resource_changes, lambda c: policy_approvals.is_approved(c, judged, ctx),
             backing_off=backing_off, plan_denied=any(v.verdict is model.Verdict.DENY for v in judged.plan_verdicts))
         runnable, waiting = resources_rt.hold_dependents(runnable, [c for c, _ in res_held])
-        runnable, env_held = promotion.hold(runnable, desired, promo)
+        runnable, env_held = promotion.hold(runnable, desired, promo, held)
         ev = Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held + waiting + env_held),
                         source_error, want.policies, tuple(res_run), tuple(res_held), promo)
         self.evaluations.put(inputs, ev)

@@ -105,9 +105,11 @@ def _save(store: store_mod.Store, writes: Iterable[envs.Fact], drops: Iterable[e
                          application=f.application)
 
 
-def hold(changes: Iterable[model.Change], desired: model.DesiredState, promotion: Promotion
+def hold(changes: Iterable[model.Change], desired: model.DesiredState, promotion: Promotion,
+         others: Iterable[tuple[model.Change, model.Held]] = ()
          ) -> tuple[list[model.Change], list[tuple[model.Change, model.Held]]]:
-    """Changes that would put a version into an environment whose gate is closed are held with its reason."""
+    """Changes that would put a version into an environment whose gate is closed are held with its reason,
+    and those beyond its ``max_concurrent`` regions (``others``: the holds so far, running ones among them)."""
     if not promotion.gates:
         return list(changes), []
     runnable: list[model.Change] = []
@@ -119,6 +121,16 @@ def hold(changes: Iterable[model.Change], desired: model.DesiredState, promotion
             held.append((c, why))
         else:
             runnable.append(c)
+    limits = {(a.name, e.name): e.max_concurrent for a in desired.applications.values() for e in a.environments
+              if e.max_concurrent}
+    if limits:
+        busy: dict[tuple[str, str], set[str]] = {}
+        for c, why in others:
+            if why.kind is model.Hold.RUNNING and c.desired is not None and planner.delivers(c):
+                busy.setdefault((c.application, c.desired.environment), set()).add(
+                    f"{c.provider}/{c.account}/{c.region}")
+        runnable, over = envs.limit_regions(runnable, limits, busy)
+        held += over
     blocked = {c.key: why for c, why in held}
     moved = True
     while moved:  # what waits for a held change is held too (a destroy waiting for its replacement)
