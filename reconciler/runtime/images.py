@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from providers import base as provider_base
 from reconciler.core import errors, images, model
+from reconciler.runtime import live as live_rt
 
 GetProvider = Callable[[str, str], provider_base.Provider]
 
@@ -82,6 +83,6 @@ def _find(get: GetProvider, provider: str, account: str, region: str,
             return images.Resolution(None, f"the {provider} provider cannot find images by pattern; give the "
                                            "image id as a string")
         return images.choose(pattern, prov.find_images(region, pattern))
-    except errors.ReconcilerError as exc:  # a provider error, a missing account: that region waits
-        return images.Resolution(None, f"cannot list images: {exc}")
+    except Exception as exc:  # a provider error, a missing account, a bug: that region waits, the rest goes on
+        return images.Resolution(None, f"cannot list images: {live_rt.unexpected(exc, 'listing images')}")
 

@@ -141,3 +141,16 @@ def test_the_json_schema_offers_an_id_or_a_pattern() -> None:
     assert set(pattern["properties"]) == {"name", "tags", "owners", "family", "project", "newest"}
     assert pattern["anyOf"] == [{"required": ["name"]}, {"required": ["tags"]}, {"required": ["family"]}]
     assert all(p.get("description") for p in pattern["properties"].values())
+
+
+def test_a_cloud_error_while_listing_images_holds_that_region_with_the_error(env: Env) -> None:
+    write_config(env.config, env.repo.path, env.state_dir, providers={"local": {"accounts": {"default": {
+        "images": [{"name": "checkout-1.4.2-a"}], "faults": {"rate": 1.0, "calls": ["images"],
+                                                             "kinds": ["throttled"]}}}}})
+    env.repo.write("apps/checkout.yaml", spec('{name: "checkout-{version}-*"}', regions="[us-east-1]")).commit()
+
+    p = plan(env)
+    assert p["changes"] == []
+    (problem,) = p["problems"]
+    assert problem["message"].startswith("local/default/us-east-1: cannot list images: local/default/us-east-1 "
+                                         "images: throttled: rate exceeded (injected)")
