@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from reconciler.core import clock as clock_mod
-from reconciler.core import errors, model
+from reconciler.core import errors, images, model
 from reconciler.core.resources import Kind, LiveResource
 
 if TYPE_CHECKING:
@@ -158,6 +158,18 @@ class ResourceProvider(Protocol):
 
     def destroy_resource(self, region: str, kind: Kind, name: str) -> None:
         """Delete our own resource; a resource that is gone is a no-op."""
+
+
+@runtime_checkable
+class ImageProvider(Protocol):
+    """A provider that can find images by pattern (``image: {name: ..., newest: true}``, docs/environments.md).
+
+    It returns the region's candidates for the pattern (pre-filtered by the cloud where it can, in one
+    paginated call); the core decides which one the region runs (``reconciler.core.images.choose``).
+    """
+
+    def find_images(self, region: str, pattern: images.ImagePattern) -> list[images.Image]:
+        """Images in ``region`` that may match ``pattern`` (bulk); an empty list when none do."""
 
 
 def installed_names() -> frozenset[str]:

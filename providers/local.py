@@ -7,7 +7,13 @@ injects failures per call (rate, kinds, seed) to prove that passes converge.
 
 Account config keys: ``boot_seconds`` (default 0), ``unhealthy_images``
 (default ``["*-bad"]``), ``regions`` (default: any), ``faults``
-(``{rate: 0.2, calls: [create, enable], kinds: [throttled, unavailable, timeout], seed: 1}``).
+(``{rate: 0.2, calls: [create, enable], kinds: [throttled, unavailable, timeout], seed: 1}``),
+``images`` (the images that image patterns find: ``[{name, regions, tags, family, created}]``;
+``regions`` absent: every region; ``created`` in epoch seconds, default the list order).
+
+Why it is this long: it is the whole Provider interface for a simulated cloud (groups, instances booting
+over time, health, traffic, injected faults, the images list) over one table; the declared resources
+already live in ``local_resources``, and what remains is one method per verb that reads best together.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sqlalchemy as sa
 
 from providers import base, local_resources
 from reconciler.core import errors, model
+from reconciler.core import images as image_mod
 
 _meta = sa.MetaData()
 local_groups = sa.Table(
@@ -35,10 +42,11 @@ local_groups = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
 )
 
-_KEYS = {"boot_seconds", "unhealthy_images", "regions", "faults"}
+_KEYS = {"boot_seconds", "unhealthy_images", "regions", "faults", "images"}
+_IMAGE_KEYS = {"name", "regions", "tags", "family", "created"}
 _FAULT_KEYS = {"rate", "calls", "kinds", "seed"}
 _CALLS = {"list", "health", "create", "enable", "disable", "resize", "destroy"}
-_RESOURCE_CALLS = {"list_resources", "create_resource", "update_resource", "destroy_resource"}
+_RESOURCE_CALLS = {"list_resources", "create_resource", "update_resource", "destroy_resource", "images"}
 """Faults reach these only when ``faults.calls`` names them (the default stays the group calls)."""
 _KINDS = {"throttled", "unavailable", "timeout"}
 
@@ -89,12 +97,15 @@ class LocalProvider(local_resources.LocalResources):
         unhealthy_images: tuple[str, ...] = ("*-bad",),
         regions: tuple[str, ...] = (),
         faults: Mapping[str, Any] | None = None,
+        images: tuple[tuple[tuple[str, ...], image_mod.Image], ...] = (),
     ) -> None:
         self.account = account
         self.context = context
         self.boot_seconds = boot_seconds
         self.unhealthy_images = unhealthy_images
         self._regions = regions
+        self.images = images
+        """(regions, image) pairs: the simulated cloud's images (empty regions: every region)."""
         self.calls: collections.Counter[str] = collections.Counter()
         faults = faults or {}
         self._fault_rate = float(faults.get("rate") or 0.0)
@@ -124,6 +135,7 @@ class LocalProvider(local_resources.LocalResources):
                 sub.strings("kinds", example="[throttled, unavailable]", allowed=_KINDS)
                 sub.number("seed", whole=True)
                 check.problems += [(f"faults.{f}", m) for f, m in sub.problems]
+        check.problems += _check_images(config.get("images"))
         return check.problems
 
     @classmethod
@@ -140,6 +152,7 @@ class LocalProvider(local_resources.LocalResources):
                                    else config["unhealthy_images"]),
             regions=tuple(config.get("regions") or ()),
             faults=faults,
+            images=tuple(_image(i, n) for n, i in enumerate(config.get("images") or ())),
         )
 
     # ------------------------------------------------------------------ helpers
@@ -234,6 +247,11 @@ class LocalProvider(local_resources.LocalResources):
                 self._save(conn, region, name, data)
 
     # ------------------------------------------------------------------ Provider
+
+    def find_images(self, region: str, pattern: image_mod.ImagePattern) -> list[image_mod.Image]:
+        """The configured images available in ``region`` (the core matches them against the pattern)."""
+        self._call("images", region)
+        return [img for regions, img in self.images if not regions or region in regions]
 
     def regions(self) -> tuple[str, ...]:
         return self._regions
@@ -380,3 +398,36 @@ class LocalProvider(local_resources.LocalResources):
             for key, value in changes.items():
                 data[key] = value.as_dict() if isinstance(value, model.Capacity) else value
             self._save(conn, region, name, data)
+
+
+def _check_images(raw: Any) -> list[base.SettingsProblem]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        return [("images", f"expected a list of {{name, regions, tags, family, created}}, got {raw!r}")]
+    out: list[base.SettingsProblem] = []
+    for n, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            out.append((f"images[{n}]", f"expected a mapping with name (and regions, tags, family, created), "
+                                        f"got {item!r}"))
+            continue
+        sub = base.SettingsCheck(item)
+        sub.keys(_IMAGE_KEYS)
+        sub.text("name", required=True)
+        sub.text("family")
+        sub.strings("regions", example="[us-east-1]")
+        sub.number("created", low=0)
+        tags = item.get("tags")
+        if tags is not None and not (isinstance(tags, Mapping) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
+            sub.fail("tags", f"expected a mapping of text to text, got {tags!r}")
+        out += [(f"images[{n}].{f}", m) for f, m in sub.problems]
+    return out
+
+
+def _image(item: Mapping[str, Any], position: int) -> tuple[tuple[str, ...], image_mod.Image]:
+    name = str(item["name"])
+    return tuple(item.get("regions") or ()), image_mod.Image(
+        id=name, name=name, created=float(item.get("created", position)),
+        tags=tuple(sorted((str(k), str(v)) for k, v in (item.get("tags") or {}).items())),
+        family=str(item.get("family") or ""))

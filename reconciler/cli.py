@@ -180,8 +180,10 @@ def _parser() -> argparse.ArgumentParser:
                        description="For CI after a build or bake: write VERSION at the key the spec declares "
                        "(version, or version_from in values.yaml), commit (signed with --signing-key), and push to "
                        "the tracked branch, fetching and retrying on top when someone pushed first; or push a new "
-                       "branch for a pull request with --branch. The daemon deploys it on its next poll, "
-                       "environment by environment (docs/environments.md).")
+                       "branch for a pull request with --branch. Refused when the application's spec would not "
+                       "load, or when an image given by pattern does not resolve for VERSION in every region. "
+                       "The daemon deploys it on its next poll, environment by environment; CI without Git "
+                       "credentials can POST /api/v1/promote instead (docs/environments.md).")
     s.add_argument("application", metavar="APP")
     s.add_argument("version", metavar="VERSION")
     s.add_argument("--env", metavar="ENV", help="write the version pinned by environment ENV (its own "

@@ -68,4 +68,8 @@ def _entry(app: model.Application, env: model.Environment, version: str) -> str:
     if env.approval is not None:
         timeout = f" within {format_seconds(env.approval.timeout_s)}" if env.approval.timeout_s else ""
         rules.append(f"once approved{timeout} (`reconciler approve {app.name} --env {env.name} --version {version}`)")
+    if env.max_concurrent:
+        rules.append(f"in at most {env.max_concurrent} region(s) at a time")
+    if env.schedules:
+        rules.append("at the next of " + ", ".join(f"`{escaping.visible(s.describe())}`" for s in env.schedules))
     return ", ".join(rules) if rules else "at once"

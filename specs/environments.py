@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from reconciler.core import errors, model
+from reconciler.core import errors, model, schedules
+from specs import images as image_spec
 
 VERSION_RE = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
 VALUES_KEY_RE = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$"
@@ -69,6 +70,15 @@ def check(doc: Mapping[str, Any], bad: Bad) -> None:
                 why = "a later environment: list environments in delivery order" if dep in later else (
                     f"no environment named {dep!r}; earlier ones: {', '.join(names) or 'none'}")
                 bad(f"environments[{e}].depends_on[{d}]", why)
+        for t, entry in enumerate(env.get("schedules") or []):
+            cron, tz = (entry, None) if isinstance(entry, str) else (
+                (entry.get("cron"), entry.get("timezone")) if isinstance(entry, dict) else (None, None))
+            at = f"environments[{e}].schedules[{t}]"
+            if isinstance(cron, str) and not schedules.valid(cron):
+                bad(at if isinstance(entry, str) else f"{at}.cron", f"{cron!r} is not a cron expression: five "
+                    "fields, minute hour day-of-month month day-of-week, e.g. '0 9 * * mon-thu'")
+            if isinstance(tz, str) and not _zone_ok(tz):
+                bad(f"{at}.timezone", f"unknown time zone {tz!r}")
         for t, window in enumerate(env.get("allowed_times") or []):
             tz = window.get("timezone") if isinstance(window, dict) else None
             if isinstance(tz, str) and not _zone_ok(tz):
@@ -81,7 +91,7 @@ def check(doc: Mapping[str, Any], bad: Bad) -> None:
                 "on the application (or on this environment)")
     for at, c in all_clusters(doc):
         image = c.get("image") if isinstance(c, dict) else None
-        if not isinstance(image, str) or PLACEHOLDER not in image:
+        if not any(PLACEHOLDER in text for text in image_spec.placeholders(image)):
             continue
         env_at = at.split(".clusters[")[0] if at.startswith("environments[") else ""
         env = _envs(doc)[int(env_at[13:-1])] if env_at else {}
@@ -152,6 +162,10 @@ def environments(doc: Mapping[str, Any], values: Mapping[str, Any], *, file: str
             approval=model.ApprovalRule(seconds((approval or {}).get("timeout", 0))) if approval is not None
             else None,
             version=ver, version_source=source,
+            max_concurrent=int(env.get("max_concurrent") or 0),
+            schedules=tuple(model.Schedule(w) if isinstance(w, str) else
+                            model.Schedule(str(w["cron"]), str(w.get("timezone") or "UTC"))
+                            for w in env.get("schedules") or ()),
         ))
     return tuple(out)
 

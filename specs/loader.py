@@ -17,6 +17,7 @@ one kind of problem in one place; the stages themselves live in ``renderpool``, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 from reconciler.core import durations, errors, model
 from specs import catalog as catalog_mod
 from specs import environments as env_rules
+from specs import images as image_spec
 from specs import limits as limits_mod
 from specs import policy_file, renderpool, resource_checks, sandbox, yamlnodes
 from specs import schema as schema_mod
@@ -551,6 +553,7 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dic
         health = c.get("health") or {}
         strat = c.get("strategy") or {}
         rollout = c.get("rollout") or {}
+        image, pattern = image_spec.to_model(c["image"], functools.partial(_fill, version=cluster_version))
         clusters.append(model.ClusterSpec(
             application=name,
             stack=str(c.get("stack") or ""),
@@ -559,7 +562,7 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dic
             account=str(c["account"]),
             regions=tuple(c["regions"]),
             launch=model.LaunchSpec(
-                image=env_rules.with_version(str(c["image"]), cluster_version),
+                image=image,
                 instance_type=str(c["instance_type"]),
                 user_data=str(c.get("user_data") or ""),
                 security_groups=tuple(c.get("security_groups") or ()),
@@ -579,12 +582,13 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dic
             ),
             source=model.SourceRef(file, line(at), fields=tuple(
                 (path, line(path))
-                for path in (f"{at}.provider", f"{at}.account", f"{at}.load_balancers", f"{at}.security_groups",
-                             *((f"{at}.strategy",) if "canary" in strat else ()),
+                for path in (f"{at}.provider", f"{at}.account", f"{at}.image", f"{at}.load_balancers",
+                             f"{at}.security_groups", *((f"{at}.strategy",) if "canary" in strat else ()),
                              *(f"{at}.regions[{j}]" for j in range(len(c["regions"]))),
                              *(f"{at}.strategy.verify[{j}]" for j in range(len(strat.get("verify") or ()))))
             )),
             environment=env_name,
+            image_pattern=pattern,
         ))
     return model.Application(
         name=name, owner=str(doc["owner"]), criticality=model.Criticality(doc.get("criticality", "normal")),
@@ -594,6 +598,10 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dic
         depends_on=tuple(model.Dependency(str(d["application"]), str(d["environment"]), line(f"depends_on[{i}]"))
                          for i, d in enumerate(doc.get("depends_on") or ())),
     )
+
+
+def _fill(text: str, *, version: str) -> str:
+    return env_rules.with_version(text, version)
 
 
 def _tag_value(value: Any) -> str:

@@ -18,6 +18,7 @@ import cerberus
 from reconciler.core import errors
 from specs import canary as canary_spec
 from specs import environments as env_rules
+from specs import images as image_spec
 from specs import resource_checks, yamlnodes
 from specs import strategy as strategy_spec
 
@@ -61,7 +62,7 @@ CLUSTER: dict[str, Any] = {
         "maxlength": 100,
         "schema": {"type": "string", "regex": _REGION_RE, "maxlength": 64},
     },
-    "image": {**_name, "required": True, "maxlength": 1024},
+    "image": image_spec.RULE,
     "instance_type": {**_name, "required": True, "maxlength": 128},
     "capacity": {
         "type": "dict",
@@ -159,6 +160,11 @@ ENVIRONMENT: dict[str, Any] = {
     "soak": _duration,
     "allowed_times": {"type": "list", "minlength": 1, "maxlength": 20, "schema": _ALLOWED_TIME},
     "approval": {"type": ["boolean", "dict"], "schema": {"timeout": _duration}},
+    "max_concurrent": {"type": "integer", "min": 1, "max": 100},
+    "schedules": {"type": "list", "minlength": 1, "maxlength": 20, "schema": {
+        "type": ["string", "dict"], "empty": False, "printable": True, "maxlength": 100, "schema": {
+            "cron": {"type": "string", "required": True, "empty": False, "printable": True, "maxlength": 100},
+            "timezone": {"type": "string", "empty": False, "printable": True, "maxlength": 64}}}},
     "version": _VERSION,
     "version_from": _VALUES_KEY,
     "clusters": {"type": "list", "required": True, "minlength": 1, "maxlength": 1000,
@@ -200,7 +206,15 @@ _MESSAGES = {
     env_rules.ENV_NAME_RE: "an environment name such as test or prod (lowercase letters, digits, hyphens)",
     env_rules.FROM_RE: "a time such as 09:00",
     env_rules.TO_RE: "a time such as 17:00 (or 24:00)",
+    **image_spec.MESSAGES,
 }
+
+def _path_order(part: Any) -> tuple[int, Any]:
+    """Cerberus's order (list indexes, then keys), total even over hostile keys (``~: 1`` beside ``name``)."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return 0, part
+    return (1, part) if isinstance(part, str) else (2, repr(part))
+
 
 def printable(text: str) -> bool:
     """No control, format (bidi, zero-width), separator or unassigned characters besides the plain space:
@@ -236,7 +250,7 @@ class Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no 
         nested dict by copying it at every insertion, quadratic in the number
         of errors.
         """
-        self._errors.sort()
+        self._errors.sort(key=lambda e: [_path_order(p) for p in e.document_path])  # keys may be None, 1.5, ...
         messages = cerberus.errors.BasicErrorHandler.messages
         out: list[tuple[str, str]] = []
         stack = list(reversed(self._errors))
@@ -404,6 +418,7 @@ def _cross_field(doc: dict[str, Any], lines: dict[str, int], file: str) -> list[
 
 def _check_cluster(app: str, at: str, c: Any, names: dict[str, str], bad: Any) -> None:
     strategy_spec.check(at, c.get("strategy"), bad)
+    image_spec.check(f"{at}.image", c.get("image"), bad)
     cap = c["capacity"]
     if not cap["min"] <= cap["desired"] <= cap["max"]:
         bad(
@@ -464,6 +479,11 @@ def json_schema() -> dict[str, Any]:
     out["properties"]["depends_on"]["description"] = (
         "Other applications' environments whose current change must succeed before this application's "
         "change in the environment of the same name (in every cluster, without environments) starts.")
+    schedule = out["properties"]["environments"]["items"]["properties"]["schedules"]
+    schedule["items"] = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 100,
+                                    "description": "five-field cron, read in UTC, e.g. '0 9 * * mon-thu'"},
+                                   {**_to_json(ENVIRONMENT["schedules"]["schema"]["schema"]),
+                                    "description": "cron read in a time zone"}]}
     approval = out["properties"]["environments"]["items"]["properties"]["approval"]
     approval["properties"]["timeout"]["description"] = (
         "How long a version waits for `reconciler approve` before it is refused here, e.g. 24h (none: forever).")
@@ -472,6 +492,13 @@ def json_schema() -> dict[str, Any]:
         strategy["properties"][name]["description"] = text
     for name, text in canary_spec.DESCRIPTIONS.items():
         strategy["properties"]["canary"]["properties"][name]["description"] = text
+    pattern = _to_json(image_spec.RULE["schema"], image_spec.DESCRIPTIONS)
+    pattern["anyOf"] = [{"required": [k]} for k in ("name", "tags", "family")]
+    image = {"description": image_spec.DESCRIPTIONS["image"], "oneOf": [
+        {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": _PRINTABLE_JSON}, pattern]}
+    for holder in (out["properties"]["clusters"]["items"],
+                   out["properties"]["environments"]["items"]["properties"]["clusters"]["items"]):
+        holder["properties"]["image"] = image
     return out
 
 
@@ -513,6 +540,12 @@ _DESCRIPTIONS = {
     "approval": "A person must approve each version for this environment (`reconciler approve APP --env ENV "
                 "--version V`); timeout: how long to wait before the version is refused there.",
     "days": "Weekdays (mon..sun); all when absent.",
+    "schedules": "Cron times at which a version that passed every other constraint enters (the first one at or "
+                 "after it began waiting), e.g. ['0 9 * * mon-thu'] or [{cron: '0 9 * * 1-4', timezone: "
+                 "Europe/Paris}].",
+    "cron": "Five-field cron expression: minute hour day-of-month month day-of-week.",
+    "max_concurrent": "At most this many regions of the environment take a new version at a time (the others "
+                      "wait their turn); default: no limit beyond the region waves.",
     "environment": "The other application's environment whose current change must have succeeded first.",
     "from": "Start time, HH:MM, in timezone.",
     "to": "End time, HH:MM (24:00 for midnight); not after from: overnight.",

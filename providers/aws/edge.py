@@ -29,7 +29,7 @@ import botocore.parsers
 import botocore.session
 from botocore.credentials import DeferredRefreshableCredentials
 
-from providers import aws_resources
+from providers import aws_images, aws_resources
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, ratelimit
 
@@ -51,6 +51,7 @@ SERVICE_OF = {
     "DescribeSubnets": "ec2", "DescribeSecurityGroups": "ec2",
     "DescribeTargetGroups": "elbv2", "DescribeTargetHealth": "elbv2", "AssumeRole": "sts",
     **aws_resources.SERVICE_OF,
+    **aws_images.SERVICE_OF,
 }
 """Every call this provider makes, with its service: the IAM actions documented in docs/aws.md."""
 _PAGE_SIZE = {"DescribeAutoScalingGroups": 100, "DescribeSubnets": 1000}

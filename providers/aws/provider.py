@@ -24,7 +24,7 @@ from typing import Any
 import boto3
 import botocore.exceptions
 
-from providers import aws_resources, base
+from providers import aws_images, aws_resources, base
 from providers.aws import edge, records
 from providers.aws.records import DISABLE_PROCESSES, TAG_TGS
 from reconciler.core import errors, model
@@ -36,7 +36,7 @@ _KEYS = {"profile", "role_arn", "external_id", "regions", "endpoint_url", "subne
          "max_attempts", "rate_limit"}
 
 
-class AwsProvider(aws_resources.AwsResources):
+class AwsProvider(aws_resources.AwsResources, aws_images.AwsImages):
     """One AWS account. Its clients (per service and region, made lazily, counted and rate limited) are
     ``self.edge``; its target groups and security groups are managed by ``aws_resources``."""
 

@@ -38,6 +38,7 @@ from google.cloud import compute_v1
 
 from providers import base
 from providers.gcp import edge
+from providers.gcp import images as images_mod
 from providers.gcp import records as records_mod
 from providers.gcp import resources as resources_mod
 from reconciler.core import errors, model, ratelimit
@@ -50,7 +51,7 @@ KEYS = {"project", "regions", "zones", "credentials_file", "endpoint", "network"
 OFF = "OFF"
 
 
-class GcpProvider(resources_mod.GcpResources):
+class GcpProvider(resources_mod.GcpResources, images_mod.GcpImages):
     name = NAME
     page_size = 500
     """maxResults of every list request (the API's maximum)."""
@@ -83,6 +84,7 @@ class GcpProvider(resources_mod.GcpResources):
         self.rc = resources_mod.Clients(**kw)
         self._scopes: dict[tuple[str, str], resources_mod.Scope] = {}
         """(region, backend service) -> where it was found (global or that region's), for ``getHealth``."""
+        self.images_client = compute_v1.ImagesClient(**kw)
         self.records = records_mod.Records(context.open_database(), project)
         self._buckets: dict[str, ratelimit.TokenBucket] = {}
         self._count_lock = threading.Lock()
@@ -571,7 +573,8 @@ class GcpProvider(resources_mod.GcpResources):
                 self.context.clock.sleep(2.0 * (attempt + 1))
 
     def close(self) -> None:
-        for client in (self.templates, self.migs, self.autoscalers, self.backends, self.region_ops, self.global_ops):
+        for client in (self.templates, self.migs, self.autoscalers, self.backends, self.region_ops, self.global_ops,
+                       self.images_client):
             client.transport.close()  # type: ignore[no-untyped-call]
         self.rc.close()
         self.records.close()

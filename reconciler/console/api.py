@@ -102,6 +102,16 @@ ROUTES: tuple[Route, ...] = (
            "properties": {"version": {"type": "string", "maxLength": 128},
                           "comment": {"type": "string", "maxLength": 2000}}},
           scope_note="the application"),
+    Route("/api/v1/promote", "POST", "promote", S.PROMOTE,
+          "Commit a new version of an application (or of one environment) to the tracked branch and push it, "
+          "as `reconciler promote` does; a pass starts at once (docs/environments.md).", (),
+          {"type": "object", "required": ["application", "version"],
+           "properties": {"application": {"type": "string", "maxLength": 40},
+                          "version": {"type": "string", "maxLength": 128},
+                          "environment": {"type": "string", "maxLength": 40,
+                                          "description": "promote this environment's own version"},
+                          "message": {"type": "string", "maxLength": 2000}}},
+          scope_note="the application"),
     Route("/api/v1/pause/<target>", "POST", "pause", S.OPERATE, "Pause reconciling an application or cluster.",
           (_path("target", "application or cluster name"),),
           {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 2000},
@@ -306,6 +316,18 @@ def on_decide_environment(ctx: base.Ctx, application: str, environment: str, dec
     row = ctx.backend.decide_environment(application, environment, version,
                                          "approved" if decision == "approve" else "rejected",
                                          by=who.name, comment=base.text_field(body, "comment"))
+    return base.json_response(row)
+
+
+def on_promote(ctx: base.Ctx) -> Response:
+    body = base.json_body(ctx.request)
+    application = base.text_field(body, "application", limit=40)
+    version = base.text_field(body, "version", limit=128)
+    if not application or not version:
+        raise base.Refusal(400, "'application' and 'version' are required: the version to promote")
+    who = ctx.require(S.PROMOTE, application, what=f"promoting {application}")
+    row = ctx.backend.promote(application, version, environment=base.text_field(body, "environment", limit=40)
+                              or None, message=base.text_field(body, "message"), by=who.name)
     return base.json_response(row)
 
 

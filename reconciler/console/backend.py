@@ -13,9 +13,11 @@ time); deployments started here run in the background, like those a pass dispatc
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.core import model
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from reconciler.runtime import engine as engine_mod
 
 log = logging.getLogger(__name__)
+
+SIGNING_KEY_ENV = "RECONCILER_SIGNING_KEY"
+"""The SSH key ``POST /api/v1/promote`` signs its commits with, as ``reconciler promote`` does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,8 @@ class Backend(Protocol):
     def reject(self, ident: str, *, by: str, comment: str) -> dict[str, Any]: ...
     def decide_environment(self, application: str, environment: str, version: str, decision: str, *, by: str,
                            comment: str) -> dict[str, Any]: ...
+    def promote(self, application: str, version: str, *, environment: str | None, message: str,
+                by: str) -> dict[str, Any]: ...
     def pause(self, target: str, *, by: str, reason: str, force: bool) -> None: ...
     def resume(self, target: str, *, by: str) -> None: ...
     def freeze(self, *, by: str, reason: str) -> None: ...
@@ -118,6 +125,25 @@ class EngineBackend:
         row = self._engine.decide_environment(application, environment, version, decision, by=by, comment=comment)
         self._trigger(decision)
         return row
+
+    def promote(self, application: str, version: str, *, environment: str | None, message: str,
+                by: str) -> dict[str, Any]:
+        """``reconciler promote`` for CI over HTTP: the commit names the token; a pass picks it up at once."""
+        from reconciler.runtime import promote as promote_rt  # noqa: PLC0415 - pygit2 pushes only when asked
+
+        key = os.environ.get(SIGNING_KEY_ENV)
+        req = promote_rt.Request(application, version, environment=environment,
+                                 message=message or f"Promote {application} to {version}"
+                                 + (f" in {environment}" if environment else "") + f" (by {by})",
+                                 signing_key=Path(key) if key else None, author=f"{by} <promote@reconciler.invalid>")
+        out = promote_rt.promote(self._engine.config, req)
+        if out.pushed is not None:
+            self._trigger("promote")
+        pushed = out.pushed
+        return {"application": application, "version": version, "environment": environment, "file": out.file,
+                "key": out.key, "previous": out.previous, "pushed": pushed is not None,
+                "commit": pushed.commit if pushed else None, "branch": pushed.branch if pushed else None,
+                "signed": bool(pushed and pushed.signed), "by": by}
 
     def pause(self, target: str, *, by: str, reason: str, force: bool) -> None:
         self._engine.pause(target, by=by, reason=reason, force=force)  # it takes the pass lock when it reads Git

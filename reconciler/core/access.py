@@ -6,6 +6,7 @@ names match a glob pattern (``checkout``, ``pay*``, ``*``). Scopes:
 - ``read``: status, plans, history and executions of those applications;
 - ``approve``: approve or reject their changes (and read);
 - ``operate``: pause, resume, roll back, trigger a pass (and read);
+- ``promote``: commit a new version of them to Git (``POST /api/v1/promote``, for CI) (and read);
 - ``admin``: everything, and with the pattern ``*`` the fleet-wide freeze.
 
 ``approve`` and ``operate`` are separate on purpose: the on-call engineer who
@@ -37,12 +38,14 @@ class Scope(enum.Enum):
     APPROVE = "approve"
     OPERATE = "operate"
     ADMIN = "admin"
+    PROMOTE = "promote"
 
 
 _IMPLIES: dict[Scope, frozenset[Scope]] = {
     Scope.READ: frozenset({Scope.READ}),
     Scope.APPROVE: frozenset({Scope.APPROVE, Scope.READ}),
     Scope.OPERATE: frozenset({Scope.OPERATE, Scope.READ}),
+    Scope.PROMOTE: frozenset({Scope.PROMOTE, Scope.READ}),
     Scope.ADMIN: frozenset(Scope),
 }
 

@@ -19,7 +19,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from reconciler.core import model
+from reconciler.core import model, schedules
 from reconciler.core.durations import format_seconds
 
 
@@ -29,6 +29,7 @@ class FactKind(enum.StrEnum):
     APPROVED = "approved"  # a person approved the version for the environment
     REJECTED = "rejected"  # a person rejected it
     AWAITING = "awaiting_approval"  # every other constraint passed; ``at``: since when the approval is awaited
+    SCHEDULED = "waiting_for_schedule"  # every other constraint passed; ``at``: since when (the next firing counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +107,8 @@ def observe(app: model.Application, live: Iterable[model.ServerGroup],
         started = False
         failed = ""
         for spec in specs:
-            h = spec.launch.spec_hash()
             for region in spec.regions:
+                h = spec.for_region(region).launch.spec_hash()
                 key = model.cluster_key(spec.provider, spec.account, region, spec.name)
                 groups = by_key.get(key, [])
                 if any(g.managed and g.spec_hash == h for g in groups):
@@ -171,7 +172,8 @@ def gate(app: model.Application, env: model.Environment, facts: Facts, *, starte
 
     Constraints in order: no earlier environment marked the version bad; each ``depends_on``
     environment runs it healthy, for at least ``soak``; ``allowed_times`` is open; an approval bound
-    to (application, environment, version) was given, within ``approval.timeout`` of being asked.
+    to (application, environment, version) was given, within ``approval.timeout`` of being asked; then, with
+    ``schedules``, one of them fired since the version began waiting for it.
     """
     version = version_of(app, env)
     if started:
@@ -196,34 +198,61 @@ def gate(app: model.Application, env: model.Environment, facts: Facts, *, starte
         return model.Held(model.Hold.ALLOWED_TIMES, f"outside the allowed times of {env.name}: {window.message}",
                           waits_for="an allowed time", until=window.next_open)
     if env.approval is not None:
-        rejected = facts.get((app.name, env.name, version, FactKind.REJECTED))
-        if rejected is not None:
-            return model.Held(model.Hold.REJECTED, f"version {version} was rejected for {env.name} by "
-                              f"{rejected.detail or 'someone'}; commit a newer version",
-                              waits_for=f"a version newer than {version}")
-        if (app.name, env.name, version, FactKind.APPROVED) in facts:
-            return None
-        asked = facts.get((app.name, env.name, version, FactKind.AWAITING))
-        hint = f"reconciler approve {app.name} --env {env.name} --version {version}"
-        if asked is not None and env.approval.timeout_s and now >= asked.at + env.approval.timeout_s:
-            return model.Held(model.Hold.REJECTED, f"nobody approved version {version} for {env.name} within "
-                              f"{format_seconds(env.approval.timeout_s)}; commit a newer version",
-                              waits_for=f"a version newer than {version}")
-        deadline = asked.at + env.approval.timeout_s if asked is not None and env.approval.timeout_s else None
-        return model.Held(model.Hold.ENV_APPROVAL, f"waiting for approval of version {version} for {env.name} "
-                          f"({hint})", waits_for=f"approval ({hint})", until=deadline, command=hint)
+        held = _approval(app, env, version, facts, now)
+        if held is not None:
+            return held
+    if env.schedules:
+        return _scheduled(app, env, version, facts, now)
     return None
+
+
+def _approval(app: model.Application, env: model.Environment, version: str, facts: Facts,
+              now: float) -> model.Held | None:
+    """Approved (a late approval still counts: a person decided), or why not."""
+    if env.approval is None:
+        return None
+    rejected = facts.get((app.name, env.name, version, FactKind.REJECTED))
+    if rejected is not None:
+        return model.Held(model.Hold.REJECTED, f"version {version} was rejected for {env.name} by "
+                          f"{rejected.detail or 'someone'}; commit a newer version",
+                          waits_for=f"a version newer than {version}")
+    if (app.name, env.name, version, FactKind.APPROVED) in facts:
+        return None
+    asked = facts.get((app.name, env.name, version, FactKind.AWAITING))
+    hint = f"reconciler approve {app.name} --env {env.name} --version {version}"
+    if asked is not None and env.approval.timeout_s and now >= asked.at + env.approval.timeout_s:
+        return model.Held(model.Hold.REJECTED, f"nobody approved version {version} for {env.name} within "
+                          f"{format_seconds(env.approval.timeout_s)}; commit a newer version",
+                          waits_for=f"a version newer than {version}")
+    deadline = asked.at + env.approval.timeout_s if asked is not None and env.approval.timeout_s else None
+    return model.Held(model.Hold.ENV_APPROVAL, f"waiting for approval of version {version} for {env.name} "
+                      f"({hint})", waits_for=f"approval ({hint})", until=deadline, command=hint)
+
+
+def _scheduled(app: model.Application, env: model.Environment, version: str, facts: Facts,
+               now: float) -> model.Held | None:
+    """Open once a schedule fired at or after the version began waiting for one (a durable fact)."""
+    times = ", ".join(s.describe() for s in env.schedules)
+    since = facts.get((app.name, env.name, version, FactKind.SCHEDULED))
+    tick = schedules.next_firing(env.schedules, since.at if since is not None else now)
+    if since is not None and tick is not None and tick <= now:
+        return None
+    left = f": {_left(tick - now)} left" if tick is not None else ""
+    return model.Held(model.Hold.SCHEDULE, f"version {version} enters {env.name} at its next scheduled time "
+                      f"({times}){left}", waits_for=f"a scheduled time ({times})", until=tick)
+
+
+_WAITS = {model.Hold.ENV_APPROVAL: FactKind.AWAITING, model.Hold.SCHEDULE: FactKind.SCHEDULED}
 
 
 def asks(app: model.Application, env: model.Environment, held: model.Held | None, facts: Facts,
          now: float) -> Fact | None:
-    """The ``AWAITING`` fact to write when an approval starts being awaited (its timeout runs from then)."""
+    """The fact to write when an approval (its timeout runs from then) or a schedule starts being awaited."""
     version = version_of(app, env)
-    if held is None or held.kind is not model.Hold.ENV_APPROVAL:
+    kind = _WAITS.get(held.kind) if held is not None else None
+    if kind is None or (app.name, env.name, version, kind) in facts:
         return None
-    if (app.name, env.name, version, FactKind.AWAITING) in facts:
-        return None
-    return Fact(app.name, env.name, version, FactKind.AWAITING, now)
+    return Fact(app.name, env.name, version, kind, now)
 
 
 def state_of(obs: Observation, held: model.Held | None, facts: Facts, app: str) -> str:
@@ -270,3 +299,39 @@ def dependency_hold(app: model.Application, environment: str, others: Mapping[st
                               f"{dep.environment} (version {obs.version}) to succeed",
                               waits_for=f"{dep.application} healthy at {obs.version} in {dep.environment}")
     return None
+
+
+def limit_regions(changes: Iterable[model.Change], limits: Mapping[tuple[str, str], int],
+                  busy: Mapping[tuple[str, str], set[str]]) -> tuple[list[model.Change],
+                                                                    list[tuple[model.Change, model.Held]]]:
+    """``max_concurrent``: changes putting a version into more regions of an environment than its limit wait.
+
+    ``limits`` maps (application, environment) to its limit; ``busy`` to the regions (``provider/account/
+    region``) whose deployment is running already. Deployments that already started (no group to create)
+    go first, then by wave and key, so a crash or a restart never strands a half-done region.
+    """
+    out: list[model.Change] = []
+    held: list[tuple[model.Change, model.Held]] = []
+    taken: dict[tuple[str, str], set[str]] = {k: set(v) for k, v in busy.items()}
+
+    def order(c: model.Change) -> tuple[bool, int, str]:
+        return any(s.kind is model.StepKind.CREATE for s in c.steps), c.wave, c.key
+
+    for c in sorted(changes, key=order):
+        env = c.desired.environment if c.desired is not None else ""
+        limit = limits.get((c.application, env), 0)
+        region = f"{c.provider}/{c.account}/{c.region}"
+        if not limit or not any(s.kind in (model.StepKind.CREATE, model.StepKind.ENABLE) for s in c.steps):
+            out.append(c)
+            continue
+        now = taken.setdefault((c.application, env), set())
+        if region in now or len(now) < limit:
+            now.add(region)
+            out.append(c)
+            continue
+        names = ", ".join(sorted(r.rsplit("/", 1)[1] for r in now))
+        held.append((c, model.Held(model.Hold.MAX_CONCURRENT, f"{env} takes a new version in at most {limit} "
+                                   f"region(s) at a time; deploying now: {names}",
+                                   waits_for=f"one of {names} to finish")))
+    keep = {id(c) for c in out}
+    return [c for c in changes if id(c) in keep], held

@@ -15,10 +15,11 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NewType
 
 from reconciler.core import canary as canary_mod
+from reconciler.core import images as image_mod
 
 MANAGED_BY = "reconciler"
 """Value of the ``managed-by`` tag/label on every group the reconciler creates."""
@@ -96,6 +97,8 @@ class Hold(enum.StrEnum):
     ENV_APPROVAL = "env_approval"  # waiting for an approval of (application, environment, version)
     REJECTED = "rejected"  # its approval was refused or timed out
     APP_DEPENDENCY = "app_depends_on"  # another application's change there has not succeeded yet
+    SCHEDULE = "schedule"  # every other constraint passed; it enters at the environment's next scheduled time
+    MAX_CONCURRENT = "max_concurrent"  # the environment already takes the version in its max_concurrent regions
 
 
 class SkipKind(enum.StrEnum):
@@ -110,6 +113,7 @@ class SkipKind(enum.StrEnum):
     IN_USE = "in_use"  # a resource no longer declared that something still uses
     UNOWNED = "unowned"  # a declared resource exists without our ownership tags
     CONFLICT = "conflict"  # a resource declared twice, or owned by another application
+    IMAGE = "image"  # the cluster's image pattern did not resolve in the region (a spec problem says why)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,10 +292,25 @@ class ClusterSpec:
     rollout: Rollout = field(default_factory=Rollout)
     source: SourceRef = field(default_factory=lambda: SourceRef(""))
     environment: str = ""  # the environment it belongs to (reconciler.core.environments); empty: none
+    image_pattern: image_mod.ImagePattern | None = None
+    """The image by pattern (``launch.image`` then only shows it); each region runs what it resolved to."""
+    images: tuple[tuple[str, image_mod.Image], ...] = ()
+    """Region -> the image the pattern resolved to there (``runtime/images.py``); a region missing is held."""
 
     @property
     def name(self) -> str:
         return cluster_name(self.application, self.stack, self.detail)
+
+    def resolved(self, region: str) -> image_mod.Image | None:
+        """The image the pattern resolved to in ``region`` (None: no pattern, or it did not resolve)."""
+        return next((img for r, img in self.images if r == region), None)
+
+    def for_region(self, region: str) -> ClusterSpec:
+        """This spec as ``region`` runs it: with the image its pattern resolved to there."""
+        img = self.resolved(region)
+        if img is None or img.id == self.launch.image:
+            return self
+        return replace(self, launch=replace(self.launch, image=img.id))
 
     @property
     def waves(self) -> tuple[tuple[str, ...], ...]:
@@ -311,6 +330,17 @@ class TimeWindow:
     end: str  # "17:00" or "24:00"; not after start: overnight
     days: tuple[str, ...] = ()  # mon..sun; empty: every day
     timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One ``schedules`` entry of an environment: a five-field cron expression and its time zone."""
+
+    cron: str
+    timezone: str = "UTC"
+
+    def describe(self) -> str:
+        return self.cron if self.timezone == "UTC" else f"{self.cron} {self.timezone}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +368,8 @@ class Environment:
     approval: ApprovalRule | None = None
     version: str = ""  # its own pin; empty: the application's version
     version_source: VersionSource | None = None
+    schedules: tuple[Schedule, ...] = ()  # cron times a waiting version may enter at (core/schedules.py)
+    max_concurrent: int = 0  # at most this many regions take a new version at a time; 0: no limit
 
 
 @dataclass(frozen=True, slots=True)

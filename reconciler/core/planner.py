@@ -139,7 +139,11 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
                     skipped.append(Skip(skey, spec.application, spec.name, f"live state unreadable: {why}",
                                         SkipKind.UNREADABLE))
                     continue
-                change = plan_cluster(spec, region, wave_no, by_key.get(key, []), desired.commit,
+                if spec.image_pattern is not None and spec.resolved(region) is None:
+                    skipped.append(Skip(skey, spec.application, spec.name, "image pattern not resolved here "
+                                        "(see the spec problem)", SkipKind.IMAGE))
+                    continue
+                change = plan_cluster(spec.for_region(region), region, wave_no, by_key.get(key, []), desired.commit,
                                       origins=opts.rolling_origins, canaries=opts.canaries)
                 if change is None:
                     continue
@@ -197,10 +201,11 @@ def _gate_on_earlier_waves(change: model.Change, spec: model.ClusterSpec, wave_n
     """
     earlier = [r for w in spec.waves[:wave_no] for r in w]
     after = tuple(model.cluster_key(spec.provider, spec.account, r, spec.name) for r in earlier)
-    waiting = tuple(
+    waiting = tuple(  # by pattern, each region runs its own image: its own spec hash
         k for r, k in zip(earlier, after, strict=True)
         if not serves(by_key.get((spec.provider, spec.account, r, spec.name), []),
-                      healthy_percent=spec.health.healthy_percent, spec_hash=change.spec_hash)
+                      healthy_percent=spec.health.healthy_percent,
+                      spec_hash=spec.for_region(r).launch.spec_hash() if spec.images else change.spec_hash)
     )
     return dataclasses.replace(change, after=after, waiting=waiting)
 

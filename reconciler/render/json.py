@@ -67,4 +67,15 @@ def _change_json(c: model.Change) -> dict[str, Any]:
         "last_capacity": common.is_last_capacity(c),
         "strategy": strategies.view(c.desired.strategy) if c.desired is not None else None,
         "restore": [{"server_group": name, "capacity": cap.as_dict()} for name, cap in c.restore],
+        "image_resolution": image_resolution(c),
     }
+
+
+def image_resolution(c: model.Change) -> dict[str, Any] | None:
+    """How the change's image was found when the spec gives a pattern: the pattern and what the region resolved."""
+    spec = c.desired
+    if spec is None or spec.image_pattern is None:
+        return None
+    img = spec.resolved(c.region)
+    return {"pattern": spec.image_pattern.as_dict(), "image": img.id if img else None,
+            "name": img.name if img else None, "created": img.created if img else None}

@@ -18,6 +18,7 @@ from policies import base as policy_base
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
+from reconciler.runtime import images as images_rt
 from reconciler.runtime import providers as providers_mod
 from reconciler.source import git as gitsource
 from reconciler.state import keys, speccache
@@ -103,12 +104,14 @@ class DesiredSource:
         self.last_read_ok = now
         return res.head, None
 
-    def at(self, commit: str, reader: TreeReader | None = None, *, check_accounts: bool = True) -> Desired:
+    def at(self, commit: str, reader: TreeReader | None = None, *, check_accounts: bool = True,
+           resolve_images: bool = True) -> Desired:
         """Specs and the policy file at ``commit`` (from the mirror, or another reader).
 
         A cluster naming an unknown provider (or, with ``check_accounts``, an account the config does
         not have, or a region the account does not allow) makes its file a spec problem: the
-        application is held whole instead of half its clusters looking deleted.
+        application is held whole instead of half its clusters looking deleted. Image patterns are
+        resolved per region through the providers (``resolve_images``; else shown as written).
         """
         cfg = self._config()
         src = reader or self.git
@@ -130,6 +133,7 @@ class DesiredSource:
                 problems=tuple(desired.problems) + tuple(extra),
                 broken_files=desired.broken_files | {p.file for p in extra},
             )
+        desired = images_rt.resolve(desired, self.providers.get) if resolve_images else images_rt.preview(desired)
         return Desired(desired, pol)
 
     def signature(self, commit: str, policies: policy_file.PolicySettings) -> policy_base.Signature | None:

@@ -103,8 +103,9 @@ class LiveReader:
         if known:
             return planner.LiveState(tuple(status.group_from_entry(g) for g in known))
         groups: list[model.ServerGroup] = []
-        for spec in base.clusters():
-            for region in spec.regions:
+        for cluster in base.clusters():
+            for region in cluster.regions:
+                spec = cluster.for_region(region)
                 groups.append(model.ServerGroup(
                     name=model.server_group_name(spec.name, 0), provider=spec.provider,
                     account=spec.account, region=region, cluster=spec.name, application=spec.application,

@@ -159,7 +159,7 @@ class Pipeline:
         previous: str | None = self.store.get(keys.LAST_GOOD)
         commit, source_error, reader = self._commit(req)
         accounts = not req.offline or self._config().path is not None  # offline without a config: providers only
-        want = self.desired.at(commit, reader, check_accounts=accounts)
+        want = self.desired.at(commit, reader, check_accounts=accounts, resolve_images=not req.offline)
         ev = self._judge(req, want, source_error)
         if req.environment is not None:
             ev = promotion.only_environment(ev, req.environment)
@@ -238,7 +238,8 @@ class Pipeline:
         src = req.reader or self.desired.git
         base_commit = src.resolve(req.base)
         base = self.desired.at(base_commit, req.reader,
-                               check_accounts=not req.offline or self._config().path is not None)
+                               check_accounts=not req.offline or self._config().path is not None,
+                               resolve_images=not req.offline)
         live = self.live.assumed(base.state) if req.offline else self.live.read(want.state)
         return self.evaluate(want, live=live, base_commit=base_commit, exclude_running=exclude,
                              app_files={n: a.source.file for n, a in base.state.applications.items()},
@@ -296,7 +297,7 @@ class Pipeline:
             judged.resource_changes, lambda c: policy_approvals.is_approved(c, judged, ctx),
             backing_off=backing_off, plan_denied=any(v.verdict is model.Verdict.DENY for v in judged.plan_verdicts))
         runnable, waiting = resources_rt.hold_dependents(runnable, [c for c, _ in res_held])
-        runnable, env_held = promotion.hold(runnable, desired, promo)
+        runnable, env_held = promotion.hold(runnable, desired, promo, held)
         ev = Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held + waiting + env_held),
                         source_error, want.policies, tuple(res_run), tuple(res_held), promo)
         self.evaluations.put(inputs, ev)

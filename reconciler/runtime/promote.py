@@ -3,7 +3,8 @@
 The commit, not the daemon's memory, is what deploys: the daemon picks it up on its next poll and
 moves the version through the environments as their constraints allow. The edited tree is loaded
 like the daemon loads it before anything is pushed, so a promotion that would break the
-application's spec is refused with the problems.
+application's spec, or whose image pattern does not resolve in one of its regions, is refused with
+the problems.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model
+from reconciler.runtime import images as images_rt
 from reconciler.runtime import promotion
+from reconciler.runtime import providers as providers_mod
 from reconciler.source import git as gitsource
 from reconciler.source import push
 from specs import loader as spec_loader
@@ -68,6 +72,8 @@ def promote(config: config_mod.Config, req: Request) -> Outcome:
         after = _load(config, changed, head)
         mine = {app.source.file, source.file}
         problems = [str(p) for p in after.problems if p.file in mine]
+        if not problems and req.application in after.applications:  # its image must exist in every region
+            problems = [str(p) for p in _unresolved(config, after.applications[req.application])]
         if problems or req.application not in after.applications:
             raise errors.ReconcilerError(f"refusing to promote {req.application} to {req.version}: the spec would "
                                          "not load:\n  " + "\n  ".join(problems or ["the application disappears"]))
@@ -98,6 +104,16 @@ def _load(config: config_mod.Config, files: list[spec_loader.SpecFile], head: st
         return spec_loader.load_specs(files, spec_path=config.spec_path, commit=head, limits=config.specs, pool=pool)
     finally:
         pool.close()
+
+
+def _unresolved(config: config_mod.Config, app: model.Application) -> list[errors.SpecProblem]:
+    if not any(c.image_pattern is not None for c in app.clusters):
+        return []
+    providers = providers_mod.Providers(config, clock_mod.SystemClock())
+    try:
+        return images_rt.unresolved(app, providers.get)
+    finally:
+        providers.close()
 
 
 def _application(config: config_mod.Config, files: list[spec_loader.SpecFile], head: str, req: Request

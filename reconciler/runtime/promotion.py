@@ -105,9 +105,11 @@ def _save(store: store_mod.Store, writes: Iterable[envs.Fact], drops: Iterable[e
                          application=f.application)
 
 
-def hold(changes: Iterable[model.Change], desired: model.DesiredState, promotion: Promotion
+def hold(changes: Iterable[model.Change], desired: model.DesiredState, promotion: Promotion,
+         others: Iterable[tuple[model.Change, model.Held]] = ()
          ) -> tuple[list[model.Change], list[tuple[model.Change, model.Held]]]:
-    """Changes that would put a version into an environment whose gate is closed are held with its reason."""
+    """Changes that would put a version into an environment whose gate is closed are held with its reason,
+    and those beyond its ``max_concurrent`` regions (``others``: the holds so far, running ones among them)."""
     if not promotion.gates:
         return list(changes), []
     runnable: list[model.Change] = []
@@ -119,6 +121,16 @@ def hold(changes: Iterable[model.Change], desired: model.DesiredState, promotion
             held.append((c, why))
         else:
             runnable.append(c)
+    limits = {(a.name, e.name): e.max_concurrent for a in desired.applications.values() for e in a.environments
+              if e.max_concurrent}
+    if limits:
+        busy: dict[tuple[str, str], set[str]] = {}
+        for c, why in others:
+            if why.kind is model.Hold.RUNNING and c.desired is not None and planner.delivers(c):
+                busy.setdefault((c.application, c.desired.environment), set()).add(
+                    f"{c.provider}/{c.account}/{c.region}")
+        runnable, over = envs.limit_regions(runnable, limits, busy)
+        held += over
     blocked = {c.key: why for c, why in held}
     moved = True
     while moved:  # what waits for a held change is held too (a destroy waiting for its replacement)
@@ -150,8 +162,8 @@ def pipeline(app: model.Application, seen: Mapping[str, envs.Observation], facts
         healthy = facts.get((app.name, env.name, version, envs.FactKind.HEALTHY))
         regions = []
         for spec in (c for c in app.clusters if c.environment == env.name):
-            h = spec.launch.spec_hash()
             for region in spec.regions:
+                h = spec.for_region(region).launch.spec_hash()
                 mine = [g for g in groups if g.cluster == spec.name and g.region == region
                         and g.provider == spec.provider and g.account == spec.account]
                 serving = [g for g in mine if g.enabled]
@@ -170,6 +182,7 @@ def pipeline(app: model.Application, seen: Mapping[str, envs.Observation], facts
             "healthy_since": healthy.at if healthy is not None else None,
             "depends_on": list(env.depends_on), "soak_s": env.soak_s,
             "approval": env.approval is not None,
+            "schedules": [{"cron": w.cron, "timezone": w.timezone} for w in env.schedules],
             "hold": None if held is None else {"kind": held.kind.value, "message": held.message,
                                                "waits_for": held.waits_for, "until": held.until},
             "bad_versions": bad, "hint": hint, "regions": regions,

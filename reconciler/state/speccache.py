@@ -41,7 +41,8 @@ MAX_ENTRIES = 50_000
 _Result = tuple[model.Application | None, tuple[errors.SpecProblem, ...]]
 _SOURCES = ("specs.loader", "specs.schema", "specs.yamlnodes", "specs.sandbox", "specs.renderpool", "specs.limits",
             "specs.catalog", "specs.resource_checks", "specs.environments", "specs.strategy", "specs.canary",
-            "reconciler.core.model", "reconciler.core.canary",
+            "specs.images", "reconciler.core.model", "reconciler.core.canary", "reconciler.core.images",
+            "reconciler.core.schedules",
             "reconciler.core.resources", "reconciler.core.errors", "reconciler.core.durations",
             __name__)
 _encoder = msgspec.msgpack.Encoder()

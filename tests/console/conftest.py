@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pygit2
 import pytest
 from werkzeug.test import Client, TestResponse
 
@@ -112,7 +113,10 @@ def csrf_of(html: str) -> str:
 
 
 def make_site(tmp_path: Path, *, public_read: bool = False, legacy: bool = False,
-              apps: dict[str, str] | None = None) -> Site:
+              apps: dict[str, str] | None = None,
+              extra_tokens: dict[str, tuple[str, dict[str, list[str]]]] | None = None,
+              bare_remote: bool = False) -> Site:
+    """``extra_tokens`` beside ``TOKENS``; ``bare_remote``: the daemon reads a bare clone (a remote one can push to)."""
     repo = DesiredRepo(tmp_path / "desired")
     for name, text in (apps or {
         "checkout": app_spec(regions=("us-east-1", "eu-west-1"),
@@ -124,7 +128,7 @@ def make_site(tmp_path: Path, *, public_read: bool = False, legacy: bool = False
     repo.write("apps/policies.yaml", POLICIES)
     repo.commit("initial")
     tokens: list[dict[str, Any]] = []
-    for name, (secret, scopes) in TOKENS.items():
+    for name, (secret, scopes) in {**TOKENS, **(extra_tokens or {})}.items():
         if name == "ci":
             tokens.append({"name": name, "sha256": hashlib.sha256(secret.encode()).hexdigest(), "scopes": scopes})
         else:
@@ -135,7 +139,11 @@ def make_site(tmp_path: Path, *, public_read: bool = False, legacy: bool = False
     if legacy:
         (tmp_path / "legacy.token").write_text("legacy-secret-000\n")
         http["token_file"] = "legacy.token"
-    cfg_path = write_config(tmp_path / "config.yaml", repo.path, tmp_path / "state", http=http)
+    url = repo.path
+    if bare_remote:
+        url = tmp_path / "desired.git"
+        pygit2.clone_repository(str(repo.path), str(url), bare=True)
+    cfg_path = write_config(tmp_path / "config.yaml", url, tmp_path / "state", http=http)
     cfg = config_mod.load_config(cfg_path)
     eng = engine_mod.Engine(cfg)
     clock = WallClock()

@@ -80,7 +80,7 @@ def test_every_token_mistake_is_named_by_line_and_field(tmp_path: Path) -> None:
         (5, "http.session_ttl: must be at least 1m"),
         (7, "http.tokens[0].name: 'token-file' is the name of http.token_file's token"),
         (11, "http.tokens[1].sha256: expected 64 hex digits"),
-        (12, "http.tokens[1].scopes.*: 'raed' is not a scope (allowed: read, approve, operate, admin)"),
+        (12, "http.tokens[1].scopes.*: 'raed' is not a scope (allowed: read, approve, operate, admin, promote)"),
         (13, "http.tokens[2]: give exactly one of file: (a file holding the token) or sha256:"),
         (16, "http.tokens[2].scopes: 'Check*' is not an application pattern"),
         (16, "http.tokens[2].scopes.pay*: give at least one scope"),

@@ -19,6 +19,10 @@ cloud registered as a plugin, with a fake clock. After every step:
   version that never gets healthy among them): ``prod`` only ever receives a version that serves healthy
   in ``test``, soaked there as long as the commit asked (from the durable facts), approved when the
   commit asked for approval, and never one that failed (checked when each group is created).
+* the application ``baked`` names its image by pattern (``baked-{version}-*``, newest) in r1 and r2, and the
+  machine bakes versions into one region at a time (the local provider's image list): a group only ever
+  runs an image baked in its own region, r2 gets a version only after r1 served it, a region the version
+  has not reached yet is held (``skipped: image``), and once it is baked everywhere the plan is empty.
 
 ``RECONCILER_STATEFUL_STEPS`` sets how many steps run (default 2,000, what CI runs); the counts of
 steps and scenario kinds are printed in pytest's summary.
@@ -86,6 +90,13 @@ PORTS = ((443,), (443, 8443), (8443,))
 
 FLOW_VERSIONS = ("1", "2", "3")
 FLOW_BAD = "9-bad"
+BAKED_REGIONS = ("r1", "r2")
+
+
+def baked_spec(version: str) -> str:
+    return app_spec("baked", image="x", regions=BAKED_REGIONS, desired=1).replace(
+        'image: "x"', 'image: {name: "baked-{version}-*", newest: true}').replace(
+        "clusters:", f'version: "{version}"\nclusters:', 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,12 +173,10 @@ class Fleet(RuleBasedStateMachine):
         self.plugin = othercloud.registered(self.tmp / "plugins")
         self.plugin.__enter__()
         self.repo = DesiredRepo(self.tmp / "desired")
-        self.cfg_path = write_config(
-            self.tmp / "config.yaml", self.repo.path, self.tmp / "state", prune=True,
-            providers={"local": {"accounts": {"default": {}, "second": {}}},
-                       othercloud.NAME: {"accounts": {"other": {}}}},
-            execution={"poll_health": "1s", "retry_backoff": "10s", "max_attempts": 2, "step_backoff": "0s"},
-            analysis={"prometheus": {"url": PROMETHEUS["url"]}})
+        self.baked: dict[str, list[str]] = {r: ["baked-1-0"] for r in BAKED_REGIONS}  # region -> images, oldest first
+        self.baked_version = "1"
+        self.baked_served: set[str] = set()  # images of baked that served in r1
+        self.cfg_path = self._write_config()
         self.cfg = config_mod.load_config(self.cfg_path)
         self.clock = clock_mod.FakeClock()
         self.want = Want()
@@ -184,6 +193,7 @@ class Fleet(RuleBasedStateMachine):
         self.approved: set[str] = set()
         self.flow_served: dict[str, set[str]] = {}  # version -> spec hashes of flow-test that served it
         self.repo.write("apps/flow.yaml", self.flow.spec())
+        self.repo.write("apps/baked.yaml", baked_spec(self.baked_version))
         self.repo.write("apps/policies.yaml", "defaults: {mass_deletion: {max_share: 1.0}}\n")
         self._commit("first")
         ctx = provider_context(self.cfg.state_url, self.cfg.state_dir, self.clock)
@@ -211,6 +221,16 @@ class Fleet(RuleBasedStateMachine):
             stateful_stats.KINDS["two replicas"] += 1
         self.engine = self._engine()
         stateful_stats.KINDS["daemon passes" if daemon else "run --once passes"] += 1
+
+    def _write_config(self) -> Path:
+        images = [{"name": n, "regions": [r], "created": i} for r, names in self.baked.items()
+                  for i, n in enumerate(names)]
+        return write_config(
+            self.tmp / "config.yaml", self.repo.path, self.tmp / "state", prune=True,
+            providers={"local": {"accounts": {"default": {"images": images}, "second": {}}},
+                       othercloud.NAME: {"accounts": {"other": {}}}},
+            execution={"poll_health": "1s", "retry_backoff": "10s", "max_attempts": 2, "step_backoff": "0s"},
+            analysis={"prometheus": {"url": PROMETHEUS["url"]}})
 
     def _engine(self) -> engine_mod.Engine:
         return engine_mod.Engine(self.cfg, clock=self.clock, background=self.background)
@@ -402,6 +422,30 @@ class Fleet(RuleBasedStateMachine):
         for _ in range(passes):
             self._pass("a reconcile pass")
 
+    @rule(what=st.sampled_from(["release 1", "release 2", "release 3", "bake r1", "bake r2"]),
+          passes=st.sampled_from([0, 1, 2]))
+    def release_or_bake(self, what: str, passes: int) -> None:
+        """Commit a version of ``baked`` (its image found by pattern per region), or let the bake of the
+        committed version reach one region (a newer image there; the daemon reloads its config to see it)."""
+        verb, arg = what.split()
+        if verb == "bake":
+            self._bake(arg)
+        else:
+            self.baked_version = arg
+            self.repo.write("apps/baked.yaml", baked_spec(arg))
+            self._commit("release baked")
+            stateful_stats.KINDS["baked: release"] += 1
+        for _ in range(passes):
+            self._pass("a reconcile pass")
+
+    def _bake(self, region: str) -> None:
+        names = self.baked[region]
+        names.append(f"baked-{self.baked_version}-{len(names)}")
+        self._write_config()
+        self.cfg = config_mod.load_config(self.cfg_path)
+        self.engine.apply_config(self.cfg)  # a reload (SIGHUP): the local account's provider is built afresh
+        stateful_stats.KINDS["baked: an image reaches a region"] += 1
+
     @rule()
     def approve_flow(self) -> None:
         if not self.flow.approval:
@@ -524,6 +568,11 @@ class Fleet(RuleBasedStateMachine):
                 self.succeeded.add((g.provider, g.account, g.cluster, g.region, g.spec_hash))
                 if g.cluster == "flow-test":
                     self.flow_served.setdefault(g.launch.image.removeprefix("flow-"), set()).add(g.spec_hash)
+                if g.cluster == "baked-main" and g.region == "r1":
+                    self.baked_served.add(g.launch.image)
+            if g.cluster == "baked-main":
+                assert g.launch.image in self.baked[g.region], f"{g.name} in {g.region} runs {g.launch.image}, " \
+                    "an image never baked there"
         removed = self.want.file is None
         lost = {s for s in self.served - now if not (s[0] == "app" and removed)}
         assert not lost, f"lost the last serving capacity: {sorted(lost)} (commit {self.history[-1][0][:8]})"
@@ -558,6 +607,9 @@ class Fleet(RuleBasedStateMachine):
             if self.flow.approval:
                 self.engine.decide_environment("flow", "prod", self.flow.version, "approved", by="test")
                 self.approved.add(self.flow.version)  # the spy on prod's creations checks against this
+            for region in BAKED_REGIONS:  # the bake of baked's version finishes everywhere
+                if not any(n.startswith(f"baked-{self.baked_version}-") for n in self.baked[region]):
+                    self._bake(region)
             for _ in range(5):
                 self.clock.advance(3600)
                 self.approve_what_waits()
@@ -616,7 +668,8 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
             "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
             "strategy: canary_pass", "strategy: canary_fail", "canary analysis passed", "canary analysis failed",
-            "two replicas", "a pass of the second replica", "restart of the second replica"}
+            "two replicas", "a pass of the second replica", "restart of the second replica",
+            "skipped: image", "baked: r2 after r1"}
     # "manual rollback" succeeds in only a few of its attempts per 2,000 steps (most states have nothing retained in
     # some region), too few to require here; tests/core/test_manual_rollback.py covers it in every run.
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
@@ -683,7 +736,17 @@ def _watch_waves() -> Iterator[None]:
         machine = stateful_stats.CURRENT
         if machine is not None and request.cluster == "flow-prod":
             _check_promotion(machine, prov, request)
-        if machine is not None and request.region != "r1":
+        if machine is not None and request.cluster == "baked-main":
+            version = request.launch.image.rsplit("-", 1)[0]
+            assert request.launch.image in machine.baked[request.region], (
+                f"{request.name} in {request.region} created from {request.launch.image}, not baked there")
+            if request.region == "r2":
+                r1 = [g for g in prov.list_server_groups("r1") if g.cluster == request.cluster]
+                assert any(i.startswith(f"{version}-") for i in machine.baked_served) or any(
+                    g.launch.image.startswith(f"{version}-") for g in r1 if planner.serves([g], healthy_percent=100)
+                ), f"{request.name} got {version} in r2 before it served in r1"
+                stateful_stats.KINDS["baked: r2 after r1"] += 1
+        elif machine is not None and request.region != "r1":
             now = planner.serves([g for g in prov.list_server_groups("r1") if g.cluster == request.cluster],
                                  healthy_percent=100, spec_hash=request.spec_hash)
             key = (prov.name, prov.account, request.cluster, "r1", request.spec_hash)

@@ -51,6 +51,11 @@ class RecordingBackend:
     def reject(self, ident: str, *, by: str, comment: str = "") -> dict[str, Any]:
         raise errors.ConfigError(f"no pending approval {ident}")
 
+    def promote(self, application: str, version: str, *, environment: str | None, message: str,
+                by: str) -> dict[str, Any]:
+        self.calls.append(("promote", f"{application}={version}", by))
+        return {"application": application, "version": version, "by": by}
+
     def pause(self, target: str, *, by: str, reason: str = "", force: bool = False) -> None:
         self.calls.append(("pause", target, reason))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import yaml
+
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.runtime import engine as engine_mod
@@ -22,7 +24,10 @@ def test_the_examples_repository_has_a_pipeline_that_flows(tmp_path: Path) -> No
     repo = DesiredRepo(tmp_path / "desired")
     shutil.copytree(ROOT / "examples" / "desired-state" / "apps", repo.path / "apps")
     repo.commit("examples")
-    cfg = write_config(tmp_path / "config.yaml", repo.path, tmp_path / "state")
+    example = yaml.safe_load((ROOT / "examples" / "config.yaml").read_text())
+    images = example["providers"]["local"]["accounts"]["default"]["images"]
+    cfg = write_config(tmp_path / "config.yaml", repo.path, tmp_path / "state", providers={
+        "local": {"accounts": {"default": {"boot_seconds": 0, "images": images}}}})
     clock = clock_mod.FakeClock()
     engine = engine_mod.Engine(config_mod.load_config(str(cfg)), clock=clock)
     try:
@@ -38,3 +43,6 @@ def test_the_examples_repository_has_a_pipeline_that_flows(tmp_path: Path) -> No
         engine.close()
     assert [(e["name"], e["state"]) for e in envs] == [("test", "deployed"), ("staging", "deployed"),
                                                        ("prod", "deployed")]
+    prod = {r["region"]: r["serving"][0]["image"] for r in envs[2]["regions"]}
+    assert prod == {"us-east-1": "payments-2.0-20261202", "eu-west-1": "payments-2.0-20261201"}, \
+        "prod's pattern found the newest bake of each region"

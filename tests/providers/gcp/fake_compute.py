@@ -15,6 +15,7 @@ import collections
 import fnmatch
 import itertools
 import json
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ class ComputeDouble(ResourceDouble):
         self.operations: dict[str, dict[str, Any]] = {}
         self.request_ids: dict[str, dict[str, Any]] = {}
         self.autoscalers: dict[tuple[str, str], dict[str, Any]] = {}
+        self.images: list[dict[str, Any]] = []
         self.faults: list[tuple[str, int, str]] = []
         self.failing_ops: list[tuple[str, str, str]] = []
         self.slow_ops = 0
@@ -64,6 +66,7 @@ class ComputeDouble(ResourceDouble):
             Rule(f"{P}/regions/<region>/autoscalers", endpoint="as_patch", methods=["PATCH"]),
             Rule(f"{P}/regions/<region>/autoscalers/<name>", endpoint="as_get", methods=["GET"]),
             Rule(f"{P}/regions/<region>/autoscalers/<name>", endpoint="as_delete", methods=["DELETE"]),
+            Rule(f"{P}/global/images", endpoint="images_list", methods=["GET"]),
             Rule(f"{P}/global/backendServices/<name>", endpoint="bs_get", methods=["GET"]),
             Rule(f"{P}/global/backendServices/<name>", endpoint="bs_patch", methods=["PATCH"]),
             Rule(f"{P}/global/backendServices/<name>", endpoint="bs_update", methods=["PUT"]),
@@ -102,6 +105,19 @@ class ComputeDouble(ResourceDouble):
         self.migs[(region, name)] = self._mig_resource(region, {
             "name": name, "targetSize": 1, "description": "",
             "instanceTemplate": f"projects/{self.project}/regions/{region}/instanceTemplates/{name}"})
+
+    def add_image(self, name: str, *, family: str = "", labels: dict[str, str] | None = None,
+                  created: str = "2026-12-01T10:00:00.000-08:00", status: str = "READY",
+                  deprecated: str = "") -> None:
+        image: dict[str, Any] = {"name": name, "status": status, "creationTimestamp": created,
+                                 "selfLink": self._link(f"global/images/{name}")}
+        if family:
+            image["family"] = family
+        if labels:
+            image["labels"] = labels
+        if deprecated:
+            image["deprecated"] = {"state": deprecated}
+        self.images.append(image)
 
     def template_names(self, region: str | None = None) -> list[str]:
         return sorted(n for r, n in self.templates if region is None or r == region)
@@ -191,6 +207,15 @@ class ComputeDouble(ResourceDouble):
         if start + size < len(items):
             page["nextPageToken"] = str(start + size)
         return _json(page)
+
+    # ------------------------------------------------------------------ images
+
+    def on_images_list(self, request: Request, project: str) -> Response:
+        """The filter forms the provider sends: ``(field = "value")`` clauses, all of which must hold."""
+        clauses = re.findall(r'\(([a-zA-Z.]+) = "([^"]*)"\)', request.args.get("filter") or "")
+        def value(image: dict[str, Any], field: str) -> Any:
+            return image.get("labels", {}).get(field[7:]) if field.startswith("labels.") else image.get(field)
+        return self._page(request, [i for i in self.images if all(value(i, f) == v for f, v in clauses)])
 
     # ------------------------------------------------------------------ instance templates
 
