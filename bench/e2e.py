@@ -3,7 +3,8 @@
     .venv/bin/python bench/e2e.py [--clusters 10000] [--per-file 5] [--passes 4] [--skip-daemon]
 
 The repository has N/5 spec files of 5 clusters in two regions, each with
-load balancers, tags and a user_data script, and a ``{{ values.image }}``
+a load balancer and a security group declared for its clusters,
+tags and a user_data script, and a ``{{ values.image }}``
 marker (so every file is a template). Nothing is applied yet (local provider).
 
 The floor, measured in the same run and the same process as the figures are
@@ -46,6 +47,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = """application: app{i}
 owner: team{t}@example.com
 criticality: normal
+load_balancers:
+  - name: app{i}-web
+    health_check: {{path: /healthz, port: 8080}}
+security_groups:
+  - name: sg-app{i}
+    description: app{i} web servers
+    ingress:
+      - {{protocol: tcp, ports: 8080, cidr: 10.0.0.0/8}}
 clusters:
 {clusters}"""
 CLUSTER = """  - stack: s{j}
@@ -56,8 +65,8 @@ CLUSTER = """  - stack: s{j}
     image: "{{{{ values.image }}}}-{i}-{j}"
     instance_type: m5.large
     capacity: {{min: 1, desired: 2, max: 4}}
-    load_balancers: [app{i}-s{j}-public, app{i}-s{j}-internal]
-    security_groups: [sg-app{i}, sg-shared]
+    load_balancers: [app{i}-web]
+    security_groups: [sg-app{i}]
     tags:
       team: team{t}
       cost-center: cc-{cc}
@@ -268,6 +277,8 @@ def main() -> None:
         assert first.code == 2, first.err[-3000:]
         doc = json.loads(first.out)
         changes = len(doc["changes"])
+        if doc["problems"] or not changes:
+            raise SystemExit(f"the generated specs have problems: {doc['problems'][:3]}")
         rows.append((f"plan --format json ({changes:,} changes), first run", first.wall, f"{first.rss_mb:.0f}",
                      parsed(first.err)))
         second = cli(*plan_args, cwd=tmp)
