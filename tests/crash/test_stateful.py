@@ -58,6 +58,7 @@ from reconciler.core import errors, memo, model, planner
 from reconciler.core.resources import Kind, ResourceAction
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
+from reconciler.runtime import status as status_mod
 from reconciler.state import keys
 from tests import othercloud
 from tests.conftest import DesiredRepo, app_spec, provider_context, write_config
@@ -479,6 +480,21 @@ class Fleet(RuleBasedStateMachine):
         assert (reused.plan, reused.runnable, reused.held, reused.outcome.skipped) == \
             (fresh.plan, fresh.runnable, fresh.held, fresh.outcome.skipped), "a reused decision went stale"
 
+    @invariant()
+    def status_shows_the_last_evaluation(self) -> None:
+        """A pass that reused its evaluation wrote only a stamp: status is still that evaluation's document."""
+        store, last = self.engine.store, self.engine.pipeline._last
+        if last is None:
+            return
+        stamp = store.get(keys.STATUS_STAMP) or {}
+        shown = status_mod.stamped(store.get(keys.STATUS) or {}, stamp)
+        if stamp.get("updated_at") != stamp.get("built_at"):
+            stateful_stats.KINDS["status stamped, not rewritten"] += 1
+        fresh = status_mod.build(last, commit=last.desired.commit, source_error=last.source_error,
+                                 reason=shown["reason"], now=shown["updated_at"],
+                                 file_apps=store.get(keys.FILE_APPS, {}) or {})
+        assert shown == json.loads(json.dumps(fresh)), "status is not the document of the last evaluation"
+
     def teardown(self) -> None:
         """Converge: nothing runnable is left; a good, complete desired state plans nothing at all."""
         try:
@@ -535,7 +551,8 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "fix-forward commit", "execution rolled_back", "declare a balancer", "rename the balancer",
             "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
             "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
-            "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black"}
+            "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
+            "status stamped, not rewritten"}
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
 
 
