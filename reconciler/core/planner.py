@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconciler.core import model, resource_plan, resources
+from reconciler.core import memo, model, resource_plan, resources
 from reconciler.core.model import Action, Capacity, ServerGroup, SkipKind, Step, StepKind
 from reconciler.core.strategies import retire, rolling
 
@@ -102,6 +102,9 @@ class Options:
     An application missing from Git whose file is still there was renamed, not removed."""
     rolling_origins: Mapping[str, Capacity] = field(default_factory=dict)
     """Rolling deployments in progress: ``rolling.origin_key`` -> an old group's capacity when it began."""
+    clusters: memo.PerKey[model.Change | None] | None = field(default=None, compare=False)
+    """Each cluster's change of earlier passes with what it was made of (``plan_cluster`` is a pure function of
+    them): a commit that changes one file plans that file's clusters only. None plans every cluster."""
 
 
 Key = tuple[str, str, str, str]
@@ -132,8 +135,7 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
                     skipped.append(Skip(skey, spec.application, spec.name, f"live state unreadable: {why}",
                                         SkipKind.UNREADABLE))
                     continue
-                change = plan_cluster(spec, region, wave_no, by_key.get(key, []), desired.commit,
-                                      origins=opts.rolling_origins)
+                change = _planned(opts, key, spec, wave_no, by_key.get(key, []), desired.commit)
                 if change is None:
                     continue
                 if spec.application in opts.paused or spec.name in opts.paused:
@@ -150,6 +152,8 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
                     change = _gate_on_earlier_waves(change, spec, wave_no, by_key)
                 changes.append(change)
 
+    if opts.clusters is not None:
+        opts.clusters.sweep()  # clusters gone from Git are forgotten
     changes += _prune(desired, live, opts, by_key, wanted, skipped)
     changes.sort(key=lambda c: (c.application, c.cluster, c.provider, c.account, c.wave, c.region))
     res = resource_plan.plan_resources(desired, live.resource_inputs(
@@ -164,6 +168,24 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
         resource_changes=res.changes,
     )
     return Outcome(result, tuple(skipped), tuple(drift) + res.drift, res.skipped)
+
+
+def _planned(opts: Options, key: Key, spec: model.ClusterSpec, wave: int, groups: list[ServerGroup],
+             commit: str) -> model.Change | None:
+    """``plan_cluster``, or its last result for the same inputs. The commit enters a change as its field
+    and through which live groups were made by it, so a new commit reuses a change with its commit set."""
+    if opts.clusters is None:
+        return plan_cluster(spec, key[2], wave, groups, commit, origins=opts.rolling_origins)
+    inputs = (spec, wave, tuple(groups), tuple(g.commit == commit for g in groups), opts.rolling_origins)
+    change = opts.clusters.get(key, inputs)
+    if change is memo.MISSING:
+        change = plan_cluster(spec, key[2], wave, groups, commit, origins=opts.rolling_origins)
+    elif change is None or change.commit == commit:
+        return change
+    else:
+        change = dataclasses.replace(change, commit=commit)
+    opts.clusters.put(key, inputs, change)
+    return change
 
 
 def delivers(change: model.Change) -> bool:

@@ -137,6 +137,7 @@ class Pipeline:
         self._last: Evaluation | None = None  # the evaluation status shows
         self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
         self.status = status_record.StatusRecorder(store)  # a reused evaluation's document is not rewritten
+        self.clusters: memo.PerKey[model.Change | None] = memo.PerKey()  # a one-file commit plans its clusters
 
     # ------------------------------------------------------------------ the pass
 
@@ -260,7 +261,7 @@ class Pipeline:
         desired = resource_plan.hold_unknown_references(desired, live.resource_inputs())
         outcome = planner.plan(desired, live, planner.Options(
             prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
-            app_files=files, rolling_origins=origins,
+            app_files=files, rolling_origins=origins, clusters=self.clusters,
         ))
         ctx = policy_base.PolicyContext(
             now=now, live=live.groups, desired=desired, prune=self._config().prune, policy_file=want.policies,

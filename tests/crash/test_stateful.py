@@ -461,22 +461,27 @@ class Fleet(RuleBasedStateMachine):
 
     @invariant()
     def a_reused_decision_is_the_one_made_afresh(self) -> None:
-        """The unchanged-pass memo (reconciler.core.memo) never answers what a fresh evaluation would not."""
+        """The memos (reconciler.core.memo: the unchanged pass's, each cluster's) never answer what a fresh
+        evaluation would not."""
         commit = self.engine.store.get(keys.LAST_GOOD)
         if commit is None:
             return
         pipeline = self.engine.pipeline
         want = self.engine.desired.at(commit)
-        hits = pipeline.evaluations.hits
+        hits, cluster_hits = pipeline.evaluations.hits, pipeline.clusters.hits
         reused = pipeline.evaluate(want)
-        if pipeline.evaluations.hits == hits:
-            return  # decided afresh just now: nothing reused to check
-        stateful_stats.KINDS["a decision reused"] += 1
-        saved, pipeline.evaluations = pipeline.evaluations, memo.LastResult()
+        if pipeline.evaluations.hits > hits:
+            stateful_stats.KINDS["a decision reused"] += 1
+        elif pipeline.clusters.hits > cluster_hits:  # decided anew, with clusters' changes of earlier passes
+            stateful_stats.KINDS["a cluster's change reused"] += 1
+        else:
+            return  # everything decided afresh just now: nothing reused to check
+        saved = pipeline.evaluations, pipeline.clusters
+        pipeline.evaluations, pipeline.clusters = memo.LastResult(), memo.PerKey()
         try:
             fresh = pipeline.evaluate(want)
         finally:
-            pipeline.evaluations = saved
+            pipeline.evaluations, pipeline.clusters = saved
         assert (reused.plan, reused.runnable, reused.held, reused.outcome.skipped) == \
             (fresh.plan, fresh.runnable, fresh.held, fresh.outcome.skipped), "a reused decision went stale"
 
@@ -552,7 +557,7 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
             "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
             "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
-            "status stamped, not rewritten"}
+            "status stamped, not rewritten", "a cluster's change reused"}
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
 
 
