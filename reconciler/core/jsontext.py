@@ -52,12 +52,13 @@ class Items:
 
 
 def pieces(value: Any, level: int = 0, *, ensure_ascii: bool = True, allow_nan: bool = False,
-           depth: int = 3) -> Iterator[tuple[str, str]]:
+           depth: int = 1) -> Iterator[tuple[str, str]]:
     """``value`` as (compact, pretty) text pieces: joined, ``compact(value)`` and ``pretty(value)`` at ``level``.
 
-    Objects and lists down to ``depth`` levels are walked (``Items`` always are), anything deeper is one
-    piece per item, so the text is never held whole; the digest of a saved plan hashes the compact pieces
-    while the pretty ones are written.
+    Objects and lists above ``depth`` are walked, and ``Items`` always are; anything else is one piece, made
+    by the C encoder (so each item of a plan's changes is one piece, not one per value: walking deeper costs
+    a Python call per value). The text is never held whole; the digest of a saved plan hashes the compact
+    pieces while the pretty ones are written.
     """
     kind = type(value)
     walk = kind is Items or (level < depth and (
@@ -96,6 +97,13 @@ def pieces(value: Any, level: int = 0, *, ensure_ascii: bool = True, allow_nan: 
 
 def write_pretty(doc: Any, write: Callable[[str], object], *, ensure_ascii: bool = True,
                  allow_nan: bool = False) -> None:
-    """``pretty(doc)`` written piece by piece (``Items`` made as they are written)."""
+    """``pretty(doc)`` written piece by piece (``Items`` made as they are written), a few at a time."""
+    batch: list[str] = []
+    size = 0
     for _, text in pieces(doc, ensure_ascii=ensure_ascii, allow_nan=allow_nan):
-        write(text)
+        batch.append(text)
+        size += len(text)
+        if size > 1 << 16:
+            write("".join(batch))
+            batch, size = [], 0
+    write("".join(batch))
