@@ -1,6 +1,7 @@
 """End to end at fleet scale: the real CLI and a real daemon on a generated repository, next to the floor.
 
     .venv/bin/python bench/e2e.py [--clusters 10000] [--per-file 5] [--passes 4] [--skip-daemon]
+                                  [--growth 50000]
 
 The repository has N/5 spec files of 5 clusters in two regions, each with
 a load balancer and a security group declared for its clusters,
@@ -20,7 +21,9 @@ Measured:
 * a real ``reconciler run`` daemon with the fleet frozen (so every pass plans
   and judges every change and runs none): its unchanged passes, then the pass
   after a commit that changes one file (wall time of each pass from the
-  daemon's ``reconciler_pass_duration_seconds`` metric, peak RSS).
+  daemon's ``reconciler_pass_duration_seconds`` metric, peak RSS);
+* with ``--growth N``: both plans again on a repository of N clusters, and
+  how time and peak RSS grew (linear growth is the ratio of the sizes).
 """
 
 from __future__ import annotations
@@ -237,6 +240,57 @@ def daemon(cfg: Path, tmp: Path, repo: pygit2.Repository, repo_path: Path, per_f
         log.close()
 
 
+def write_config(tmp: Path, repo_path: Path, port: int, poll: str) -> Path:
+    state = tmp / "state"
+    cfg = tmp / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "repo": {"url": str(repo_path), "branch": "main", "path": "apps"},
+        "poll": {"interval": poll, "jitter": "0s"},
+        "state_dir": str(state), "state": f"sqlite:///{state / 'state.db'}", "prune": False,
+        "http": {"listen": f"127.0.0.1:{port}"},
+        "log": {"level": "info"},
+        "providers": {"local": {"accounts": {"default": {"boot_seconds": 0}}}},
+    }, sort_keys=False), encoding="utf-8")
+    return cfg
+
+
+def plans(tmp: Path, cfg: Path) -> tuple[Run, Run]:
+    """``plan --format json --out`` twice on the same commit: (first, second)."""
+    plan_args = ("plan", "--config", str(cfg), "--format", "json", "--out", str(tmp / "plan.json"), "-v")
+    first = cli(*plan_args, cwd=tmp)
+    assert first.code == 2, first.err[-3000:]
+    doc = json.loads(first.out)
+    if doc["problems"] or not doc["changes"]:
+        raise SystemExit(f"the generated specs have problems: {doc['problems'][:3]}")
+    second = cli(*plan_args, cwd=tmp)
+    assert second.code == 2, second.err[-3000:]
+    if second.out != first.out:
+        raise SystemExit("the second plan printed something else than the first")
+    return first, second
+
+
+def growth(clusters: int, per_file: int, base: tuple[float, Run, Run]) -> None:
+    """The plan figures at ``clusters`` against those of the main run (linear growth is the size ratio)."""
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        files = max(1, clusters // per_file)
+        repo_path = tmp / "desired"
+        _, commit, _ = build_repo(repo_path, files, per_file)
+        cfg = write_config(tmp, repo_path, free_port(), "4s")
+        fl = floor(repo_path, commit)
+        first, second = plans(tmp, cfg)
+        fl2 = floor(repo_path, commit)
+    (fl0, first0, second0), big = base, (fl + fl2) / 2
+    print(f"\ngrowth to {files * per_file:,} clusters (linear would be "
+          f"{files * per_file / (len(json.loads(first0.out)['changes']) / 2):.1f}x):")
+    for what, a, b in (("floor", fl0, big), ("plan, first run: time", first0.wall, first.wall),
+                       ("plan, first run: peak RSS", first0.rss_mb, first.rss_mb),
+                       ("plan, second run: time", second0.wall, second.wall),
+                       ("plan, second run: peak RSS", second0.rss_mb, second.rss_mb)):
+        print(f"  {what:<30}{a:>10.1f} -> {b:>10.1f}  {b / a:>6.2f}x")
+    print(f"  first plan / floor: {first0.wall / fl0:.2f}x -> {first.wall / big:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clusters", type=int, default=10_000)
@@ -244,6 +298,8 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=4, help="unchanged daemon passes to time (default 4)")
     ap.add_argument("--poll", default="4s", help="the daemon's poll interval (default 4s)")
     ap.add_argument("--skip-daemon", action="store_true")
+    ap.add_argument("--growth", type=int, default=0, metavar="CLUSTERS",
+                    help="then plan a repository of CLUSTERS clusters twice and print the growth (e.g. 50000)")
     args = ap.parse_args()
     files = max(1, args.clusters // args.per_file)
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -254,16 +310,7 @@ def main() -> None:
         print(f"repo: {files} files, {files * args.per_file} clusters in 2 regions, "
               f"{size / 1e6:.1f} MB of YAML, built in {time.perf_counter() - t0:.1f}s")
         port = free_port()
-        state = tmp / "state"
-        cfg = tmp / "config.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "repo": {"url": str(repo_path), "branch": "main", "path": "apps"},
-            "poll": {"interval": args.poll, "jitter": "0s"},
-            "state_dir": str(state), "state": f"sqlite:///{state / 'state.db'}", "prune": False,
-            "http": {"listen": f"127.0.0.1:{port}"},
-            "log": {"level": "info"},
-            "providers": {"local": {"accounts": {"default": {"boot_seconds": 0}}}},
-        }, sort_keys=False), encoding="utf-8")
+        cfg = write_config(tmp, repo_path, port, args.poll)
         rows: list[tuple[str, float, str, str]] = []
         fl = min(floor(repo_path, commit) for _ in range(2))
         rows.append(("floor: pygit2 read + Jinja sandbox + libyaml", fl, "", ""))
@@ -272,19 +319,10 @@ def main() -> None:
         assert v.code == 0, v.out + v.err
         rows.append(("reconciler validate apps/", v.wall, f"{v.rss_mb:.0f}", ""))
 
-        plan_args = ("plan", "--config", str(cfg), "--format", "json", "--out", str(tmp / "plan.json"), "-v")
-        first = cli(*plan_args, cwd=tmp)
-        assert first.code == 2, first.err[-3000:]
-        doc = json.loads(first.out)
-        changes = len(doc["changes"])
-        if doc["problems"] or not changes:
-            raise SystemExit(f"the generated specs have problems: {doc['problems'][:3]}")
+        first, second = plans(tmp, cfg)
+        changes = len(json.loads(first.out)["changes"])
         rows.append((f"plan --format json ({changes:,} changes), first run", first.wall, f"{first.rss_mb:.0f}",
                      parsed(first.err)))
-        second = cli(*plan_args, cwd=tmp)
-        assert second.code == 2, second.err[-3000:]
-        if second.out != first.out:
-            raise SystemExit("the second plan printed something else than the first")
         rows.append(("plan --format json, second run (same commit)", second.wall, f"{second.rss_mb:.0f}",
                      parsed(second.err)))
         fl2 = floor(repo_path, commit)
@@ -303,6 +341,8 @@ def main() -> None:
         for what, wall, rss_s, n in rows:
             print(f"{what:<50}{wall:>9.3f}{wall / base:>8.2f}x{rss_s:>8}{n:>8}")
         print(f"\nfloor used for the ratios: {base:.3f}s (mean of the two floor figures)")
+    if args.growth:
+        growth(args.growth, args.per_file, (base, first, second))
 
 
 if __name__ == "__main__":
