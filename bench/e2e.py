@@ -23,7 +23,8 @@ Measured:
   after a commit that changes one file (wall time of each pass from the
   daemon's ``reconciler_pass_duration_seconds`` metric, peak RSS);
 * with ``--growth N``: both plans again on a repository of N clusters, and
-  how time and peak RSS grew (linear growth is the ratio of the sizes).
+  how time and peak RSS grew (linear growth is the ratio of the sizes); a
+  tree over the 32 MiB default of ``specs.max_total_size`` gets a larger limit.
 """
 
 from __future__ import annotations
@@ -240,7 +241,8 @@ def daemon(cfg: Path, tmp: Path, repo: pygit2.Repository, repo_path: Path, per_f
         log.close()
 
 
-def write_config(tmp: Path, repo_path: Path, port: int, poll: str) -> Path:
+def write_config(tmp: Path, repo_path: Path, port: int, poll: str, size: int = 0) -> Path:
+    """The daemon's and the CLI's config; ``size`` (bytes of YAML) raises the spec tree limit when needed."""
     state = tmp / "state"
     cfg = tmp / "config.yaml"
     cfg.write_text(yaml.safe_dump({
@@ -250,6 +252,7 @@ def write_config(tmp: Path, repo_path: Path, port: int, poll: str) -> Path:
         "http": {"listen": f"127.0.0.1:{port}"},
         "log": {"level": "info"},
         "providers": {"local": {"accounts": {"default": {"boot_seconds": 0}}}},
+        **({"specs": {"max_total_size": f"{size // 2**20 * 2 + 1}MiB"}} if size > 30 * 2**20 else {}),
     }, sort_keys=False), encoding="utf-8")
     return cfg
 
@@ -275,8 +278,8 @@ def growth(clusters: int, per_file: int, base: tuple[float, Run, Run]) -> None:
         tmp = Path(tmp_s)
         files = max(1, clusters // per_file)
         repo_path = tmp / "desired"
-        _, commit, _ = build_repo(repo_path, files, per_file)
-        cfg = write_config(tmp, repo_path, free_port(), "4s")
+        _, commit, size = build_repo(repo_path, files, per_file)
+        cfg = write_config(tmp, repo_path, free_port(), "4s", size)
         fl = floor(repo_path, commit)
         first, second = plans(tmp, cfg)
         fl2 = floor(repo_path, commit)
@@ -310,7 +313,7 @@ def main() -> None:
         print(f"repo: {files} files, {files * args.per_file} clusters in 2 regions, "
               f"{size / 1e6:.1f} MB of YAML, built in {time.perf_counter() - t0:.1f}s")
         port = free_port()
-        cfg = write_config(tmp, repo_path, port, args.poll)
+        cfg = write_config(tmp, repo_path, port, args.poll, size)
         rows: list[tuple[str, float, str, str]] = []
         fl = min(floor(repo_path, commit) for _ in range(2))
         rows.append(("floor: pygit2 read + Jinja sandbox + libyaml", fl, "", ""))
