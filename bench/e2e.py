@@ -1,9 +1,11 @@
 """End to end at fleet scale: the real CLI and a real daemon on a generated repository, next to the floor.
 
     .venv/bin/python bench/e2e.py [--clusters 10000] [--per-file 5] [--passes 4] [--skip-daemon]
+                                  [--growth 50000]
 
 The repository has N/5 spec files of 5 clusters in two regions, each with
-load balancers, tags and a user_data script, and a ``{{ values.image }}``
+a load balancer and a security group declared for its clusters,
+tags and a user_data script, and a ``{{ values.image }}``
 marker (so every file is a template). Nothing is applied yet (local provider).
 
 The floor, measured in the same run and the same process as the figures are
@@ -19,7 +21,10 @@ Measured:
 * a real ``reconciler run`` daemon with the fleet frozen (so every pass plans
   and judges every change and runs none): its unchanged passes, then the pass
   after a commit that changes one file (wall time of each pass from the
-  daemon's ``reconciler_pass_duration_seconds`` metric, peak RSS).
+  daemon's ``reconciler_pass_duration_seconds`` metric, peak RSS);
+* with ``--growth N``: both plans again on a repository of N clusters, and
+  how time and peak RSS grew (linear growth is the ratio of the sizes); a
+  tree over the 32 MiB default of ``specs.max_total_size`` gets a larger limit.
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = """application: app{i}
 owner: team{t}@example.com
 criticality: normal
+load_balancers:
+  - name: app{i}-web
+    health_check: {{path: /healthz, port: 8080}}
+security_groups:
+  - name: sg-app{i}
+    description: app{i} web servers
+    ingress:
+      - {{protocol: tcp, ports: 8080, cidr: 10.0.0.0/8}}
 clusters:
 {clusters}"""
 CLUSTER = """  - stack: s{j}
@@ -56,8 +69,8 @@ CLUSTER = """  - stack: s{j}
     image: "{{{{ values.image }}}}-{i}-{j}"
     instance_type: m5.large
     capacity: {{min: 1, desired: 2, max: 4}}
-    load_balancers: [app{i}-s{j}-public, app{i}-s{j}-internal]
-    security_groups: [sg-app{i}, sg-shared]
+    load_balancers: [app{i}-web]
+    security_groups: [sg-app{i}]
     tags:
       team: team{t}
       cost-center: cc-{cc}
@@ -228,6 +241,59 @@ def daemon(cfg: Path, tmp: Path, repo: pygit2.Repository, repo_path: Path, per_f
         log.close()
 
 
+def write_config(tmp: Path, repo_path: Path, port: int, poll: str, size: int = 0) -> Path:
+    """The daemon's and the CLI's config; ``size`` (bytes of YAML) raises the spec tree limit when needed."""
+    state = tmp / "state"
+    cfg = tmp / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "repo": {"url": str(repo_path), "branch": "main", "path": "apps"},
+        "poll": {"interval": poll, "jitter": "0s"},
+        "state_dir": str(state), "state": f"sqlite:///{state / 'state.db'}", "prune": False,
+        "http": {"listen": f"127.0.0.1:{port}"},
+        "log": {"level": "info"},
+        "providers": {"local": {"accounts": {"default": {"boot_seconds": 0}}}},
+        **({"specs": {"max_total_size": f"{size // 2**20 * 2 + 1}MiB"}} if size > 30 * 2**20 else {}),
+    }, sort_keys=False), encoding="utf-8")
+    return cfg
+
+
+def plans(tmp: Path, cfg: Path) -> tuple[Run, Run]:
+    """``plan --format json --out`` twice on the same commit: (first, second)."""
+    plan_args = ("plan", "--config", str(cfg), "--format", "json", "--out", str(tmp / "plan.json"), "-v")
+    first = cli(*plan_args, cwd=tmp)
+    assert first.code == 2, first.err[-3000:]
+    doc = json.loads(first.out)
+    if doc["problems"] or not doc["changes"]:
+        raise SystemExit(f"the generated specs have problems: {doc['problems'][:3]}")
+    second = cli(*plan_args, cwd=tmp)
+    assert second.code == 2, second.err[-3000:]
+    if second.out != first.out:
+        raise SystemExit("the second plan printed something else than the first")
+    return first, second
+
+
+def growth(clusters: int, per_file: int, base: tuple[float, Run, Run]) -> None:
+    """The plan figures at ``clusters`` against those of the main run (linear growth is the size ratio)."""
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        files = max(1, clusters // per_file)
+        repo_path = tmp / "desired"
+        _, commit, size = build_repo(repo_path, files, per_file)
+        cfg = write_config(tmp, repo_path, free_port(), "4s", size)
+        fl = floor(repo_path, commit)
+        first, second = plans(tmp, cfg)
+        fl2 = floor(repo_path, commit)
+    (fl0, first0, second0), big = base, (fl + fl2) / 2
+    print(f"\ngrowth to {files * per_file:,} clusters (linear would be "
+          f"{files * per_file / (len(json.loads(first0.out)['changes']) / 2):.1f}x):")
+    for what, a, b in (("floor", fl0, big), ("plan, first run: time", first0.wall, first.wall),
+                       ("plan, first run: peak RSS", first0.rss_mb, first.rss_mb),
+                       ("plan, second run: time", second0.wall, second.wall),
+                       ("plan, second run: peak RSS", second0.rss_mb, second.rss_mb)):
+        print(f"  {what:<30}{a:>10.1f} -> {b:>10.1f}  {b / a:>6.2f}x")
+    print(f"  first plan / floor: {first0.wall / fl0:.2f}x -> {first.wall / big:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clusters", type=int, default=10_000)
@@ -235,6 +301,8 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=4, help="unchanged daemon passes to time (default 4)")
     ap.add_argument("--poll", default="4s", help="the daemon's poll interval (default 4s)")
     ap.add_argument("--skip-daemon", action="store_true")
+    ap.add_argument("--growth", type=int, default=0, metavar="CLUSTERS",
+                    help="then plan a repository of CLUSTERS clusters twice and print the growth (e.g. 50000)")
     args = ap.parse_args()
     files = max(1, args.clusters // args.per_file)
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -245,16 +313,7 @@ def main() -> None:
         print(f"repo: {files} files, {files * args.per_file} clusters in 2 regions, "
               f"{size / 1e6:.1f} MB of YAML, built in {time.perf_counter() - t0:.1f}s")
         port = free_port()
-        state = tmp / "state"
-        cfg = tmp / "config.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "repo": {"url": str(repo_path), "branch": "main", "path": "apps"},
-            "poll": {"interval": args.poll, "jitter": "0s"},
-            "state_dir": str(state), "state": f"sqlite:///{state / 'state.db'}", "prune": False,
-            "http": {"listen": f"127.0.0.1:{port}"},
-            "log": {"level": "info"},
-            "providers": {"local": {"accounts": {"default": {"boot_seconds": 0}}}},
-        }, sort_keys=False), encoding="utf-8")
+        cfg = write_config(tmp, repo_path, port, args.poll, size)
         rows: list[tuple[str, float, str, str]] = []
         fl = min(floor(repo_path, commit) for _ in range(2))
         rows.append(("floor: pygit2 read + Jinja sandbox + libyaml", fl, "", ""))
@@ -263,17 +322,10 @@ def main() -> None:
         assert v.code == 0, v.out + v.err
         rows.append(("reconciler validate apps/", v.wall, f"{v.rss_mb:.0f}", ""))
 
-        plan_args = ("plan", "--config", str(cfg), "--format", "json", "--out", str(tmp / "plan.json"), "-v")
-        first = cli(*plan_args, cwd=tmp)
-        assert first.code == 2, first.err[-3000:]
-        doc = json.loads(first.out)
-        changes = len(doc["changes"])
+        first, second = plans(tmp, cfg)
+        changes = len(json.loads(first.out)["changes"])
         rows.append((f"plan --format json ({changes:,} changes), first run", first.wall, f"{first.rss_mb:.0f}",
                      parsed(first.err)))
-        second = cli(*plan_args, cwd=tmp)
-        assert second.code == 2, second.err[-3000:]
-        if second.out != first.out:
-            raise SystemExit("the second plan printed something else than the first")
         rows.append(("plan --format json, second run (same commit)", second.wall, f"{second.rss_mb:.0f}",
                      parsed(second.err)))
         fl2 = floor(repo_path, commit)
@@ -292,6 +344,8 @@ def main() -> None:
         for what, wall, rss_s, n in rows:
             print(f"{what:<50}{wall:>9.3f}{wall / base:>8.2f}x{rss_s:>8}{n:>8}")
         print(f"\nfloor used for the ratios: {base:.3f}s (mean of the two floor figures)")
+    if args.growth:
+        growth(args.growth, args.per_file, (base, first, second))
 
 
 if __name__ == "__main__":

@@ -88,14 +88,10 @@ def judge(plan: model.Plan, ctx: PolicyContext, policies: Sequence[Policy]) -> m
                 plan_wide.append(j.verdict)
             else:
                 per_change.setdefault(j.change_id, []).append(j.verdict)
-    changes = tuple(
-        dataclasses.replace(c, verdicts=c.verdicts + tuple(per_change.get(c.change_id, ())))
-        for c in plan.changes
-    )
-    resources = tuple(
-        dataclasses.replace(r, verdicts=r.verdicts + tuple(per_change.get(r.change_id, ())))
-        for r in plan.resource_changes
-    )
+    changes = tuple(model.with_verdicts(c, c.verdicts + tuple(per_change.get(c.change_id, ())))
+                    for c in plan.changes)
+    resources = tuple(model.with_verdicts(r, r.verdicts + tuple(per_change.get(r.change_id, ())))
+                      for r in plan.resource_changes)
     return dataclasses.replace(plan, changes=changes, resource_changes=resources,
                                plan_verdicts=plan.plan_verdicts + tuple(plan_wide))
 

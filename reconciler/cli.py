@@ -314,15 +314,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     finally:
         eng.close()
     plan = ev.plan
-    doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped)  # once, for stdout and --out
     if args.out:
-        # the saved plan whatever is printed (Terraform's -out): full specs, user data included
-        Path(args.out).write_text(planfile.dump_plan(plan, rendered=doc), encoding="utf-8")
+        # the saved plan whatever is printed (Terraform's -out): full specs, user data included; written as
+        # it is encoded (lazy), never held whole
+        with open(args.out, "wb") as saved:
+            planfile.write_plan(saved, plan, held=ev.held, skipped=ev.outcome.skipped)
     if args.format == "json":
         # stdout shows the redacted JSON contract only
         doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped, resource_held=ev.resources_held,
-                                 resource_skipped=ev.outcome.resource_skipped)
-        sys.stdout.write(jsontext.pretty(doc) + "\n")
+                                 resource_skipped=ev.outcome.resource_skipped, lazy=True)
+        jsontext.write_pretty(doc, sys.stdout.write, allow_nan=True)
+        sys.stdout.write("\n")
     elif args.format == "markdown":
         notes = "\n\n".join(x for x in (render.notes_markdown(ev.held, ev.outcome.skipped, ev.resources_held,
                                                                 ev.outcome.resource_skipped),

@@ -15,14 +15,17 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import io
 import json
 import types
 import typing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
 
 from reconciler import render
 from reconciler.core import errors, jsontext, model
-from reconciler.core.resources import ResourceChange
+from reconciler.core.resources import ResourceChange, ResourceSpec
 
 if TYPE_CHECKING:
     from reconciler.runtime import pipeline
@@ -42,13 +45,85 @@ def dump_plan(plan: model.Plan, *, held: Any = (), skipped: Any = (),
     """The plan as a saved-plan document (sorted keys, stable bytes for the same plan).
 
     ``rendered`` is ``render.render_json`` of the same plan, held and skipped when the caller has
-    it already (``plan --format json --out``): the contract part is then built once, not twice.
+    it already: the contract part is then not built again.
     """
-    doc = dict(rendered) if rendered is not None else render.render_json(plan, held=held, skipped=skipped)
+    out = io.BytesIO()
+    write_plan(out, plan, held=held, skipped=skipped, rendered=rendered)
+    return out.getvalue().decode()
+
+
+_DIGEST_PLACEHOLDER = '"sha256:' + "0" * 64 + '"'
+
+
+def write_plan(out: BinaryIO, plan: model.Plan, *, held: Any = (), skipped: Any = (),
+               rendered: dict[str, Any] | None = None) -> None:
+    """``dump_plan``'s bytes written to a seekable ``out`` piece by piece, in one pass.
+
+    Nothing of the document is held whole (a fleet's saved plan is tens of megabytes of text): each
+    change is encoded, hashed (its compact text) and written (its indented text) in turn, and the
+    digest, a fixed-width value, is written over its placeholder at the end.
+    """
+    doc = dict(rendered) if rendered is not None else render.render_json(plan, held=held, skipped=skipped,
+                                                                         lazy=True)
     doc["format_version"] = FORMAT_VERSION
-    doc["plan"] = _encode(plan)
-    doc["digest"] = _digest(doc)
-    return jsontext.pretty(doc, ensure_ascii=False, allow_nan=False) + "\n"
+    doc["plan"] = _encode_top(plan)
+    doc["digest"] = None
+    digest = hashlib.sha256()
+    at = -1
+    hashed = False
+    for n, key in enumerate(sorted(doc)):
+        name = json.dumps(key, ensure_ascii=False)
+        out.write((("," if n else "{") + "\n  " + name + ": ").encode())
+        if key == "digest":  # the digest covers the document without itself
+            at = out.tell()
+            out.write(_DIGEST_PLACEHOLDER.encode())
+            continue
+        digest.update((("," if hashed else "{") + name + ":").encode())
+        hashed = True
+        # depth 2: the model part (``plan``) is walked to its changes, each of which is one piece
+        for compact_text, pretty_text in jsontext.pieces(doc[key], 1, ensure_ascii=False, allow_nan=False,
+                                                         depth=2):
+            digest.update(compact_text.encode())
+            out.write(pretty_text.encode())
+    digest.update(b"}")
+    out.write(b"\n}\n")
+    end = out.tell()
+    out.seek(at)
+    out.write(json.dumps("sha256:" + digest.hexdigest()).encode())
+    out.seek(end)
+
+
+def _encode_top(plan: model.Plan) -> dict[str, Any]:
+    """``_encode(plan)`` with its sequences (changes above all) encoded as they are written."""
+    names = _INIT_FIELDS.get(model.Plan) or _INIT_FIELDS.setdefault(
+        model.Plan, tuple(f.name for f in dataclasses.fields(model.Plan) if f.init))
+    top: dict[str, Any] = {}
+    for name in names:
+        value = getattr(plan, name)
+        fast = _FAST.get(name)
+        top[name] = jsontext.Items(fast or _encode, value) if type(value) is tuple else _encode(value)
+    return top
+
+
+def _change_builtins(change: model.Change) -> Any:
+    """``_encode(change)`` in C (msgspec; tuples stay tuples, which JSON writes as lists), less the id cache."""
+    out = msgspec.to_builtins(change)
+    del out["_id"]
+    return out
+
+
+def _resource_builtins(change: ResourceChange) -> Any:
+    out = msgspec.to_builtins(change)
+    del out["_id"]
+    if out["desired"] is not None:
+        del out["desired"]["_hash"], out["desired"]["_lines"]
+    return out
+
+
+PRIVATE_FIELDS = {model.Change: ("_id",), ResourceChange: ("_id",), ResourceSpec: ("_hash", "_lines")}
+"""The only fields no constructor takes among the values a change holds: what the C encoder's output
+drops (a test walks the types and fails when another appears)."""
+_FAST: dict[str, Any] = {"changes": _change_builtins, "resource_changes": _resource_builtins}
 
 
 def load_plan(text: str, *, file: str) -> model.Plan:

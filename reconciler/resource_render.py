@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from reconciler.core import escaping, model
+from reconciler.core import escaping, jsontext, model
 from reconciler.core.resources import ResourceAction, ResourceChange
 
 _COLOR = {ResourceAction.CREATE: "32", ResourceAction.UPDATE: "33", ResourceAction.DESTROY: "31"}
@@ -44,16 +44,26 @@ def change_json(c: ResourceChange) -> dict[str, Any]:
     }
 
 
-def json_keys(plan: model.Plan, held: Iterable[tuple[Any, model.Held]], skipped: Iterable[Any]) -> dict[str, Any]:
+def json_keys(plan: model.Plan, held: Iterable[tuple[Any, model.Held]], skipped: Iterable[Any], *,
+              lazy: bool = False) -> dict[str, Any]:
     """The keys the plan JSON gains for resources (all new; the cluster keys are untouched)."""
+    seq: Callable[[Callable[[Any], Any], Iterable[Any]], Any] = (
+        jsontext.Items if lazy else (lambda fn, source: [fn(x) for x in source]))
     return {
-        "resource_changes": [change_json(c) for c in plan.resource_changes],
+        "resource_changes": seq(change_json, plan.resource_changes),
         "resource_summary": summary(plan),
-        "resource_held": [{"change_id": c.change_id, "key": c.key, "kind": h.kind.value, "message": h.message}
-                          for c, h in held],
-        "resource_skipped": [{"key": s.key, "application": s.application, "name": s.name, "kind": str(s.kind),
-                              "reason": s.reason} for s in skipped],
+        "resource_held": seq(_held_json, held),
+        "resource_skipped": seq(_skipped_json, skipped),
     }
+
+
+def _held_json(item: tuple[Any, model.Held]) -> dict[str, Any]:
+    c, h = item
+    return {"change_id": c.change_id, "key": c.key, "kind": h.kind.value, "message": h.message}
+
+
+def _skipped_json(s: Any) -> dict[str, Any]:
+    return {"key": s.key, "application": s.application, "name": s.name, "kind": str(s.kind), "reason": s.reason}
 
 
 def text_lines(plan: model.Plan, paint: Callable[[str, str], str]) -> list[str]:

@@ -9,6 +9,7 @@ which changes whitespace only: the bytes are those ``indent=2`` writes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -31,3 +32,78 @@ def reindent(text: str) -> str:
     """Compact JSON text indented by two spaces a level (strings, numbers and escapes kept as written)."""
     out: str = msgspec.json.format(text, indent=2)
     return out
+
+
+class Items:
+    """A JSON list made item by item while it is written (``fn`` of each of ``source``), never held whole.
+
+    A fleet's plan document is tens of megabytes as text and several times that as dicts; written
+    through ``pieces`` it costs one item at a time. Iterable again for each walk.
+    """
+
+    __slots__ = ("fn", "source")
+
+    def __init__(self, fn: Callable[[Any], Any], source: Iterable[Any]) -> None:
+        self.fn = fn
+        self.source = source
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self.fn, self.source)
+
+
+def pieces(value: Any, level: int = 0, *, ensure_ascii: bool = True, allow_nan: bool = False,
+           depth: int = 1) -> Iterator[tuple[str, str]]:
+    """``value`` as (compact, pretty) text pieces: joined, ``compact(value)`` and ``pretty(value)`` at ``level``.
+
+    Objects and lists above ``depth`` are walked, and ``Items`` always are; anything else is one piece, made
+    by the C encoder (so each item of a plan's changes is one piece, not one per value: walking deeper costs
+    a Python call per value). The text is never held whole; the digest of a saved plan hashes the compact
+    pieces while the pretty ones are written.
+    """
+    kind = type(value)
+    walk = kind is Items or (level < depth and (
+        (kind is dict and value and all(type(k) is str for k in value)) or (kind is list and value)))
+    if not walk:
+        text = compact(value, ensure_ascii=ensure_ascii, allow_nan=allow_nan)
+        if text[:1] in ("{", "[") and len(text) > 2:
+            try:
+                text_p = reindent(text)
+            except msgspec.DecodeError:  # NaN or Infinity (allow_nan): not JSON to the formatter
+                text_p = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=ensure_ascii, allow_nan=allow_nan)
+            yield text, text_p.replace("\n", "\n" + "  " * level) if level else text_p
+        else:
+            yield text, text
+        return
+    inner = "\n" + "  " * (level + 1)
+    opened = False
+    if kind is dict:
+        for key in sorted(value):
+            name = json.dumps(key, ensure_ascii=ensure_ascii)
+            yield ("," if opened else "{") + name + ":", ("," if opened else "{") + inner + name + ": "
+            opened = True
+            yield from pieces(value[key], level + 1, ensure_ascii=ensure_ascii, allow_nan=allow_nan, depth=depth)
+        close = "}"
+    else:
+        for item in value:
+            yield ("," if opened else "["), ("," if opened else "[") + inner
+            opened = True
+            yield from pieces(item, level + 1, ensure_ascii=ensure_ascii, allow_nan=allow_nan, depth=depth)
+        close = "]"
+    if opened:
+        yield close, "\n" + "  " * level + close
+    else:  # an empty Items
+        yield "[]", "[]"
+
+
+def write_pretty(doc: Any, write: Callable[[str], object], *, ensure_ascii: bool = True,
+                 allow_nan: bool = False) -> None:
+    """``pretty(doc)`` written piece by piece (``Items`` made as they are written), a few at a time."""
+    batch: list[str] = []
+    size = 0
+    for _, text in pieces(doc, ensure_ascii=ensure_ascii, allow_nan=allow_nan):
+        batch.append(text)
+        size += len(text)
+        if size > 1 << 16:
+            write("".join(batch))
+            batch, size = [], 0
+    write("".join(batch))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -49,3 +49,47 @@ class LastResult(Generic[T]):
 
     def clear(self) -> None:
         self._inputs = self._value = None
+
+
+_MISSING: Any = object()
+
+
+class PerKey(Generic[T]):
+    """One remembered result per key (a cluster in a region) with the inputs it was made of.
+
+    ``get`` answers the last result of ``key`` while its inputs are equal (tuples compare item by item,
+    identity first, so parsed specs the cache hands out again cost nothing); ``sweep`` forgets the keys
+    no call asked for since the last sweep, so what is kept follows the fleet, not its history.
+    ``hits`` and ``misses`` count reuses and computations (tests assert them).
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, tuple[tuple[Any, ...], T]] = {}
+        self._asked: set[Any] = set()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Any, inputs: tuple[Any, ...]) -> T:
+        """The result made of these very inputs, or ``MISSING``."""
+        self._asked.add(key)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == inputs:
+            self.hits += 1
+            return entry[1]
+        self.misses += 1
+        return cast(T, _MISSING)
+
+    def put(self, key: Any, inputs: tuple[Any, ...], value: T) -> None:
+        self._entries[key] = (inputs, value)
+
+    def sweep(self) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if k in self._asked}
+        self._asked = set()
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._asked.clear()
+
+
+MISSING: Any = _MISSING
+"""What ``PerKey.get`` answers for a key whose inputs changed (a result may be None)."""

@@ -10,7 +10,9 @@ one place.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import re
@@ -261,6 +263,12 @@ class LaunchSpec:
 
     def spec_hash(self) -> str:
         """Stable short hash of the immutable fields; stored on every group we create."""
+        try:
+            return _launch_hash(self)
+        except TypeError:  # a list among the fields (a value not built by the loader): not cacheable
+            return self._hash_now()
+
+    def _hash_now(self) -> str:
         payload = json.dumps(
             {
                 "image": self.image,
@@ -274,6 +282,14 @@ class LaunchSpec:
             separators=(",", ":"),
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _launch_hash(launch: LaunchSpec) -> str:
+    """Each spec hashed once while it is in use: every pass plans every cluster with the same specs (a
+    frozen value hashes and compares by its fields, so an equal launch spec has the same hash)."""
+    return launch._hash_now()
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,6 +631,14 @@ class Change:
             "wave": self.wave,
             "steps": steps,
         }
+
+
+def with_verdicts(change: Any, verdicts: tuple[PolicyVerdict, ...]) -> Any:
+    """``change`` (a cluster or resource change) with ``verdicts``, its id carried over: verdicts are not
+    part of what the id hashes, and hashing every change of a fleet's plan again costs a second."""
+    judged = dataclasses.replace(change, verdicts=verdicts)
+    object.__setattr__(judged, "_id", change._id)
+    return judged
 
 
 @dataclass(frozen=True, slots=True)

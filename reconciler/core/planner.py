@@ -35,7 +35,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconciler.core import model, resource_plan, resources
+from reconciler.core import memo, model, resource_plan, resources
 from reconciler.core.model import Action, Capacity, ServerGroup, SkipKind, Step, StepKind
 from reconciler.core.strategies import canary, retire, rolling
 
@@ -109,6 +109,9 @@ class Options:
     """Rolling deployments in progress: ``rolling.origin_key`` -> an old group's capacity when it began."""
     canaries: Mapping[str, canary.Progress] = field(default_factory=dict)
     """Canary deployments in progress, by ``canary.progress_key`` of the cluster key."""
+    clusters: memo.PerKey[model.Change | None] | None = field(default=None, compare=False)
+    """Each cluster's change of earlier passes with what it was made of (``plan_cluster`` is a pure function of
+    them): a commit that changes one file plans that file's clusters only. None plans every cluster."""
 
 
 Key = tuple[str, str, str, str]
@@ -143,8 +146,7 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
                     skipped.append(Skip(skey, spec.application, spec.name, "image pattern not resolved here "
                                         "(see the spec problem)", SkipKind.IMAGE))
                     continue
-                change = plan_cluster(spec.for_region(region), region, wave_no, by_key.get(key, []), desired.commit,
-                                      origins=opts.rolling_origins, canaries=opts.canaries)
+                change = _planned(opts, key, spec.for_region(region), wave_no, by_key.get(key, []), desired.commit)
                 if change is None:
                     continue
                 if spec.application in opts.paused or spec.name in opts.paused:
@@ -161,6 +163,8 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
                     change = _gate_on_earlier_waves(change, spec, wave_no, by_key)
                 changes.append(change)
 
+    if opts.clusters is not None:
+        opts.clusters.sweep()  # clusters gone from Git are forgotten
     changes += _prune(desired, live, opts, by_key, wanted, skipped)
     changes.sort(key=lambda c: (c.application, c.cluster, c.provider, c.account, c.wave, c.region))
     res = resource_plan.plan_resources(desired, live.resource_inputs(
@@ -175,6 +179,25 @@ def plan(desired: model.DesiredState, live: LiveState, options: Options | None =
         resource_changes=res.changes,
     )
     return Outcome(result, tuple(skipped), tuple(drift) + res.drift, res.skipped)
+
+
+def _planned(opts: Options, key: Key, spec: model.ClusterSpec, wave: int, groups: list[ServerGroup],
+             commit: str) -> model.Change | None:
+    """``plan_cluster``, or its last result for the same inputs. The commit enters a change as its field
+    and through which live groups were made by it, so a new commit reuses a change with its commit set."""
+    if opts.clusters is None:
+        return plan_cluster(spec, key[2], wave, groups, commit, origins=opts.rolling_origins, canaries=opts.canaries)
+    inputs = (spec, wave, tuple(groups), tuple(g.commit == commit for g in groups), opts.rolling_origins,
+              opts.canaries)
+    change = opts.clusters.get(key, inputs)
+    if change is memo.MISSING:
+        change = plan_cluster(spec, key[2], wave, groups, commit, origins=opts.rolling_origins, canaries=opts.canaries)
+    elif change is None or change.commit == commit:
+        return change
+    else:
+        change = dataclasses.replace(change, commit=commit)
+    opts.clusters.put(key, inputs, change)
+    return change
 
 
 def delivers(change: model.Change) -> bool:

@@ -297,9 +297,9 @@ KEY_SNAPSHOT = "notifications/last_status"
 def record_transitions(store: store_mod.Store, status: Mapping[str, Any], now: float) -> None:
     """Record what changed since the last status this function saw (called where the engine saves its status)."""
     previous = store.get(KEY_SNAPSHOT)
-    for r in transitions(previous, status):
-        store.record(r.kind, r.message, now, application=r.application, cluster=r.cluster, region=r.region,
-                     commit=r.commit, detail=r.detail)
+    store.record_many([(r.kind, r.message, {"application": r.application, "cluster": r.cluster,
+                                            "region": r.region, "commit": r.commit, "detail": r.detail})
+                       for r in transitions(previous, status)], now)
     current = snapshot(status)
     if current != previous:
         store.put(KEY_SNAPSHOT, current, now)

@@ -3,21 +3,24 @@ ever added, never renamed or removed. User data appears only as a hash, secret-l
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from reconciler import resource_render
-from reconciler.core import escaping, model, strategies
+from reconciler.core import escaping, jsontext, model, strategies
 from reconciler.render import common
 
 
 def render_json(plan: model.Plan, *, held: Iterable[tuple[model.Change, model.Held]] = (),
                 skipped: Iterable[Any] = (), resource_held: Iterable[tuple[Any, model.Held]] = (),
-                resource_skipped: Iterable[Any] = ()) -> dict[str, Any]:
+                resource_skipped: Iterable[Any] = (), lazy: bool = False) -> dict[str, Any]:
     """The plan-JSON contract of DESIGN §5; keys are only ever added, never renamed or removed.
 
     ``held`` and ``skipped`` (from the engine's evaluation) say what would not run now and why.
+    ``lazy``: the lists are ``jsontext.Items``, made while ``jsontext.pieces`` writes them (a fleet's
+    plan is never held as dicts); for sequences ``held`` and ``skipped`` only.
     """
+    seq = jsontext.Items if lazy else _each
     return {
         "plan_id": plan.plan_id,
         "commit": plan.commit,
@@ -25,16 +28,34 @@ def render_json(plan: model.Plan, *, held: Iterable[tuple[model.Change, model.He
         "verdict": plan.verdict.value,
         "live_fingerprint": plan.live_fingerprint,
         "summary": common.summary(plan),
-        "problems": [_problem_json(p) for p in plan.problems],
-        "notices": [_problem_json(p) for p in plan.notices],
-        "plan_verdicts": [v.as_dict() for v in plan.plan_verdicts],
-        "changes": [_change_json(c) for c in plan.changes],
-        "held": [{"change_id": c.change_id, "key": c.key, "kind": h.kind.value, "message": h.message,
-                  "waiting": list(c.waiting)} for c, h in held],
-        "skipped": [{"key": s.key, "application": s.application, "cluster": s.cluster, "kind": str(s.kind),
-                     "reason": s.reason} for s in skipped],
-        **resource_render.json_keys(plan, resource_held, resource_skipped),
+        "problems": seq(_problem_json, plan.problems),
+        "notices": seq(_problem_json, plan.notices),
+        "plan_verdicts": seq(_verdict_json, plan.plan_verdicts),
+        "changes": seq(_change_json, plan.changes),
+        "held": seq(_held_json, held),
+        "skipped": seq(_skipped_json, skipped),
+        **resource_render.json_keys(plan, resource_held, resource_skipped, lazy=lazy),
     }
+
+
+def _each(fn: Callable[[Any], Any], source: Iterable[Any]) -> list[Any]:
+    return [fn(x) for x in source]
+
+
+def _verdict_json(v: Any) -> dict[str, Any]:
+    out: dict[str, Any] = v.as_dict()
+    return out
+
+
+def _held_json(item: tuple[model.Change, model.Held]) -> dict[str, Any]:
+    c, h = item
+    return {"change_id": c.change_id, "key": c.key, "kind": h.kind.value, "message": h.message,
+            "waiting": list(c.waiting)}
+
+
+def _skipped_json(s: Any) -> dict[str, Any]:
+    return {"key": s.key, "application": s.application, "cluster": s.cluster, "kind": str(s.kind),
+            "reason": s.reason}
 
 def _problem_json(p: Any) -> dict[str, Any]:
     return {"file": p.file, "line": p.line, "field": p.field, "message": p.message}

@@ -119,7 +119,8 @@ class Engine:
 
     def status(self) -> status_mod.Document:
         doc = status_mod.view(
-            self.store.get(keys.STATUS) or {}, executions=self.store.executions(limit=20),
+            status_mod.stamped(self.store.get(keys.STATUS) or {}, self.store.get(keys.STATUS_STAMP)),
+            executions=self.store.executions(limit=20),
             paused=self.store.pauses(), freeze=self.store.get(keys.FREEZE),
             notifications=notify_outbox.status(self.store, self.config.notifications, self.clock.now()),
             ha=self.ha.status() if self.ha is not None else None,

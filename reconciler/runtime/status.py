@@ -156,6 +156,22 @@ def condition(kind: str, reason: str, message: str, commit: str, now: float) -> 
     return {"type": kind, "status": True, "reason": reason, "message": message, "commit": commit, "at": now}
 
 
+def stamped(stored: Document, stamp: Mapping[str, Any] | None) -> Document:
+    """The stored document as the last pass would have written it: passes that reused its evaluation
+    saved only their time and reason (the ``stamp``), which are the document's only other values."""
+    if not stored or not stamp or stamp.get("built_at") != stored.get("updated_at"):
+        return stored  # no stamp, or one of an older document (another process wrote this one)
+    at, built = stamp["updated_at"], stamp["built_at"]
+    if at == built and stamp.get("reason") == stored.get("reason"):
+        return stored  # the stamp of this very document
+    doc = dict(stored, updated_at=at, reason=stamp["reason"])
+    doc["applications"] = {
+        name: {**entry, "conditions": [{**c, "at": at} if c.get("at") == built else c
+                                       for c in entry.get("conditions") or ()]}
+        for name, entry in (stored.get("applications") or {}).items()}
+    return doc
+
+
 def view(stored: Document, *, executions: Sequence[Mapping[str, object]], paused: Mapping[str, object],
          freeze: object, notifications: Mapping[str, object], ha: Mapping[str, object] | None = None) -> Document:
     """The stored document with what the store knows now (the stored change of an execution is left out:

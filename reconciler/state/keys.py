@@ -21,6 +21,10 @@ APP_FILES = "specs/app_files"
 STATUS = "status/last_pass"
 """The status document of the last evaluation (``runtime.status.build``)."""
 
+STATUS_STAMP = "status/stamp"
+"""When and why the document under ``STATUS`` was last found current (``runtime.status.stamped``): a pass
+that reuses the last evaluation writes only this, not the whole document again."""
+
 FREEZE = "policy/freeze_switch"
 """The fleet-wide freeze set by ``reconciler freeze``, or None."""
 

@@ -110,7 +110,7 @@ class SpecStore:
     def put_many(self, items: Mapping[tuple[str, str, str], _Result]) -> None:
         if not items:
             return
-        rows = [(self._key(k), _encoder.encode(v)) for k, v in items.items()]
+        rows = ((self._key(k), _encoder.encode(v)) for k, v in items.items())  # encoded as they are written
         with self._lock:
             db = self._open()
             if db is None:

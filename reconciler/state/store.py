@@ -452,6 +452,19 @@ class Store:
             key = res.inserted_primary_key
         return int(key[0]) if key else 0
 
+    def record_many(self, items: Sequence[tuple[str, str, Mapping[str, Any]]], now: float) -> None:
+        """Append (kind, message, ``record``'s keyword arguments) events in one transaction: a commit
+        that touches every application's status records one event each, not one transaction each."""
+        if not items:
+            return
+        rows = [{"ts": now, "kind": kind, "message": logs.redact(message), "application": kw.get("application", ""),
+                 "cluster": kw.get("cluster", ""), "region": kw.get("region", ""),
+                 "execution_id": kw.get("execution_id", ""), "commit": kw.get("commit", ""),
+                 "detail": logs.redact(json.dumps(kw["detail"], sort_keys=True, default=str))
+                 if kw.get("detail") else ""} for kind, message, kw in items]
+        with self.tx() as c:
+            c.execute(events.insert(), rows)  # in order: ids grow as they were listed
+
     def history(self, *, limit: int = 50, application: str | None = None,
                 kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
         """The newest events first."""

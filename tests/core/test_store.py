@@ -71,6 +71,12 @@ def test_failures_approvals_pauses_and_values_round_trip(url: str) -> None:
         assert s.get("x") == {"a": [3]} and s.get("missing", 7) == 7
         s.record("commit", "hello", 1.0, application="app")
         assert s.history(application="app")[0]["message"] == "hello"
+        s.record_many([("guardrail_denied", f"held {i}", {"application": "app", "cluster": f"c{i}",
+                                                          "detail": {"n": i}}) for i in range(3)], 2.0)
+        s.record_many([], 3.0)
+        newest = s.history(application="app", limit=4)
+        assert [e["message"] for e in newest] == ["held 2", "held 1", "held 0", "hello"]  # ids grow in order
+        assert newest[0]["cluster"] == "c2" and newest[0]["ts"] == 2.0 and newest[0]["detail"] == {"n": 2}
     finally:
         s.close()
 

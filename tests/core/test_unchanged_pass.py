@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from reconciler.config import settings as config_mod
@@ -90,5 +91,54 @@ def test_an_approval_and_its_expiry_are_inputs(env: Env) -> None:
         clock.advance(eng.config.approval_ttl_s + 1)  # the approval expired: decided anew
         eng.reconcile()
         assert eng.pipeline.evaluations.misses == 5
+    finally:
+        eng.close()
+
+
+def _timeless(status: dict[str, object]) -> str:
+    """The document without the pass's time and reason (the only values an unchanged pass changes)."""
+    doc = json.loads(json.dumps(status))
+    doc.pop("updated_at"), doc.pop("reason")
+    for app in doc["applications"].values():
+        for c in app["conditions"]:
+            c.pop("at")
+    return json.dumps(doc, sort_keys=True)
+
+
+def test_an_unchanged_pass_writes_no_status_document_and_status_still_shows_it(env: Env) -> None:
+    for i in range(3):
+        env.repo.write(f"apps/app{i}.yaml", app_spec(f"app{i}"))
+    env.repo.write("apps/policies.yaml", WINDOWS).commit("three apps, weekday windows")
+    clock = clock_mod.FakeClock(datetime(2026, 11, 28, 10, 0, tzinfo=UTC).timestamp())  # closed: nothing runs
+    eng = _engine(env, clock)
+    try:
+        eng.reconcile()
+        eng.reconcile()
+        before, built = eng.status(), eng.pipeline.status.built
+        for reason in ("poll", "webhook"):
+            clock.advance(60)
+            eng.reconcile(reason=reason)
+            assert eng.pipeline.status.built == built, "the same evaluation: no document built or written"
+            shown = eng.status()
+            assert (shown["updated_at"], shown["reason"]) == (clock.now(), reason)
+            conditions = [c for app in shown["applications"].values() for c in app["conditions"]]
+            assert len(conditions) == 3 and {c["at"] for c in conditions} == {clock.now()}
+            assert _timeless(shown) == _timeless(before)
+
+        other = _engine(env, clock)  # `reconciler status` from another process writes a document of its own
+        try:
+            clock.advance(1)
+            other.refresh_status()
+        finally:
+            other.close()
+        clock.advance(60)
+        eng.reconcile()
+        assert eng.pipeline.status.built == built + 1, "not its own document any more: written whole again"
+        assert eng.status()["updated_at"] == clock.now()
+
+        eng.pause("app1", by="ops", reason="look first")  # a new evaluation: a new document
+        eng.reconcile()
+        assert eng.pipeline.status.built == built + 2
+        assert _timeless(eng.status()) != _timeless(before)
     finally:
         eng.close()

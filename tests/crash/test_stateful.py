@@ -64,6 +64,7 @@ from reconciler.core.resources import Kind, ResourceAction, ResourceChange
 from reconciler.runtime import canary as canary_runtime
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
+from reconciler.runtime import status as status_mod
 from reconciler.state import keys
 from tests import othercloud, prometheus_server
 from tests.conftest import DesiredRepo, app_spec, provider_context, write_config
@@ -580,24 +581,44 @@ class Fleet(RuleBasedStateMachine):
 
     @invariant()
     def a_reused_decision_is_the_one_made_afresh(self) -> None:
-        """The unchanged-pass memo (reconciler.core.memo) never answers what a fresh evaluation would not."""
+        """The memos (reconciler.core.memo: the unchanged pass's, each cluster's) never answer what a fresh
+        evaluation would not."""
         commit = self.engine.store.get(keys.LAST_GOOD)
         if commit is None:
             return
         pipeline = self.engine.pipeline
         want = self.engine.desired.at(commit)
-        hits = pipeline.evaluations.hits
+        hits, cluster_hits = pipeline.evaluations.hits, pipeline.clusters.hits
         reused = pipeline.evaluate(want)
-        if pipeline.evaluations.hits == hits:
-            return  # decided afresh just now: nothing reused to check
-        stateful_stats.KINDS["a decision reused"] += 1
-        saved, pipeline.evaluations = pipeline.evaluations, memo.LastResult()
+        if pipeline.evaluations.hits > hits:
+            stateful_stats.KINDS["a decision reused"] += 1
+        elif pipeline.clusters.hits > cluster_hits:  # decided anew, with clusters' changes of earlier passes
+            stateful_stats.KINDS["a cluster's change reused"] += 1
+        else:
+            return  # everything decided afresh just now: nothing reused to check
+        saved = pipeline.evaluations, pipeline.clusters
+        pipeline.evaluations, pipeline.clusters = memo.LastResult(), memo.PerKey()
         try:
             fresh = pipeline.evaluate(want)
         finally:
-            pipeline.evaluations = saved
+            pipeline.evaluations, pipeline.clusters = saved
         assert (reused.plan, reused.runnable, reused.held, reused.outcome.skipped) == \
             (fresh.plan, fresh.runnable, fresh.held, fresh.outcome.skipped), "a reused decision went stale"
+
+    @invariant()
+    def status_shows_the_last_evaluation(self) -> None:
+        """A pass that reused its evaluation wrote only a stamp: status is still that evaluation's document."""
+        store, last = self.engine.store, self.engine.pipeline._last
+        if last is None:
+            return
+        stamp = store.get(keys.STATUS_STAMP) or {}
+        shown = status_mod.stamped(store.get(keys.STATUS) or {}, stamp)
+        if stamp.get("updated_at") != stamp.get("built_at"):
+            stateful_stats.KINDS["status stamped, not rewritten"] += 1
+        fresh = status_mod.build(last, commit=last.desired.commit, source_error=last.source_error,
+                                 reason=shown["reason"], now=shown["updated_at"],
+                                 file_apps=store.get(keys.FILE_APPS, {}) or {})
+        assert shown == json.loads(json.dumps(fresh)), "status is not the document of the last evaluation"
 
     def teardown(self) -> None:
         """Converge: nothing runnable is left; a good, complete desired state plans nothing at all."""
@@ -669,7 +690,8 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
             "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
             "strategy: canary_pass", "strategy: canary_fail", "canary analysis passed", "canary analysis failed",
             "two replicas", "a pass of the second replica", "restart of the second replica",
-            "skipped: image", "baked: r2 after r1"}
+            "skipped: image", "baked: r2 after r1",
+            "status stamped, not rewritten", "a cluster's change reused"}
     # "manual rollback" succeeds in only a few of its attempts per 2,000 steps (most states have nothing retained in
     # some region), too few to require here; tests/core/test_manual_rollback.py covers it in every run.
     assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"

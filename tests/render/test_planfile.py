@@ -114,3 +114,45 @@ def test_files_that_are_not_saved_plans_are_refused(text: str, expected: str) ->
 def test_a_plan_from_another_format_version_is_refused() -> None:
     text = _tampered(lambda d: d.update(format_version=99), redigest=True)
     assert "format_version: saved plan format 99 is not supported" in _refusal(text)
+
+
+def _private_fields(root: type) -> dict[type, tuple[str, ...]]:
+    """Every dataclass reachable from ``root``'s field types with fields no constructor takes."""
+    import dataclasses
+    import enum
+    import typing
+
+    found: dict[type, tuple[str, ...]] = {}
+    seen: set[Any] = set()
+
+    def walk(hint: Any) -> None:
+        if hint in seen or hint in (str, int, float, bool, type(None)) or isinstance(hint, typing.NewType):
+            return
+        seen.add(hint)
+        assert hint is not Any, f"an Any among the field types of {root.__name__}: the C encoder cannot be checked"
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            private = tuple(f.name for f in dataclasses.fields(hint) if not f.init)
+            if private:
+                found[hint] = private
+            for h in typing.get_type_hints(hint).values():
+                walk(h)
+        elif typing.get_args(hint):
+            for h in typing.get_args(hint):
+                if h is not Ellipsis:
+                    walk(h)
+        else:
+            assert isinstance(hint, type) and issubclass(hint, enum.Enum), hint
+
+    walk(root)
+    return found
+
+
+def test_the_c_encoder_of_changes_drops_exactly_the_private_fields() -> None:
+    from reconciler.core.resources import ResourceChange
+
+    assert {**_private_fields(model.Change), **_private_fields(ResourceChange)} == planfile.PRIVATE_FIELDS
+    for name in [*sorted(factory.SCENARIOS), "large"]:
+        plan = factory.large() if name == "large" else factory.SCENARIOS[name]()
+        for change in plan.changes:
+            assert json.dumps(planfile._change_builtins(change), sort_keys=True) == json.dumps(
+                planfile._encode(change), sort_keys=True)

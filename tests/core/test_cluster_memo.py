@@ -1,0 +1,65 @@
+"""Planning per cluster: a commit that changes one file plans that file's clusters only, and the plan is
+byte for byte the one planning every cluster anew gives."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from reconciler import planfile
+from reconciler.config import settings as config_mod
+from reconciler.core import clock as clock_mod
+from reconciler.core import memo
+from reconciler.runtime import engine as engine_mod
+from reconciler.state import keys
+from tests.conftest import Env, app_spec
+
+CLOSED = """
+defaults:
+  windows:
+    timezone: UTC
+    allow: [{days: [mon], from: "09:00", to: "10:00"}]
+"""
+
+
+def _saved(eng: engine_mod.Engine, *, fresh: bool) -> str:
+    """The saved plan of the commit in force, from the engine's memos or (``fresh``) planned anew."""
+    pipeline = eng.pipeline
+    want = eng.desired.at(eng.store.get(keys.LAST_GOOD))
+    saved = pipeline.evaluations, pipeline.clusters
+    if fresh:
+        pipeline.evaluations, pipeline.clusters = memo.LastResult(), memo.PerKey()
+    try:
+        ev = pipeline.evaluate(want)
+    finally:
+        pipeline.evaluations, pipeline.clusters = saved
+    return planfile.dump_plan(ev.plan, held=ev.held, skipped=ev.outcome.skipped)
+
+
+def test_a_one_file_commit_plans_only_its_clusters_and_the_same_plan(env: Env) -> None:
+    for i in range(4):
+        env.repo.write(f"apps/app{i}.yaml", app_spec(f"app{i}", image=f"app{i}-1.0"))  # 2 regions each
+    env.repo.write("apps/policies.yaml", CLOSED).commit("four apps; a window that is closed now")
+    clock = clock_mod.FakeClock(datetime(2026, 11, 28, 10, 0, tzinfo=UTC).timestamp())  # Saturday: nothing runs
+    eng = engine_mod.Engine(config_mod.load_config(str(env.config)), clock=clock, background=True)
+    clusters = eng.pipeline.clusters
+    try:
+        eng.reconcile()
+        assert (clusters.misses, clusters.hits) == (8, 0)
+        eng.reconcile()  # decided anew (the first pass recorded each application's file): nothing planned again
+        assert (clusters.misses, clusters.hits) == (8, 8)
+        assert _saved(eng, fresh=False) == _saved(eng, fresh=True)
+
+        env.repo.write("apps/app2.yaml", app_spec("app2", image="app2-2.0")).commit("one file")
+        misses, hits = clusters.misses, clusters.hits
+        result = eng.reconcile()
+        assert (clusters.misses - misses, clusters.hits - hits) == (2, 6), "app2's two regions only"
+        assert result.changes == 8
+        assert _saved(eng, fresh=False) == _saved(eng, fresh=True)  # every change carries the new commit
+
+        env.repo.remove("apps/app3.yaml").commit("one application fewer")
+        misses = clusters.misses
+        eng.reconcile()
+        assert clusters.misses == misses and eng.status()["changes"] and len(eng.status()["changes"]) == 6
+        assert _saved(eng, fresh=False) == _saved(eng, fresh=True)
+    finally:
+        eng.close()
