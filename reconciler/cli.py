@@ -317,8 +317,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.out:
         # the saved plan whatever is printed (Terraform's -out): full specs, user data included; written as
         # it is encoded (lazy), never held whole
-        with open(args.out, "wb") as saved:
-            planfile.write_plan(saved, plan, held=ev.held, skipped=ev.outcome.skipped)
+        # beside the target, then renamed over it: a failure midway never leaves a partial plan file
+        partial = f"{args.out}.partial-{os.getpid()}"
+        try:
+            with open(partial, "wb") as saved:
+                planfile.write_plan(saved, plan, held=ev.held, skipped=ev.outcome.skipped)
+            os.replace(partial, args.out)
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
     if args.format == "json":
         # stdout shows the redacted JSON contract only
         doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped, resource_held=ev.resources_held,

@@ -243,7 +243,10 @@ class Server:
         they race its ``select`` (a traceback at shutdown, or a listening socket that lingers)."""
         if self._thread.is_alive():
             server: Any = self._server
-            server.trigger.pull_trigger(self._stop)
+            try:
+                server.trigger.pull_trigger(self._stop)
+            except OSError:  # the loop already closed its trigger: it is stopping on its own
+                log.debug("http endpoint: already stopping")
             self._thread.join(timeout=5)
         else:
             self._stop()

@@ -25,7 +25,8 @@ cloud registered as a plugin, with a fake clock. After every step:
   has not reached yet is held (``skipped: image``), and once it is baked everywhere the plan is empty.
 
 ``RECONCILER_STATEFUL_STEPS`` sets how many steps run (default 2,000, what CI runs); the counts of
-steps and scenario kinds are printed in pytest's summary.
+steps and scenario kinds are printed in pytest's summary. A CI-size run must also reach every kind in
+``MUST_REACH``; one that has not yet goes on for up to half as many steps again before it fails.
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ class Fleet(RuleBasedStateMachine):
         self.paused = False
         self.background = False
         self.other: engine_mod.Engine | None = None  # a second replica on the same store (two-replica mode)
+        self.recorded_by: engine_mod.Engine | None = None  # the replica whose pass wrote status last
         self.checked = False
         self.repo.write("apps/keep.yaml", app_spec("keep", regions=REGIONS))
         self.flow = Flow()
@@ -262,6 +264,7 @@ class Fleet(RuleBasedStateMachine):
     def _pass(self, kind: str, which: int = 0) -> None:
         engine = self._replica(which)
         result = engine.reconcile(reason="test")
+        self.recorded_by = engine  # with two replicas on one store, status is the last writer's document
         engine.wait(timeout=60)
         stateful_stats.KINDS[kind] += 1
         if which == 1 and self.other is not None and result.resource_results:
@@ -608,7 +611,10 @@ class Fleet(RuleBasedStateMachine):
     @invariant()
     def status_shows_the_last_evaluation(self) -> None:
         """A pass that reused its evaluation wrote only a stamp: status is still that evaluation's document."""
-        store, last = self.engine.store, self.engine.pipeline._last
+        writer = self.recorded_by
+        if writer is None or writer not in (self.engine, self.other):
+            writer = self.engine
+        store, last = writer.store, writer.pipeline._last
         if last is None:
             return
         stamp = store.get(keys.STATUS_STAMP) or {}
@@ -658,7 +664,27 @@ class Fleet(RuleBasedStateMachine):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-@pytest.mark.timeout(max(300, TARGET // 4))
+MUST_REACH = frozenset({
+    "rename the cluster (stack)", "move to another account", "move to another provider", "unknown provider",
+    "unknown account", "rename the spec file (.yml/.YAML)", "crash in the middle of a pass", "restart",
+    "held: wave", "held: replacement", "skipped: stalled", "spec problem: unknown provider",
+    "fix-forward commit", "execution rolled_back", "declare a balancer", "rename the balancer",
+    "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
+    "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
+    "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
+    "strategy: canary_pass", "strategy: canary_fail", "canary analysis passed", "canary analysis failed",
+    "two replicas", "a pass of the second replica", "restart of the second replica",
+    "skipped: image", "baked: r2 after r1",
+    "status stamped, not rewritten", "a cluster's change reused"})
+"""Scenario kinds every CI-size run must reach: the test is only as good as the states it visited."""
+# "manual rollback" succeeds in only a few of its attempts per 2,000 steps (most states have nothing retained in
+# some region), too few to require here; tests/core/test_manual_rollback.py covers it in every run.
+EXTRA_STEPS = 0.5
+"""Random runs differ in what they reach: a run that has done its steps but not yet reached every required
+kind goes on, by at most this share of its steps, before it fails on the ones still missing."""
+
+
+@pytest.mark.timeout(max(300, int(TARGET * (1 + EXTRA_STEPS)) // 4))
 def test_random_operator_sequences_keep_every_safety_invariant(record_property: Any) -> None:
     target = TARGET
     phases = [Phase.explicit, Phase.reuse, Phase.generate]
@@ -666,35 +692,27 @@ def test_random_operator_sequences_keep_every_safety_invariant(record_property: 
         phases.append(Phase.shrink)
     start = stateful_stats.STEPS
     t0 = clock_mod.FakeClock().now()
+
+    def missing() -> set[str]:
+        return set(MUST_REACH) - {k for k in stateful_stats.KINDS if stateful_stats.KINDS[k]}
+
     with prometheus_server.backfilled(Path(tempfile.mkdtemp(dir=_memory_dir())) / "prom",
                                       {"canary_errors": {"any": (0.0, 0.0)}}, now=t0, before=600,
                                       after=10 * 86400, every=60) as url, _watch_waves():
         PROMETHEUS["url"] = url
-        while stateful_stats.STEPS - start < target:
-            left = target - (stateful_stats.STEPS - start)
+        while (done := stateful_stats.STEPS - start) < target or (
+                target >= 2000 and missing() and done < target * (1 + EXTRA_STEPS)):
+            left = max(target - done, STEPS_PER_EXAMPLE * 4)
             run_state_machine_as_test(Fleet, settings=settings(
                 max_examples=max(2, math.ceil(left / STEPS_PER_EXAMPLE * 1.2)),
                 stateful_step_count=STEPS_PER_EXAMPLE, deadline=None, database=None, phases=phases,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
-    kinds = {k for k in stateful_stats.KINDS if stateful_stats.KINDS[k]}
     # the figures travel with the test's report, so the summary prints them under pytest-xdist too
     record_property("stateful", {"steps": stateful_stats.STEPS, "examples": stateful_stats.EXAMPLES,
                                  "kinds": dict(stateful_stats.KINDS)})
     assert stateful_stats.STEPS - start >= target
-    must = {"rename the cluster (stack)", "move to another account", "move to another provider", "unknown provider",
-            "unknown account", "rename the spec file (.yml/.YAML)", "crash in the middle of a pass", "restart",
-            "held: wave", "held: replacement", "skipped: stalled", "spec problem: unknown provider",
-            "fix-forward commit", "execution rolled_back", "declare a balancer", "rename the balancer",
-            "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
-            "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
-            "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
-            "strategy: canary_pass", "strategy: canary_fail", "canary analysis passed", "canary analysis failed",
-            "two replicas", "a pass of the second replica", "restart of the second replica",
-            "skipped: image", "baked: r2 after r1",
-            "status stamped, not rewritten", "a cluster's change reused"}
-    # "manual rollback" succeeds in only a few of its attempts per 2,000 steps (most states have nothing retained in
-    # some region), too few to require here; tests/core/test_manual_rollback.py covers it in every run.
-    assert must <= kinds, f"scenario kinds never reached: {sorted(must - kinds)}"
+    if target >= 2000:  # shorter runs (RECONCILER_STATEFUL_STEPS) check the invariants, not the coverage
+        assert not missing(), f"scenario kinds never reached: {sorted(missing())}"
 
 
 def _check_promotion(machine: Fleet, prov: local_mod.LocalProvider, request: provider_base.CreateRequest) -> None:
