@@ -91,6 +91,7 @@ class Hold(enum.StrEnum):
     WAVE = "wave"  # an earlier wave has not succeeded with this spec
     REPLACEMENT = "replacement"  # the clusters replacing a destroyed one do not serve yet
     RESOURCE = "resource"  # a load balancer or security group it names was not created
+    FREED = "freed"  # a resource destroy waiting for cluster changes that do not run now to free it
     # environments (reconciler.core.environments): the version may not enter this environment yet
     BAD_VERSION = "bad_version"  # it failed in an earlier environment
     DEPENDS_ON = "depends_on"  # an earlier environment does not run it healthy

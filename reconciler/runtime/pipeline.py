@@ -299,6 +299,8 @@ class Pipeline:
             backing_off=backing_off, plan_denied=any(v.verdict is model.Verdict.DENY for v in judged.plan_verdicts))
         runnable, waiting = resources_rt.hold_dependents(runnable, [c for c, _ in res_held])
         runnable, env_held = promotion.hold(runnable, desired, promo, held)
+        res_run, freed_held = resources_rt.hold_freed(res_run, runnable)
+        res_held = [*res_held, *freed_held]
         ev = Evaluation(desired, live, outcome, judged, tuple(runnable), tuple(held + waiting + env_held),
                         source_error, want.policies, tuple(res_run), tuple(res_held), promo)
         self.evaluations.put(inputs, ev)

@@ -71,6 +71,23 @@ def select(changes: Iterable[ResourceChange], approved: Callable[[ResourceChange
     return runnable, held
 
 
+def hold_freed(changes: Iterable[ResourceChange], runnable: Iterable[model.Change]
+               ) -> tuple[list[ResourceChange], list[tuple[ResourceChange, model.Held]]]:
+    """A destroy that waits for cluster changes (``after``) runs only beside them: when one of them is held,
+    so is the destroy, with the reason (it would never run, and a pass would look unfinished forever)."""
+    keys = {c.key for c in runnable}
+    run: list[ResourceChange] = []
+    held: list[tuple[ResourceChange, model.Held]] = []
+    for c in changes:
+        missing = sorted(set(c.after) - keys)
+        if missing:
+            held.append((c, model.Held(model.Hold.FREED, f"waits for {', '.join(missing)} to destroy the groups "
+                                                         "using it")))
+        else:
+            run.append(c)
+    return run, held
+
+
 def needs(change: model.Change) -> list[tuple[Kind, str]]:
     """The resources a cluster change creates a group with."""
     if change.desired is None or not any(s.kind is model.StepKind.CREATE for s in change.steps):

@@ -9,6 +9,7 @@ from policies import mass_deletion, resource_guard
 from reconciler.core import model, planner, resource_plan
 from reconciler.core.model import SkipKind
 from reconciler.core.resources import Kind, LiveResource, ResourceAction, ResourceSpec, Rule
+from reconciler.runtime import resources as resources_rt
 
 PLACE = ("local", "default", "r1")
 HTTPS = Rule("tcp", "443", cidr="0.0.0.0/0")
@@ -183,3 +184,19 @@ def test_a_global_resource_serves_every_region_of_its_account() -> None:
     both = {**one_leaves, ("gcp", "prod", "us-central1", "shop-v000"): "gcp/prod/us-central1/shop"}
     [freed] = resource_plan.plan_resources(desired(), dataclasses.replace(inputs, leaving=both)).changes
     assert freed.region == "global" and freed.after == ("gcp/prod/europe-west1/shop", "gcp/prod/us-central1/shop")
+
+
+def test_a_freed_destroy_is_held_while_a_cluster_change_it_waits_for_does_not_run() -> None:
+    inputs = resource_plan.Inputs(groups=(group("shop-v000", ("web",)),), resources=(live(sg()),),
+                                  read=frozenset({PLACE}), prune=True,
+                                  leaving={(*PLACE, "shop-v000"): "local/default/r1/shop"})
+    [freed] = resource_plan.plan_resources(desired(), inputs).changes
+    destroy = model.Change(application="shop", cluster="shop", provider=PLACE[0], account=PLACE[1], region=PLACE[2],
+                           action=model.Action.DESTROY, reason="gone from Git", current=None, desired=None,
+                           steps=(), commit="c1")
+    assert destroy.key == "local/default/r1/shop"
+    run, held = resources_rt.hold_freed([freed], [destroy])
+    assert (run, held) == ([freed], []), "it runs beside the destroy it waits for"
+    run, held = resources_rt.hold_freed([freed], [])
+    assert run == [] and held[0][1].kind is model.Hold.FREED
+    assert held[0][1].message == "waits for local/default/r1/shop to destroy the groups using it"
