@@ -112,6 +112,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self._wake = threading.Event()  # set by signal handlers so the main loop reacts at once
+        self._trigger_lock = threading.Lock()  # one pending trigger job per reason, never two of one id
         self._signals = 0
         self._ready = False
         self._pass_started: float | None = None
@@ -152,9 +153,15 @@ class Daemon:
         log.info("%s", summary)
 
     def trigger(self, reason: str) -> None:
-        """Run a pass now (webhook, API); it waits for a pass in progress, never overlaps it."""
-        self.scheduler.add_job(self._pass, args=[reason], id=f"trigger-{reason}", replace_existing=True,
-                               max_instances=1, coalesce=True)
+        """Run a pass now (webhook, API); it waits for a pass in progress, never overlaps it.
+
+        A trigger that finds one of its reason still pending adds nothing: that pass has not started, so it
+        runs after this trigger anyway. (``replace_existing`` from several threads can leave two jobs of one
+        id in APScheduler's memory store, and its loop then fails removing the second.)"""
+        job_id = f"trigger-{reason}"
+        with self._trigger_lock:
+            if self.scheduler.get_job(job_id) is None:
+                self.scheduler.add_job(self._pass, args=[reason], id=job_id, max_instances=1, coalesce=True)
 
     # ------------------------------------------------------------------ scheduling
 

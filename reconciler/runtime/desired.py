@@ -58,6 +58,7 @@ class DesiredSource:
         self.git = gitsource.GitSource(cfg.repo_url, cfg.branch, mirror_root=cfg.state_dir, credentials=cfg.git)
         self.spec_store = speccache.open_beside(cfg.state_dir)  # validated specs kept across runs
         self.cache = spec_loader.SpecCache(backing=self.spec_store)
+        self.images: images_rt.Reuse = {}  # an application whose patterns resolve as last time is the same object
         self.last_read_ok: float | None = None
         self._renderer: renderpool.RenderPool | None = None
         self._renderer_lock = threading.Lock()
@@ -133,7 +134,8 @@ class DesiredSource:
                 problems=tuple(desired.problems) + tuple(extra),
                 broken_files=desired.broken_files | {p.file for p in extra},
             )
-        desired = images_rt.resolve(desired, self.providers.get) if resolve_images else images_rt.preview(desired)
+        desired = (images_rt.resolve(desired, self.providers.get, self.images) if resolve_images
+                   else images_rt.preview(desired))
         return Desired(desired, pol)
 
     def signature(self, commit: str, policies: policy_file.PolicySettings) -> policy_base.Signature | None:

@@ -19,8 +19,19 @@ from reconciler.runtime import live as live_rt
 GetProvider = Callable[[str, str], provider_base.Provider]
 
 
-def resolve(state: model.DesiredState, get: GetProvider) -> model.DesiredState:
-    """``state`` with every pattern resolved per region, and a spec problem per region where it did not."""
+Reuse = dict[str, tuple[model.Application, model.Application]]
+"""Application name -> (the parsed application, what it resolved to last time)."""
+
+
+def resolve(state: model.DesiredState, get: GetProvider, reuse: Reuse | None = None) -> model.DesiredState:
+    """``state`` with every pattern resolved per region, and a spec problem per region where it did not.
+
+    With ``reuse`` (kept by the caller between passes), an application that resolves to the same images
+    as last time is answered with last time's object: the pass's memos compare parsed applications by
+    identity, so an unchanged fleet that names images by pattern is still an unchanged pass. The
+    providers are asked every time (a newly baked image is found on the next pass).
+    """
+    kept: Reuse = {}
     seen: dict[tuple[str, str, str, images.ImagePattern], images.Resolution] = {}
     problems: list[errors.SpecProblem] = []
     apps: dict[str, model.Application] = {}
@@ -45,7 +56,15 @@ def resolve(state: model.DesiredState, get: GetProvider) -> model.DesiredState:
                 else:
                     problems.append(problem(spec, region, res.problem))
             clusters.append(dataclasses.replace(spec, images=tuple(found)))
-        apps[name] = dataclasses.replace(app, clusters=tuple(clusters))
+        resolved = dataclasses.replace(app, clusters=tuple(clusters))
+        before = reuse.get(name) if reuse is not None else None
+        if before is not None and before[0] is app and before[1] == resolved:
+            resolved = before[1]
+        apps[name] = resolved
+        kept[name] = (app, resolved)
+    if reuse is not None:  # only the applications of this pass: what is kept follows the fleet
+        reuse.clear()
+        reuse.update(kept)
     if not problems and all(apps[n] is a for n, a in state.applications.items()):
         return state
     return dataclasses.replace(state, applications=apps, problems=tuple(state.problems) + tuple(problems))

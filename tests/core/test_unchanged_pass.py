@@ -9,7 +9,7 @@ from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import model
 from reconciler.runtime import engine as engine_mod
-from tests.conftest import Env, app_spec
+from tests.conftest import Env, app_spec, write_config
 
 WINDOWS = """
 defaults:
@@ -140,5 +140,35 @@ def test_an_unchanged_pass_writes_no_status_document_and_status_still_shows_it(e
         eng.reconcile()
         assert eng.pipeline.status.built == built + 2
         assert _timeless(eng.status()) != _timeless(before)
+    finally:
+        eng.close()
+
+
+def test_images_found_by_pattern_keep_an_unchanged_pass_unchanged_until_a_new_one_is_baked(env: Env) -> None:
+    """Patterns are resolved through the provider every pass; the same answer is the same application."""
+    def configure(*names: str) -> None:
+        write_config(env.config, env.repo.path, env.state_dir, providers={"local": {"accounts": {"default": {
+            "boot_seconds": 0, "images": [{"name": n, "created": i} for i, n in enumerate(names)]}}}})
+
+    configure("web-1-a")
+    env.repo.write("apps/web.yaml", app_spec("web", image="x").replace(
+        'image: "x"', 'image: {name: "web-1-*", newest: true}')).commit("web by pattern")
+    clock = clock_mod.FakeClock()
+    eng = _engine(env, clock)
+    try:
+        eng.reconcile()
+        eng.wait(timeout=60)
+        eng.reconcile()
+        misses, hits = eng.pipeline.evaluations.misses, eng.pipeline.evaluations.hits
+        eng.reconcile()
+        assert (eng.pipeline.evaluations.misses, eng.pipeline.evaluations.hits) == (misses, hits + 1)
+        assert {g["image"] for g in env.groups()} == {"web-1-a"}
+
+        configure("web-1-a", "web-1-b")  # a newer bake: found on the next pass, decided anew
+        eng.apply_config(config_mod.load_config(str(env.config)))
+        first = eng.reconcile()
+        assert first.dispatched == 2 and eng.pipeline.evaluations.misses > misses
+        eng.wait(timeout=60)
+        assert {g["image"] for g in env.groups() if g["enabled"]} == {"web-1-b"}
     finally:
         eng.close()

@@ -73,7 +73,9 @@ def test_the_daemon_rolls_back_a_bad_canary_and_promotes_a_good_one(daemon_facto
             (message,) = _events(d.state, "execution_rolled_back")
             assert "errors: " in message and "samples > 0.01 (worst 0.2)" in message, message
             assert all("checkout-main-v000" in s for s in seen), seen  # the serving group never left traffic
-            assert d.serving() == ["checkout-main-v000"]
+            # status (what serving() reads) is rewritten after the rollout's event: wait for it, briefly
+            d.wait_for(lambda: d.serving() == ["checkout-main-v000"], "status after the rollback", timeout=10)
+            assert all("checkout-main-v000" in s for s in seen), seen
             assert _events(d.state, "canary_analysis")[0].startswith("canary checkout-main-v001 after 1s: "
                                                                          "score 0 (fail)")
 

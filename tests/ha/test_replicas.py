@@ -177,8 +177,10 @@ def test_a_replica_that_joins_gets_its_share_of_the_next_commit(group: Group) ->
     group.repo.commit("v2")
     group.wait(lambda: all(n and all(x.endswith("-v001") for x in n) for n in group.serving().values()),
                "v2 serving")
-    rows = group.query("SELECT owner, count(*) AS n FROM executions WHERE state = 'succeeded' AND action = 'replace' "
-                       "GROUP BY owner")
+    # Serving on v001 comes before the last step (the old group's removal) marks the execution succeeded.
+    done = "SELECT owner, count(*) AS n FROM executions WHERE state = 'succeeded' AND action = 'replace' GROUP BY owner"
+    group.wait(lambda: sum(int(r.n) for r in group.query(done)) == 12, "twelve v2 replacements recorded")
+    rows = group.query(done)
     shares = sorted(int(r.n) for r in rows)
     assert shares == [4, 4, 4], (shares, [tuple(r) for r in group.query(
         "SELECT owner, action, state, cluster, count(*) FROM executions GROUP BY owner, action, state, cluster")])
