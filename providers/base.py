@@ -179,13 +179,19 @@ def installed_names() -> frozenset[str]:
 
 @functools.lru_cache(maxsize=8)
 def _installed(_path: tuple[str, ...]) -> frozenset[str]:
-    """Scanning every installed distribution takes a while: once per ``sys.path``."""
-    return frozenset(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
+    return frozenset(ep.name for ep in _entry_points(_path))
+
+
+@functools.lru_cache(maxsize=8)
+def _entry_points(_path: tuple[str, ...]) -> tuple[metadata.EntryPoint, ...]:
+    """Scanning every installed distribution takes ~50 ms (each CLI command loads a config): once per
+    ``sys.path``, so a plugin made importable by a new path entry is seen."""
+    return tuple(metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 def load_provider_class(name: str) -> Any:
     """The class registered for ``name``; a clear error names the extra to install."""
-    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    eps = _entry_points(tuple(sys.path))
     matches = [ep for ep in eps if ep.name == name]
     if not matches:
         known = ", ".join(sorted({ep.name for ep in eps})) or "none"
@@ -223,7 +229,7 @@ def check_account(name: str, account: str, config: Mapping[str, Any]) -> list[Se
     An unknown provider raises ``ProviderMissing``; one whose extra is not installed is not checked
     here (its clusters report the missing extra when they are planned).
     """
-    if not any(ep.name == name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)):
+    if name not in installed_names():
         load_provider_class(name)  # raises, listing the installed ones
     try:
         cls = load_provider_class(name)

@@ -8,6 +8,7 @@ splitting the file would separate each command from its exit codes without makin
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import logging
@@ -69,6 +70,7 @@ def _broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
+@functools.cache  # built once per process: argparse's help strings cost ~15 ms of gettext lookups
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="config file (default: $RECONCILER_CONFIG, else built-in defaults)")
