@@ -209,7 +209,7 @@ class Executor:
         holder = self.store.lease_holder(key, now)
         if holder and owner_dead(holder):
             log.warning("taking over lease %s from dead owner %s", key, holder)
-            return self.store.acquire_lease(key, now + self.settings.lease_ttl_s + 1, self.settings.lease_ttl_s)
+            return self.store.take_over_lease(key, holder, now, self.settings.lease_ttl_s)
         return False
 
     def _run_locked(self, plan_id: str, change: model.Change) -> ExecutionResult:

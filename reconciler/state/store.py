@@ -322,6 +322,14 @@ class Store:
             )
             return res.rowcount == 1
 
+    def take_over_lease(self, key: str, dead_owner: str, now: float, ttl: float) -> bool:
+        """Take ``key`` from ``dead_owner`` (a process known gone) before its lease expires: a compare and
+        swap on the owner, so of two takers one wins, and the lease lasts one ``ttl`` like any other."""
+        with self.tx() as c:
+            res = c.execute(leases.update().where(leases.c.key == key, leases.c.owner == dead_owner)
+                            .values(owner=self.owner, expires_at=now + ttl))
+            return res.rowcount == 1
+
     def renew_lease(self, key: str, now: float, ttl: float) -> bool:
         with self.tx() as c:
             res = c.execute(

@@ -62,3 +62,34 @@ def test_the_lease_is_renewed_during_a_long_health_wait(env: Env) -> None:
     assert max(b - a for a, b in itertools.pairwise([start, *seen])) <= 10, "renewed well within the TTL"
     assert seen[-1] - start >= 60, "through the whole minute of booting"
     assert len(seen) <= 25, "not on every health poll: at most every quarter of the TTL"
+
+
+def test_a_lease_taken_from_a_dead_process_lasts_one_ttl_and_is_taken_again_at_once(env: Env) -> None:
+    """Two dead holders in a row (this host's processes, gone): each takeover is immediate and fair."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = config_mod.load_config(env.config)
+    key, host = "local/default/us-east-1/checkout-main", os.uname().nodename
+    gone = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                              check=True)
+        gone.append(f"{host}:{proc.stdout.strip()}:dead")
+    first = Store(cfg.state_url, owner=gone[0])
+    assert first.acquire_lease(key, now=1000.0, ttl=60)
+    first.close()
+    second = Store(cfg.state_url, owner=gone[1])
+    assert second.take_over_lease(key, gone[0], now=1001.0, ttl=60)
+    assert not second.take_over_lease(key, gone[0], now=1001.0, ttl=60), "a compare and swap: one winner"
+    assert second.lease_holder(key, now=1060.9) == gone[1] and second.lease_holder(key, now=1061.0) is None
+    second.close()
+
+    env.repo.write("apps/checkout.yaml", app_spec(regions=("us-east-1",))).commit("v1")
+    eng = engine_mod.Engine(cfg, clock=clock_mod.FakeClock(1002.0))
+    try:
+        result = eng.reconcile()
+    finally:
+        eng.close()
+    assert [r.state for r in result.results] == ["succeeded"], "taken from the second dead holder at once"
