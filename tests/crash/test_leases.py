@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
@@ -66,10 +69,6 @@ def test_the_lease_is_renewed_during_a_long_health_wait(env: Env) -> None:
 
 def test_a_lease_taken_from_a_dead_process_lasts_one_ttl_and_is_taken_again_at_once(env: Env) -> None:
     """Two dead holders in a row (this host's processes, gone): each takeover is immediate and fair."""
-    import os
-    import subprocess
-    import sys
-
     cfg = config_mod.load_config(env.config)
     key, host = "local/default/us-east-1/checkout-main", os.uname().nodename
     gone = []
