@@ -285,7 +285,7 @@ class Executor:
                 self.after_step()
         self.store.finish_execution(ex_id, self.clock.now(), state=ExecState.SUCCEEDED)
         self.store.clear_failures(change.key)
-        rolling_state.forget(self.store, change)
+        rolling_state.ended(self.store, change, self.clock.now())
         canary.ended(self.store, change)
         metrics.CHANGES.labels(change.action.value, "applied").inc()
         self.store.record("execution_succeeded", f"{change.action.value} done: "
@@ -334,7 +334,10 @@ class Executor:
         elif step.kind is StepKind.ANALYZE:
             canary.Analyzer(self.store, self.clock, self._sleep, self.prometheus).run(change, step)
         elif step.kind is StepKind.JUDGMENT:  # the selection ran this change only once it was approved
-            canary.approved(self.store, change, self.clock.now())
+            if step.percent:  # a rolling step's
+                rolling_state.approved(self.store, change, step.percent, self.clock.now())
+            else:
+                canary.approved(self.store, change, self.clock.now())
         elif step.kind is StepKind.VERIFY:  # a group is proven once its last hook passed
             self._check_stop()
             verify.ask(self.hooks, change, step)

@@ -81,7 +81,9 @@ def test_enums_patterns_and_bounds_carry_over() -> None:
     assert canary["metrics"]["items"]["required"] == ["name", "query"]
     assert canary["metrics"]["items"]["properties"]["compare"]["properties"]["direction"]["enum"] == [
         "increase", "decrease", "either"]
-    assert strategy["steps"]["items"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    percent, step = strategy["steps"]["items"]["oneOf"]
+    assert percent | {"description": ""} == {"type": "integer", "minimum": 1, "maximum": 100, "description": ""}
+    assert step["required"] == ["percent"] and step["properties"]["pause_for_approval"]["type"] == "boolean"
     assert "rolling_red_black only" in strategy["pause"]["description"]
     assert cluster["properties"]["health"]["properties"]["healthy_percent"] | {"description": ""} == {
         "type": "integer", "minimum": 1, "maximum": 100, "description": ""}
