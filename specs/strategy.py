@@ -44,10 +44,11 @@ DESCRIPTIONS = {
     "delay_before_disable": "Pause after enabling the new group before disabling the old ones, e.g. 5m.",
     "delay_before_scale_down": "Pause after disabling before scaling down, e.g. 30m.",
     "rollback_on_failure": "On a failed health wait, remove the new group (the old one was never touched).",
-    "steps": "rolling_red_black only: percent of the target capacity after each step, increasing, ending at 100 "
-             "(default [25, 50, 100]); a step written {percent: 50, pause_for_approval: true} waits, once "
-             "healthy, for `reconciler approve`.",
-    "pause": "rolling_red_black only: pause after each step but the last, e.g. 5m.",
+    "steps": "rolling_red_black (or canary with then: rolling_red_black) only: percent of the target capacity "
+             "after each step, increasing, ending at 100 (default [25, 50, 100]); a step written "
+             "{percent: 50, pause_for_approval: true} waits, once healthy, for `reconciler approve`.",
+    "pause": "rolling_red_black (or canary with then: rolling_red_black) only: pause after each step but the "
+             "last, e.g. 5m.",
     "verify": "Verification endpoints, by the names the daemon's config gives them (verify.endpoints), asked "
               "for a verdict before the old groups leave traffic (rolling: after every step).",
     "canary": "canary only: the canary and baseline groups' size, the analysis' duration, interval, metrics "
@@ -109,10 +110,11 @@ def check(at: str, strategy: Any, bad: Report) -> None:
     if not isinstance(strategy, dict):
         return
     kind = strategy.get("type", model.StrategyType.RED_BLACK.value)
-    rolling = kind == model.StrategyType.ROLLING_RED_BLACK.value
+    rolling = _rolls(strategy)
     for only in ("steps", "pause"):
         if only in strategy and not rolling:
-            bad(f"{at}.strategy.{only}", f"only for type rolling_red_black (this strategy is {kind})")
+            bad(f"{at}.strategy.{only}", f"only for type rolling_red_black or a canary with then: "
+                                         f"rolling_red_black (this strategy is {kind})")
     if kind == model.StrategyType.HIGHLANDER.value and "keep_disabled" in strategy:
         bad(f"{at}.strategy.keep_disabled", "highlander keeps no disabled group; remove keep_disabled "
                                             "or use red_black")
@@ -134,7 +136,7 @@ def check(at: str, strategy: Any, bad: Report) -> None:
 def to_model(strategy: dict[str, Any]) -> model.Strategy:
     """A validated ``strategy`` mapping as the model's value (defaults filled in)."""
     kind = model.StrategyType(strategy.get("type", model.StrategyType.RED_BLACK.value))
-    rolling = kind is model.StrategyType.ROLLING_RED_BLACK
+    rolling = _rolls(strategy)
     canary = canary_spec.to_model(strategy["canary"]) if kind is model.StrategyType.CANARY else None
     destroys_all = kind is model.StrategyType.HIGHLANDER or (canary is not None and canary.then == "highlander")
     return model.Strategy(
@@ -152,6 +154,14 @@ def to_model(strategy: dict[str, Any]) -> model.Strategy:
         pause_s=_seconds(strategy.get("pause", 0), "strategy.pause"),
         verify=tuple(str(v) for v in strategy.get("verify") or ()),
     )
+
+
+def _rolls(strategy: dict[str, Any]) -> bool:
+    """Whether the strategy grows its new group in ``steps``: rolling, or a canary that continues rolling."""
+    kind = strategy.get("type", model.StrategyType.RED_BLACK.value)
+    block = strategy.get("canary")
+    then = block.get("then") if kind == model.StrategyType.CANARY.value and isinstance(block, dict) else None
+    return model.StrategyType.ROLLING_RED_BLACK.value in (kind, then)
 
 
 def _percent(step: Any) -> int:

@@ -351,9 +351,10 @@ def plan_cluster(
                 healthy_percent=spec.health.healthy_percent)
 
     if spec.strategy.canary is not None:
-        ckey = canary.progress_key(model.cluster_key(spec.provider, spec.account, region, spec.name))
-        planned = canary.plan(spec, owned, groups, h, (canaries or {}).get(ckey), wait, next_name,
-                              lambda serving: _target_capacity(spec, None, list(serving)))
+        ckey = model.cluster_key(spec.provider, spec.account, region, spec.name)
+        planned = canary.plan(spec, owned, groups, h, (canaries or {}).get(canary.progress_key(ckey)), wait,
+                              next_name, lambda serving: _target_capacity(spec, None, list(serving)), ckey,
+                              origins, (judgments or {}).get(rolling.judgment_key(ckey)))
         if planned is not None:
             return change(*planned)
 

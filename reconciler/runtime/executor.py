@@ -473,8 +473,8 @@ class Executor:
             return ExecutionResult(change, ex_id, ExecState.FAILED, reason, step=step.kind.value)
         undo: list[Step] = self._remove_baseline(provider, change)
         unproven = bool(self.store.get(_unproven_key(change, target), False))
-        if change.restore and spec is not None:
-            undo = rolling.undo_steps(change, spec.health.timeout_s, spec.health.healthy_percent)
+        if change.restore and spec is not None:  # (a canary's baseline first, then: rolling_red_black)
+            undo += rolling.undo_steps(change, spec.health.timeout_s, spec.health.healthy_percent)
         elif change.action is Action.ROLLBACK:
             undo += [Step(StepKind.DISABLE, target, reason="undo rollback"),
                     Step(StepKind.RESIZE, target, capacity=model.Capacity(0, 0, 0), reason="undo rollback")]

@@ -206,9 +206,11 @@ def test_the_strategies_are_red_black_highlander_rolling_red_black_and_canary() 
     ("{type: rolling_red_black, steps: 50}", "clusters[0].strategy.steps: must be of list type"),
     ("{type: rolling_red_black, pause: soon}",
      "clusters[0].strategy.pause: must be a duration like 30s, 10m or 1h"),
-    ("{steps: [50, 100]}", "clusters[0].strategy.steps: only for type rolling_red_black (this strategy is "
+    ("{steps: [50, 100]}", "clusters[0].strategy.steps: only for type rolling_red_black or a canary with then: "
+                           "rolling_red_black (this strategy is "
                            "red_black)"),
-    ("{type: highlander, pause: 1m}", "clusters[0].strategy.pause: only for type rolling_red_black (this "
+    ("{type: highlander, pause: 1m}", "clusters[0].strategy.pause: only for type rolling_red_black or a canary "
+                                      "with then: rolling_red_black (this "
                                       "strategy is highlander)"),
     ("{type: highlander, keep_disabled: 2}", "clusters[0].strategy.keep_disabled: highlander keeps no disabled "
                                              "group; remove keep_disabled or use red_black"),

@@ -43,7 +43,8 @@ def _describe(strategy: model.Strategy) -> str:
 
 def view(strategy: model.Strategy) -> dict[str, Any]:
     """The strategy as plan JSON shows it (``changes[].strategy``)."""
-    rolling_ = strategy.type is model.StrategyType.ROLLING_RED_BLACK
+    rolling_ = strategy.type is model.StrategyType.ROLLING_RED_BLACK or (
+        strategy.canary is not None and strategy.canary.then == model.StrategyType.ROLLING_RED_BLACK.value)
     return {
         "type": strategy.type.value,
         "steps": list(strategy.steps) if rolling_ else [100],

@@ -72,8 +72,9 @@ def parse_judgments(records: Mapping[str, object]) -> dict[str, Judgment]:
 def stops_at(change: model.Change) -> int | None:
     """The step (percent) at which this change stops to wait for a manual judgment; None when it ends the
     deployment (its old groups leave traffic) or has no such step."""
-    spec, new = change.desired, change.desired_server_group
-    if spec is None or not spec.strategy.approval_steps or any(s.kind is StepKind.DISABLE for s in change.steps):
+    spec, new, olds = change.desired, change.desired_server_group, {name for name, _ in change.restore}
+    if spec is None or not spec.strategy.approval_steps or any(
+            s.kind is StepKind.DISABLE and s.server_group in olds for s in change.steps):
         return None
     p = max((s.percent for s in change.steps if s.server_group == new), default=0)
     judged = any(s.kind is StepKind.JUDGMENT and s.percent == p for s in change.steps)
