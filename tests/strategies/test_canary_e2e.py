@@ -315,3 +315,22 @@ def test_a_passed_canary_then_rolling_red_black_grows_in_steps_and_serving_never
     assert conn.execute("SELECT count(*) FROM kv WHERE key LIKE 'rolling-%'").fetchone() == (0,)
     conn.close()
     assert env.cli("plan").code == 0
+
+
+def test_a_bad_canary_then_rolling_red_black_rolls_back_by_rolling_rule_after_its_baseline(tmp_path: Path) -> None:
+    with prometheus_server.backfilled(tmp_path / "prom", BAD) as url:
+        env = _env(tmp_path, url)
+        env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=REGION, desired=3, extra=(
+            STRATEGY.replace("    interval: 1s\n", "    interval: 1s\n    then: rolling_red_black\n")
+            + "  steps: [50, 100]\n"))).commit("v2, bad canary then rolling")
+        with Watch(env.state_dir / "state.db") as watch:
+            res = env.cli("apply", "--yes")
+    assert res.code == 1
+    assert (f"rolled back (disable {BASELINE}, destroy {BASELINE}, resize {SERVING} to min 1, desired 3, max 6, "
+            f"wait until 100% of {SERVING} is healthy (timeout 5s), disable {CANARY}, destroy {CANARY}); "
+            f"{SERVING} keeps serving") in res.err, res.err
+    assert watch.samples > 0 and watch.serving_min == 3 and watch.serving_always_enabled and watch.canary_max == 1
+    assert list(_groups(env)) == [SERVING] and _progress_keys(env) == []
+    conn = sqlite3.connect(env.state_dir / "state.db")
+    assert conn.execute("SELECT count(*) FROM kv WHERE key LIKE 'rolling-%'").fetchone() == (0,)
+    conn.close()
