@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from policies.base import Judgement, Policy, PolicyContext, deny, warn
 from reconciler.core import model
 from reconciler.core.model import StepKind
+from reconciler.core.strategies import rolling
 
 NAME = "capacity-guard"
 
@@ -37,9 +38,9 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
             continue
         serving = current.capacity.desired or current.healthy
         starts = create.capacity.desired
-        if create.percent:  # rolling: the new group starts small by design; judge the size it grows to
-            starts = [s.capacity for s in change.steps if s.kind in (StepKind.CREATE, StepKind.RESIZE)
-                      and s.server_group == create.server_group and s.capacity is not None][-1].desired
+        if create.percent:  # rolling: the new group starts small by design; judge the size it grows to at 100%
+            starts = rolling.target_capacity(spec, [c for _, c in change.restore]).desired  # (a change may stop
+            # before, at a step that waits for approval)
         elif create.reason == "canary":  # as small by design, and it grows to the spec's target once it passed
             starts = spec.capacity.clamp(serving).desired if spec.autoscaling else spec.capacity.desired
         if starts >= serving:

@@ -152,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("text", "json"), default="text", help="json: one JSON object a line")
     s.set_defaults(func=cmd_events)
 
-    for name, helptext in (("approve", "approve a change or plan id"), ("reject", "reject a change or plan id")):
+    for name, helptext in (("approve", "approve a change or plan id (also a manual judgment: "
+                                        "pause_for_approval on a canary or a rolling step)"),
+                           ("reject", "reject a change or plan id")):
         s = sub.add_parser(name, parents=[common, remote], help=helptext)
         s.add_argument("id", help="change id or plan id from `reconciler plan`; with --env, an application")
         s.add_argument("--env", metavar="ENV", help=f"{name} VERSION of application ID for environment ENV "

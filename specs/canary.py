@@ -15,7 +15,7 @@ from reconciler.core import durations, errors
 
 MAX_METRICS = 20
 FAIL_IF_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-THEN = ("red_black", "highlander")
+THEN = ("red_black", "highlander", "rolling_red_black")
 
 
 def rules(duration: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +47,8 @@ DESCRIPTIONS = {
     "capacity": "Instances of the canary group and of the baseline group each (default 1).",
     "duration": "How long the analysis runs, e.g. 30m (default 30m).",
     "interval": "How often the metrics are judged, e.g. 5m (default 5m, at most the duration).",
-    "then": "How the canary takes over once it passed: red_black (default) or highlander.",
+    "then": "How the canary takes over once it passed: red_black (default), highlander, or rolling_red_black "
+            "(the canary grows in strategy.steps while the serving groups shrink).",
     "pause_for_approval": "Manual judgment: once the analysis passed, wait for `reconciler approve` (default false).",
     "score": "pass (default 95): the final score needed; marginal (default 75): any interval below it fails.",
     "metrics": "PromQL queries with ${server_group}, ${cluster}, ${region}, ${application}, ${version} "

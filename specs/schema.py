@@ -16,7 +16,6 @@ from typing import Any
 import cerberus
 
 from reconciler.core import errors
-from specs import canary as canary_spec
 from specs import environments as env_rules
 from specs import images as image_spec
 from specs import resource_checks, yamlnodes
@@ -487,11 +486,9 @@ def json_schema() -> dict[str, Any]:
     approval = out["properties"]["environments"]["items"]["properties"]["approval"]
     approval["properties"]["timeout"]["description"] = (
         "How long a version waits for `reconciler approve` before it is refused here, e.g. 24h (none: forever).")
-    strategy = out["properties"]["clusters"]["items"]["properties"]["strategy"]
-    for name, text in strategy_spec.DESCRIPTIONS.items():
-        strategy["properties"][name]["description"] = text
-    for name, text in canary_spec.DESCRIPTIONS.items():
-        strategy["properties"]["canary"]["properties"][name]["description"] = text
+    for cluster in (out["properties"]["clusters"]["items"],
+                    out["properties"]["environments"]["items"]["properties"]["clusters"]["items"]):
+        strategy_spec.describe_json(cluster["properties"]["strategy"])
     pattern = _to_json(image_spec.RULE["schema"], image_spec.DESCRIPTIONS)
     pattern["anyOf"] = [{"required": [k]} for k in ("name", "tags", "family")]
     image = {"description": image_spec.DESCRIPTIONS["image"], "oneOf": [

@@ -28,7 +28,7 @@ def rules(duration: dict[str, Any]) -> dict[str, Any]:
         "delay_before_scale_down": duration,
         "rollback_on_failure": {"type": "boolean"},
         "steps": {"type": "list", "minlength": 1, "maxlength": MAX_STEPS,
-                  "schema": {"type": "integer", "min": 1, "max": 100}},
+                  "schema": {"type": ["integer", "dict"]}},  # a percent or a STEP mapping (checked in check)
         "pause": duration,
         "verify": {"type": "list", "maxlength": 10,
                    "schema": {"type": "string", "regex": r"^[a-z][a-z0-9_-]*$", "maxlength": 64}},
@@ -44,16 +44,65 @@ DESCRIPTIONS = {
     "delay_before_disable": "Pause after enabling the new group before disabling the old ones, e.g. 5m.",
     "delay_before_scale_down": "Pause after disabling before scaling down, e.g. 30m.",
     "rollback_on_failure": "On a failed health wait, remove the new group (the old one was never touched).",
-    "steps": "rolling_red_black only: percent of the target capacity after each step, increasing, ending at 100 "
-             "(default [25, 50, 100]).",
-    "pause": "rolling_red_black only: pause after each step but the last, e.g. 5m.",
+    "steps": "rolling_red_black (or canary with then: rolling_red_black) only: percent of the target capacity "
+             "after each step, increasing, ending at 100 (default [25, 50, 100]); a step written "
+             "{percent: 50, pause_for_approval: true} waits, once healthy, for `reconciler approve`.",
+    "pause": "rolling_red_black (or canary with then: rolling_red_black) only: pause after each step but the "
+             "last, e.g. 5m.",
     "verify": "Verification endpoints, by the names the daemon's config gives them (verify.endpoints), asked "
               "for a verdict before the old groups leave traffic (rolling: after every step).",
     "canary": "canary only: the canary and baseline groups' size, the analysis' duration, interval, metrics "
               "and score thresholds, and what follows a pass (then); see docs/strategies.md.",
 }
 
+STEP_KEYS = ("percent", "pause_for_approval")
+"""The keys of a step written as a mapping."""
+
+STEP_JSON: dict[str, Any] = {"oneOf": [
+    {"type": "integer", "minimum": 1, "maximum": 100, "description": "percent of the target capacity"},
+    {"type": "object", "additionalProperties": False, "required": ["percent"], "properties": {
+        "percent": {"type": "integer", "minimum": 1, "maximum": 100,
+                    "description": "percent of the target capacity after this step"},
+        "pause_for_approval": {"type": "boolean",
+                               "description": "once this step is healthy, wait for `reconciler approve` "
+                                              "(default false)"}}},
+]}
+"""The JSON Schema of one rolling step (cerberus cannot say \"an integer or this mapping\")."""
+
+
+def describe_json(strategy: dict[str, Any]) -> None:
+    """Put the descriptions and the step's shape into the exported JSON Schema of ``strategy``."""
+    for name, text in DESCRIPTIONS.items():
+        strategy["properties"][name]["description"] = text
+    strategy["properties"]["steps"]["items"] = STEP_JSON
+    for name, text in canary_spec.DESCRIPTIONS.items():
+        strategy["properties"]["canary"]["properties"][name]["description"] = text
+
+
 Report = Callable[[str, str], None]
+
+
+def _percents(at: str, steps: list[Any], bad: Report) -> list[int] | None:
+    """Each step's percent (a step is ``50`` or ``{percent: 50, pause_for_approval: true}``); None after a
+    reported problem."""
+    out: list[int] = []
+    for i, step in enumerate(steps):
+        where = f"{at}.strategy.steps[{i}]"
+        value = step.get("percent") if isinstance(step, dict) else step
+        if isinstance(step, dict):
+            unknown = sorted(str(k) for k in step if k not in STEP_KEYS)
+            if unknown:
+                bad(where, f"unknown field(s) {', '.join(unknown)} (a step has percent and pause_for_approval)")
+                return None
+            if not isinstance(step.get("pause_for_approval", False), bool):
+                bad(f"{where}.pause_for_approval", "must be true or false")
+                return None
+            where += ".percent"
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+            bad(where, f"a percent from 1 to 100 is needed, got {value!r}")
+            return None
+        out.append(value)
+    return out
 
 
 def check(at: str, strategy: Any, bad: Report) -> None:
@@ -61,10 +110,11 @@ def check(at: str, strategy: Any, bad: Report) -> None:
     if not isinstance(strategy, dict):
         return
     kind = strategy.get("type", model.StrategyType.RED_BLACK.value)
-    rolling = kind == model.StrategyType.ROLLING_RED_BLACK.value
+    rolling = _rolls(strategy)
     for only in ("steps", "pause"):
         if only in strategy and not rolling:
-            bad(f"{at}.strategy.{only}", f"only for type rolling_red_black (this strategy is {kind})")
+            bad(f"{at}.strategy.{only}", f"only for type rolling_red_black or a canary with then: "
+                                         f"rolling_red_black (this strategy is {kind})")
     if kind == model.StrategyType.HIGHLANDER.value and "keep_disabled" in strategy:
         bad(f"{at}.strategy.keep_disabled", "highlander keeps no disabled group; remove keep_disabled "
                                             "or use red_black")
@@ -74,8 +124,9 @@ def check(at: str, strategy: Any, bad: Report) -> None:
         twice = sorted({h for h in hooks if isinstance(h, str) and hooks.count(h) > 1})
         if twice:
             bad(f"{at}.strategy.verify", f"each endpoint once; repeated: {', '.join(twice)}")
-    steps = strategy.get("steps")
-    if rolling and isinstance(steps, list) and steps and all(isinstance(s, int) for s in steps):
+    given = strategy.get("steps")
+    steps = _percents(at, given, bad) if rolling and isinstance(given, list) and given else None
+    if steps:
         if any(b <= a for a, b in itertools.pairwise(steps)):
             bad(f"{at}.strategy.steps", f"steps must increase, got {steps}")
         elif steps[-1] != 100:
@@ -85,7 +136,7 @@ def check(at: str, strategy: Any, bad: Report) -> None:
 def to_model(strategy: dict[str, Any]) -> model.Strategy:
     """A validated ``strategy`` mapping as the model's value (defaults filled in)."""
     kind = model.StrategyType(strategy.get("type", model.StrategyType.RED_BLACK.value))
-    rolling = kind is model.StrategyType.ROLLING_RED_BLACK
+    rolling = _rolls(strategy)
     canary = canary_spec.to_model(strategy["canary"]) if kind is model.StrategyType.CANARY else None
     destroys_all = kind is model.StrategyType.HIGHLANDER or (canary is not None and canary.then == "highlander")
     return model.Strategy(
@@ -97,10 +148,24 @@ def to_model(strategy: dict[str, Any]) -> model.Strategy:
         delay_before_scale_down_s=_seconds(strategy.get("delay_before_scale_down", 0),
                                            "strategy.delay_before_scale_down"),
         rollback_on_failure=bool(strategy.get("rollback_on_failure", True)),
-        steps=tuple(int(s) for s in strategy.get("steps") or DEFAULT_ROLLING_STEPS) if rolling else (100,),
+        steps=tuple(_percent(s) for s in strategy.get("steps") or DEFAULT_ROLLING_STEPS) if rolling else (100,),
+        approval_steps=tuple(_percent(s) for s in strategy.get("steps") or ()
+                             if isinstance(s, dict) and s.get("pause_for_approval")) if rolling else (),
         pause_s=_seconds(strategy.get("pause", 0), "strategy.pause"),
         verify=tuple(str(v) for v in strategy.get("verify") or ()),
     )
+
+
+def _rolls(strategy: dict[str, Any]) -> bool:
+    """Whether the strategy grows its new group in ``steps``: rolling, or a canary that continues rolling."""
+    kind = strategy.get("type", model.StrategyType.RED_BLACK.value)
+    block = strategy.get("canary")
+    then = block.get("then") if kind == model.StrategyType.CANARY.value and isinstance(block, dict) else None
+    return model.StrategyType.ROLLING_RED_BLACK.value in (kind, then)
+
+
+def _percent(step: Any) -> int:
+    return int(step["percent"] if isinstance(step, dict) else step)
 
 
 def _seconds(value: Any, field: str) -> float:

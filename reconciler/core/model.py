@@ -222,6 +222,8 @@ class Strategy:
     """Rolling only: percent of the target capacity after each step, increasing, ending at 100."""
     pause_s: float = 0.0
     """Rolling only: pause after each step but the last."""
+    approval_steps: tuple[int, ...] = ()
+    """Rolling only: the steps (percents) after which the rollout waits for ``reconciler approve``."""
     verify: tuple[str, ...] = ()
     """Names of verification endpoints (config ``verify``) asked before the old groups leave traffic."""
     canary: canary_mod.Canary | None = None
@@ -541,6 +543,9 @@ class Step:
                        "without a baseline, out of traffic (nothing served before: comparisons skipped)")
             return f"analyze canary {self.server_group} {against} for {_fmt_seconds(self.seconds)}"
         if self.kind is StepKind.JUDGMENT:
+            if self.percent:  # rolling: after a step (core/strategies/rolling.py)
+                return (f"manual judgment: {self.server_group} is healthy at the {self.percent}% step; "
+                        f"continues once approved")
             return f"manual judgment: {self.server_group} passed its analysis; continues once approved"
         if self.kind is StepKind.VERIFY:
             return (f"verify {self.server_group} with {self.reason} (POST; 2xx passes, 4xx, 5xx or no answer "

@@ -109,6 +109,8 @@ class Options:
     """Rolling deployments in progress: ``rolling.origin_key`` -> an old group's capacity when it began."""
     canaries: Mapping[str, canary.Progress] = field(default_factory=dict)
     """Canary deployments in progress, by ``canary.progress_key`` of the cluster key."""
+    rolling_judgments: Mapping[str, rolling.Judgment] = field(default_factory=dict)
+    """Rolling deployments' manual judgments, by ``rolling.judgment_key`` of the cluster key."""
     clusters: memo.PerKey[model.Change | None] | None = field(default=None, compare=False)
     """Each cluster's change of earlier passes with what it was made of (``plan_cluster`` is a pure function of
     them): a commit that changes one file plans that file's clusters only. None plans every cluster."""
@@ -186,12 +188,14 @@ def _planned(opts: Options, key: Key, spec: model.ClusterSpec, wave: int, groups
     """``plan_cluster``, or its last result for the same inputs. The commit enters a change as its field
     and through which live groups were made by it, so a new commit reuses a change with its commit set."""
     if opts.clusters is None:
-        return plan_cluster(spec, key[2], wave, groups, commit, origins=opts.rolling_origins, canaries=opts.canaries)
+        return plan_cluster(spec, key[2], wave, groups, commit, origins=opts.rolling_origins, canaries=opts.canaries,
+                            judgments=opts.rolling_judgments)
     inputs = (spec, wave, tuple(groups), tuple(g.commit == commit for g in groups), opts.rolling_origins,
-              opts.canaries)
+              opts.canaries, opts.rolling_judgments)
     change = opts.clusters.get(key, inputs)
     if change is memo.MISSING:
-        change = plan_cluster(spec, key[2], wave, groups, commit, origins=opts.rolling_origins, canaries=opts.canaries)
+        change = plan_cluster(spec, key[2], wave, groups, commit, origins=opts.rolling_origins, canaries=opts.canaries,
+                              judgments=opts.rolling_judgments)
     elif change is None or change.commit == commit:
         return change
     else:
@@ -318,6 +322,7 @@ def _destroy_orphan(key: Key, owned: list[ServerGroup], desired: model.DesiredSt
 def plan_cluster(
     spec: model.ClusterSpec, region: str, wave: int, groups: list[ServerGroup], commit: str,
     *, origins: Mapping[str, Capacity] | None = None, canaries: Mapping[str, canary.Progress] | None = None,
+    judgments: Mapping[str, rolling.Judgment] | None = None,
 ) -> model.Change | None:
     """The change for one cluster in one region, or None when live already matches."""
     rolls = spec.strategy.type is model.StrategyType.ROLLING_RED_BLACK
@@ -336,18 +341,20 @@ def plan_cluster(
 
     def rolling_change(new_live: ServerGroup | None, target: str, reason: str) -> model.Change:
         olds = [g for g in enabled if g.name != target]
-        restore = rolling.restore_of(model.cluster_key(spec.provider, spec.account, region, spec.name), target,
-                                     olds, origins or {})
-        steps = rolling.steps(spec, target, new_live, olds, owned, restore, wait)
+        ckey = model.cluster_key(spec.provider, spec.account, region, spec.name)
+        restore = rolling.restore_of(ckey, target, olds, origins or {})
+        steps = rolling.steps(spec, target, new_live, olds, owned, restore, wait,
+                              (judgments or {}).get(rolling.judgment_key(ckey)))
         return change(Action.REPLACE, steps, olds[0], target, reason, restore)
 
     wait = Step(StepKind.WAIT_HEALTHY, "", seconds=spec.health.timeout_s,
                 healthy_percent=spec.health.healthy_percent)
 
     if spec.strategy.canary is not None:
-        ckey = canary.progress_key(model.cluster_key(spec.provider, spec.account, region, spec.name))
-        planned = canary.plan(spec, owned, groups, h, (canaries or {}).get(ckey), wait, next_name,
-                              lambda serving: _target_capacity(spec, None, list(serving)))
+        ckey = model.cluster_key(spec.provider, spec.account, region, spec.name)
+        planned = canary.plan(spec, owned, groups, h, (canaries or {}).get(canary.progress_key(ckey)), wait,
+                              next_name, lambda serving: _target_capacity(spec, None, list(serving)), ckey,
+                              origins, (judgments or {}).get(rolling.judgment_key(ckey)))
         if planned is not None:
             return change(*planned)
 

@@ -19,6 +19,7 @@ from reconciler.core import analysis, errors, model
 from reconciler.core import canary as canary_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core.strategies import canary as strategy
+from reconciler.core.strategies import rolling
 from reconciler.runtime import prometheus
 from reconciler.state import store as store_mod
 
@@ -50,9 +51,10 @@ def forget(store: store_mod.Store, change: model.Change) -> None:
 
 
 def ended(store: store_mod.Store, change: model.Change) -> None:
-    """A canary change succeeded: the record goes unless the deployment now waits for its manual judgment."""
+    """A canary change succeeded: the record goes unless the deployment now waits for its manual judgment
+    (after the analysis, or, ``then: rolling_red_black``, at a rolling step)."""
     spec = change.desired
-    if spec is None or spec.strategy.canary is None:
+    if spec is None or spec.strategy.canary is None or rolling.stops_at(change) is not None:
         return
     key = strategy.progress_key(change.key)
     rec = strategy.parse({key: store.get(key)}).get(key)

@@ -285,7 +285,7 @@ class Executor:
                 self.after_step()
         self.store.finish_execution(ex_id, self.clock.now(), state=ExecState.SUCCEEDED)
         self.store.clear_failures(change.key)
-        rolling_state.forget(self.store, change)
+        rolling_state.ended(self.store, change, self.clock.now())
         canary.ended(self.store, change)
         metrics.CHANGES.labels(change.action.value, "applied").inc()
         self.store.record("execution_succeeded", f"{change.action.value} done: "
@@ -334,7 +334,10 @@ class Executor:
         elif step.kind is StepKind.ANALYZE:
             canary.Analyzer(self.store, self.clock, self._sleep, self.prometheus).run(change, step)
         elif step.kind is StepKind.JUDGMENT:  # the selection ran this change only once it was approved
-            canary.approved(self.store, change, self.clock.now())
+            if step.percent:  # a rolling step's
+                rolling_state.approved(self.store, change, step.percent, self.clock.now())
+            else:
+                canary.approved(self.store, change, self.clock.now())
         elif step.kind is StepKind.VERIFY:  # a group is proven once its last hook passed
             self._check_stop()
             verify.ask(self.hooks, change, step)
@@ -470,8 +473,8 @@ class Executor:
             return ExecutionResult(change, ex_id, ExecState.FAILED, reason, step=step.kind.value)
         undo: list[Step] = self._remove_baseline(provider, change)
         unproven = bool(self.store.get(_unproven_key(change, target), False))
-        if change.restore and spec is not None:
-            undo = rolling.undo_steps(change, spec.health.timeout_s, spec.health.healthy_percent)
+        if change.restore and spec is not None:  # (a canary's baseline first, then: rolling_red_black)
+            undo += rolling.undo_steps(change, spec.health.timeout_s, spec.health.healthy_percent)
         elif change.action is Action.ROLLBACK:
             undo += [Step(StepKind.DISABLE, target, reason="undo rollback"),
                     Step(StepKind.RESIZE, target, capacity=model.Capacity(0, 0, 0), reason="undo rollback")]

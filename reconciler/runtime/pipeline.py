@@ -261,6 +261,7 @@ class Pipeline:
         files: dict[str, str] = dict(self.store.get(keys.APP_FILES, {}) or {})
         files.update(app_files or {})
         origins = rolling_state.origins(self.store)
+        judgments = rolling_state.judgments(self.store)
         canaries = canary.progress(self.store)
         freeze_switch = self.store.get(keys.FREEZE)
         signature = self.desired.signature(desired.commit, want.policies)
@@ -272,7 +273,7 @@ class Pipeline:
         inputs = memo.Inputs(tuple(desired.applications.values()), (  # every input of what follows
             tuple(desired.applications), desired.commit, desired.problems, desired.broken_files, desired.notices,
             desired.unread_files, live.groups, live.unreadable, live.resources, want.policies, stalled, backing_off,
-            pauses, files, origins, canaries, freeze_switch, signature, approvals, running, base_commit,
+            pauses, files, origins, canaries, judgments, freeze_switch, signature, approvals, running, base_commit,
             self._config().prune,
             self.background, source_error, promo, policy_windows.clock_view(want.policies, desired, live.groups, now)))
         reused = self.evaluations.get(inputs)
@@ -281,7 +282,8 @@ class Pipeline:
         desired = resource_plan.hold_unknown_references(desired, live.resource_inputs())
         outcome = planner.plan(desired, live, planner.Options(
             prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
-            app_files=files, rolling_origins=origins, canaries=canaries, clusters=self.clusters,
+            app_files=files, rolling_origins=origins, canaries=canaries, rolling_judgments=judgments,
+            clusters=self.clusters,
         ))
         ctx = policy_base.PolicyContext(
             now=now, live=live.groups, desired=desired, prune=self._config().prune, policy_file=want.policies,

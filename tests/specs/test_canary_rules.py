@@ -39,8 +39,8 @@ def test_a_complete_canary_block_is_valid() -> None:
      "clusters[0].strategy.canary.interval: interval 10m is longer than the duration 5m"),
     (f"{{score: {{pass: 50, marginal: 80}}, metrics: [{GOOD_METRIC}]}}",
      "clusters[0].strategy.canary.score: marginal must not be above pass"),
-    (f"{{then: rolling_red_black, metrics: [{GOOD_METRIC}]}}",
-     "clusters[0].strategy.canary.then: unallowed value rolling_red_black"),
+    (f"{{then: blue_green, metrics: [{GOOD_METRIC}]}}",
+     "clusters[0].strategy.canary.then: unallowed value blue_green"),
     ("{metrics: [{name: e, query: 'x', compare: {direction: up}}]}",
      "clusters[0].strategy.canary.metrics[0].compare.direction: unallowed value up"),
 ])
@@ -52,3 +52,15 @@ def test_a_malformed_canary_block_names_its_field(block: str, expected: str) -> 
 def test_a_canary_block_belongs_to_type_canary_only() -> None:
     assert cluster_problems(f"strategy: {{type: red_black, canary: {{metrics: [{GOOD_METRIC}]}}}}\n") == [
         "apps/shop.yaml:10: clusters[0].strategy.canary: only for type canary (this strategy is red_black)"]
+
+
+def test_then_rolling_red_black_takes_the_strategy_steps_and_other_thens_refuse_them() -> None:
+    rolls = canary(f"{{then: rolling_red_black, metrics: [{GOOD_METRIC}]}}")
+    assert cluster_problems(rolls + "  steps: [25, {percent: 50, pause_for_approval: true}, 100]\n"
+                            "  pause: 1m\n") == []
+    assert cluster_problems(rolls + "  steps: [25, 50]\n") == [
+        "apps/shop.yaml:13: clusters[0].strategy.steps: the last step must be 100 (the new group at full capacity), "
+        "got [25, 50]"]
+    assert cluster_problems(canary(f"{{then: highlander, metrics: [{GOOD_METRIC}]}}") + "  steps: [50, 100]\n") == [
+        "apps/shop.yaml:13: clusters[0].strategy.steps: only for type rolling_red_black or a canary with then: "
+        "rolling_red_black (this strategy is canary)"]

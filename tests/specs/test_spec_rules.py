@@ -186,14 +186,31 @@ def test_the_strategies_are_red_black_highlander_rolling_red_black_and_canary() 
      "clusters[0].strategy.steps: steps must increase, got [50, 25, 100]"),
     ("{type: rolling_red_black, steps: [25, 50]}",
      "clusters[0].strategy.steps: the last step must be 100 (the new group at full capacity), got [25, 50]"),
-    ("{type: rolling_red_black, steps: [0, 100]}", "clusters[0].strategy.steps[0]: min value is 1"),
+    ("{type: rolling_red_black, steps: [0, 100]}",
+     "clusters[0].strategy.steps[0]: a percent from 1 to 100 is needed, got 0"),
+    ("{type: rolling_red_black, steps: [25, {percent: 50, pause_for_approval: true}, 100]}", None),
+    ("{type: rolling_red_black, steps: [25, {percent: 50}, {percent: 100, pause_for_approval: false}]}", None),
+    ("{type: rolling_red_black, steps: [{pause_for_approval: true}, 100]}",
+     "clusters[0].strategy.steps[0].percent: a percent from 1 to 100 is needed, got None"),
+    ("{type: rolling_red_black, steps: [{percent: 50, pause_for_approval: yes please}, 100]}",
+     "clusters[0].strategy.steps[0].pause_for_approval: must be true or false"),
+    ("{type: rolling_red_black, steps: [{percent: 50, approve: true}, 100]}",
+     "clusters[0].strategy.steps[0]: unknown field(s) approve (a step has percent and pause_for_approval)"),
+    ("{type: rolling_red_black, steps: [{percent: 150}, 100]}",
+     "clusters[0].strategy.steps[0].percent: a percent from 1 to 100 is needed, got 150"),
+    ("{type: rolling_red_black, steps: [true, 100]}",
+     "clusters[0].strategy.steps[0]: must be of ['integer', 'dict'] type"),
+    ("{type: rolling_red_black, steps: [{percent: 50, pause_for_approval: true}, 25, 100]}",
+     "clusters[0].strategy.steps: steps must increase, got [50, 25, 100]"),
     ("{type: rolling_red_black, steps: []}", "clusters[0].strategy.steps: min length is 1"),
     ("{type: rolling_red_black, steps: 50}", "clusters[0].strategy.steps: must be of list type"),
     ("{type: rolling_red_black, pause: soon}",
      "clusters[0].strategy.pause: must be a duration like 30s, 10m or 1h"),
-    ("{steps: [50, 100]}", "clusters[0].strategy.steps: only for type rolling_red_black (this strategy is "
+    ("{steps: [50, 100]}", "clusters[0].strategy.steps: only for type rolling_red_black or a canary with then: "
+                           "rolling_red_black (this strategy is "
                            "red_black)"),
-    ("{type: highlander, pause: 1m}", "clusters[0].strategy.pause: only for type rolling_red_black (this "
+    ("{type: highlander, pause: 1m}", "clusters[0].strategy.pause: only for type rolling_red_black or a canary "
+                                      "with then: rolling_red_black (this "
                                       "strategy is highlander)"),
     ("{type: highlander, keep_disabled: 2}", "clusters[0].strategy.keep_disabled: highlander keeps no disabled "
                                              "group; remove keep_disabled or use red_black"),

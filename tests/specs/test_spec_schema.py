@@ -77,12 +77,15 @@ def test_enums_patterns_and_bounds_carry_over() -> None:
     strategy = cluster["properties"]["strategy"]["properties"]
     assert strategy["type"]["enum"] == ["red_black", "highlander", "rolling_red_black", "canary"]
     canary = strategy["canary"]["properties"]
-    assert canary["then"]["enum"] == ["red_black", "highlander"] and "PromQL" in canary["metrics"]["description"]
+    assert canary["then"]["enum"] == ["red_black", "highlander", "rolling_red_black"]
+    assert "PromQL" in canary["metrics"]["description"]
     assert canary["metrics"]["items"]["required"] == ["name", "query"]
     assert canary["metrics"]["items"]["properties"]["compare"]["properties"]["direction"]["enum"] == [
         "increase", "decrease", "either"]
-    assert strategy["steps"]["items"] == {"type": "integer", "minimum": 1, "maximum": 100}
-    assert "rolling_red_black only" in strategy["pause"]["description"]
+    percent, step = strategy["steps"]["items"]["oneOf"]
+    assert percent | {"description": ""} == {"type": "integer", "minimum": 1, "maximum": 100, "description": ""}
+    assert step["required"] == ["percent"] and step["properties"]["pause_for_approval"]["type"] == "boolean"
+    assert "rolling_red_black (or canary with then: rolling_red_black) only" in strategy["pause"]["description"]
     assert cluster["properties"]["health"]["properties"]["healthy_percent"] | {"description": ""} == {
         "type": "integer", "minimum": 1, "maximum": 100, "description": ""}
     assert cluster["properties"]["capacity"]["required"] == ["min", "desired", "max"]

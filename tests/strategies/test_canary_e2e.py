@@ -287,3 +287,50 @@ def test_pause_for_approval_holds_a_passed_canary_until_reconciler_approve(tmp_p
     assert not groups[SERVING]["enabled"]
     assert _progress_keys(env) == []
     assert env.cli("plan").code == 0
+
+
+def test_a_passed_canary_then_rolling_red_black_grows_in_steps_and_serving_never_drops_below_the_floor(
+        tmp_path: Path) -> None:
+    with prometheus_server.backfilled(tmp_path / "prom", GOOD) as url:
+        env = _env(tmp_path, url)
+        env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=REGION, desired=3, extra=(
+            STRATEGY.replace("    interval: 1s\n", "    interval: 1s\n    then: rolling_red_black\n")
+            + "  steps: [50, 100]\n"))).commit("v2, canary then rolling")
+        (change,) = json.loads(env.cli("plan", "--format", "json").out)["changes"]
+        assert change["strategy"]["steps"] == [50, 100] and change["strategy"]["canary"]["then"] == "rolling_red_black"
+        assert change["restore"] == [{"server_group": SERVING, "capacity": {"min": 1, "desired": 3, "max": 6}}]
+        assert "on pass rolling_red_black in steps of 50%, 100%" in env.cli("plan").out
+        with Watch(env.state_dir / "state.db") as watch:
+            res = env.cli("apply", "--yes")
+        assert res.code == 0, res.out + res.err
+    assert res.out.index(f"analyze canary {CANARY}") < res.out.index(
+        f"resize {SERVING} to min 1, desired 2, max 6 [rolling step 50%]") < res.out.index("[rolling step 100%]")
+    assert watch.samples > 0 and watch.total_min is not None and watch.total_min >= 3, watch.total_min
+    assert watch.serving_min == 0 and watch.canary_max == 3
+    groups = _groups(env)
+    assert groups[CANARY]["enabled"] and groups[CANARY]["capacity"]["desired"] == 3
+    assert not groups[SERVING]["enabled"]
+    assert _progress_keys(env) == []
+    conn = sqlite3.connect(env.state_dir / "state.db")
+    assert conn.execute("SELECT count(*) FROM kv WHERE key LIKE 'rolling-%'").fetchone() == (0,)
+    conn.close()
+    assert env.cli("plan").code == 0
+
+
+def test_a_bad_canary_then_rolling_red_black_rolls_back_by_rolling_rule_after_its_baseline(tmp_path: Path) -> None:
+    with prometheus_server.backfilled(tmp_path / "prom", BAD) as url:
+        env = _env(tmp_path, url)
+        env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=REGION, desired=3, extra=(
+            STRATEGY.replace("    interval: 1s\n", "    interval: 1s\n    then: rolling_red_black\n")
+            + "  steps: [50, 100]\n"))).commit("v2, bad canary then rolling")
+        with Watch(env.state_dir / "state.db") as watch:
+            res = env.cli("apply", "--yes")
+    assert res.code == 1
+    assert (f"rolled back (disable {BASELINE}, destroy {BASELINE}, resize {SERVING} to min 1, desired 3, max 6, "
+            f"wait until 100% of {SERVING} is healthy (timeout 5s), disable {CANARY}, destroy {CANARY}); "
+            f"{SERVING} keeps serving") in res.err, res.err
+    assert watch.samples > 0 and watch.serving_min == 3 and watch.serving_always_enabled and watch.canary_max == 1
+    assert list(_groups(env)) == [SERVING] and _progress_keys(env) == []
+    conn = sqlite3.connect(env.state_dir / "state.db")
+    assert conn.execute("SELECT count(*) FROM kv WHERE key LIKE 'rolling-%'").fetchone() == (0,)
+    conn.close()

@@ -165,3 +165,66 @@ def test_red_black_plans_are_unchanged_by_the_strategies() -> None:
     old, new = spec(), spec(image="img-2")
     (c,) = planner.plan(desired(new), planner.LiveState((group(0, old),))).plan.changes
     assert c.restore == () and not any(s.percent for s in c.steps)
+
+
+def _judged(steps: tuple[int, ...], approve: tuple[int, ...]) -> model.ClusterSpec:
+    s = with_strategy(spec(image="img-2", desired=4), StrategyType.ROLLING_RED_BLACK, steps=steps)
+    return dataclasses.replace(s, strategy=dataclasses.replace(s.strategy, approval_steps=approve))
+
+
+@pytest.mark.parametrize("approve", [(50,), (25, 100), (100,)])
+def test_a_step_with_pause_for_approval_ends_the_change_and_the_next_starts_with_the_judgment(
+        approve: tuple[int, ...]) -> None:
+    """Walk the deployment as the executor would (a change that stops records the step it reached, a judgment
+    step records its approval), crashing after every prefix of every change: it always converges, every
+    approval step is judged exactly once, and no step past a waiting one ever runs before its approval."""
+    old, new = spec(desired=4), _judged((25, 50, 100), approve)
+    first = plan(desired(new), group(0, old)).changes[0]
+    origins = {rolling.origin_key(first.key, first.desired_server_group or "", n): c for n, c in first.restore}
+    jkey = rolling.judgment_key(first.key)
+    assert not any(s.kind is StepKind.JUDGMENT for s in first.steps)
+    assert rolling.stops_at(first) == approve[0]
+    assert max(s.percent for s in first.steps) == approve[0]  # nothing of a later step before the judgment
+    for crash_at in range(8):
+        crash = crash_at
+        live: list[model.ServerGroup] = [group(0, old)]
+        record: rolling.Judgment | None = None
+        judged: list[int] = []
+        for _ in range(12):
+            p = plan(desired(new), *live, rolling_origins=origins,
+                     rolling_judgments={jkey: record} if record else {})
+            if not p.changes:
+                break
+            (c,) = p.changes
+            if StepKind.JUDGMENT in [s.kind for s in c.steps]:  # the manual-judgment policy holds all of it:
+                assert [s.kind for s in c.steps][:2] == [StepKind.WAIT_HEALTHY, StepKind.JUDGMENT]  # none first
+                assert c.steps[1].percent not in (record.approved if record else ())
+            prefix = c.steps if crash >= len(c.steps) else c.steps[:crash]
+            for s in prefix:
+                if s.kind is StepKind.JUDGMENT:
+                    judged.append(s.percent)
+                    record = rolling.Judgment(c.desired_server_group or "", 0,
+                                              tuple(sorted({*(record.approved if record else ()), s.percent})))
+            live = _apply(prefix, live, new)
+            if prefix == c.steps and (at := rolling.stops_at(c)) is not None:
+                record = rolling.Judgment(c.desired_server_group or "", at, record.approved if record else ())
+            crash = 99  # one crash per walk, then every change runs to its end
+        names = {g.name: g for g in live}
+        assert names["app-main-v001"].enabled and names["app-main-v001"].capacity.desired == 4, crash_at
+        assert not names["app-main-v000"].enabled
+        assert sorted(set(judged)) == sorted(approve) and len(judged) == len(approve), judged
+
+
+def test_the_judgment_of_a_rolling_step_reads_as_such_and_the_plan_json_lists_the_steps_that_wait() -> None:
+    from reconciler.core import strategies
+
+    new = _judged((25, 50, 100), (50,))
+    step = model.Step(StepKind.JUDGMENT, "app-main-v001", percent=50)
+    assert step.describe() == ("manual judgment: app-main-v001 is healthy at the 50% step; continues once approved "
+                               "[rolling step 50%]")
+    view = strategies.view(new.strategy)
+    assert view["steps"] == [25, 50, 100] and view["approval_steps"] == [50]
+    assert view["summary"].endswith("after the 50% step(s) it waits for `reconciler approve`")
+    assert rolling.parse_judgments({"a": {"server_group": "g", "reached": 50, "approved": [25]},
+                                    "b": {"server_group": "g", "reached": "x", "approved": []}}) == {
+        "a": rolling.Judgment("g", 50, (25,))}

@@ -114,7 +114,8 @@ def test_rolling_red_black_grows_in_steps_and_never_serves_below_the_desired_cap
     assert "resize checkout-main-v000 to min 1, desired 3, max 6 [rolling step 25%]" in text
     (change,) = json.loads(env.cli("plan", "--format", "json").out)["changes"]
     assert change["strategy"] == {
-        "type": "rolling_red_black", "steps": [25, 50, 100], "pause_seconds": 0.0, "keep_disabled": 1,
+        "type": "rolling_red_black", "steps": [25, 50, 100], "pause_seconds": 0.0, "approval_steps": [],
+        "keep_disabled": 1,
         "rollback_target_kept": True, "verify": [], "summary": change["strategy"]["summary"]}
     assert change["restore"] == [{"server_group": "checkout-main-v000", "capacity": {"min": 1, "desired": 4,
                                                                                       "max": 6}}]
@@ -193,3 +194,57 @@ def test_a_saved_rolling_plan_round_trips_and_applies(env: Env, tmp_path: Path) 
     assert res.code == 0, res.out + res.err
     assert "wait 0s (pause after the 50% step) [rolling step 50%]" in res.out
     assert _groups(env)["checkout-main-v001"]["capacity"]["desired"] == 4
+
+
+JUDGED = "strategy: {type: rolling_red_black, steps: [25, {percent: 50, pause_for_approval: true}, 100]}\n"
+
+
+def test_a_rolling_step_with_pause_for_approval_waits_for_reconciler_approve_and_a_crash_after_it_does_not_ask_again(
+        env: Env) -> None:
+    _deploy_v1(env)
+    env.repo.write("apps/checkout.yaml", app_spec(image="checkout-2.0", regions=REGION, desired=4, extra=JUDGED)
+                   ).commit("v2, rolling with a manual judgment at 50%")
+    (change,) = json.loads(env.cli("plan", "--format", "json").out)["changes"]
+    assert change["strategy"]["steps"] == [25, 50, 100] and change["strategy"]["approval_steps"] == [50]
+    assert max(s.get("percent", 0) for s in change["steps"]) == 50 and "disable" not in [
+        s["kind"] for s in change["steps"]]
+    assert "after the 50% step(s) it waits for `reconciler approve`" in env.cli("plan").out
+
+    with Floor(env.state_dir / "state.db") as floor:
+        res = env.cli("apply", "--yes")
+        assert res.code == 0, res.out + res.err
+        sizes = {n: (g["enabled"], g["capacity"]["desired"]) for n, g in _groups(env).items()}
+        assert sizes == {"checkout-main-v000": (True, 2), "checkout-main-v001": (True, 2)}
+
+        (waiting,) = json.loads(env.cli("plan", "--format", "json").out)["changes"]
+        assert [s["kind"] for s in waiting["steps"]][:3] == ["wait_healthy", "judgment", "resize"]
+        assert waiting["steps"][1]["percent"] == 50
+        judgment = next(v for v in waiting["verdicts"] if v["policy"] == "manual-judgment")
+        assert judgment["message"] == (
+            "checkout-main-v001 is healthy at the 50% step and waits for a person's go-ahead (pause_for_approval): "
+            f"reconciler approve {waiting['change_id']}")
+        md = env.cli("plan", "--format", "markdown").out
+        assert "manual judgment: checkout-main-v001 is healthy at the 50% step; continues once approved" in md
+        hold = f"waiting for approval (reconciler approve {waiting['change_id']})"
+        assert hold in env.cli("status").out
+        held = env.cli("apply", "--yes")
+        assert hold in held.out + held.err
+        assert {n: g["capacity"]["desired"] for n, g in _groups(env).items()} == {
+            "checkout-main-v000": 2, "checkout-main-v001": 2}, "nothing moved without the approval"
+
+        assert env.cli("approve", waiting["change_id"]).code == 0
+        crashed = reconciler_subprocess(["2", "apply", "--config", str(env.config), "--yes"],  # wait, judgment;
+                                        module="tests.crashing_cli")  # then SIGKILL
+        crashed.communicate(timeout=120)
+        assert crashed.returncode == -9
+        (resumed,) = json.loads(env.cli("plan", "--format", "json").out)["changes"]
+        assert "judgment" not in [s["kind"] for s in resumed["steps"]]
+        assert not any(v["policy"] == "manual-judgment" for v in resumed["verdicts"])
+        res = env.cli("apply", "--yes")
+        assert res.code == 0, res.out + res.err
+    assert floor.samples > 0 and floor.lowest is not None and floor.lowest >= 4, floor.lowest
+    groups = _groups(env)
+    assert groups["checkout-main-v001"]["enabled"] and groups["checkout-main-v001"]["capacity"]["desired"] == 4
+    assert not groups["checkout-main-v000"]["enabled"]
+    assert env.cli("plan").code == 0
+    assert _progress_records(env) == []

@@ -32,20 +32,24 @@ def _describe(strategy: model.Strategy) -> str:
         return "highlander: once the new group serves, every older group is destroyed; no rollback target is kept"
     if kind is model.StrategyType.ROLLING_RED_BLACK:
         pause = f", pause {model._fmt_seconds(pause_s)} between steps" if pause_s else ""
+        judged = (f"; after the {', '.join(f'{p}%' for p in strategy.approval_steps)} step(s) it waits for "
+                  f"`reconciler approve`" if strategy.approval_steps else "")
         return (f"rolling_red_black in steps of {', '.join(f'{p}%' for p in steps)}{pause}: the new group grows "
                 f"and the same share of the old groups' capacity leaves at each step; on failure the old groups "
-                f"return to full capacity first, then the new group is removed")
+                f"return to full capacity first, then the new group is removed{judged}")
     kept = f"{keep_disabled} disabled group(s) kept for rollback" if keep_disabled else "no rollback target is kept"
     return f"red_black: the new group takes all traffic at once; {kept}"
 
 
 def view(strategy: model.Strategy) -> dict[str, Any]:
     """The strategy as plan JSON shows it (``changes[].strategy``)."""
-    rolling_ = strategy.type is model.StrategyType.ROLLING_RED_BLACK
+    rolling_ = strategy.type is model.StrategyType.ROLLING_RED_BLACK or (
+        strategy.canary is not None and strategy.canary.then == model.StrategyType.ROLLING_RED_BLACK.value)
     return {
         "type": strategy.type.value,
         "steps": list(strategy.steps) if rolling_ else [100],
         "pause_seconds": strategy.pause_s if rolling_ else 0.0,
+        "approval_steps": list(strategy.approval_steps),
         "keep_disabled": strategy.keep_disabled,
         "rollback_target_kept": strategy.type is not model.StrategyType.HIGHLANDER and strategy.keep_disabled > 0,
         "verify": list(strategy.verify),

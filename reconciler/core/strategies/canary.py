@@ -1,6 +1,8 @@
 """Canary: a small canary group of the new version and a baseline group of the serving version, both in
 traffic beside the serving group, judged by metric analysis; on pass the canary grows and takes over as
-``canary.then`` says (red/black or highlander), on fail both go and the serving group was never touched.
+``canary.then`` says (red/black, highlander, or rolling red/black: the canary is then the new group of
+``rolling.steps``, the serving groups' original capacities in the change's ``restore``), on fail both
+go and the serving group was never touched.
 
 Convergent like the other strategies: live state says which groups exist, and the store's progress
 record (``Progress``, written by the executor before the first step, dropped when the deployment ends)
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from reconciler.core import canary as canary_mod
 from reconciler.core import model
 from reconciler.core.model import Action, Capacity, ServerGroup, Step, StepKind
-from reconciler.core.strategies import retire
+from reconciler.core.strategies import retire, rolling
 
 PREFIX = "canary/"
 """Store keys ``canary/<cluster key>`` -> the progress of that cluster's canary."""
@@ -71,30 +73,43 @@ def baseline_of(change: model.Change) -> str:
 
 REMOVE_BASELINE = "canary baseline no longer needed"
 
-Planned = tuple[Action, list[Step], ServerGroup | None, str, str]
+Planned = tuple[Action, list[Step], ServerGroup | None, str, str, tuple[tuple[str, Capacity], ...]]
+"""action, steps, current, target, reason, restore (``then: rolling_red_black``: the serving groups'
+original capacities)."""
 NextName = Callable[[str, Iterable[ServerGroup]], str]
 
 
 def plan(spec: model.ClusterSpec, owned: Sequence[ServerGroup], groups: Sequence[ServerGroup], spec_hash: str,
          progress: Progress | None, wait: Step, next_name: NextName,
-         target_capacity: Callable[[Sequence[ServerGroup]], Capacity]) -> Planned | None:
+         target_capacity: Callable[[Sequence[ServerGroup]], Capacity], cluster_key: str = "",
+         origins: Mapping[str, Capacity] | None = None, judgment: rolling.Judgment | None = None) -> Planned | None:
     """The canary change of one cluster in one region; None where the generic planner decides (the spec
-    equals a group that exists, with no canary of it in progress: finish, or roll back to it)."""
+    equals a group that exists, with no canary of it in progress: finish, or roll back to it).
+
+    With ``then: rolling_red_black``, ``origins`` and ``judgment`` are the rolling deployment's records
+    (``rolling.origin_key``, ``rolling.judgment_key``) of ``cluster_key``."""
     canary = spec.strategy.canary
     assert canary is not None
     by_name = {g.name: g for g in owned}
+
+    def rolls(new: str, serving: Sequence[ServerGroup]) -> Rolls | None:
+        if canary.then != model.StrategyType.ROLLING_RED_BLACK.value or not serving:
+            return None
+        return Rolls(rolling.restore_of(cluster_key, new, serving, origins or {}), judgment)
+
     rec = progress if progress is not None and progress.spec_hash == spec_hash \
         and progress.canary in by_name else None
     if rec is not None:
         new = by_name[rec.canary]
         rest = [g for g in owned if g.name not in (rec.canary, rec.baseline)]
         serving = [g for g in rest if g.enabled]
+        then = rolls(new.name, serving)
         steps = _steps(spec, new.name, new, rec.baseline, by_name.get(rec.baseline) if rec.baseline else None,
                        serving[0] if serving else None, rec.passed, serving, rest, wait,
-                       target_capacity(serving), approved=rec.approved)
+                       target_capacity(serving), approved=rec.approved, rolls_on=then)
         what = "analysis passed; finish" if rec.passed else "resume"
         return Action.REPLACE, steps, serving[0] if serving else None, new.name, \
-            f"{what}: canary deployment of {new.name}"
+            f"{what}: canary deployment of {new.name}", then.restore if then else ()
     stale = progress.baseline if progress is not None and progress.baseline in by_name else ""
     rest = [g for g in owned if g.name != stale]
     if any(g.spec_hash == spec_hash for g in rest):
@@ -106,18 +121,28 @@ def plan(spec: model.ClusterSpec, owned: Sequence[ServerGroup], groups: Sequence
     if not serving:
         steps = _steps(spec, name, None, "", None, None, False, [], rest, wait, spec.capacity)
         return (Action.CREATE if not owned else Action.REPLACE), cleanup + steps, None, name, \
-            "first deploy: canary without a baseline (nothing serves yet)"
+            "first deploy: canary without a baseline (nothing serves yet)", ()
     placeholder = dataclasses.replace(groups[0], name=name, created_at=float("inf"))
     baseline = next_name(spec.name, [*groups, placeholder])
+    then = rolls(name, serving)
     steps = _steps(spec, name, None, baseline, None, serving[0], False, serving, rest, wait,
-                   target_capacity(serving))
-    return Action.REPLACE, cleanup + steps, serving[0], name, "immutable fields changed"
+                   target_capacity(serving), rolls_on=then)
+    return Action.REPLACE, cleanup + steps, serving[0], name, "immutable fields changed", \
+        then.restore if then else ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rolls:
+    """``then: rolling_red_black``: the serving groups' original capacities and the rolling judgments."""
+
+    restore: tuple[tuple[str, Capacity], ...]
+    judgment: rolling.Judgment | None
 
 
 def _steps(spec: model.ClusterSpec, name: str, new_live: ServerGroup | None, baseline: str,
            baseline_live: ServerGroup | None, source: ServerGroup | None, passed: bool,
            serving: Sequence[ServerGroup], rest: Sequence[ServerGroup], wait: Step,
-           target: Capacity, *, approved: bool = False) -> list[Step]:
+           target: Capacity, *, approved: bool = False, rolls_on: Rolls | None = None) -> list[Step]:
     canary = spec.strategy.canary
     assert canary is not None
     n = canary.capacity
@@ -154,6 +179,11 @@ def _steps(spec: model.ClusterSpec, name: str, new_live: ServerGroup | None, bas
         if not passed:
             return out  # the deployment waits here for a person: the next plan starts with the judgment
         out.append(Step(StepKind.JUDGMENT, name, reason="pause_for_approval"))
+    if rolls_on is not None:  # the canary, in traffic at its size, is the rolling deployment's new group
+        grown = new_live if new_live is not None and passed else dataclasses.replace(
+            serving[0], name=name, capacity=small, enabled=True)
+        return out + rolling.steps(then_spec(spec), name, grown, serving, list(rest), rolls_on.restore, wait,
+                                   rolls_on.judgment)
     if new_live is None or new_live.capacity != target or not passed:
         out.append(Step(StepKind.RESIZE, name, capacity=target, reason="canary passed: full capacity"))
     out.append(wait_for(name))
@@ -181,9 +211,19 @@ def describe(strategy: model.Strategy) -> str:
     return (f"canary: a canary and a baseline group of {c.capacity} instance(s) each beside the serving group "
             f"for {model._fmt_seconds(c.duration_s)}, judged every {model._fmt_seconds(c.interval_s)} on "
             f"{len(c.metrics)} metric(s) ({metrics}); passes at score >= {c.pass_score:g}, fails below "
-            f"{c.marginal_score:g} at any interval; on pass {c.then}, on fail both groups are removed and the "
-            f"serving group is never touched" + ("; after the analysis it waits for `reconciler approve`"
-                                                 if c.pause_for_approval else ""))
+            f"{c.marginal_score:g} at any interval; on pass {c.then}{_then_steps(strategy)}, on fail both "
+            f"groups are removed and the serving group is never touched"
+            + ("; after the analysis it waits for `reconciler approve`" if c.pause_for_approval else ""))
+
+
+def _then_steps(strategy: model.Strategy) -> str:
+    """``then: rolling_red_black``: the steps the canary grows in."""
+    c = strategy.canary
+    if c is None or c.then != model.StrategyType.ROLLING_RED_BLACK.value:
+        return ""
+    judged = f", waiting for `reconciler approve` after {', '.join(f'{p}%' for p in strategy.approval_steps)}" \
+        if strategy.approval_steps else ""
+    return f" in steps of {', '.join(f'{p}%' for p in strategy.steps)}{judged}"
 
 
 def view(strategy: model.Strategy) -> dict[str, object]:

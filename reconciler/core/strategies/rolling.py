@@ -9,12 +9,19 @@ the new group has ``T`` and the older groups leave traffic as in red/black.
 Convergent: the step reached is read from the new group's live size, and the old groups' original
 capacities (``origins``) are kept in the store from the first step on, so a deployment interrupted at any
 step continues from where it stands.
+
+A step with ``pause_for_approval`` ends the change once that step is done (the old groups' share left,
+or, at 100%, the new group is full and healthy before the old groups leave traffic); the executor then
+records the step reached (``Judgment``), and the next plan starts with a ``judgment`` step that the
+``manual-judgment`` policy holds for ``reconciler approve``. Once that step ran, the approval is in the
+record, so a crash after it never asks again.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from reconciler.core import model
 from reconciler.core.model import Capacity, ServerGroup, Step, StepKind
@@ -28,6 +35,50 @@ def origin_key(change_key: str, new: str, old: str) -> str:
     """With empty ``new`` and ``old``: ``<prefix><cluster key>//``, whose first part minus one slash is the
     prefix of every record of that cluster."""
     return f"{ORIGINS_PREFIX}{change_key}/{new}/{old}"
+
+
+JUDGMENT_PREFIX = "rolling-judgment/"
+"""Store keys ``rolling-judgment/<cluster key>`` -> the manual judgments of that cluster's deployment."""
+
+
+def judgment_key(change_key: str) -> str:
+    return JUDGMENT_PREFIX + change_key
+
+
+@dataclass(frozen=True, slots=True)
+class Judgment:
+    """A rolling deployment's manual judgments, as the store keeps them: the step at which its last change
+    stopped to wait for one (0: none), and the steps already approved."""
+
+    server_group: str
+    reached: int = 0
+    approved: tuple[int, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"server_group": self.server_group, "reached": self.reached, "approved": list(self.approved)}
+
+
+def parse_judgments(records: Mapping[str, object]) -> dict[str, Judgment]:
+    """Store records as judgments by store key; a malformed one is ignored (its step is then done again and
+    the rollout stops there again: it never continues without an approval)."""
+    out: dict[str, Judgment] = {}
+    for key, v in records.items():
+        if isinstance(v, dict) and isinstance(v.get("server_group"), str) and isinstance(v.get("reached"), int) \
+                and isinstance(v.get("approved"), list) and all(isinstance(p, int) for p in v["approved"]):
+            out[key] = Judgment(v["server_group"], v["reached"], tuple(v["approved"]))
+    return out
+
+
+def stops_at(change: model.Change) -> int | None:
+    """The step (percent) at which this change stops to wait for a manual judgment; None when it ends the
+    deployment (its old groups leave traffic) or has no such step."""
+    spec, new, olds = change.desired, change.desired_server_group, {name for name, _ in change.restore}
+    if spec is None or not spec.strategy.approval_steps or any(
+            s.kind is StepKind.DISABLE and s.server_group in olds for s in change.steps):
+        return None
+    p = max((s.percent for s in change.steps if s.server_group == new), default=0)
+    judged = any(s.kind is StepKind.JUDGMENT and s.percent == p for s in change.steps)
+    return p if p in spec.strategy.approval_steps and not judged else None
 
 
 def parse_origins(records: Mapping[str, object]) -> dict[str, Capacity]:
@@ -62,15 +113,20 @@ def target_capacity(spec: model.ClusterSpec, origins: Sequence[Capacity]) -> Cap
 
 
 def steps(spec: model.ClusterSpec, new_name: str, new_live: ServerGroup | None, olds: Sequence[ServerGroup],
-          owned: list[ServerGroup], restore: Sequence[tuple[str, Capacity]], wait: Step) -> list[Step]:
-    """The steps left to take ``new_name`` from where it stands (``None``: not created) to full service.
+          owned: list[ServerGroup], restore: Sequence[tuple[str, Capacity]], wait: Step,
+          judgment: Judgment | None = None) -> list[Step]:
+    """The steps left to take ``new_name`` from where it stands (``None``: not created) to full service,
+    or to the next step that waits for a manual judgment.
 
-    ``olds`` are the older enabled groups; ``restore`` their original capacities, in the same order.
+    ``olds`` are the older enabled groups; ``restore`` their original capacities, in the same order;
+    ``judgment`` the deployment's manual judgments (ignored unless they are of ``new_name``).
     """
     percents = spec.strategy.steps
     origin = dict(restore)
     target = target_capacity(spec, [c for _, c in restore])
     out: list[Step] = []
+    mine = judgment if judgment is not None and judgment.server_group == new_name else Judgment(new_name)
+    pending = [p for p in spec.strategy.approval_steps if p not in mine.approved]
 
     def wait_new(percent: int) -> Step:
         return Step(StepKind.WAIT_HEALTHY, new_name, seconds=wait.seconds, healthy_percent=wait.healthy_percent,
@@ -83,6 +139,7 @@ def steps(spec: model.ClusterSpec, new_name: str, new_live: ServerGroup | None, 
     else:
         size = new_live.capacity.desired
         at = max((i for i, p in enumerate(percents) if new_capacity(target, p).desired <= size), default=0)
+        at = min([at, *(percents.index(p) for p in pending)])  # never past a step that waits for approval
         cap = new_capacity(target, percents[at])
         if new_live.capacity != cap:
             out.append(Step(StepKind.RESIZE, new_name, capacity=cap, percent=percents[at]))
@@ -93,17 +150,27 @@ def steps(spec: model.ClusterSpec, new_name: str, new_live: ServerGroup | None, 
         p = percents[i]
         if i > at:
             out += [Step(StepKind.RESIZE, new_name, capacity=new_capacity(target, p), percent=p), wait_new(p)]
+        judged = i == at and mine.reached == p and p in pending  # done when its change stopped for this
         if p >= 100:
             break  # the last step's hooks run in retire.steps, before the old groups leave traffic
-        out += retire.verify_steps(spec, new_name, p)
+        if not judged:
+            out += retire.verify_steps(spec, new_name, p)
         for g in olds:
             shrunk = old_capacity(origin.get(g.name, g.capacity), p)
             if i > at or g.capacity != shrunk:
                 out.append(Step(StepKind.RESIZE, g.name, capacity=shrunk, percent=p,
                                 reason=f"{p}% of its capacity leaves"))
-        if spec.strategy.pause_s > 0:
+        if spec.strategy.pause_s > 0 and not judged:
             out.append(Step(StepKind.DELAY, new_name, seconds=spec.strategy.pause_s,
                             reason=f"pause after the {p}% step", percent=p))
+        if p in pending:
+            if not judged:
+                return out  # the change ends here; the next one starts with the judgment
+            out.append(Step(StepKind.JUDGMENT, new_name, reason="pause_for_approval", percent=p))
+    if 100 in pending:
+        if not (at == len(percents) - 1 and mine.reached == 100):
+            return out  # full and healthy beside the old groups, which leave traffic once approved
+        out.append(Step(StepKind.JUDGMENT, new_name, reason="pause_for_approval", percent=100))
     return out + retire.steps(spec, new_name, olds, owned)
 
 
