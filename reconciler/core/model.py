@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NewType
 
+from reconciler.core import automation as automation_mod
 from reconciler.core import canary as canary_mod
 from reconciler.core import images as image_mod
 
@@ -410,6 +411,7 @@ class Application:
     version_source: VersionSource | None = None
     environments: tuple[Environment, ...] = ()
     depends_on: tuple[Dependency, ...] = ()
+    automation: automation_mod.ImageAutomation | None = None  # commit newer images' versions (docs/environments.md)
 
 
 @dataclass(frozen=True, slots=True)

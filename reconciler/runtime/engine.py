@@ -23,6 +23,7 @@ from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import model
 from reconciler.notifications import outbox as notify_outbox
+from reconciler.runtime import automation as automation_mod
 from reconciler.runtime import canary as canary_mod
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
@@ -111,6 +112,15 @@ class Engine:
         except pipeline_mod.NoCommit:
             return  # nothing was ever read: status says no pass has run
 
+    def automate(self) -> list[automation_mod.Look]:
+        """Image automation's look for newer images, after a poll; a version it commits deploys on a pass."""
+        commit = self.store.get(keys.LAST_GOOD)
+        if commit is None:
+            return []
+        with self.pass_lock:  # the mirror and the spec cache serve one reader at a time
+            desired = self.desired.at(commit, resolve_images=False).state  # specs come from the cache
+        return automation_mod.run(self.config, self.store, self.clock, desired, self.providers.get)
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until the executions dispatched so far end, and the status update after each (tests)."""
         self.dispatcher.wait(timeout)
@@ -126,6 +136,7 @@ class Engine:
             ha=self.ha.status() if self.ha is not None else None,
         )
         doc["canaries"] = canary_mod.status(self.store)
+        doc["automation"] = automation_mod.status(self.store)
         return doc
 
     def ready(self) -> tuple[bool, str]:
