@@ -121,13 +121,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     s.set_defaults(func=cmd_apply)
 
-    s = sub.add_parser("run", parents=[common], help="the daemon; --once for one reconcile pass")
-    s.add_argument("--once", action="store_true", help="one pass, waiting for its deployments, then exit")
+    s = sub.add_parser("run", parents=[common], help="the daemon; --once for one reconcile pass",
+                       description="The daemon: a reconcile pass every poll.interval; after each poll, image "
+                                   "automation commits a newer image's version for applications with automation: "
+                                   "{image, policy} (docs/environments.md).")
+    s.add_argument("--once", action="store_true", help="one pass, waiting for its deployments, then exit "
+                                                       "(no image automation)")
     s.add_argument("--log-format", choices=("auto", "text", "json"), default="auto")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", parents=[common, remote], help="applications, conditions, server groups")
-    s.add_argument("application", nargs="?", help="only this application, with its pipeline (environments)")
+    s.add_argument("application", nargs="?", help="only this application, with its pipeline (environments) "
+                                                                "and its image automation's last look")
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.set_defaults(func=cmd_status)
 

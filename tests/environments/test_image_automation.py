@@ -151,3 +151,26 @@ def test_policies_and_versions() -> None:
     rc = automation.parse_policy("semver >=3.0.0-rc.1")
     assert rc.admits(automation.parse_version("3.0.0-rc.2") or pytest.fail())
     assert not policy.admits(automation.parse_version("2.5.0-rc.1") or pytest.fail())
+
+
+def test_the_documented_example_loads_its_mistakes_read_as_documented_and_help_names_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler import cli
+    from tests.environments.test_docs_example import DOC, _block_after
+
+    example = _block_after("`apps/checkout.yaml`, with automation:")
+    repo = DesiredRepo(tmp_path / "desired")
+    repo.write("apps/values.yaml", 'checkout:\n  version: "2.0.0"\n').write("apps/checkout.yaml", example).commit()
+    assert run_cli("validate", str(repo.path)).code == 0
+    documented = _block_after("hold the application like any other:", "").strip().splitlines()
+    for line, (old, new) in zip(documented, [
+            ('policy: "semver >=2.0 <3"', 'policy: "semver >=2.0 <3 x"'),
+            ('image: "checkout-{version}-*"       #', 'image: "checkout-*"       #'),
+            ("version_from: checkout.version", "criticality: normal")], strict=True):
+        repo.write("apps/checkout.yaml", example.replace(old, new, 1)).commit()
+        res = run_cli("validate", str(repo.path))
+        assert res.code != 0 and line in res.out + res.err, (line, res.out, res.err)
+    assert "automation" in DOC
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    assert "image automation commits a newer image's version" in " ".join(capsys.readouterr().out.split())
