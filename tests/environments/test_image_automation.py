@@ -174,3 +174,22 @@ def test_the_documented_example_loads_its_mistakes_read_as_documented_and_help_n
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
     assert "image automation commits a newer image's version" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_json_schema_describes_automation_and_accepts_the_documented_example() -> None:
+    import jsonschema
+    import yaml
+
+    from specs import schema
+    from tests.environments.test_docs_example import _block_after
+
+    doc = schema.json_schema()
+    auto = doc["properties"]["automation"]
+    assert set(auto["properties"]) == {"image", "policy"} and sorted(auto["required"]) == ["image", "policy"]
+    assert auto["additionalProperties"] is False
+    assert all(p.get("description") for p in [auto, *auto["properties"].values()])
+    assert "newest" not in auto["properties"]["image"]["oneOf"][1]["properties"]
+    example = yaml.safe_load(_block_after("`apps/checkout.yaml`, with automation:"))
+    jsonschema.validate(example, doc)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**example, "automation": {"image": "checkout-{version}"}}, doc)
