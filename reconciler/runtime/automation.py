@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,34 @@ class Look:
     latest: str | None
     message: str
     commit: str | None = None
+
+
+class Automator:
+    """The daemon's looks: reads the specs in force only while some application has automation.
+
+    A commit without any ``automation:`` is remembered, so a fleet that does not use it pays one
+    spec read per commit, not one per poll.
+    """
+
+    def __init__(self, config: Callable[[], config_mod.Config], store: store_mod.Store, clk: clock.Clock,
+                 desired: Callable[[str], model.DesiredState], get: GetProvider, lock: AbstractContextManager[Any]
+                 ) -> None:
+        self._config, self._store, self._clock, self._desired, self._get, self._lock = (
+            config, store, clk, desired, get, lock)
+        self._without: str | None = None  # the last commit in force that has no automation
+        self.reads = 0  # spec reads (tests assert that an unused feature costs nothing per poll)
+
+    def look(self) -> list[Look]:
+        commit: str | None = self._store.get(keys.LAST_GOOD)
+        if commit is None or commit == self._without:
+            return []
+        with self._lock:  # the mirror and the spec cache serve one reader at a time
+            desired = self._desired(commit)
+            self.reads += 1
+        if not any(a.automation is not None for a in desired.applications.values()):
+            self._without = commit
+            return []
+        return run(self._config(), self._store, self._clock, desired, self._get)
 
 
 def run(config: config_mod.Config, store: store_mod.Store, clk: clock.Clock, desired: model.DesiredState,

@@ -79,6 +79,9 @@ class Engine:
             desired=self.desired, live=self.live, executor=self.executor,
         )
         self.pass_lock = self.pipeline.lock
+        self.automator = automation_mod.Automator(
+            lambda: self.config, self.store, self.clock, lambda c: self.desired.at(c, resolve_images=False).state,
+            self.providers.get, self.pass_lock)
         self._interrupt_orphans()
         if self.ha is not None and background:
             self.ha.start()  # a member before the first pass, so replicas starting together share it
@@ -114,12 +117,7 @@ class Engine:
 
     def automate(self) -> list[automation_mod.Look]:
         """Image automation's look for newer images, after a poll; a version it commits deploys on a pass."""
-        commit = self.store.get(keys.LAST_GOOD)
-        if commit is None:
-            return []
-        with self.pass_lock:  # the mirror and the spec cache serve one reader at a time
-            desired = self.desired.at(commit, resolve_images=False).state  # specs come from the cache
-        return automation_mod.run(self.config, self.store, self.clock, desired, self.providers.get)
+        return self.automator.look()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the executions dispatched so far end, and the status update after each (tests)."""

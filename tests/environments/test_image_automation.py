@@ -14,7 +14,7 @@ from reconciler.core import automation, images
 from reconciler.core import clock as clock_mod
 from reconciler.runtime import engine as engine_mod
 from specs import loader
-from tests.conftest import DesiredRepo, run_cli, write_config
+from tests.conftest import DesiredRepo, app_spec, run_cli, write_config
 from tests.environments.test_promote import blob
 
 SPEC = textwrap.dedent("""\
@@ -193,3 +193,23 @@ def test_the_json_schema_describes_automation_and_accepts_the_documented_example
     jsonschema.validate(example, doc)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**example, "automation": {"image": "checkout-{version}"}}, doc)
+
+
+def test_without_automation_a_poll_costs_no_spec_read_after_the_first(tmp_path: Path) -> None:
+    repo = DesiredRepo(tmp_path / "desired")
+    repo.write("apps/cart.yaml", app_spec("cart", regions=("us-east-1",))).commit()
+    cfg = write_config(tmp_path / "config.yaml", repo.path, tmp_path / "state")
+    clock = clock_mod.FakeClock()
+    engine = engine_mod.Engine(config_mod.load_config(str(cfg)), clock=clock)
+    try:
+        assert engine.automate() == []  # nothing read yet: nothing to look at
+        engine.reconcile()
+        for _ in range(3):
+            clock.advance(2)
+            assert engine.automate() == []
+        reads = engine.automator.reads
+        status = engine.status()
+    finally:
+        engine.close()
+    assert reads == 1, "one read of the commit in force, then it is known to have no automation"
+    assert status["automation"] == {}
