@@ -537,10 +537,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         readings = [r for r in (status.get("canaries") or {}).get("readings", []) if r["application"] == name]
         for r in reversed(readings[:5]):  # the latest five, oldest first
             print(v(f"  {r['region']:<14} {r['message']}"))
-        if name in (status.get("automation") or {}):
-            from reconciler import delivery
+        for key, look in sorted((status.get("automation") or {}).items()):  # APP, or APP/ENV for an environment's
+            if key.split("/", 1)[0] == name:
+                from reconciler import delivery
 
-            print(v(delivery.automation_line(status["automation"][name])))
+                print(v(delivery.automation_line(look)))
         if name in (status.get("pipelines") or {}):
             from reconciler import delivery
 
@@ -582,7 +583,7 @@ def _only(status: dict[str, Any], name: str) -> dict[str, Any]:
             "server_groups": [g for g in status.get("server_groups") or [] if g.get("application") == name],
             "held": [h for h in status.get("held") or [] if h["key"].rsplit("/", 1)[-1].split("-")[0] == name],
             "executions": [e for e in status.get("executions") or [] if e.get("application") == name],
-            "automation": {k: a for k, a in (status.get("automation") or {}).items() if k == name},
+            "automation": {k: a for k, a in (status.get("automation") or {}).items() if k.split("/", 1)[0] == name},
             "canaries": {"in_progress": [c for c in (status.get("canaries") or {}).get("in_progress", [])
                                          if c["canary"].split("-")[0] == name],
                          "readings": [r for r in (status.get("canaries") or {}).get("readings", [])

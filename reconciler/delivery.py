@@ -78,5 +78,6 @@ def _entry(app: model.Application, env: model.Environment, version: str) -> str:
 def automation_line(look: Mapping[str, Any]) -> str:
     """Image automation's last look, one line: when, what it found, what it committed."""
     latest = f", newest admitted {look['latest']}" if look.get("latest") else ""
-    return f"  automation ({_when(float(look.get('checked_at') or 0))}): {look.get('state')}{latest}: " \
+    of = f" of {look['environment']}" if look.get("environment") else ""
+    return f"  automation{of} ({_when(float(look.get('checked_at') or 0))}): {look.get('state')}{latest}: " \
            f"{look.get('message')}"

@@ -34,30 +34,39 @@ DESCRIPTIONS = {
 
 def check(doc: dict[str, Any], bad: Callable[[str, str], None]) -> None:
     """What cerberus cannot say: where the version stands, a policy that parses, somewhere to write to."""
-    raw = doc.get("automation")
-    if not isinstance(raw, dict):
-        return
+    envs = doc.get("environments")
+    holders = [("", doc), *((f"environments[{e}].", env) for e, env in enumerate(envs if isinstance(envs, list) else [])
+                            if isinstance(env, dict))]
+    for at, holder in holders:
+        raw = holder.get("automation")
+        if isinstance(raw, dict):
+            _check(at, raw, bad)
+            if not holder.get("version") and not holder.get("version_from"):
+                bad(f"{at}automation", "automation writes the application's version: add version_from (a key of "
+                                       "values.yaml) or version to this file" if not at else
+                    "automation on an environment writes that environment's own version: add version_from (a "
+                    "key of values.yaml) or version to this environment")
+
+
+def _check(at: str, raw: dict[str, Any], bad: Callable[[str, str], None]) -> None:
     image = raw.get("image")
     name = image.get("name") if isinstance(image, dict) else image
-    at = "automation.image.name" if isinstance(image, dict) else "automation.image"
+    where = f"{at}automation.image.name" if isinstance(image, dict) else f"{at}automation.image"
     if isinstance(name, str) and name.count(automation.PLACEHOLDER) != 1:
-        bad(at, f"{name!r} must hold {automation.PLACEHOLDER} once, where the version stands in the image "
-                "name (e.g. checkout-{version}-*)")
+        bad(where, f"{name!r} must hold {automation.PLACEHOLDER} once, where the version stands in the image "
+                   "name (e.g. checkout-{version}-*)")
     elif image is not None and not isinstance(name, str):
-        bad(at, "give the image name with {version} where the version stands (e.g. checkout-{version}-*)")
+        bad(where, "give the image name with {version} where the version stands (e.g. checkout-{version}-*)")
     if isinstance(image, dict):
         for key in ("family", "project", "tags"):
             if automation.PLACEHOLDER in str(image.get(key) or ""):
-                bad(f"automation.image.{key}", "{version} stands only in name: the version is read from it")
+                bad(f"{at}automation.image.{key}", "{version} stands only in name: the version is read from it")
     policy = raw.get("policy")
     if isinstance(policy, str):
         try:
             automation.parse_policy(policy)
         except ValueError as exc:
-            bad("automation.policy", str(exc))
-    if not doc.get("version") and not doc.get("version_from"):
-        bad("automation", "automation writes the application's version: add version_from (a key of "
-                          "values.yaml) or version to this file")
+            bad(f"{at}automation.policy", str(exc))
 
 
 def to_model(raw: Any, line: int) -> automation.ImageAutomation | None:

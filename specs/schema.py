@@ -168,6 +168,7 @@ ENVIRONMENT: dict[str, Any] = {
             "timezone": {"type": "string", "empty": False, "printable": True, "maxlength": 64}}}},
     "version": _VERSION,
     "version_from": _VALUES_KEY,
+    "automation": automation_spec.RULE,
     "clusters": {"type": "list", "required": True, "minlength": 1, "maxlength": 1000,
                  "schema": {"type": "dict", "schema": CLUSTER}},
 }
@@ -499,12 +500,13 @@ def json_schema() -> dict[str, Any]:
     pattern["anyOf"] = [{"required": [k]} for k in ("name", "tags", "family")]
     image = {"description": image_spec.DESCRIPTIONS["image"], "oneOf": [
         {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": _PRINTABLE_JSON}, pattern]}
-    auto = out["properties"]["automation"]
-    auto["properties"]["image"] = {"description": automation_spec.DESCRIPTIONS["image"], "oneOf": [
-        image["oneOf"][0], {**_to_json(automation_spec.RULE["schema"]["image"]["schema"], image_spec.DESCRIPTIONS),
-                            "required": ["name"]}]}
-    for key in ("automation", "policy"):
-        (auto if key == "automation" else auto["properties"][key])["description"] = automation_spec.DESCRIPTIONS[key]
+    env_props = out["properties"]["environments"]["items"]["properties"]
+    for auto in (out["properties"]["automation"], env_props["automation"]):
+        auto["properties"]["image"] = {"description": automation_spec.DESCRIPTIONS["image"], "oneOf": [
+            image["oneOf"][0], {**_to_json(automation_spec.RULE["schema"]["image"]["schema"],
+                                           image_spec.DESCRIPTIONS), "required": ["name"]}]}
+        auto["properties"]["policy"]["description"] = automation_spec.DESCRIPTIONS["policy"]
+        auto["description"] = automation_spec.DESCRIPTIONS["automation"]
     for holder in (out["properties"]["clusters"]["items"],
                    out["properties"]["environments"]["items"]["properties"]["clusters"]["items"]):
         holder["properties"]["image"] = image

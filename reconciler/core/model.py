@@ -388,6 +388,7 @@ class Environment:
     version_source: VersionSource | None = None
     schedules: tuple[Schedule, ...] = ()  # cron times a waiting version may enter at (core/schedules.py)
     max_concurrent: int = 0  # at most this many regions take a new version at a time; 0: no limit
+    automation: automation_mod.ImageAutomation | None = None  # commits newer images' versions to its own version
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,3 +213,52 @@ def test_without_automation_a_poll_costs_no_spec_read_after_the_first(tmp_path: 
         engine.close()
     assert reads == 1, "one read of the commit in force, then it is known to have no automation"
     assert status["automation"] == {}
+
+
+PINNED = textwrap.dedent("""\
+    application: checkout
+    owner: team@example.com
+    version_from: checkout.version
+    environments:
+      - name: test
+        clusters:
+          - {stack: test, provider: local, account: default, regions: [us-east-1], image: "checkout-{version}",
+             instance_type: m5.large, capacity: {min: 1, desired: 1, max: 1}}
+      - name: prod
+        depends_on: []
+        version_from: checkout.prod
+        automation: {image: "checkout-{version}", policy: "semver >=1.0 <2"}
+        clusters:
+          - {stack: prod, provider: local, account: default, regions: [us-east-1, eu-west-1],
+             image: "checkout-{version}", instance_type: m5.large, capacity: {min: 1, desired: 1, max: 1}}
+    """)
+
+
+def test_an_environments_own_automation_writes_its_own_version_only(tmp_path: Path) -> None:
+    work = DesiredRepo(tmp_path / "work")
+    work.write("apps/values.yaml", 'checkout:\n  version: "2.0.0"\n  prod: "1.0.0"\n')
+    work.write("apps/checkout.yaml", PINNED).commit("first")
+    bare = tmp_path / "desired.git"
+    pygit2.clone_repository(str(work.path), str(bare), bare=True)
+    cfg = write_config(tmp_path / "config.yaml", tmp_path, tmp_path / "state", repo={"url": str(bare)},
+                       providers={"local": {"accounts": {"default": {"boot_seconds": 0, "images": [
+                           image("checkout-1.0.0", 1), image("checkout-1.2.0", 2), image("checkout-2.1.0", 3)]}}}})
+    engine = engine_mod.Engine(config_mod.load_config(str(cfg)), clock=clock_mod.FakeClock())
+    try:
+        engine.reconcile()
+        looks = engine.automate()
+        status = engine.status()["automation"]
+    finally:
+        engine.close()
+    assert [(x.application, x.environment, x.state, x.latest) for x in looks] == [
+        ("checkout/prod", "prod", "committed", "1.2.0")], "2.1.0 is outside prod's policy; test has no automation"
+    assert blob(bare, "apps/values.yaml") == 'checkout:\n  version: "2.0.0"\n  prod: "1.2.0"\n'
+    assert list(status) == ["checkout/prod"] and status["checkout/prod"]["environment"] == "prod"
+
+    text = PINNED.replace("    version_from: checkout.prod\n", "")
+    files = [loader.SpecFile("apps/checkout.yaml", "b1", text.encode),
+             loader.SpecFile("apps/values.yaml", "b2", lambda: b'checkout:\n  version: "2.0.0"\n')]
+    problems = [str(p) for p in loader.load_specs(files, spec_path="apps", commit="c0").problems]
+    assert problems == ["apps/checkout.yaml:11: environments[1].automation: automation on an environment writes "
+                        "that environment's own version: add version_from (a key of values.yaml) or version to this "
+                        "environment"]
