@@ -123,13 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     s.set_defaults(func=cmd_apply)
 
-    s = sub.add_parser("run", parents=[common], help="the daemon; --once for one reconcile pass")
-    s.add_argument("--once", action="store_true", help="one pass, waiting for its deployments, then exit")
+    s = sub.add_parser("run", parents=[common], help="the daemon; --once for one reconcile pass",
+                       description="The daemon: a reconcile pass every poll.interval; after each poll, image "
+                                   "automation commits a newer image's version for applications with automation: "
+                                   "{image, policy} (docs/environments.md).")
+    s.add_argument("--once", action="store_true", help="one pass, waiting for its deployments, then exit "
+                                                       "(no image automation)")
     s.add_argument("--log-format", choices=("auto", "text", "json"), default="auto")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", parents=[common, remote], help="applications, conditions, server groups")
-    s.add_argument("application", nargs="?", help="only this application, with its pipeline (environments)")
+    s.add_argument("application", nargs="?", help="only this application, with its pipeline (environments) "
+                                                                "and its image automation's last look")
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.set_defaults(func=cmd_status)
 
@@ -536,6 +541,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         readings = [r for r in (status.get("canaries") or {}).get("readings", []) if r["application"] == name]
         for r in reversed(readings[:5]):  # the latest five, oldest first
             print(v(f"  {r['region']:<14} {r['message']}"))
+        for key, look in sorted((status.get("automation") or {}).items()):  # APP, or APP/ENV for an environment's
+            if key.split("/", 1)[0] == name:
+                from reconciler import delivery
+
+                print(v(delivery.automation_line(look)))
         if name in (status.get("pipelines") or {}):
             from reconciler import delivery
 
@@ -577,6 +587,7 @@ def _only(status: dict[str, Any], name: str) -> dict[str, Any]:
             "server_groups": [g for g in status.get("server_groups") or [] if g.get("application") == name],
             "held": [h for h in status.get("held") or [] if h["key"].rsplit("/", 1)[-1].split("-")[0] == name],
             "executions": [e for e in status.get("executions") or [] if e.get("application") == name],
+            "automation": {k: a for k, a in (status.get("automation") or {}).items() if k.split("/", 1)[0] == name},
             "canaries": {"in_progress": [c for c in (status.get("canaries") or {}).get("in_progress", [])
                                          if c["canary"].split("-")[0] == name],
                          "readings": [r for r in (status.get("canaries") or {}).get("readings", [])

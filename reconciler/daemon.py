@@ -151,6 +151,18 @@ class Daemon:
             summary += f"; source: {result.error}"
         self.notifier.status(summary)
         log.info("%s", summary)
+        if reason == "poll":
+            self._automate()
+
+    def _automate(self) -> None:
+        """Image automation once per poll (docs/environments.md): a version it commits deploys on a pass now."""
+        try:
+            looks = self.engine.automate()
+        except Exception:
+            log.exception("image automation failed unexpectedly; the next poll looks again")
+            return
+        if any(look.commit for look in looks):
+            self.trigger("automation")
 
     def trigger(self, reason: str) -> None:
         """Run a pass now (webhook, API); it waits for a pass in progress, never overlaps it.

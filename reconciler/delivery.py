@@ -73,3 +73,11 @@ def _entry(app: model.Application, env: model.Environment, version: str) -> str:
     if env.schedules:
         rules.append("at the next of " + ", ".join(f"`{escaping.visible(s.describe())}`" for s in env.schedules))
     return ", ".join(rules) if rules else "at once"
+
+
+def automation_line(look: Mapping[str, Any]) -> str:
+    """Image automation's last look, one line: when, what it found, what it committed."""
+    latest = f", newest admitted {look['latest']}" if look.get("latest") else ""
+    of = f" of {look['environment']}" if look.get("environment") else ""
+    return f"  automation{of} ({_when(float(look.get('checked_at') or 0))}): {look.get('state')}{latest}: " \
+           f"{look.get('message')}"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from reconciler.core import errors, model, schedules
+from specs import automation as automation_spec
 from specs import images as image_spec
 
 VERSION_RE = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
@@ -162,6 +163,7 @@ def environments(doc: Mapping[str, Any], values: Mapping[str, Any], *, file: str
             approval=model.ApprovalRule(seconds((approval or {}).get("timeout", 0))) if approval is not None
             else None,
             version=ver, version_source=source,
+            automation=automation_spec.to_model(env.get("automation"), line(f"environments[{e}].automation")),
             max_concurrent=int(env.get("max_concurrent") or 0),
             schedules=tuple(model.Schedule(w) if isinstance(w, str) else
                             model.Schedule(str(w["cron"]), str(w.get("timezone") or "UTC"))

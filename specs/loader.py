@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.core import durations, errors, model
+from specs import automation as automation_spec
 from specs import catalog as catalog_mod
 from specs import environments as env_rules
 from specs import images as image_spec
@@ -597,6 +598,7 @@ def _to_model(doc: dict[str, Any], lines: dict[str, int], file: str, values: dic
         version=version, version_source=version_source, environments=envs,
         depends_on=tuple(model.Dependency(str(d["application"]), str(d["environment"]), line(f"depends_on[{i}]"))
                          for i, d in enumerate(doc.get("depends_on") or ())),
+        automation=automation_spec.to_model(doc.get("automation"), line("automation")),
     )
 
 

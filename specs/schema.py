@@ -16,6 +16,7 @@ from typing import Any
 import cerberus
 
 from reconciler.core import errors
+from specs import automation as automation_spec
 from specs import environments as env_rules
 from specs import images as image_spec
 from specs import resource_checks, yamlnodes
@@ -166,6 +167,7 @@ ENVIRONMENT: dict[str, Any] = {
             "timezone": {"type": "string", "empty": False, "printable": True, "maxlength": 64}}}},
     "version": _VERSION,
     "version_from": _VALUES_KEY,
+    "automation": automation_spec.RULE,
     "clusters": {"type": "list", "required": True, "minlength": 1, "maxlength": 1000,
                  "schema": {"type": "dict", "schema": CLUSTER}},
 }
@@ -187,6 +189,7 @@ APPLICATION: dict[str, Any] = {
         "application": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9]*$", "maxlength": 40},
         "environment": {**_ENV_NAME, "required": True},
     }}},
+    "automation": automation_spec.RULE,
 }
 
 _MESSAGES = {
@@ -412,6 +415,7 @@ def _cross_field(doc: dict[str, Any], lines: dict[str, int], file: str) -> list[
     with contextlib.suppress(TypeError, KeyError, AttributeError, ValueError):  # wrong shape: said above
         resource_checks.check(doc, bad)
     env_rules.check(doc, bad)
+    automation_spec.check(doc, bad)
     return out
 
 
@@ -493,6 +497,13 @@ def json_schema() -> dict[str, Any]:
     pattern["anyOf"] = [{"required": [k]} for k in ("name", "tags", "family")]
     image = {"description": image_spec.DESCRIPTIONS["image"], "oneOf": [
         {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": _PRINTABLE_JSON}, pattern]}
+    env_props = out["properties"]["environments"]["items"]["properties"]
+    for auto in (out["properties"]["automation"], env_props["automation"]):
+        auto["properties"]["image"] = {"description": automation_spec.DESCRIPTIONS["image"], "oneOf": [
+            image["oneOf"][0], {**_to_json(automation_spec.RULE["schema"]["image"]["schema"],
+                                           image_spec.DESCRIPTIONS), "required": ["name"]}]}
+        auto["properties"]["policy"]["description"] = automation_spec.DESCRIPTIONS["policy"]
+        auto["description"] = automation_spec.DESCRIPTIONS["automation"]
     for holder in (out["properties"]["clusters"]["items"],
                    out["properties"]["environments"]["items"]["properties"]["clusters"]["items"]):
         holder["properties"]["image"] = image

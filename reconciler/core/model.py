@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NewType
 
+from reconciler.core import automation as automation_mod
 from reconciler.core import canary as canary_mod
 from reconciler.core import images as image_mod
 
@@ -389,6 +390,7 @@ class Environment:
     version_source: VersionSource | None = None
     schedules: tuple[Schedule, ...] = ()  # cron times a waiting version may enter at (core/schedules.py)
     max_concurrent: int = 0  # at most this many regions take a new version at a time; 0: no limit
+    automation: automation_mod.ImageAutomation | None = None  # commits newer images' versions to its own version
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +414,7 @@ class Application:
     version_source: VersionSource | None = None
     environments: tuple[Environment, ...] = ()
     depends_on: tuple[Dependency, ...] = ()
+    automation: automation_mod.ImageAutomation | None = None  # commit newer images' versions (docs/environments.md)
 
 
 @dataclass(frozen=True, slots=True)

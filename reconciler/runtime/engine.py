@@ -23,6 +23,7 @@ from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import model
 from reconciler.notifications import outbox as notify_outbox
+from reconciler.runtime import automation as automation_mod
 from reconciler.runtime import canary as canary_mod
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
@@ -78,6 +79,9 @@ class Engine:
             desired=self.desired, live=self.live, executor=self.executor,
         )
         self.pass_lock = self.pipeline.lock
+        self.automator = automation_mod.Automator(
+            lambda: self.config, self.store, self.clock, lambda c: self.desired.at(c, resolve_images=False).state,
+            self.providers.get, self.pass_lock)
         self._interrupt_orphans()
         if self.ha is not None and background:
             self.ha.start()  # a member before the first pass, so replicas starting together share it
@@ -111,6 +115,10 @@ class Engine:
         except pipeline_mod.NoCommit:
             return  # nothing was ever read: status says no pass has run
 
+    def automate(self) -> list[automation_mod.Look]:
+        """Image automation's look for newer images, after a poll; a version it commits deploys on a pass."""
+        return self.automator.look()
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until the executions dispatched so far end, and the status update after each (tests)."""
         self.dispatcher.wait(timeout)
@@ -126,6 +134,7 @@ class Engine:
             ha=self.ha.status() if self.ha is not None else None,
         )
         doc["canaries"] = canary_mod.status(self.store)
+        doc["automation"] = automation_mod.status(self.store)
         return doc
 
     def ready(self) -> tuple[bool, str]:

@@ -99,8 +99,8 @@ def _find(get: GetProvider, provider: str, account: str, region: str,
     try:
         prov = get(provider, account)
         if not isinstance(prov, provider_base.ImageProvider):
-            return images.Resolution(None, f"the {provider} provider cannot find images by pattern; give the "
-                                           "image id as a string")
+            return images.Resolution(None, f"the {provider} provider does not resolve image patterns: give "
+                                           f"image as the string the {provider} provider takes (docs/providers.md)")
         return images.choose(pattern, prov.find_images(region, pattern))
     except Exception as exc:  # a provider error, a missing account, a bug: that region waits, the rest goes on
         return images.Resolution(None, f"cannot list images: {live_rt.unexpected(exc, 'listing images')}")

@@ -35,3 +35,12 @@ KNOWN_REGIONS = "live/known_regions"
 def unproven(provider: str, account: str, region: str, server_group: str) -> str:
     """A group created by an execution and not yet through its health wait (a rollback may destroy it)."""
     return f"unproven/{provider}/{account}/{region}/{server_group}"
+
+
+AUTOMATION_PREFIX = "automation/"
+"""Image automation: application -> what its last look found (``runtime/automation.py``)."""
+
+
+def automation(application: str) -> str:
+    """When image automation last looked for ``application``'s images, what it found and committed."""
+    return f"{AUTOMATION_PREFIX}{application}"

@@ -39,6 +39,7 @@ def test_the_examples_repository_has_a_pipeline_that_flows(tmp_path: Path) -> No
         engine.reconcile()
         engine.refresh_status()
         envs = engine.status()["pipelines"]["payments"]["environments"]
+        looks = engine.automate()
     finally:
         engine.close()
     assert [(e["name"], e["state"]) for e in envs] == [("test", "deployed"), ("staging", "deployed"),
@@ -46,3 +47,5 @@ def test_the_examples_repository_has_a_pipeline_that_flows(tmp_path: Path) -> No
     prod = {r["region"]: r["serving"][0]["image"] for r in envs[2]["regions"]}
     assert prod == {"us-east-1": "payments-2.0-20261202", "eu-west-1": "payments-2.0-20261201"}, \
         "prod's pattern found the newest bake of each region"
+    assert [(x.application, x.state, x.latest) for x in looks] == [("payments", "up_to_date", "2.0")], \
+        "the example's automation finds 2.0 everywhere and Git already has it"

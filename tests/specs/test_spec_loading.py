@@ -113,7 +113,7 @@ def test_unknown_fields_are_rejected_with_the_allowed_ones_listed() -> None:
     state = Tree({"shop.yaml": text}).load()
 
     assert lines_of(state) == [
-        "apps/shop.yaml:2: ownr: unknown field; allowed: application, clusters, criticality, depends_on, "
+        "apps/shop.yaml:2: ownr: unknown field; allowed: application, automation, clusters, criticality, depends_on, "
         "environments, load_balancers, owner, security_groups, version, version_from",
         "apps/shop.yaml:11: clusters[0].healthcheck: unknown field; allowed: account, autoscaling, capacity, "
         "detail, health, image, instance_type, load_balancers, provider, regions, rollout, security_groups, "

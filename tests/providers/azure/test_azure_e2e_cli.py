@@ -80,3 +80,22 @@ def test_a_failed_health_wait_leaves_the_old_group_untouched(env: Env, arm: ArmD
     assert json.dumps(arm.scale_sets["checkout-main-v000"], sort_keys=True) == before, "the old one never touched"
     assert arm.members("web") == ["checkout-main-v000/0", "checkout-main-v000/1"]
     assert arm.counts["vmss_patch"] == 2 and arm.counts["vmss_upgrade"] == 1, "only v001 was taken out of the pool"
+
+
+def test_an_image_pattern_is_refused_as_a_spec_problem_and_nothing_is_created(env: Env, arm: ArmDouble) -> None:
+    """Azure resolves no image patterns: the cluster's region is held with the reason, other apps deploy."""
+    arm.add_load_balancer("web")
+    arm.add_nsg("web-nsg")
+    _config(env, arm)
+    pattern = _spec("1.0.0").replace(f'image: "{GALLERY}/1.0.0"', 'image: {name: "checkout-*", newest: true}')
+    env.repo.write("apps/checkout.yaml", pattern).write("apps/cart.yaml", _spec("1.0.0", name="cart")).commit()
+
+    res = env.cli("apply", "--yes")
+
+    want = ("apps/checkout.yaml:9: clusters[0].image: azure/test/westeurope: the azure provider does not resolve "
+            "image patterns: give image as the string the azure provider takes (docs/providers.md); "
+            "checkout-main is held in westeurope")
+    assert want in res.out + res.err, res.out + res.err
+    assert sorted(arm.scale_sets) == ["cart-main-v000"], "nothing was created for the pattern"
+    assert [p for p in env.status()["problems"] if p.startswith("apps/checkout.yaml")] == [
+        f"{want} (its other regions deploy)"]

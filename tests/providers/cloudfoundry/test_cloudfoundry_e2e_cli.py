@@ -79,3 +79,20 @@ def test_a_failed_health_wait_leaves_the_old_app_untouched(env: Env, cc: CloudCo
     after = json.dumps([cc.app("checkout-main-v000"), cc.process("checkout-main-v000")], sort_keys=True)
     assert after == before and cc.mapped(route) == ["checkout-main-v000"], "the old app never touched"
     assert cc.counts["route_unmap"] == 0, "the new app was never mapped, so nothing was unmapped"
+
+
+def test_an_image_pattern_is_refused_as_a_spec_problem_and_nothing_is_created(env: Env, cc: CloudControllerDouble,
+                                                                              creds: Path) -> None:
+    """Cloud Foundry has no image catalog to search: a pattern holds the space with the reason, others deploy."""
+    cc.add_route("checkout")
+    _config(env, cc, creds)
+    pattern = _spec("1.0").replace('image: "docker://registry.example.com/checkout:1.0"',
+                                   'image: {name: "checkout-*", newest: true}')
+    env.repo.write("apps/checkout.yaml", pattern).write("apps/cart.yaml", _spec("1.0", name="cart")).commit()
+
+    res = env.cli("apply", "--yes")
+
+    assert (f"apps/checkout.yaml:9: clusters[0].image: cloudfoundry/test/{SPACE}: the cloudfoundry provider does not "
+            "resolve image patterns: give image as the string the cloudfoundry provider takes") in res.out + res.err, \
+        res.out + res.err
+    assert _names(cc) == ["cart-main-v000"], "nothing was created for the pattern"
