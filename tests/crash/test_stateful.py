@@ -131,6 +131,11 @@ STRATEGIES = {
                    "[{name: errors, query: 'max(canary_errors)', fail_if: '> 0.5'}]}\n",
     "canary_fail": "strategy:\n  type: canary\n  canary: {duration: 2s, interval: 1s, metrics: "
                    "[{name: errors, query: 'max(canary_errors)', fail_if: '>= 0'}]}\n",
+    # a manual judgment at the last step: the operator's approve_what_waits lets it on
+    "rolling_approval": "strategy: {type: rolling_red_black, steps: [50, {percent: 100, pause_for_approval: true}]}\n",
+    "canary_rolling": "strategy:\n  type: canary\n  steps: [50, 100]\n  canary: {duration: 2s, interval: 1s, "
+                      "then: rolling_red_black, metrics: [{name: errors, query: 'max(canary_errors)', "
+                      "fail_if: '> 0.5'}]}\n",
 }
 PROMETHEUS = {"url": ""}
 """Set by the test: the Prometheus every machine's config names."""
@@ -395,8 +400,16 @@ class Fleet(RuleBasedStateMachine):
 
     @rule()
     def approve_what_waits(self) -> None:
-        """An operator approves the resource changes waiting for one (narrowed ingress)."""
+        """An operator approves the resource changes waiting for one (narrowed ingress) and the rollouts
+        waiting at a manual judgment (a rolling step with ``pause_for_approval``)."""
         status = self.engine.store.get(keys.STATUS) or {}
+        for h in status.get("held", []):
+            if h["kind"] == model.Hold.APPROVAL.value:
+                try:
+                    self.engine.approve(h["change_id"], by="test")
+                except errors.ReconcilerError:
+                    continue  # the plan moved on since the status was saved
+                stateful_stats.KINDS["approve a manual judgment"] += 1
         events = [e for e in self.engine.store.history(limit=500) if e["kind"] == "waiting_for_approval"]
         announced = {c["change_id"] for e in events for c in e["detail"].get("changes", [])}
         for h in status.get("resource_held", []):
@@ -677,7 +690,8 @@ MUST_REACH = frozenset({
     "stop using and remove the balancer", "change the health check or the rules", "edit a resource by hand",
     "resources created", "resources destroyed", "held: depends_on", "held: soak", "held: env_approval",
     "held: bad_version", "flow: entered prod", "strategy: highlander", "strategy: rolling_red_black",
-    "strategy: canary_pass", "strategy: canary_fail", "canary analysis passed", "canary analysis failed",
+    "strategy: canary_pass", "strategy: canary_fail", "strategy: rolling_approval", "strategy: canary_rolling",
+    "held: approval", "approve a manual judgment", "canary analysis passed", "canary analysis failed",
     "two replicas", "a pass of the second replica", "restart of the second replica",
     "skipped: image", "baked: r2 after r1", "highlander execution succeeded", "rolling execution succeeded",
     "freed resource destroyed after its groups: succeeded",
@@ -700,6 +714,14 @@ ONE_REPLICA: tuple[Move, ...] = (
     ("deploy", {"image": "app-3", "passes": 2}),
     ("time_passes", {"seconds": 10}),
     ("reconcile", {"passes": 3, "on": [0, 0, 0]}),
+    # images never deployed before, so these deploy by their strategy (a retained group would come back instead)
+    ("change_strategy", {"strategy": "rolling_approval", "passes": 1}),
+    ("deploy", {"image": "app-4", "passes": 2}),
+    ("approve_what_waits", {}),
+    ("reconcile", {"passes": 2, "on": [0, 0, 0]}),
+    ("change_strategy", {"strategy": "canary_rolling", "passes": 1}),
+    ("deploy", {"image": "app-5", "passes": 2}),
+    ("reconcile", {"passes": 2, "on": [0, 0, 0]}),
     ("change_strategy", {"strategy": "red_black", "passes": 1}),
     ("a_bad_day", {}),
     ("reconcile", {"passes": 2, "on": [0, 0, 0]}),
