@@ -25,6 +25,7 @@ from typing import Protocol
 
 from policies import approvals as policy_approvals
 from policies import base as policy_base
+from policies import per_cluster as policy_per_cluster
 from policies import registry as policy_registry
 from policies import windows as policy_windows
 from reconciler.config import settings as config_mod
@@ -143,6 +144,7 @@ class Pipeline:
         self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
         self.status = status_record.StatusRecorder(store)  # a reused evaluation's document is not rewritten
         self.clusters: memo.PerKey[model.Change | None] = memo.PerKey()  # a one-file commit plans its clusters
+        self.verdicts: policy_per_cluster.Memo = memo.PerKey()  # ... and judges them (the rest is reused)
 
     # ------------------------------------------------------------------ the pass
 
@@ -274,7 +276,8 @@ class Pipeline:
             desired.unread_files, live.groups, live.unreadable, live.resources, want.policies, stalled, backing_off,
             pauses, files, origins, canaries, freeze_switch, signature, approvals, running, base_commit,
             self._config().prune,
-            self.background, source_error, promo, policy_windows.clock_view(want.policies, desired, live.groups, now)))
+            self.background, source_error, promo, clock_verdicts := policy_windows.clock_view(
+                want.policies, desired, live.groups, now)))
         reused = self.evaluations.get(inputs)
         if reused is not None:
             return reused
@@ -289,7 +292,8 @@ class Pipeline:
             if freeze_switch else None,
             commit_signature=signature, approvals=approvals, paused=frozenset(pauses), resources=live.resources,
         )
-        judged = policy_base.judge(outcome.plan, ctx, policy_registry.default_policies())
+        judged = policy_per_cluster.judge(outcome.plan, ctx, policy_registry.default_policies(),
+                                          clusters=self.verdicts, clock=clock_verdicts)
         runnable, held = selection.select(
             judged, lambda c: policy_approvals.is_approved(c, judged, ctx), running=running,
             backing_off=backing_off, skipped=outcome.skipped, same_run=not self.background,
