@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from policies import registry
 from policies.base import Policy, PolicyContext
 from reconciler.core import memo, model
 
@@ -32,13 +33,15 @@ _SHAPE = operator.attrgetter(*(f.name for f in dataclasses.fields(model.Change)
 """What a change is but for its commit (each new commit is in every change) and verdicts (none yet)."""
 
 
-def judge(plan: model.Plan, ctx: PolicyContext, policies: Sequence[Policy], *, clusters: Memo,
-          clock: tuple[Any, ...]) -> model.Plan:
+def judge(plan: model.Plan, ctx: PolicyContext, *, clusters: Memo, clock: tuple[Any, ...],
+          policies: Sequence[Policy] | None = None) -> model.Plan:
     """``base.judge(plan, ctx, policies)``, with the per-cluster rules' verdicts of unchanged clusters reused.
+    ``policies`` defaults to ``registry.default_policies()``.
 
     ``clock`` is what the clock decides now for these rules (``windows.clock_view``): the only input of theirs
     that moves with time alone.
     """
+    policies = registry.default_policies() if policies is None else policies
     local = [(i, p) for i, p in enumerate(policies) if p.per_cluster]
     found: dict[str, list[tuple[int, model.PolicyVerdict]]] = defaultdict(list)
     plan_wide: list[model.PolicyVerdict] = []

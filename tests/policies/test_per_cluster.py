@@ -43,7 +43,7 @@ def _judged(specs: list[model.ClusterSpec], commit: str, clusters: memo.PerKey[m
     state = planner.LiveState(live)
     memoized = planner.plan(d, state, planner.Options(prune=True, clusters=clusters)).plan
     fresh = planner.plan(d, state, planner.Options(prune=True)).plan
-    return (per_cluster.judge(memoized, ctx, registry.default_policies(), clusters=verdicts, clock=()),
+    return (per_cluster.judge(memoized, ctx, clusters=verdicts, clock=(), policies=registry.default_policies()),
             base.judge(fresh, ctx, registry.default_policies()))
 
 
