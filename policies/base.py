@@ -76,6 +76,14 @@ Evaluate = Callable[[model.Plan, PolicyContext], Iterable[Judgement]]
 class Policy:
     name: str
     evaluate: Evaluate
+    per_cluster: bool = False
+    """Its verdicts for a change depend only on the changes of the same cluster (provider, account, name; every
+    region), their live groups, their resolved settings, the policy file, the freeze switch and the clock's
+    window verdicts: never on other clusters, ``plan.commit``, ``plan.plan_id`` or resource changes. Such a
+    rule is judged per cluster (``policies.per_cluster``), so a one-file commit judges that file's clusters."""
+    names_change: Callable[[model.Change], bool] | None = None
+    """For a per-cluster rule whose messages quote a change's id: which changes it quotes (ids name the commit,
+    so those changes are judged again on a new commit)."""
 
 
 def judge(plan: model.Plan, ctx: PolicyContext, policies: Sequence[Policy]) -> model.Plan:

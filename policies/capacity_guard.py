@@ -55,4 +55,4 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
                                      f"{current.name} serves and the {asked} the spec asks for")
 
 
-POLICY = Policy(NAME, evaluate)
+POLICY = Policy(NAME, evaluate, per_cluster=True)

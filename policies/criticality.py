@@ -33,4 +33,4 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
                                         f"({change.account} matches {', '.join(settings['production_accounts'])})")
 
 
-POLICY = Policy(NAME, evaluate)
+POLICY = Policy(NAME, evaluate, per_cluster=True)

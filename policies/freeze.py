@@ -34,4 +34,4 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
             yield deny(NAME, change, f"changes are frozen{who} ({source}){reason}; rollbacks may still run")
 
 
-POLICY = Policy(NAME, evaluate)
+POLICY = Policy(NAME, evaluate, per_cluster=True)

@@ -29,4 +29,8 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
                                         f"{change.change_id}")
 
 
-POLICY = Policy(NAME, evaluate)
+def _names_id(change: model.Change) -> bool:
+    return any(s.kind is model.StepKind.JUDGMENT for s in change.steps)
+
+
+POLICY = Policy(NAME, evaluate, per_cluster=True, names_change=_names_id)

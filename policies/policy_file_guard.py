@@ -30,4 +30,4 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
             yield deny(NAME, change, message)
 
 
-POLICY = Policy(NAME, evaluate)
+POLICY = Policy(NAME, evaluate, per_cluster=True)

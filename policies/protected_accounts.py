@@ -25,4 +25,4 @@ def evaluate(plan: model.Plan, ctx: PolicyContext) -> Iterator[Judgement]:
             yield approve(NAME, change, f"account {change.account} is protected: every change needs an approval")
 
 
-POLICY = Policy(NAME, evaluate)
+POLICY = Policy(NAME, evaluate, per_cluster=True)

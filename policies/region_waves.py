@@ -54,4 +54,4 @@ def layout_problem(waves: tuple[tuple[str, ...], ...], pause_s: float, rules: Ma
     return ""
 
 
-POLICY = Policy(NAME, evaluate)
+POLICY = Policy(NAME, evaluate, per_cluster=True)

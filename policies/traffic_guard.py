@@ -80,4 +80,9 @@ def _judge_destroy(change: model.Change, live: list[model.ServerGroup]) -> Judge
     return warn(NAME, change, f"removes every server group of {where}: the cluster stops serving there")
 
 
-POLICY = Policy(NAME, evaluate)
+def _names_id(change: model.Change) -> bool:
+    """The last-serving-capacity approval quotes the change id (``reconciler approve ID``)."""
+    return change.action is model.Action.DESTROY and change.removal is model.Removal.REGION_REMOVED
+
+
+POLICY = Policy(NAME, evaluate, per_cluster=True, names_change=_names_id)

@@ -137,4 +137,4 @@ def clock_view(settings: Any, desired: model.DesiredState, live: Sequence[model.
     return tuple(seen.values())
 
 
-POLICY = Policy(NAME, evaluate)
+POLICY = Policy(NAME, evaluate, per_cluster=True)

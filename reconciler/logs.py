@@ -31,13 +31,30 @@ def register_secret(value: str) -> None:
             _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
 
 
+_done: tuple[tuple[str, ...], dict[str, str]] = ((), {})
+"""The secrets in force and texts already redacted with them: a pass records the same hold reason for
+thousands of changes, and two regular expressions over each cost more than the rest of recording them."""
+_DONE_MAX = 4096
+
+
 def redact(text: str) -> str:
     """Bearer tokens, ``token=``/``secret=``/``password=`` values, URL passwords and every registered secret."""
-    text = _URL_PASSWORD.sub(r"\1[redacted]@", _SECRET.sub(r"\1[redacted]", text))
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
+    global _done  # noqa: PLW0603 - replaced whole (with the secrets it was made with), so readers need no lock
+    secrets, done = _done
+    if secrets is not _secrets:
+        secrets, done = _secrets, {}
+        _done = (secrets, done)
+    hit = done.get(text)
+    if hit is not None:
+        return hit
+    out = _URL_PASSWORD.sub(r"\1[redacted]@", _SECRET.sub(r"\1[redacted]", text))
+    for secret in secrets:
+        if secret in out:
+            out = out.replace(secret, "[redacted]")
+    if len(done) >= _DONE_MAX:
+        done.clear()
+    done[text] = out
+    return out
 
 
 class JsonFormatter(logging.Formatter):

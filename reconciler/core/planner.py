@@ -199,7 +199,7 @@ def _planned(opts: Options, key: Key, spec: model.ClusterSpec, wave: int, groups
     elif change is None or change.commit == commit:
         return change
     else:
-        change = dataclasses.replace(change, commit=commit)
+        change = model.replaced(change, "commit", commit)
     opts.clusters.put(key, inputs, change)
     return change
 

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from policies import approvals as policy_approvals
 from policies import base as policy_base
-from policies import registry as policy_registry
+from policies import per_cluster as policy_per_cluster
 from policies import windows as policy_windows
 from reconciler.config import settings as config_mod
 from reconciler.core import backoff, errors, memo, model, planner, resource_plan, selection
@@ -143,6 +143,7 @@ class Pipeline:
         self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
         self.status = status_record.StatusRecorder(store)  # a reused evaluation's document is not rewritten
         self.clusters: memo.PerKey[model.Change | None] = memo.PerKey()  # a one-file commit plans its clusters
+        self.verdicts: policy_per_cluster.Memo = memo.PerKey()  # ... and judges them (the rest is reused)
 
     # ------------------------------------------------------------------ the pass
 
@@ -270,12 +271,13 @@ class Pipeline:
         # environment facts advance every pass (soaks, approvals, healthy-since): judged before the memo, and
         # their gates are one of its inputs, so a soak that ends with the clock is never answered from memory
         promo = promotion.evaluate(self.store, desired, live, now, record=observed)
+        clock_verdicts = policy_windows.clock_view(want.policies, desired, live.groups, now)
         inputs = memo.Inputs(tuple(desired.applications.values()), (  # every input of what follows
             tuple(desired.applications), desired.commit, desired.problems, desired.broken_files, desired.notices,
             desired.unread_files, live.groups, live.unreadable, live.resources, want.policies, stalled, backing_off,
             pauses, files, origins, canaries, judgments, freeze_switch, signature, approvals, running, base_commit,
             self._config().prune,
-            self.background, source_error, promo, policy_windows.clock_view(want.policies, desired, live.groups, now)))
+            self.background, source_error, promo, clock_verdicts))
         reused = self.evaluations.get(inputs)
         if reused is not None:
             return reused
@@ -291,7 +293,7 @@ class Pipeline:
             if freeze_switch else None,
             commit_signature=signature, approvals=approvals, paused=frozenset(pauses), resources=live.resources,
         )
-        judged = policy_base.judge(outcome.plan, ctx, policy_registry.default_policies())
+        judged = policy_per_cluster.judge(outcome.plan, ctx, clusters=self.verdicts, clock=clock_verdicts)
         runnable, held = selection.select(
             judged, lambda c: policy_approvals.is_approved(c, judged, ctx), running=running,
             backing_off=backing_off, skipped=outcome.skipped, same_run=not self.background,

@@ -1,5 +1,5 @@
-"""Planning per cluster: a commit that changes one file plans that file's clusters only, and the plan is
-byte for byte the one planning every cluster anew gives."""
+"""Planning and judging per cluster: a commit that changes one file plans and judges that file's clusters
+only, and the plan is byte for byte the one planning and judging every cluster anew gives."""
 
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ def _saved(eng: engine_mod.Engine, *, fresh: bool) -> str:
     """The saved plan of the commit in force, from the engine's memos or (``fresh``) planned anew."""
     pipeline = eng.pipeline
     want = eng.desired.at(eng.store.get(keys.LAST_GOOD))
-    saved = pipeline.evaluations, pipeline.clusters
+    saved = pipeline.evaluations, pipeline.clusters, pipeline.verdicts
     if fresh:
-        pipeline.evaluations, pipeline.clusters = memo.LastResult(), memo.PerKey()
+        pipeline.evaluations, pipeline.clusters, pipeline.verdicts = memo.LastResult(), memo.PerKey(), memo.PerKey()
     try:
         ev = pipeline.evaluate(want)
     finally:
-        pipeline.evaluations, pipeline.clusters = saved
+        pipeline.evaluations, pipeline.clusters, pipeline.verdicts = saved
     return planfile.dump_plan(ev.plan, held=ev.held, skipped=ev.outcome.skipped)
 
 
@@ -51,8 +51,11 @@ def test_a_one_file_commit_plans_only_its_clusters_and_the_same_plan(env: Env) -
 
         env.repo.write("apps/app2.yaml", app_spec("app2", image="app2-2.0")).commit("one file")
         misses, hits = clusters.misses, clusters.hits
+        judged = eng.pipeline.verdicts.misses, eng.pipeline.verdicts.hits
         result = eng.reconcile()
         assert (clusters.misses - misses, clusters.hits - hits) == (2, 6), "app2's two regions only"
+        assert (eng.pipeline.verdicts.misses - judged[0], eng.pipeline.verdicts.hits - judged[1]) == (1, 3), \
+            "app2's cluster only is judged again (both its regions at once)"
         assert result.changes == 8
         assert _saved(eng, fresh=False) == _saved(eng, fresh=True)  # every change carries the new commit
 

@@ -607,20 +607,20 @@ class Fleet(RuleBasedStateMachine):
             return
         pipeline = self.engine.pipeline
         want = self.engine.desired.at(commit)
-        hits, cluster_hits = pipeline.evaluations.hits, pipeline.clusters.hits
+        hits, cluster_hits = pipeline.evaluations.hits, pipeline.clusters.hits + pipeline.verdicts.hits
         reused = pipeline.evaluate(want)
         if pipeline.evaluations.hits > hits:
             stateful_stats.KINDS["a decision reused"] += 1
-        elif pipeline.clusters.hits > cluster_hits:  # decided anew, with clusters' changes of earlier passes
+        elif pipeline.clusters.hits + pipeline.verdicts.hits > cluster_hits:  # clusters' changes or verdicts reused
             stateful_stats.KINDS["a cluster's change reused"] += 1
         else:
             return  # everything decided afresh just now: nothing reused to check
-        saved = pipeline.evaluations, pipeline.clusters
-        pipeline.evaluations, pipeline.clusters = memo.LastResult(), memo.PerKey()
+        saved = pipeline.evaluations, pipeline.clusters, pipeline.verdicts
+        pipeline.evaluations, pipeline.clusters, pipeline.verdicts = memo.LastResult(), memo.PerKey(), memo.PerKey()
         try:
             fresh = pipeline.evaluate(want)
         finally:
-            pipeline.evaluations, pipeline.clusters = saved
+            pipeline.evaluations, pipeline.clusters, pipeline.verdicts = saved
         assert (reused.plan, reused.runnable, reused.held, reused.outcome.skipped) == \
             (fresh.plan, fresh.runnable, fresh.held, fresh.outcome.skipped), "a reused decision went stale"
 
