@@ -276,8 +276,7 @@ class Pipeline:
             tuple(desired.applications), desired.commit, desired.problems, desired.broken_files, desired.notices,
             desired.unread_files, live.groups, live.unreadable, live.resources, want.policies, stalled, backing_off,
             pauses, files, origins, canaries, judgments, freeze_switch, signature, approvals, running, base_commit,
-            self._config().prune,
-            self.background, source_error, promo, clock_verdicts))
+            self._config().prune, self.background, source_error, promo, clock_verdicts))
         reused = self.evaluations.get(inputs)
         if reused is not None:
             return reused
@@ -285,8 +284,7 @@ class Pipeline:
         outcome = planner.plan(desired, live, planner.Options(
             prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,
             app_files=files, rolling_origins=origins, canaries=canaries, rolling_judgments=judgments,
-            clusters=self.clusters,
-        ))
+            clusters=self.clusters))
         ctx = policy_base.PolicyContext(
             now=now, live=live.groups, desired=desired, prune=self._config().prune, policy_file=want.policies,
             freeze_switch=policy_base.Freeze(str(freeze_switch.get("by") or ""), str(freeze_switch.get("reason") or ""))
