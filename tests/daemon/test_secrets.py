@@ -70,7 +70,10 @@ def test_a_planted_secret_is_in_no_output_channel(daemon_factory: DaemonFactory,
     outputs["markdown plan file"] = (tmp_path / "plan.md").read_text()
     outputs["store"] = _store_dump(d.state / "state.db")
     for f in sorted(p for p in d.state.rglob("*") if p.is_file()):
-        outputs[f"state file {f.relative_to(d.state)}"] = f.read_bytes().decode("latin-1")
+        try:
+            outputs[f"state file {f.relative_to(d.state)}"] = f.read_bytes().decode("latin-1")
+        except FileNotFoundError:  # SQLite's -shm/-wal come and go as connections close: gone is not a leak
+            continue
 
     assert "checkout-3.0" in outputs["plan"] and "refused the credentials" in outputs["HTTP status"]
     assert any(name.endswith("/config") for name in outputs), "the mirror's Git config was searched"
