@@ -163,34 +163,26 @@ class Executor:
 
     def _run_claimed(self, claims: ha.Coordinator, plan_id: str, change: model.Change) -> ExecutionResult:
         """With several replicas: run under this replica's claim, every store write fenced by it."""
-        fence = claims.fence(change.key)
-        on_demand = fence is None  # not from the pass's claim step: a manual apply or rollback
-        if fence is None:
-            fence = claims.claim_now(change.key)
-        if fence is None:
-            msg = f"{change.key}: claimed by another replica (or the database is unreachable); not started"
-            self._say(msg)
-            return ExecutionResult(change, "", ExecState.SKIPPED, msg)
-        self._held.fence = fence
-        try:
-            with self.store.fenced(fence):
-                self._abandon_stale(change)
-                return self._run_locked(plan_id, change)
-        except errors.Fenced as exc:
-            metrics.HA_FENCED.inc()
-            log.warning("%s", exc, extra=_context(change))
-            return ExecutionResult(change, "", ExecState.FENCED, str(exc))
-        except errors.ReconcilerError as exc:
-            msg = f"{change.key}: not started: {exc}"
-            log.error("%s", msg, extra=_context(change))
-            return ExecutionResult(change, "", ExecState.FAILED, msg)
-        finally:
-            self._held.fence = None
-            if on_demand:
-                try:
-                    claims.release(fence)
-                except errors.ReconcilerError as exc:
-                    log.warning("%s: could not release the claim (it lapses by itself): %s", change.key, exc)
+        with claims.holding(change.key) as fence:
+            if fence is None:
+                msg = f"{change.key}: claimed by another replica (or the database is unreachable); not started"
+                self._say(msg)
+                return ExecutionResult(change, "", ExecState.SKIPPED, msg)
+            self._held.fence = fence
+            try:
+                with self.store.fenced(fence):
+                    self._abandon_stale(change)
+                    return self._run_locked(plan_id, change)
+            except errors.Fenced as exc:
+                metrics.HA_FENCED.inc()
+                log.warning("%s", exc, extra=_context(change))
+                return ExecutionResult(change, "", ExecState.FENCED, str(exc))
+            except errors.ReconcilerError as exc:
+                msg = f"{change.key}: not started: {exc}"
+                log.error("%s", msg, extra=_context(change))
+                return ExecutionResult(change, "", ExecState.FAILED, msg)
+            finally:
+                self._held.fence = None
 
     def _abandon_stale(self, change: model.Change) -> None:
         """No zombies: executions of this cluster left running by an owner whose lease lapsed are closed."""

@@ -20,11 +20,12 @@ cluster's regions on one replica and move little when a replica joins or leaves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from reconciler.config import settings as config_mod
 from reconciler.core import assignment, errors, model, selection
@@ -231,6 +232,23 @@ class Coordinator:
             with self._lock:
                 self._held.update(got)
         return self.fence(key) if key in got else None
+
+    @contextlib.contextmanager
+    def holding(self, key: str) -> Iterator[claims_mod.Fence | None]:
+        """The fence of ``key``: this pass's claim, or one taken now for a one-off run (a manual apply or
+        rollback) and given back at the end; None when another replica holds it or the database is away."""
+        fence = self.fence(key)
+        on_demand = fence is None
+        if fence is None:
+            fence = self.claim_now(key)
+        try:
+            yield fence
+        finally:
+            if on_demand and fence is not None:
+                try:
+                    self.release(fence)
+                except errors.ReconcilerError as exc:
+                    log.warning("%s: could not release the claim (it lapses by itself): %s", key, exc)
 
     def release(self, fence: claims_mod.Fence) -> None:
         with self._db_lock:

@@ -202,30 +202,22 @@ class ResourceRunner:
         """With several replicas: under this replica's claim of the resource's key (taken in the claim
         step, or now for a one-off apply), every store write fenced by it, as a cluster change."""
         ex = self.ex
-        fence = claims.fence(change.key)
-        on_demand = fence is None
-        if fence is None:
-            fence = claims.claim_now(change.key)
-        if fence is None:
-            return ResourceResult(change, "", "skipped", f"{change.key}: claimed by another replica (or the "
-                                  "database is unreachable); not started")
-        ex._held.fence = fence  # checked before every provider call (Executor._check_stop)
-        try:
-            with ex.store.fenced(fence):
-                return self._run_locked(plan_id, change)
-        except errors.Fenced as exc:
-            metrics.HA_FENCED.inc()
-            log.warning("%s", exc)
-            return ResourceResult(change, "", "fenced", str(exc))
-        except errors.ReconcilerError as exc:
-            return ResourceResult(change, "", "failed", f"{change.key}: not started: {exc}")
-        finally:
-            ex._held.fence = None
-            if on_demand:
-                try:
-                    claims.release(fence)
-                except errors.ReconcilerError as exc:
-                    log.warning("%s: could not release the claim (it lapses by itself): %s", change.key, exc)
+        with claims.holding(change.key) as fence:
+            if fence is None:
+                return ResourceResult(change, "", "skipped", f"{change.key}: claimed by another replica (or the "
+                                      "database is unreachable); not started")
+            ex._held.fence = fence  # checked before every provider call (Executor._check_stop)
+            try:
+                with ex.store.fenced(fence):
+                    return self._run_locked(plan_id, change)
+            except errors.Fenced as exc:
+                metrics.HA_FENCED.inc()
+                log.warning("%s", exc)
+                return ResourceResult(change, "", "fenced", str(exc))
+            except errors.ReconcilerError as exc:
+                return ResourceResult(change, "", "failed", f"{change.key}: not started: {exc}")
+            finally:
+                ex._held.fence = None
 
     def _run_locked(self, plan_id: str, change: ResourceChange) -> ResourceResult:
         ex, store, now = self.ex, self.ex.store, self.ex.clock.now()
