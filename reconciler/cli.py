@@ -8,6 +8,7 @@ splitting the file would separate each command from its exit codes without makin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import getpass
 import json
@@ -22,6 +23,7 @@ from typing import Any
 from reconciler import __version__
 from reconciler.config import settings as config_mod
 from reconciler.core import errors, model
+from reconciler.runtime import collector
 
 log = logging.getLogger("reconciler")
 
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None, *, after_step: Callable[[], None] | None
             format="%(levelname)s %(name)s: %(message)s",
         )
     try:
-        code: int = args.func(args)
+        with collector.paused() if args.command in _BUILDERS else contextlib.nullcontext():
+            code: int = args.func(args)
         sys.stdout.flush()
         return code
     except BrokenPipeError:
@@ -60,6 +63,11 @@ def main(argv: list[str] | None = None, *, after_step: Callable[[], None] | None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+_BUILDERS = frozenset({"validate", "plan", "status", "history", "events"})
+"""Commands that build what they print and end: the collector waits until they do (``runtime.collector``);
+the others (``apply``, ``run``) pause it for each pass instead, since they may run for hours."""
 
 
 def _broken_pipe() -> int:

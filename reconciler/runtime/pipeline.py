@@ -31,7 +31,7 @@ from reconciler.config import settings as config_mod
 from reconciler.core import backoff, errors, memo, model, planner, resource_plan, selection
 from reconciler.core import clock as clock_mod
 from reconciler.core.resources import ResourceChange
-from reconciler.runtime import canary, metrics, promotion, rolling_state, status_record
+from reconciler.runtime import canary, collector, metrics, promotion, rolling_state, status_record
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import dispatch as dispatch_mod
 from reconciler.runtime import executor as executor_mod
@@ -148,7 +148,7 @@ class Pipeline:
     # ------------------------------------------------------------------ the pass
 
     def run(self, req: Request) -> PassResult:
-        with self.lock:
+        with self.lock, collector.paused():
             RUNS[req.mode] += 1
             t0 = time.monotonic()
             try:
@@ -318,7 +318,7 @@ class Pipeline:
         together, and each rollout thread waits here before it takes the next rollout)."""
         with self._settle_lock:
             self._to_settle += list(changes)
-        with self.lock:
+        with self.lock, collector.paused():
             with self._settle_lock:
                 todo, self._to_settle = self._to_settle, []
             if not todo or self._last is None or self.executor.stopping.is_set():
