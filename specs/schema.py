@@ -9,6 +9,7 @@ them is the validator, the cross-field rules and the export.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 from typing import Any
@@ -18,8 +19,8 @@ import cerberus
 from reconciler.core import errors
 from specs import automation as automation_spec
 from specs import environments as env_rules
+from specs import fastcheck, resource_checks, yamlnodes
 from specs import images as image_spec
-from specs import resource_checks, yamlnodes
 from specs import strategy as strategy_spec
 
 __all__ = ["APPLICATION", "CLUSTER", "MAX_DURATION_S", "MAX_ITEMS", "MAX_VALUES", "NAME_LIMIT", "Validator",
@@ -332,6 +333,12 @@ def _validator() -> cerberus.Validator:
     return v
 
 
+@functools.cache
+def _accepts() -> fastcheck.Check:
+    """``APPLICATION`` compiled (``specs.fastcheck``): cerberus runs only for a document it does not accept."""
+    return fastcheck.compile_schema(APPLICATION, _Validator.types_mapping, printable, parse_seconds)
+
+
 def oversized(doc: Any, lines: dict[str, int], *, file: str, max_items: int, max_values: int
               ) -> errors.SpecProblem | None:
     """A document too large to validate usefully: more values, or a longer list or mapping, than any valid
@@ -360,9 +367,8 @@ def validate(doc: dict[str, Any], lines: dict[str, int], *, file: str) -> list[e
     too_big = oversized(doc, lines, file=file, max_items=MAX_ITEMS, max_values=MAX_VALUES)
     if too_big is not None:
         return [too_big]
-    v = _validator()
     problems: list[errors.SpecProblem] = []
-    if not v.validate(doc, normalize=False):
+    if not _accepts()(doc) and not (v := _validator()).validate(doc, normalize=False):
         for path, message in v.flat_errors():
             problems.append(
                 errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, _explain(path, message, doc))
