@@ -88,6 +88,10 @@ def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[str, int]]:
     return value, walk.lines
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+"""Most scalars of a spec: names, images, durations (the composer resolved their tag already)."""
+
+
 class _Walk:
     """One document's tree walk: values, the line map and problems found on the way."""
 
@@ -102,6 +106,8 @@ class _Walk:
         self.problems.append(errors.SpecProblem(self.file, node.start_mark.line + 1, path, message))
 
     def scalar(self, node: yaml.Node, path: str) -> Any:
+        if node.tag == _STR_TAG and type(node) is yaml.ScalarNode:
+            return node.value  # what SafeConstructor.construct_yaml_str answers, without its bookkeeping
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:  # e.g. !!python/object: not constructible by a safe loader
