@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -100,6 +100,8 @@ class Row:
 def _insert_ignoring_duplicates(conn: Connection, values: list[dict[str, Any]]) -> None:
     dialect = conn.dialect.name
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415 - only a PostgreSQL store loads it (~2 MB)
+
         conn.execute(postgresql.insert(rows).values(values).on_conflict_do_nothing(
             index_elements=["event_id", "target"]))
     elif dialect == "sqlite":

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
@@ -98,7 +97,11 @@ def check(conn: Connection, fence: Fence) -> None:
 
 
 def _insert(conn: Connection) -> Any:
-    return (pg_dialect.insert(claims) if conn.dialect.name == "postgresql" else sqlite_dialect.insert(claims))
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415 - only a PostgreSQL store loads it (~2 MB)
+
+        return postgresql.insert(claims)
+    return sqlite_dialect.insert(claims)
 
 
 class Claims:
