@@ -331,23 +331,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     finally:
         eng.close()
     plan = ev.plan
+    # stdout shows the redacted JSON contract only
+    doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped, resource_held=ev.resources_held,
+                             resource_skipped=ev.outcome.resource_skipped, lazy=True) if args.format == "json" else None
     if args.out:
         # the saved plan whatever is printed (Terraform's -out): full specs, user data included; written as
-        # it is encoded (lazy), never held whole
+        # it is encoded (lazy), never held whole; with --format json the plan JSON is written in the same
+        # pass, each change's contract view built and encoded once for both
         # beside the target, then renamed over it: a failure midway never leaves a partial plan file
         partial = f"{args.out}.partial-{os.getpid()}"
         try:
             with open(partial, "wb") as saved:
-                planfile.write_plan(saved, plan, held=ev.held, skipped=ev.outcome.skipped)
+                planfile.write_plan(saved, plan, held=ev.held, skipped=ev.outcome.skipped,
+                                    show=(doc, sys.stdout.write) if doc is not None else None)
             os.replace(partial, args.out)
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
-    if args.format == "json":
-        # stdout shows the redacted JSON contract only
-        doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped, resource_held=ev.resources_held,
-                                 resource_skipped=ev.outcome.resource_skipped, lazy=True)
+    elif doc is not None:
         jsontext.write_pretty(doc, sys.stdout.write, allow_nan=True)
+    if doc is not None:
         sys.stdout.write("\n")
     elif args.format == "markdown":
         notes = "\n\n".join(x for x in (render.notes_markdown(ev.held, ev.outcome.skipped, ev.resources_held,

@@ -19,6 +19,7 @@ import io
 import json
 import types
 import typing
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
@@ -56,27 +57,49 @@ _DIGEST_PLACEHOLDER = '"sha256:' + "0" * 64 + '"'
 
 
 def write_plan(out: BinaryIO, plan: model.Plan, *, held: Any = (), skipped: Any = (),
-               rendered: dict[str, Any] | None = None) -> None:
+               rendered: dict[str, Any] | None = None,
+               show: tuple[dict[str, Any], Callable[[str], object]] | None = None) -> None:
     """``dump_plan``'s bytes written to a seekable ``out`` piece by piece, in one pass.
 
     Nothing of the document is held whole (a fleet's saved plan is tens of megabytes of text): each
     change is encoded, hashed (its compact text) and written (its indented text) in turn, and the
     digest, a fixed-width value, is written over its placeholder at the end.
+
+    ``show`` is the plan JSON (``render.render_json(..., lazy=True)``) and where to write it: it is
+    written in the same pass, exactly as ``jsontext.write_pretty`` would write it (without the final
+    newline). Its keys are among the saved plan's, sorted alike and at the same level, so a list both
+    make of the same items with the same function (the changes above all) is built and encoded once and
+    its text written to both (``jsontext.ascii_text`` makes the plan JSON's escapes of it).
     """
     doc = dict(rendered) if rendered is not None else render.render_json(plan, held=held, skipped=skipped,
                                                                          lazy=True)
     doc["format_version"] = FORMAT_VERSION
     doc["plan"] = _encode_top(plan)
     doc["digest"] = None
+    shown, show_write = show if show is not None else ({}, None)
+    if not set(shown) <= set(doc):
+        raise ValueError(f"not keys of a saved plan: {sorted(set(shown) - set(doc))}")
+    saved = _Batched(out.write, bytes_=True)
+    shown_out = _Batched(show_write) if show_write is not None else None
     digest = hashlib.sha256()
     at = -1
     hashed = False
     for n, key in enumerate(sorted(doc)):
         name = json.dumps(key, ensure_ascii=False)
-        out.write((("," if n else "{") + "\n  " + name + ": ").encode())
+        saved.add(("," if n else "{") + "\n  " + name + ": ")
+        tee = None
+        if shown_out is not None and key in shown:
+            shown_out.add(("," if shown_out.opened else "{") + "\n  " + json.dumps(key) + ": ")
+            shown_out.opened = True
+            if _same_items(shown[key], doc[key]):
+                tee = shown_out
+            else:
+                for _, text in jsontext.pieces(shown[key], 1, ensure_ascii=True, allow_nan=True):
+                    shown_out.add(text)
         if key == "digest":  # the digest covers the document without itself
+            saved.flush()
             at = out.tell()
-            out.write(_DIGEST_PLACEHOLDER.encode())
+            saved.add(_DIGEST_PLACEHOLDER)
             continue
         digest.update((("," if hashed else "{") + name + ":").encode())
         hashed = True
@@ -84,13 +107,51 @@ def write_plan(out: BinaryIO, plan: model.Plan, *, held: Any = (), skipped: Any 
         for compact_text, pretty_text in jsontext.pieces(doc[key], 1, ensure_ascii=False, allow_nan=False,
                                                          depth=2):
             digest.update(compact_text.encode())
-            out.write(pretty_text.encode())
+            saved.add(pretty_text)
+            if tee is not None:
+                tee.add(jsontext.ascii_text(pretty_text))
     digest.update(b"}")
-    out.write(b"\n}\n")
+    saved.add("\n}\n")
+    saved.flush()
+    if shown_out is not None:
+        shown_out.add("\n}" if shown_out.opened else "{}")
+        shown_out.flush()
     end = out.tell()
     out.seek(at)
     out.write(json.dumps("sha256:" + digest.hexdigest()).encode())
     out.seek(end)
+
+
+def _same_items(a: Any, b: Any) -> bool:
+    """Whether two values of the documents are one list made of the same items by the same function."""
+    return (type(a) is jsontext.Items and type(b) is jsontext.Items and a.fn is b.fn
+            and a.source is b.source)
+
+
+class _Batched:
+    """Text gathered into writes of about 64 KiB: a fleet's plan is 150,000 pieces, one write each cost more
+    than the encoding of most of them."""
+
+    __slots__ = ("batch", "bytes_", "opened", "size", "write")
+
+    def __init__(self, write: Callable[[Any], object], *, bytes_: bool = False) -> None:
+        self.write = write
+        self.bytes_ = bytes_
+        self.batch: list[str] = []
+        self.size = 0
+        self.opened = False
+
+    def add(self, text: str) -> None:
+        self.batch.append(text)
+        self.size += len(text)
+        if self.size > 1 << 16:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            text = "".join(self.batch)
+            self.write(text.encode() if self.bytes_ else text)
+            self.batch, self.size = [], 0
 
 
 def _encode_top(plan: model.Plan) -> dict[str, Any]:

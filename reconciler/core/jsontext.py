@@ -9,6 +9,7 @@ which changes whitespace only: the bytes are those ``indent=2`` writes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -93,6 +94,29 @@ def pieces(value: Any, level: int = 0, *, ensure_ascii: bool = True, allow_nan: 
         yield close, "\n" + "  " * level + close
     else:  # an empty Items
         yield "[]", "[]"
+
+
+_NOT_ASCII = re.compile("[^\\x00-\\x7e]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    n = ord(m.group())
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    n -= 0x10000
+    return f"\\u{0xd800 | (n >> 10):04x}\\u{0xdc00 | (n & 0x3ff):04x}"
+
+
+def ascii_text(text: str) -> str:
+    """JSON text written with ``ensure_ascii=False`` as ``ensure_ascii=True`` writes it.
+
+    The two differ only in the characters outside space..tilde that ``ensure_ascii=False`` leaves raw
+    (DEL and non-ASCII; both escape the control characters alike), and those only occur inside strings:
+    so one encoding serves a document of each kind.
+    """
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _NOT_ASCII.sub(_escape, text)
 
 
 def write_pretty(doc: Any, write: Callable[[str], object], *, ensure_ascii: bool = True,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
 
 from reconciler import planfile, render
-from reconciler.core import errors, model
+from reconciler.core import errors, jsontext, model
 from tests.render import factory
 
 
@@ -156,3 +157,31 @@ def test_the_c_encoder_of_changes_drops_exactly_the_private_fields() -> None:
         for change in plan.changes:
             assert json.dumps(planfile._change_builtins(change), sort_keys=True) == json.dumps(
                 planfile._encode(change), sort_keys=True)
+
+
+@pytest.mark.parametrize("name", [*sorted(factory.SCENARIOS), "odd text"])
+def test_the_plan_json_written_with_the_saved_plan_builds_each_change_once(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``plan --format json --out``: one pass writes both documents, each byte what each writes alone, and
+    each change's contract view is built once (it was built for each document)."""
+    if name == "odd text":  # what the two documents escape differently: DEL, non-ASCII, beyond the BMP
+        plan = factory.plan(factory.create(factory.spec(tags=(("team", "caf\u00e9 \x7f \U0001f600"),)), "eu-\u00e9"))
+    else:
+        plan = factory.SCENARIOS[name]()
+    built: list[model.Change] = []
+    contract_view = render.json._change_json
+
+    def counted(c: model.Change) -> dict[str, Any]:
+        built.append(c)
+        return contract_view(c)
+
+    monkeypatch.setattr(render.json, "_change_json", counted)
+    alone_saved = planfile.dump_plan(plan).encode()
+    alone_shown: list[str] = []
+    jsontext.write_pretty(render.render_json(plan, lazy=True), alone_shown.append, allow_nan=True)
+    assert len(built) == 2 * len(plan.changes)
+    built.clear()
+    saved, shown = io.BytesIO(), io.StringIO()
+    planfile.write_plan(saved, plan, show=(render.render_json(plan, lazy=True), shown.write))
+    assert saved.getvalue() == alone_saved and shown.getvalue() == "".join(alone_shown)
+    assert built == list(plan.changes)
