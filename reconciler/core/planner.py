@@ -283,6 +283,19 @@ def _prune(desired: model.DesiredState, live: LiveState, opts: Options, by_key: 
     return out
 
 
+def files_read(files: Mapping[str, str], desired: model.DesiredState, groups: Iterable[ServerGroup]
+               ) -> dict[str, str | bool]:
+    """What ``plan`` can read of ``Options.app_files``: only for the applications of managed live groups that
+    Git no longer wants (``_prune``), and for one Git still defines, only whether that file is broken now.
+    The unchanged-pass memo compares this instead of every file, so the pass after a daemon's first one (which
+    recorded the file of every application) reuses that pass's evaluation."""
+    out: dict[str, str | bool] = {}
+    for app in {g.application for g in groups if g.managed}:
+        file = files.get(app, "")
+        out[app] = file in desired.broken_files if app in desired.applications else file
+    return out
+
+
 def _destroy_orphan(key: Key, owned: list[ServerGroup], desired: model.DesiredState, opts: Options,
                     by_key: Mapping[Key, list[ServerGroup]], files_now: set[str],
                     specs_by_app: Mapping[str, list[model.ClusterSpec]]) -> model.Change:
