@@ -274,7 +274,7 @@ class Pipeline:
         inputs = memo.Inputs(tuple(desired.applications.values()), (  # every input of what follows
             tuple(desired.applications), desired.commit, desired.problems, desired.broken_files, desired.notices,
             desired.unread_files, live.groups, live.unreadable, live.resources, want.policies, stalled, backing_off,
-            pauses, planner.files_read(files, desired, live.groups), origins, canaries, judgments, freeze_switch,
+            pauses, planner.files_read(files, live.groups), origins, canaries, judgments, freeze_switch,
             signature, approvals, running, base_commit, self._config().prune, self.background, source_error, promo,
             clock_verdicts))
         reused = self.evaluations.get(inputs)

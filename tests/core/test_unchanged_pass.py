@@ -39,7 +39,7 @@ def test_an_unchanged_pass_reuses_its_decisions_and_each_input_invalidates_them(
     try:
         assert decided() and eng.status()["plan_id"]
         # the first pass recorded which file defines each application; planning reads that only for the
-        # applications of live groups Git no longer wants (none here), so the second pass decides nothing anew
+        # applications of managed live groups (none yet), so the second pass decides nothing anew
         assert not decided()
         plan_id = eng.status()["plan_id"]
         clock.advance(60)  # still closed, nothing else moved: the same decisions, made by nobody
