@@ -47,13 +47,29 @@ def redact(text: str) -> str:
     hit = done.get(text)
     if hit is not None:
         return hit
-    out = _URL_PASSWORD.sub(r"\1[redacted]@", _SECRET.sub(r"\1[redacted]", text))
+    out = _patterns(text)
     for secret in secrets:
         if secret in out:
             out = out.replace(secret, "[redacted]")
     if len(done) >= _DONE_MAX:
         done.clear()
     done[text] = out
+    return out
+
+
+_SECRET_WORDS = ("bearer", "token", "secret", "password")
+
+
+def _patterns(text: str) -> str:
+    """The two expressions' substitutions, each run only on text that could match it: scanning a
+    thousand-character hold message with them costs far more than these substring tests. An ASCII text can
+    match ``_SECRET`` only if its lower case holds one of its words (outside ASCII, case folding matches more,
+    e.g. U+017F for ``s``: such text always runs it), and ``_URL_PASSWORD`` only with ``://`` and ``@``."""
+    out = text
+    if not text.isascii() or any(w in text.lower() for w in _SECRET_WORDS):
+        out = _SECRET.sub(r"\1[redacted]", out)
+    if "://" in out and "@" in out:
+        out = _URL_PASSWORD.sub(r"\1[redacted]@", out)
     return out
 
 

@@ -283,6 +283,15 @@ def _prune(desired: model.DesiredState, live: LiveState, opts: Options, by_key: 
     return out
 
 
+def files_read(files: Mapping[str, str], groups: Iterable[ServerGroup]) -> dict[str, str]:
+    """What ``plan`` can read of ``Options.app_files``: ``_prune`` looks up only the application of managed
+    live groups. The unchanged-pass memo compares this instead of every entry, so that a daemon's first pass,
+    which records the file of every application, does not make the second decide anew while those
+    applications have no live groups yet. (Finer is not exact: an application that resource checking holds
+    leaves the desired state after the memo's check, and then whether its file is broken decides a message.)"""
+    return {app: files.get(app, "") for app in {g.application for g in groups if g.managed}}
+
+
 def _destroy_orphan(key: Key, owned: list[ServerGroup], desired: model.DesiredState, opts: Options,
                     by_key: Mapping[Key, list[ServerGroup]], files_now: set[str],
                     specs_by_app: Mapping[str, list[model.ClusterSpec]]) -> model.Change:

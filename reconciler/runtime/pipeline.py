@@ -259,8 +259,7 @@ class Pipeline:
         observed = not base_commit  # live state as it is (not a PR preview's): its environment facts are kept
         stalled, backing_off = failure_state(self.store, self._config().execution, now)
         pauses = self.store.pauses()
-        files: dict[str, str] = dict(self.store.get(keys.APP_FILES, {}) or {})
-        files.update(app_files or {})
+        files: dict[str, str] = {**(self.store.get(keys.APP_FILES, {}) or {}), **(app_files or {})}
         origins = rolling_state.origins(self.store)
         judgments = rolling_state.judgments(self.store)
         canaries = canary.progress(self.store)
@@ -275,8 +274,9 @@ class Pipeline:
         inputs = memo.Inputs(tuple(desired.applications.values()), (  # every input of what follows
             tuple(desired.applications), desired.commit, desired.problems, desired.broken_files, desired.notices,
             desired.unread_files, live.groups, live.unreadable, live.resources, want.policies, stalled, backing_off,
-            pauses, files, origins, canaries, judgments, freeze_switch, signature, approvals, running, base_commit,
-            self._config().prune, self.background, source_error, promo, clock_verdicts))
+            pauses, planner.files_read(files, live.groups), origins, canaries, judgments, freeze_switch,
+            signature, approvals, running, base_commit, self._config().prune, self.background, source_error, promo,
+            clock_verdicts))
         reused = self.evaluations.get(inputs)
         if reused is not None:
             return reused

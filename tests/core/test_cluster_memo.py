@@ -45,8 +45,8 @@ def test_a_one_file_commit_plans_only_its_clusters_and_the_same_plan(env: Env) -
     try:
         eng.reconcile()
         assert (clusters.misses, clusters.hits) == (8, 0)
-        eng.reconcile()  # decided anew (the first pass recorded each application's file): nothing planned again
-        assert (clusters.misses, clusters.hits) == (8, 8)
+        eng.reconcile()  # the first pass's evaluation reused whole: nothing planned again
+        assert (clusters.misses, clusters.hits) == (8, 0) and eng.pipeline.evaluations.hits == 1
         assert _saved(eng, fresh=False) == _saved(eng, fresh=True)
 
         env.repo.write("apps/app2.yaml", app_spec("app2", image="app2-2.0")).commit("one file")
