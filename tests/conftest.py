@@ -205,6 +205,30 @@ def _no_leftover_threads() -> Iterator[None]:
     assert not still, f"threads left running: {still}"
 
 
+# ---------------------------------------------------------------------------- order under pytest-xdist
+
+
+LONGEST_FIRST = (
+    "tests/specs/test_fuzz_hostile.py",
+    "tests/crash/test_stateful.py",
+    "tests/core/test_spec_cache.py",
+    "tests/ha/test_replicas.py",
+    "tests/providers/aws/test_aws_resources.py",
+    "tests/providers/aws/test_e2e_cli.py",
+    "tests/crash/test_kill9.py",
+    "tests/ha/test_resources.py",
+)
+"""Modules holding the suite's longest tests (``--durations``), run first and in this order: xdist's ``load``
+scheduling hands tests out in collection order, so a long test collected last would keep one worker busy
+while the other has nothing left."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the modules of ``LONGEST_FIRST`` to the front (a stable sort: every module's order is kept)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(item.path).relative_to(ROOT).as_posix(), len(rank)))
+
+
 # ---------------------------------------------------------------------------- PostgreSQL
 
 
