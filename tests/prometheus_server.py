@@ -53,13 +53,9 @@ def openmetrics(series: Series, start: float, end: float, every: float = 0.1, se
 
 @contextmanager
 def backfilled(tmp: Path, series: Series, *, before: float = 30.0, after: float = 120.0, now: float | None = None,
-               every: float = 0.1, lookback: float | None = None) -> Iterator[str]:
+               every: float = 0.1) -> Iterator[str]:
     """A Prometheus serving ``series`` (a sample each ``every`` seconds) from ``now - before`` to
-    ``now + after`` (``now``: the wall clock, unless a fake clock's time is given); yields its URL.
-
-    ``lookback`` (seconds, more than ``every``) sets the server's query lookback, so sparse samples still answer
-    every instant between them: a series constant over days needs a few samples, not one TSDB block per two
-    hours (``promtool`` takes about half a second per block)."""
+    ``now + after`` (``now``: the wall clock, unless a fake clock's time is given); yields its URL."""
     _, tool = _binaries()
     data = tmp / "tsdb"
     data.mkdir(parents=True)
@@ -68,8 +64,7 @@ def backfilled(tmp: Path, series: Series, *, before: float = 30.0, after: float 
     om.write_text(openmetrics(series, at - before, at + after, every), encoding="utf-8")
     subprocess.run([tool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)], check=True,
                    capture_output=True)
-    flags = [] if lookback is None else [f"--query.lookback-delta={int(lookback)}s"]
-    with _server(tmp, data, "global: {scrape_interval: 1m}\n", flags) as url:
+    with _server(tmp, data, "global: {scrape_interval: 1m}\n") as url:
         yield url
 
 
@@ -85,14 +80,14 @@ def scraping(tmp: Path, target: str) -> Iterator[str]:
 
 
 @contextmanager
-def _server(tmp: Path, data: Path, config: str, flags: list[str] | None = None) -> Iterator[str]:
+def _server(tmp: Path, data: Path, config: str) -> Iterator[str]:
     prom, _ = _binaries()
     cfg = tmp / "prometheus.yml"
     cfg.write_text(config, encoding="utf-8")
     port = _free_port()
     log = (tmp / "prometheus.log").open("w")
     proc = subprocess.Popen([prom, f"--config.file={cfg}", f"--storage.tsdb.path={data}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle", *(flags or [])],
+                             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

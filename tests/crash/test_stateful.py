@@ -24,9 +24,8 @@ cloud registered as a plugin, with a fake clock. After every step:
   runs an image baked in its own region, r2 gets a version only after r1 served it, a region the version
   has not reached yet is held (``skipped: image``), and once it is baked everywhere the plan is empty.
 
-``RECONCILER_STATEFUL_STEPS`` sets how many random steps run (default 2,000, what CI runs), in ``SHARDS``
-tests of an equal share so that the xdist workers share them; the counts of steps and scenario kinds, added
-over the shares, are printed in pytest's summary. Random runs reach most kinds, not all of them on
+``RECONCILER_STATEFUL_STEPS`` sets how many random steps run (default 2,000, what CI runs); the counts of
+steps and scenario kinds are printed in pytest's summary. Random runs reach most kinds, not all of them on
 every run: directed sequences of the same moves (``DIRECTED``) reach every kind in ``MUST_REACH`` on every
 run, with the same invariants checked after each move.
 """
@@ -80,10 +79,6 @@ ENV_SHRINK = "RECONCILER_STATEFUL_SHRINK"
 failing sequence of at most ``STEPS_PER_EXAMPLE`` steps is printed."""
 TARGET = int(os.environ.get(ENV_STEPS, "2000"))
 STEPS_PER_EXAMPLE = 50
-SHARDS = 8
-"""The random steps run as this many tests of an equal share, so every xdist worker runs some of them at once;
-the summary adds their figures up."""
-SHARE = math.ceil(TARGET / SHARDS)
 REGIONS = ("r1", "r2", "r3")
 GOOD = ("app-1", "app-2", "app-3")
 BAD = "app-9-bad"
@@ -780,24 +775,20 @@ in ``MUST_REACH`` on every run (random sequences of 2,000 steps reach most, but 
 INVARIANTS = ("invariants_hold", "a_reused_decision_is_the_one_made_afresh", "status_shows_the_last_evaluation")
 
 
-@pytest.fixture(scope="module")
-def prometheus() -> Iterator[str]:
-    """A real Prometheus serving ``canary_errors`` over the fake clock's days, one for the module's tests (it is
-    only read: every machine's fake clock starts at the same instant). The series is constant, so a daily
-    sample read with a two-day lookback answers every instant as a sample a minute did."""
+@contextmanager
+def _prometheus_and_spies() -> Iterator[None]:
+    """A real Prometheus serving ``canary_errors`` over the fake clock's days, and the creation-time checks."""
     t0 = clock_mod.FakeClock().now()
     with prometheus_server.backfilled(Path(tempfile.mkdtemp(dir=_memory_dir())) / "prom",
                                       {"canary_errors": {"any": (0.0, 0.0)}}, now=t0, before=600,
-                                      after=10 * 86400, every=86400, lookback=2 * 86400) as url:
+                                      after=10 * 86400, every=60) as url, _watch_waves():
         PROMETHEUS["url"] = url
-        yield url
-        PROMETHEUS["url"] = ""
+        yield
 
 
-def test_directed_sequences_reach_every_required_kind_and_keep_every_invariant(record_property: Any,
-                                                                              prometheus: str) -> None:
+def test_directed_sequences_reach_every_required_kind_and_keep_every_invariant(record_property: Any) -> None:
     start, before = stateful_stats.STEPS, dict(stateful_stats.KINDS)
-    with _watch_waves():
+    with _prometheus_and_spies():
         for init, moves in DIRECTED:
             machine, at = Fleet(), "the start"
             try:
@@ -821,17 +812,14 @@ def test_directed_sequences_reach_every_required_kind_and_keep_every_invariant(r
     assert sorted(MUST_REACH - reached) == [], "kinds the directed sequences no longer reach"
 
 
-@pytest.mark.timeout(max(300, SHARE // 4))
-@pytest.mark.parametrize("shard", range(SHARDS))
-def test_random_operator_sequences_keep_every_safety_invariant(shard: int, record_property: Any,
-                                                               prometheus: str) -> None:
-    """One share of the random steps (``shard`` only names it: each share draws its own random sequences)."""
-    target = SHARE
+@pytest.mark.timeout(max(300, TARGET // 4))
+def test_random_operator_sequences_keep_every_safety_invariant(record_property: Any) -> None:
+    target = TARGET
     phases = [Phase.explicit, Phase.reuse, Phase.generate]
     if os.environ.get(ENV_SHRINK) == "1":
         phases.append(Phase.shrink)
     start, examples, before = stateful_stats.STEPS, stateful_stats.EXAMPLES, dict(stateful_stats.KINDS)
-    with _watch_waves():
+    with _prometheus_and_spies():
         while (done := stateful_stats.STEPS - start) < target:
             left = max(target - done, STEPS_PER_EXAMPLE * 4)
             run_state_machine_as_test(Fleet, settings=settings(
