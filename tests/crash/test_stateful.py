@@ -662,7 +662,10 @@ class Fleet(RuleBasedStateMachine):
                     engine.reconcile(reason="final")
                     engine.wait(timeout=60)
                 ev = self.engine.plan()
-                if not ev.runnable and not ev.resources_runnable and not [
+                # a hold that time or another change's progress releases (a soak that began this round, a
+                # later environment waiting on an earlier one) needs another round, not a verdict
+                settling = [c for c, h in ev.held if h.kind not in FINAL_HOLDS]
+                if not ev.runnable and not ev.resources_runnable and not settling and not [
                         c for c, h in ev.resources_held if h.kind is model.Hold.APPROVAL]:
                     break
             running: list[model.Change | ResourceChange] = [*ev.runnable, *ev.resources_runnable]
@@ -680,6 +683,10 @@ class Fleet(RuleBasedStateMachine):
                 self.other.close()
             self.plugin.__exit__(None, None, None)
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+FINAL_HOLDS = frozenset({model.Hold.DENIED, model.Hold.PLAN_DENIED, model.Hold.BAD_VERSION, model.Hold.REJECTED})
+"""Holds no further round releases: a policy's denial, a version that failed, a refused approval."""
 
 
 MUST_REACH = frozenset({
