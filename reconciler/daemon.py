@@ -19,7 +19,6 @@ and the log says why.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import os
 import signal
@@ -38,6 +37,7 @@ from reconciler import logs, sdnotify
 from reconciler.config import settings as config_mod
 from reconciler.core import errors, model
 from reconciler.notifications import worker as notify_worker
+from reconciler.runtime import collector
 from reconciler.runtime import engine as engine_mod
 
 log = logging.getLogger(__name__)
@@ -100,17 +100,6 @@ def _triggers(cfg: config_mod.Config) -> tuple[IntervalTrigger, list[tuple[CronT
     interval = IntervalTrigger(seconds=cfg.poll_interval_s, jitter=cfg.poll_jitter_s or None)
     crons = [(CronTrigger.from_crontab(s.cron, timezone=s.timezone), s.reason) for s in cfg.schedules]
     return interval, crons
-
-
-def freeze_heap() -> None:
-    """Once, after the first good pass: move what the process holds then (modules, the parsed specs, the
-    model, the memos) out of the cyclic collector's sight. At 10,000 clusters that is some 700,000 objects,
-    which every full collection of a later pass walked again (collections were about a third of a one-file
-    commit's CPU time; this takes some 0.5 s of it, docs/performance.md).
-    Objects are still freed when their last reference goes; only a cycle among them that becomes garbage
-    later is never reclaimed, a bounded one-off (collected just before, so nothing already garbage is kept)."""
-    gc.collect()
-    gc.freeze()
 
 
 class Daemon:
@@ -306,7 +295,7 @@ class Daemon:
                 break
             if self._ready and not frozen:
                 frozen = True
-                freeze_heap()
+                collector.freeze()
             if self.reload_event.is_set():
                 self.reload_event.clear()
                 self.reload()

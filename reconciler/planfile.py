@@ -79,8 +79,8 @@ def write_plan(out: BinaryIO, plan: model.Plan, *, held: Any = (), skipped: Any 
     shown, show_write = show if show is not None else ({}, None)
     if not set(shown) <= set(doc):
         raise ValueError(f"not keys of a saved plan: {sorted(set(shown) - set(doc))}")
-    saved = _Batched(out.write, bytes_=True)
-    shown_out = _Batched(show_write) if show_write is not None else None
+    saved = jsontext.Batched(out.write, bytes_=True)
+    shown_out = jsontext.Batched(show_write) if show_write is not None else None
     digest = hashlib.sha256()
     at = -1
     hashed = False
@@ -126,32 +126,6 @@ def _same_items(a: Any, b: Any) -> bool:
     """Whether two values of the documents are one list made of the same items by the same function."""
     return (type(a) is jsontext.Items and type(b) is jsontext.Items and a.fn is b.fn
             and a.source is b.source)
-
-
-class _Batched:
-    """Text gathered into writes of about 64 KiB: a fleet's plan is 150,000 pieces, one write each cost more
-    than the encoding of most of them."""
-
-    __slots__ = ("batch", "bytes_", "opened", "size", "write")
-
-    def __init__(self, write: Callable[[Any], object], *, bytes_: bool = False) -> None:
-        self.write = write
-        self.bytes_ = bytes_
-        self.batch: list[str] = []
-        self.size = 0
-        self.opened = False
-
-    def add(self, text: str) -> None:
-        self.batch.append(text)
-        self.size += len(text)
-        if self.size > 1 << 16:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.batch:
-            text = "".join(self.batch)
-            self.write(text.encode() if self.bytes_ else text)
-            self.batch, self.size = [], 0
 
 
 def _encode_top(plan: model.Plan) -> dict[str, Any]:

@@ -128,36 +128,27 @@ class _Compiler:
         return check
 
     def _schema(self, schema: Any, declared: tuple[str, ...]) -> Check:
-        """``schema``: each item of a sequence against its rules, or a mapping against a sub-schema."""
-        compiled: dict[str, Check] = {}
-
-        def get(kind: str) -> Check | None:
-            if kind not in compiled:
-                try:
-                    compiled[kind] = self.rules(schema) if kind == "items" else self.mapping(schema)
-                except (UnknownRule, KeyError, TypeError, AttributeError, re.error):
-                    return None  # not a schema of that kind: cerberus decides
-            return compiled[kind]
-
-        def check(value: Any) -> bool:
-            if isinstance(value, Sequence) and not isinstance(value, str):
-                items = get("items")
-                return items is not None and all(items(x) for x in value)
-            if isinstance(value, Mapping):
-                sub = get("mapping")
-                return sub is not None and sub(value)
-            return True
-
-        # compiled now for what the field's type says, so that an unknown rule fails at build time
+        """``schema``: each item of a list against its rules (a ``list`` field), or a mapping against a
+        sub-schema (a ``dict`` field). A value of the other shape is left to cerberus (False)."""
         if "list" in declared and "dict" not in declared:
-            kind = "items"
-        elif "dict" in declared and "list" not in declared:
-            kind = "mapping"
-        else:
-            kind = "items" if isinstance(schema, Mapping) and _looks_like_rules(schema) else "mapping"
-        if get(kind) is None:
-            raise UnknownRule(f"schema {schema!r} cannot be compiled")
-        return check
+            items = self.rules(schema)
+
+            def each(value: Any) -> bool:
+                if isinstance(value, Sequence) and not isinstance(value, str):
+                    return all(items(x) for x in value)
+                return not isinstance(value, Mapping)
+
+            return each
+        if "dict" in declared and "list" not in declared:
+            sub = self.mapping(schema)
+
+            def nested(value: Any) -> bool:
+                if isinstance(value, Mapping):
+                    return sub(value)
+                return not (isinstance(value, Sequence) and not isinstance(value, str))
+
+            return nested
+        raise UnknownRule(f"schema of a field typed {declared!r}: only list or dict fields are mirrored")
 
     def _max_duration(self, limit: float) -> Check:
         parse = self.parse_seconds
@@ -170,11 +161,6 @@ class _Compiler:
             return not seconds > limit
 
         return check
-
-
-def _looks_like_rules(schema: Mapping[str, Any]) -> bool:
-    """Item rules (``{"type": "dict", "schema": ...}``) rather than a mapping of field names to rules."""
-    return "type" in schema and not isinstance(schema["type"], Mapping)
 
 
 def _regex(pattern: re.Pattern[str]) -> Check:

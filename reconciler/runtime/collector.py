@@ -46,3 +46,13 @@ def paused() -> Iterator[None]:
             STATE.depth -= 1
             if STATE.depth == 0 and STATE.resume:
                 gc.enable()
+
+
+def freeze() -> None:
+    """Once, after the daemon's first good pass: move what the process holds then (modules, the parsed
+    specs, the model, the memos) out of the collector's sight. At 10,000 clusters that is some 700,000
+    objects, which every full collection of a later pass walked again. Objects are still freed when their
+    last reference goes; only a cycle among them that becomes garbage later is never reclaimed, a bounded
+    one-off (a collection runs just before, so nothing already garbage is kept)."""
+    gc.collect()
+    gc.freeze()
