@@ -10,6 +10,11 @@ chain.
 A background rollout that ends does not cause another pass: ``settle`` re-reads only the regions
 it touched and re-judges the desired state of the last pass (no Git read, no spec parsing), so
 status tells the truth until the next pass.
+
+Why it is this long: the pass, the inputs ``evaluate`` names and the two ways it is cut short (the
+unchanged pass's memo, and ``plan``'s answers persisted across runs, asked through ``Request.reuse``
+with the digest of the same inputs) belong together: both short cuts are only as right as that one
+list, so it stays beside the code that reads each input.
 """
 
 from __future__ import annotations
