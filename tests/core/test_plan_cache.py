@@ -68,11 +68,16 @@ def test_a_second_plan_of_the_same_inputs_decides_nothing_and_prints_the_same_by
         fresh = _run(env, out, "--format", fmt, "--no-cache")
         assert plans == [1] and fresh == first
     assert len(_entries(env)) == plancache.KEEP  # the newest two of the three formats
-    # the saved plan of a reused answer applies like any other
-    assert env.cli("apply", "--plan", str(tmp_path / "plan-markdown.json"), "--yes").code == 0
+
+
+def test_the_saved_plan_of_a_reused_answer_applies(env: Env, tmp_path: Path, plans: list[int]) -> None:
+    env.repo.write("apps/app.yaml", app_spec("app")).commit("one")
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    assert _run(env, first)[0] == 2 and _run(env, second)[0] == 2 and plans == [1]
+    assert env.cli("apply", "--plan", str(second), "--yes").code == 0
     del plans[:]
-    assert env.cli("plan", "--format", "json").code == 1  # applied: live state changed, planned again
-    assert plans == [1]
+    assert env.cli("plan").code == 0 and plans == [1]  # applied: live state changed, planned anew
+    assert env.cli("apply", "--plan", str(first), "--yes").code == 1  # live state moved: refused as ever
 
 
 def _pause(env: Env) -> None:
