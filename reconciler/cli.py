@@ -35,7 +35,8 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose r
 
 def main(argv: list[str] | None = None, *, after_step: Callable[[], None] | None = None) -> int:
     """The ``reconciler`` command; ``after_step`` is called after each executed step (the crash tests' entry
-    point arms it; the console script never does)."""
+    point arms it; the console script never does). Without ``argv`` it is the process's own command (the
+    console script): a one-shot command then leaves what it built to the exit (``collector.abandon``)."""
     parser = _parser()
     args = parser.parse_args(argv)
     args.after_step = after_step
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None, *, after_step: Callable[[], None] | None
     try:
         with collector.paused() if args.command in _BUILDERS else contextlib.nullcontext():
             code: int = args.func(args)
+            if argv is None and args.command in _BUILDERS:  # the process's own command: it ends now
+                collector.abandon()
         sys.stdout.flush()
         return code
     except BrokenPipeError:
@@ -122,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-comment-chars", type=int, default=65536,
                    help="split Markdown into numbered parts of at most this many characters (each part starts "
                    "with the marker line <!-- reconciler-plan -->)")
+    s.add_argument("--no-cache", action="store_true",
+                   help="evaluate and write afresh: neither use nor keep the answer of an earlier run of the same "
+                   "inputs (STATE_DIR/plan-cache)")
     s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("apply", parents=[common], help="apply the plan (exit 0 done, 1 failed or refused)")
@@ -312,8 +318,6 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from reconciler import delivery, planfile, render
-    from reconciler.core import jsontext
     from reconciler.source import git as gitsource
 
     if args.server:
@@ -322,14 +326,37 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return remote.plan(args)
     cfg_repo = args.repo
     eng = _engine(args, repo=cfg_repo)
+    answers = None if args.no_cache else _PlanAnswers(eng.config, args)
     try:
         local = None
         url = eng.config.repo_url
         if (args.ref or args.base) and gitsource.is_local_path(url):
             local = url
-        ev = eng.plan(ref=args.ref, base=args.base, local_repo=local, offline=args.base is not None)
+        ev = eng.plan_reusing(answers, ref=args.ref, base=args.base, local_repo=local, offline=args.base is not None)
     finally:
         eng.close()
+    if answers is not None and answers.entry is not None:
+        return answers.replay(args)
+    writer = answers.begin() if answers is not None else None
+    try:
+        code, lines = _write_plan(args, ev, writer)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    for line in lines:
+        print(line, file=sys.stderr)
+    if writer is not None:
+        writer.commit({"plan_id": ev.plan.plan_id, "changes": len(ev.plan.changes), "stderr": lines, "exit": code})
+    return code
+
+
+def _write_plan(args: argparse.Namespace, ev: Any, writer: Any) -> tuple[int, list[str]]:
+    """Print the plan, write ``--out``; the stderr lines after it and the exit code (kept with the answer)."""
+    from reconciler import delivery, planfile, render
+    from reconciler.core import jsontext
+
+    emit = sys.stdout.write if writer is None else _tee(sys.stdout, writer.write)
     plan = ev.plan
     # stdout shows the redacted JSON contract only
     doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped, resource_held=ev.resources_held,
@@ -343,43 +370,167 @@ def cmd_plan(args: argparse.Namespace) -> int:
         try:
             with open(partial, "wb") as saved:
                 planfile.write_plan(saved, plan, held=ev.held, skipped=ev.outcome.skipped,
-                                    show=(doc, sys.stdout.write) if doc is not None else None)
+                                    show=(doc, emit) if doc is not None else None)
+            if writer is not None:
+                writer.keep_plan(partial)
             os.replace(partial, args.out)
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
     elif doc is not None:
-        jsontext.write_pretty(doc, sys.stdout.write, allow_nan=True)
+        jsontext.write_pretty(doc, emit, allow_nan=True)
     if doc is not None:
-        sys.stdout.write("\n")
+        emit("\n")
     elif args.format == "markdown":
         notes = "\n\n".join(x for x in (render.notes_markdown(ev.held, ev.outcome.skipped, ev.resources_held,
                                                                 ev.outcome.resource_skipped),
                                           delivery.path_markdown(ev.desired, plan.changes)) if x)
         parts = [_no_false_match(p, ev) for p in
                  render.render_markdown(plan, max_chars=args.max_comment_chars, notes=notes)]
-        sys.stdout.write("\n".join(p if p.endswith("\n") else p + "\n" for p in parts))
+        emit("\n".join(p if p.endswith("\n") else p + "\n" for p in parts))
     else:
         text = _no_false_match(render.render_text(plan, color=sys.stdout.isatty()), ev)
         notes = _notes(ev)
-        sys.stdout.write(text + ("\n" + notes + "\n" if notes else ""))
+        emit(text + ("\n" + notes + "\n" if notes else ""))
+    sys.stdout.flush()
     if args.out:
-        print(f"plan {plan.plan_id}: {len(plan.changes)} change(s) saved to {args.out} "
-              f"(apply it with `reconciler apply --plan {args.out}`)", file=sys.stderr)
+        print(_saved_line(plan.plan_id, len(plan.changes), args.out), file=sys.stderr)
+    lines: list[str] = []
     if args.format != "text":  # stdout is for a tool or a comment: problems also go where people look
-        for p in plan.problems:
-            print(str(p), file=sys.stderr)
-        for n in plan.notices:
-            print(f"notice: {n}", file=sys.stderr)
+        lines += [str(p) for p in plan.problems]
+        lines += [f"notice: {n}" for n in plan.notices]
     unread = _unread(ev)
-    for line in unread:
-        print(f"error: {line}", file=sys.stderr)
+    lines += [f"error: {line}" for line in unread]
     if plan.problems:
-        print(f"{len(plan.problems)} spec problem(s); the other applications were planned", file=sys.stderr)
-        return EXIT_ERROR
+        lines.append(f"{len(plan.problems)} spec problem(s); the other applications were planned")
+        return EXIT_ERROR, lines
     if unread:
-        return EXIT_ERROR
-    return EXIT_CHANGES if plan.changes or plan.resource_changes else EXIT_OK
+        return EXIT_ERROR, lines
+    return (EXIT_CHANGES if plan.changes or plan.resource_changes else EXIT_OK), lines
+
+
+def _saved_line(plan_id: str, changes: int, out: str) -> str:
+    return f"plan {plan_id}: {changes} change(s) saved to {out} (apply it with `reconciler apply --plan {out}`)"
+
+
+def _tee(stdout: Any, keep: Callable[[bytes], None]) -> Callable[[str], int]:
+    """``stdout.write`` that also keeps the bytes it writes (as ``stdout`` encodes them)."""
+    encoding, errors_ = getattr(stdout, "encoding", None) or "utf-8", getattr(stdout, "errors", None) or "strict"
+    write = stdout.write
+
+    def emit(text: str) -> int:
+        keep(text.encode(encoding, errors_))
+        return int(write(text))
+
+    return emit
+
+
+class _PlanAnswers:
+    """``plan``'s persisted answers (``reconciler.state.plancache``): asked with the digest of every input."""
+
+    def __init__(self, config: Any, args: argparse.Namespace) -> None:
+        from reconciler.state import plancache
+
+        self.cache = plancache.PlanCache.beside(config.state_dir)
+        self.config = config
+        stdout = sys.stdout
+        self.options = {"format": args.format, "out": bool(args.out), "color": stdout.isatty(),
+                        "max_comment_chars": args.max_comment_chars if args.format == "markdown" else None,
+                        "encoding": _codec(getattr(stdout, "encoding", None)),
+                        "errors": getattr(stdout, "errors", None)}
+        self.key: str | None = None
+        self.entry: plancache.Entry | None = None
+
+    def __call__(self, digest: str) -> object | None:
+        from reconciler.state import plancache
+
+        key = self.key = plancache.key(digest, self.config, self.options)
+        entry = self.entry = self.cache.open(key) if key is not None else None
+        if key is not None and entry is not None:
+            logging.getLogger("reconciler.plancache").info(
+                "inputs unchanged since an earlier plan (%s): its answer is printed again, nothing re-planned",
+                key[:12])
+        return entry
+
+    def begin(self) -> Any:
+        return self.cache.begin(self.key) if self.key is not None else None
+
+    def replay(self, args: argparse.Namespace) -> int:
+        """Print what the earlier run printed, write its saved plan to ``--out``, exit as it did."""
+        entry = self.entry
+        assert entry is not None
+        try:
+            sys.stdout.flush()
+            raw = getattr(sys.stdout, "buffer", None)
+            if raw is not None:
+                _copy(entry.stdout, raw)
+                raw.flush()
+            else:  # a text-only stdout (captured): the same text
+                for chunk in iter(lambda: entry.stdout.read(1 << 20), b""):
+                    sys.stdout.write(chunk.decode(self.options["encoding"] or "utf-8"))
+            if args.out:
+                partial = f"{args.out}.partial-{os.getpid()}"
+                try:
+                    if entry.plan is None:
+                        raise errors.ReconcilerError("the kept answer has no saved plan")
+                    if not _link_same(entry.plan, entry.plan_path, partial):
+                        with open(partial, "wb") as saved:
+                            _copy(entry.plan, saved)
+                    os.replace(partial, args.out)
+                finally:
+                    if os.path.exists(partial):
+                        os.unlink(partial)
+        finally:
+            entry.close()
+        meta = entry.meta
+        if args.out:
+            print(_saved_line(meta["plan_id"], meta["changes"], args.out), file=sys.stderr)
+        for line in meta["stderr"]:
+            print(line, file=sys.stderr)
+        return int(meta["exit"])
+
+
+def _link_same(opened: Any, path: Any, new: str) -> bool:
+    """One more name for the file ``opened`` (no copy), if ``path`` is still that very file."""
+    try:
+        os.link(path, new)
+    except OSError:
+        return False
+    if os.path.samestat(os.stat(new), os.fstat(opened.fileno())):
+        return True
+    os.unlink(new)  # the kept file was replaced since it was checked: copy what was checked
+    return False
+
+
+def _codec(name: str | None) -> str | None:
+    import codecs
+
+    try:
+        return codecs.lookup(name).name if name else None
+    except LookupError:
+        return name
+
+
+def _copy(src: Any, dst: Any) -> None:
+    """File to file in the kernel where it can (``sendfile``), else through a buffer."""
+    import shutil
+
+    size, offset = os.fstat(src.fileno()).st_size, 0
+    dst.flush()
+    try:
+        while offset < size:
+            sent = os.sendfile(dst.fileno(), src.fileno(), offset, size - offset)
+            if sent == 0:
+                raise OSError("the file shrank while it was copied")
+            offset += sent
+    except OSError:
+        if offset:  # part of it is out: nothing to resume safely
+            raise
+        src.seek(0)
+        shutil.copyfileobj(src, dst, 1 << 20)
+    except (AttributeError, ValueError):  # no file descriptor (a captured stream)
+        src.seek(0)
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 _MATCH_CLAIMS = ("No changes: live state matches the desired state.",

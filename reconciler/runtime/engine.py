@@ -96,10 +96,20 @@ class Engine:
     def plan(self, *, ref: str | None = None, base: str | None = None, local_repo: str | None = None,
              offline: bool = False) -> pipeline_mod.Evaluation:
         """For ``reconciler plan`` and the console: desired at REF against live (or against desired at BASE)."""
+        ev = self.plan_reusing(None, ref=ref, base=base, local_repo=local_repo, offline=offline)
+        assert isinstance(ev, pipeline_mod.Evaluation)
+        return ev
+
+    def plan_reusing(self, reuse: pipeline_mod.Reuse | None, *, ref: str | None = None, base: str | None = None,
+                     local_repo: str | None = None, offline: bool = False
+                     ) -> pipeline_mod.Evaluation | pipeline_mod.Reused:
+        """``plan``, or the answer ``reuse`` persisted for the very same inputs (``reconciler plan``)."""
         reader = gitsource.LocalCheckout(local_repo) if local_repo is not None else None
         result = self.pipeline.run(Request(
             Mode.PREVIEW, reason="plan", ref=ref, base=base, reader=reader, offline=offline,
-            strict_source=True, no_commit="no commit to plan", exclude_running=False))
+            strict_source=True, no_commit="no commit to plan", exclude_running=False, reuse=reuse))
+        if result.reused is not None:
+            return result.reused
         assert result.evaluation is not None
         return result.evaluation
 

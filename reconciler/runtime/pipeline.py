@@ -10,6 +10,11 @@ chain.
 A background rollout that ends does not cause another pass: ``settle`` re-reads only the regions
 it touched and re-judges the desired state of the last pass (no Git read, no spec parsing), so
 status tells the truth until the next pass.
+
+Why it is this long: the pass, the inputs ``evaluate`` names and the two ways it is cut short (the
+unchanged pass's memo, and ``plan``'s answers persisted across runs, asked through ``Request.reuse``
+with the digest of the same inputs) belong together: both short cuts are only as right as that one
+list, so it stays beside the code that reads each input.
 """
 
 from __future__ import annotations
@@ -87,6 +92,30 @@ class Request:
     settle: bool = False  # APPLY: status shows the executed regions read again (apply), not the plan (run --once)
     gate: Gate | None = None
     environment: str | None = None  # apply --env: only this environment's changes
+    reuse: Reuse | None = None  # plan: an answer persisted by an earlier run for the very same inputs
+
+
+class Reuse(Protocol):
+    """``reconciler plan``'s persisted answers, asked before planning with the digest of every input."""
+
+    def __call__(self, digest: str) -> object | None:
+        """The answer kept for inputs with this digest (the pass then stops), or None (it plans)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reused:
+    """A pass that stopped before planning: ``answer`` is what ``Request.reuse`` kept for ``digest``."""
+
+    digest: str
+    answer: object
+
+
+class _Answered(Exception):
+    """Not an error: the way out of ``evaluate`` to ``run`` when a persisted answer ends the pass."""
+
+    def __init__(self, reused: Reused) -> None:
+        super().__init__(reused.digest)
+        self.reused = reused
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +147,7 @@ class PassResult:
     evaluation: Evaluation | None = None
     resource_results: tuple[resources_rt.ResourceResult, ...] = ()
     resource_waiting: int = 0  # cluster changes held because a resource they name was not created
+    reused: Reused | None = None  # PREVIEW with ``Request.reuse``: the persisted answer (no evaluation)
 
 
 class Pipeline:
@@ -162,7 +192,11 @@ class Pipeline:
         commit, source_error, reader = self._commit(req)
         accounts = not req.offline or self._config().path is not None  # offline without a config: providers only
         want = self.desired.at(commit, reader, check_accounts=accounts, resolve_images=not req.offline)
-        ev = self._judge(req, want, source_error)
+        try:
+            ev = self._judge(req, want, source_error)
+        except _Answered as answered:
+            return PassResult(commit, commit != previous, 0, 0, len(want.state.problems), source_error,
+                              reused=answered.reused)
         if req.environment is not None:
             ev = promotion.only_environment(ev, req.environment)
         if req.gate is not None and not req.gate.proceed(ev):
@@ -236,7 +270,7 @@ class Pipeline:
     def _judge(self, req: Request, want: desired_mod.Desired, source_error: str | None) -> Evaluation:
         exclude = req.mode is Mode.BACKGROUND if req.exclude_running is None else req.exclude_running
         if req.base is None:
-            return self.evaluate(want, exclude_running=exclude, source_error=source_error)
+            return self.evaluate(want, exclude_running=exclude, source_error=source_error, reuse=req.reuse)
         src = req.reader or self.desired.git
         base_commit = src.resolve(req.base)
         base = self.desired.at(base_commit, req.reader,
@@ -245,12 +279,15 @@ class Pipeline:
         live = self.live.assumed(base.state) if req.offline else self.live.read(want.state)
         return self.evaluate(want, live=live, base_commit=base_commit, exclude_running=exclude,
                              app_files={n: a.source.file for n, a in base.state.applications.items()},
-                             source_error=source_error)
+                             source_error=source_error, reuse=req.reuse)
 
     def evaluate(self, want: desired_mod.Desired, *, live: planner.LiveState | None = None, base_commit: str = "",
                  exclude_running: bool = True, app_files: dict[str, str] | None = None,
-                 source_error: str | None = None) -> Evaluation:
-        """Plan ``want`` against live state (read now unless given), judge it, select what runs now."""
+                 source_error: str | None = None, reuse: Reuse | None = None) -> Evaluation:
+        """Plan ``want`` against live state (read now unless given), judge it, select what runs now.
+
+        With ``reuse``, the digest of every input is asked first: an answer persisted for it ends the
+        pass (``_Answered``, caught by ``run``) before anything is planned."""
         now = self.clock.now()
         desired = want.state
         # running at any time since live was read: that read may predate a rollout's end
@@ -280,6 +317,11 @@ class Pipeline:
         reused = self.evaluations.get(inputs)
         if reused is not None:
             return reused
+        digest = memo.digest(inputs) if reuse is not None else None
+        if reuse is not None and digest is not None:
+            answer = reuse(digest)
+            if answer is not None:
+                raise _Answered(Reused(digest, answer))
         desired = resource_plan.hold_unknown_references(desired, live.resource_inputs())
         outcome = planner.plan(desired, live, planner.Options(
             prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,

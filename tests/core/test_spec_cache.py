@@ -23,7 +23,7 @@ VARIED = {
         load_balancers: [checkout-public]
         security_groups: [sg-1, sg-2]
         strategy: {keep_disabled: 2, scale_down: false, delay_before_disable: 1m}
-        rollout: {waves: [[eu-west-1], [us-east-1]], pause: 30s}
+        rollout: {waves: [[eu-west-1], [us-east-1]], pause: 1s}
     """) + "load_balancers:\n  - {name: checkout-public, health_check: {path: /ready}}\n"
            "security_groups:\n  - {name: sg-1, ingress: [{protocol: tcp, ports: 443, cidr: 0.0.0.0/0}]}\n"
            "  - {name: sg-2}\n",
@@ -53,8 +53,8 @@ def test_a_second_plan_on_the_same_commit_parses_nothing_and_prints_the_same_byt
     env.repo.commit("a varied tree")
     runs = []
     out = tmp_path / "plan.json"
-    for _ in range(2):
-        res = env.cli("plan", "--format", "json", "--out", str(out))
+    for _ in range(2):  # --no-cache: evaluated each time (from parsed specs, then from the cached ones)
+        res = env.cli("plan", "--format", "json", "--out", str(out), "--no-cache")
         assert res.code == 1, res.err  # broken.yaml is a spec problem; the others are planned
         runs.append((res.out, res.err, out.read_bytes(), _parsed(caplog)))
     (out1, err1, saved1, counts1), (out2, err2, saved2, counts2) = runs

@@ -67,6 +67,7 @@ from reconciler.core.resources import Kind, ResourceAction, ResourceChange
 from reconciler.runtime import canary as canary_runtime
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
+from reconciler.runtime import pipeline as pipeline_mod
 from reconciler.runtime import status as status_mod
 from reconciler.state import keys
 from tests import othercloud, prometheus_server
@@ -197,6 +198,7 @@ class Fleet(RuleBasedStateMachine):
         self.other: engine_mod.Engine | None = None  # a second replica on the same store (two-replica mode)
         self.recorded_by: engine_mod.Engine | None = None  # the replica whose pass wrote status last
         self.checked = False
+        self.answers: dict[str, tuple[object, ...]] = {}  # digest of an evaluation's inputs -> its answer
         self.repo.write("apps/keep.yaml", app_spec("keep", regions=REGIONS))
         self.flow = Flow()
         self.flow_rules: dict[str, Flow] = {}  # version -> the commit that last declared it
@@ -608,21 +610,36 @@ class Fleet(RuleBasedStateMachine):
         pipeline = self.engine.pipeline
         want = self.engine.desired.at(commit)
         hits, cluster_hits = pipeline.evaluations.hits, pipeline.clusters.hits + pipeline.verdicts.hits
-        reused = pipeline.evaluate(want)
+        digests = _Digests()  # what ``plan`` would name these inputs by (its persisted answers)
+        reused = pipeline.evaluate(want, reuse=digests)
         if pipeline.evaluations.hits > hits:
             stateful_stats.KINDS["a decision reused"] += 1
         elif pipeline.clusters.hits + pipeline.verdicts.hits > cluster_hits:  # clusters' changes or verdicts reused
             stateful_stats.KINDS["a cluster's change reused"] += 1
         else:
+            self._one_digest_one_answer(digests.last, reused)
             return  # everything decided afresh just now: nothing reused to check
         saved = pipeline.evaluations, pipeline.clusters, pipeline.verdicts
         pipeline.evaluations, pipeline.clusters, pipeline.verdicts = memo.LastResult(), memo.PerKey(), memo.PerKey()
         try:
-            fresh = pipeline.evaluate(want)
+            fresh = pipeline.evaluate(want, reuse=digests)
         finally:
             pipeline.evaluations, pipeline.clusters, pipeline.verdicts = saved
+        self._one_digest_one_answer(digests.last, fresh)
         assert (reused.plan, reused.runnable, reused.held, reused.outcome.skipped) == \
             (fresh.plan, fresh.runnable, fresh.held, fresh.outcome.skipped), "a reused decision went stale"
+
+    def _one_digest_one_answer(self, digest: str | None, fresh: pipeline_mod.Evaluation) -> None:
+        """``plan``'s persisted answers (reconciler.state.plancache) are named by the digest of every input:
+        whenever the same digest comes back, in any later step, a fresh evaluation answers the same."""
+        if digest is None:
+            return
+        answer = (fresh.plan, fresh.held, fresh.outcome.skipped, fresh.resources_held, fresh.outcome.resource_skipped,
+                  fresh.live.unreadable, fresh.desired)
+        first = self.answers.setdefault(digest, answer)
+        if first is not answer:
+            stateful_stats.KINDS["the same inputs again (one digest)"] += 1
+            assert first == answer, "one digest of every input stood for two different answers"
 
     @invariant()
     def status_shows_the_last_evaluation(self) -> None:
@@ -857,6 +874,17 @@ def _check_promotion(machine: Fleet, prov: local_mod.LocalProvider, request: pro
     if rules.approval:
         assert version in machine.approved, f"{request.name}: version {version} entered prod without approval"
     stateful_stats.KINDS["flow: entered prod"] += 1
+
+
+class _Digests:
+    """A ``Request.reuse`` that never has an answer: it keeps the digest it was asked last."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def __call__(self, digest: str) -> object | None:
+        self.last = digest
+        return None
 
 
 def _memory_dir() -> str | None:

@@ -101,6 +101,10 @@ def test_a_replica_paused_past_its_claims_wakes_up_fenced_and_calls_no_provider(
     group.wait(lambda: holder() != 0, "a replica running the rollout")
     stale, other = (a, b) if a.proc is not None and holder() == a.proc.pid else (b, a)
     assert stale.proc is not None
+    # the execution is recorded running before its first step calls the provider: wait for that call, so
+    # that the baseline is not read in between (the next call, the enable, waits for the 5 s boot)
+    stale.wait_for(lambda: metric(stale, "reconciler_provider_calls_total", call="create") >= 1,
+                   "the rollout's new group created")
     mutations_before = sum(metric(stale, "reconciler_provider_calls_total", call=c)
                            for c in ("create", "enable", "disable", "resize", "destroy"))
     stale.proc.send_signal(signal.SIGSTOP)
