@@ -104,6 +104,7 @@ class SpecCache:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _unread: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     _pending: dict[tuple[str, str, str], _Result] = field(default_factory=dict)
+    _no_policies: dict[str, policy_file.PolicySettings] = field(default_factory=dict)
 
     def get(self, key: tuple[str, str, str]) -> _Result | None:
         with self._lock:
@@ -162,6 +163,16 @@ class SpecCache:
                 while len(self._policies) > 8:
                     self._policies.popitem(last=False)
         return hit
+
+    def no_policies(self, name: str) -> policy_file.PolicySettings:
+        """The built-in layers of a tree without ``policies.yaml``: one object for every load, so what the
+        memos keep (the verdicts' inputs) is the settings the evaluation holds, with its resolved layers,
+        not an equal copy with copies of them."""
+        with self._lock:
+            hit = self._no_policies.get(name)
+            if hit is None:
+                hit = self._no_policies[name] = policy_file.PolicySettings(file=name)
+            return hit
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -327,7 +338,7 @@ def load_policies(files: Sequence[SpecFile], *, spec_path: str = "apps", cache: 
     name = f"{spec_path.strip('/')}/{POLICY_FILE}".lstrip("/")
     found = next((f for f in files if f.path == name), None)
     if found is None:
-        return policy_file.PolicySettings(file=name), []
+        return (cache.no_policies(name) if cache is not None else policy_file.PolicySettings(file=name)), []
     cache = cache if cache is not None else SpecCache()
 
     def parse() -> _PolicyResult:
