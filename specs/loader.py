@@ -34,7 +34,7 @@ from specs import catalog as catalog_mod
 from specs import environments as env_rules
 from specs import images as image_spec
 from specs import limits as limits_mod
-from specs import policy_file, renderpool, resource_checks, sandbox, yamlnodes
+from specs import policy_file, renderpool, resource_checks, sandbox, sharing, yamlnodes
 from specs import schema as schema_mod
 from specs import strategy as strategy_spec
 
@@ -296,6 +296,7 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
     """
     out: dict[str, _Result] = {}
     jobs: list[renderpool.Job] = []
+    table: dict[Any, Any] = {}  # equal texts of the files parsed here: one object each
     cache.preload([(f.path, f.blob_id, values_id) for f in files])
     for f in files:
         key = (f.path, f.blob_id, values_id)
@@ -311,7 +312,7 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
             jobs.append(renderpool.Job(f.path, text, values_id, values, values_ok))
             continue
         else:
-            out[f.path] = _finish(f.path, text, values, values_file)
+            out[f.path] = _shared(_finish(f.path, text, values, values_file), table)
         cache.put(key, out[f.path])
     blob = {f.path: f.blob_id for f in files}
     for index, outcome in pool.render(jobs):
@@ -320,12 +321,18 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
             problem = outcome.problem or errors.SpecProblem(path, 1, "", "template produced nothing")
             result: _Result = (None, (problem,))
         else:
-            result = _finish(path, outcome.text, values, values_file)
+            result = _shared(_finish(path, outcome.text, values, values_file), table)
         out[path] = result
         if outcome.lasting:
             cache.put((path, blob[path], values_id), result)
     cache.flush()
     return out
+
+
+def _shared(result: _Result, table: dict[Any, Any]) -> _Result:
+    if result[0] is not None:
+        sharing.share_texts(result[0], table)
+    return result
 
 
 def load_policies(files: Sequence[SpecFile], *, spec_path: str = "apps", cache: SpecCache | None = None
