@@ -35,15 +35,21 @@ _done: tuple[tuple[str, ...], dict[str, str]] = ((), {})
 """The secrets in force and texts already redacted with them: a pass records the same hold reason for
 thousands of changes, and two regular expressions over each cost more than the rest of recording them."""
 _DONE_MAX = 4096
+_DONE_CHARS = 1 << 18
+"""What the remembered texts may hold in all: a new commit records one message and one detail text per held
+application, each new and one to two thousand characters long, which kept 5 MB alive between passes at
+10,000 clusters when only the entry count bounded them."""
+_done_chars = 0
 
 
 def redact(text: str) -> str:
     """Bearer tokens, ``token=``/``secret=``/``password=`` values, URL passwords and every registered secret."""
-    global _done  # noqa: PLW0603 - replaced whole (with the secrets it was made with), so readers need no lock
+    global _done, _done_chars  # noqa: PLW0603 - replaced whole (with the secrets it was made with): no lock
     secrets, done = _done
     if secrets is not _secrets:
         secrets, done = _secrets, {}
         _done = (secrets, done)
+        _done_chars = 0
     hit = done.get(text)
     if hit is not None:
         return hit
@@ -51,9 +57,11 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in out:
             out = out.replace(secret, "[redacted]")
-    if len(done) >= _DONE_MAX:
+    if len(done) >= _DONE_MAX or _done_chars >= _DONE_CHARS:
         done.clear()
+        _done_chars = 0
     done[text] = out
+    _done_chars += len(text) + (len(out) if out is not text else 0)
     return out
 
 

@@ -34,7 +34,7 @@ from specs import catalog as catalog_mod
 from specs import environments as env_rules
 from specs import images as image_spec
 from specs import limits as limits_mod
-from specs import policy_file, renderpool, resource_checks, sandbox, yamlnodes
+from specs import policy_file, renderpool, resource_checks, sandbox, sharing, yamlnodes
 from specs import schema as schema_mod
 from specs import strategy as strategy_spec
 
@@ -104,6 +104,7 @@ class SpecCache:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _unread: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     _pending: dict[tuple[str, str, str], _Result] = field(default_factory=dict)
+    _no_policies: dict[str, policy_file.PolicySettings] = field(default_factory=dict)
 
     def get(self, key: tuple[str, str, str]) -> _Result | None:
         with self._lock:
@@ -162,6 +163,16 @@ class SpecCache:
                 while len(self._policies) > 8:
                     self._policies.popitem(last=False)
         return hit
+
+    def no_policies(self, name: str) -> policy_file.PolicySettings:
+        """The built-in layers of a tree without ``policies.yaml``: one object for every load, so what the
+        memos keep (the verdicts' inputs) is the settings the evaluation holds, with its resolved layers,
+        not an equal copy with copies of them."""
+        with self._lock:
+            hit = self._no_policies.get(name)
+            if hit is None:
+                hit = self._no_policies[name] = policy_file.PolicySettings(file=name)
+            return hit
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -285,6 +296,7 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
     """
     out: dict[str, _Result] = {}
     jobs: list[renderpool.Job] = []
+    table: dict[Any, Any] = {}  # equal texts of the files parsed here: one object each
     cache.preload([(f.path, f.blob_id, values_id) for f in files])
     for f in files:
         key = (f.path, f.blob_id, values_id)
@@ -300,7 +312,7 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
             jobs.append(renderpool.Job(f.path, text, values_id, values, values_ok))
             continue
         else:
-            out[f.path] = _finish(f.path, text, values, values_file)
+            out[f.path] = _shared(_finish(f.path, text, values, values_file), table)
         cache.put(key, out[f.path])
     blob = {f.path: f.blob_id for f in files}
     for index, outcome in pool.render(jobs):
@@ -309,12 +321,18 @@ def _results(files: Sequence[SpecFile], values: dict[str, Any], values_id: str, 
             problem = outcome.problem or errors.SpecProblem(path, 1, "", "template produced nothing")
             result: _Result = (None, (problem,))
         else:
-            result = _finish(path, outcome.text, values, values_file)
+            result = _shared(_finish(path, outcome.text, values, values_file), table)
         out[path] = result
         if outcome.lasting:
             cache.put((path, blob[path], values_id), result)
     cache.flush()
     return out
+
+
+def _shared(result: _Result, table: dict[Any, Any]) -> _Result:
+    if result[0] is not None:
+        sharing.share_texts(result[0], table)
+    return result
 
 
 def load_policies(files: Sequence[SpecFile], *, spec_path: str = "apps", cache: SpecCache | None = None
@@ -327,7 +345,7 @@ def load_policies(files: Sequence[SpecFile], *, spec_path: str = "apps", cache: 
     name = f"{spec_path.strip('/')}/{POLICY_FILE}".lstrip("/")
     found = next((f for f in files if f.path == name), None)
     if found is None:
-        return policy_file.PolicySettings(file=name), []
+        return (cache.no_policies(name) if cache is not None else policy_file.PolicySettings(file=name)), []
     cache = cache if cache is not None else SpecCache()
 
     def parse() -> _PolicyResult:

@@ -24,6 +24,7 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -31,6 +32,7 @@ import reconciler
 from reconciler.core import errors, model
 from reconciler.core.resources import ResourceSpec
 from specs import limits as limits_mod
+from specs import sharing
 
 log = logging.getLogger("reconciler.speccache")
 
@@ -93,13 +95,17 @@ class SpecStore:
             db = self._open()
             if db is None:
                 return out
+            table: dict[Any, Any] = {}  # equal texts across the entries of this read: one object each
             try:
                 for name, key in wanted.items():
                     row = db.execute("SELECT value FROM specs WHERE key = ?", (name,)).fetchone()
                     if row is None:
                         continue
                     try:
-                        out[key] = _typed(_decoder.decode(row[0]))
+                        result = _typed(_decoder.decode(row[0]))
+                        if result[0] is not None:
+                            sharing.share_texts(result[0], table)
+                        out[key] = result
                     except (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError) as exc:
                         log.warning("spec cache entry for %s is unreadable (%s); parsing it again", key[0], exc)
             except sqlite3.Error as exc:

@@ -66,3 +66,23 @@ def test_a_one_file_commit_plans_only_its_clusters_and_the_same_plan(env: Env) -
         assert _saved(eng, fresh=False) == _saved(eng, fresh=True)
     finally:
         eng.close()
+
+
+def test_the_verdicts_memo_keeps_the_policy_settings_the_evaluation_holds(env: Env) -> None:
+    """A tree without policies.yaml: every load gives the same settings object, so the memo's inputs hold the
+    evaluation's own settings (and their resolved layers), not an equal copy from the pass that made them."""
+    for i in range(2):
+        env.repo.write(f"apps/app{i}.yaml", app_spec(f"app{i}", image=f"app{i}-1.0"))
+    env.repo.commit("two apps, no policies.yaml")
+    eng = engine_mod.Engine(config_mod.load_config(str(env.config)), background=True)
+    try:
+        eng.freeze(by="test", reason="judge, run nothing")
+        eng.reconcile()
+        env.repo.write("apps/app1.yaml", app_spec("app1", image="app1-2.0")).commit("one file")
+        result = eng.reconcile()
+        assert result.evaluation is not None and eng.pipeline.verdicts.hits == 1  # app0's cluster reused
+        held = result.evaluation.policy_file
+        entries = list(eng.pipeline.verdicts._entries.values())
+        assert len(entries) == 2 and all(inputs[0][0] is held for inputs, _ in entries)
+    finally:
+        eng.close()

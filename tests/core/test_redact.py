@@ -51,3 +51,12 @@ def test_a_hold_message_without_a_secret_word_runs_neither_expression(monkeypatc
     assert (secret.subs, url.subs) == (0, 1)
     folded = "\u017fecret=abc"  # case folding beyond ASCII: U+017F matches "s"
     assert logs._patterns(folded) == "\u017fecret=[redacted]" and secret.subs == 1
+
+
+def test_remembered_texts_stay_within_their_character_budget() -> None:
+    """A new commit records a long, new message and detail per held application: they must not stay alive."""
+    for i in range(500):
+        assert logs.redact(f"{i}: " + "x" * 2000) == f"{i}: " + "x" * 2000
+    _, done = logs._done
+    assert sum(len(t) for t in done) <= logs._DONE_CHARS + 2100
+    assert logs.redact("token=abc ok") == "token=[redacted] ok"

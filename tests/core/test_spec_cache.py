@@ -140,3 +140,23 @@ def test_pretty_json_is_what_indent_2_writes() -> None:
             doc, indent=2, sort_keys=True, ensure_ascii=ascii_only)
     odd = {"x": [float("nan"), float("inf")]}  # what json.dumps writes by default, though it is not JSON
     assert jsontext.pretty(odd) == json.dumps(odd, indent=2, sort_keys=True)
+
+
+def test_equal_texts_of_decoded_entries_are_one_object_each(tmp_path: Path) -> None:
+    """MessagePack has no references: without sharing, every cluster's provider, regions and tags came back as
+    objects of their own (410,000 strings of 42,000 texts at 10,000 clusters)."""
+    store = speccache.SpecStore(tmp_path / speccache.FILE_NAME)
+    store.use(limits_mod.SpecLimits())
+    made = {(f"apps/a{i}.yaml", f"blob{i}", "v1"): _result(f"a{i}") for i in range(20)}
+    store.put_many(made)
+    got = store.get_many(list(made))
+    store.close()
+    assert got == made  # the same values
+    specs = [c for app, _ in got.values() if app is not None for c in app.clusters]
+    assert len(specs) == 20
+    for where in (lambda c: c.provider, lambda c: c.account, lambda c: c.regions, lambda c: c.regions[1],
+                  lambda c: c.launch.instance_type, lambda c: c.launch.tags, lambda c: c.launch.tags[0][1],
+                  lambda c: c.source.fields, lambda c: c.source.fields[0][0]):
+        assert len({id(where(c)) for c in specs}) == 1
+    assert len({id(c.application) for c in specs}) == 20  # texts that differ stay apart
+    assert len({id(c.launch.image) for c in specs}) == 20  # images and user data are not shared at all

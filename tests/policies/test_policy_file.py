@@ -100,3 +100,22 @@ def test_the_documented_example_is_valid() -> None:
     settings, problems = policy_file.load_policy_file(example, file="docs/policies.md")
     assert problems == []
     assert settings.for_cluster("search", "search", "normal")["windows"]["allow"][0]["to"] == "24:00"
+
+
+def test_clusters_without_a_layer_of_their_own_share_one_resolved_dict() -> None:
+    """One dict per criticality for every cluster only the defaults speak for, not one per cluster."""
+    settings, problems = policy_file.load_policy_file(
+        "defaults:\n  mass_deletion: {max_share: 0.5}\napplications:\n  shop:\n    mass_deletion: {max_share: 0.9}\n"
+        "clusters:\n  web-main:\n    mass_deletion: {max_share: 0.7}\n", file=F)
+    assert problems == []
+    a, b = settings.for_cluster("a", "a-main", "normal"), settings.for_cluster("b", "b-main", "normal")
+    assert a is b and a["mass_deletion"]["max_share"] == 0.5
+    assert settings.for_cluster("a", "a-main", "critical") is not a
+    assert settings.for_cluster("shop", "shop-main", "normal")["mass_deletion"]["max_share"] == 0.9
+    assert settings.for_cluster("web", "web-main", "normal")["mass_deletion"]["max_share"] == 0.7
+    assert settings.for_cluster("shop", "web-main", "normal")["mass_deletion"]["max_share"] == 0.7
+    fresh = policy_file.load_policy_file(
+        "defaults:\n  mass_deletion: {max_share: 0.5}\napplications:\n  shop:\n    mass_deletion: {max_share: 0.9}\n"
+        "clusters:\n  web-main:\n    mass_deletion: {max_share: 0.7}\n", file=F)[0]
+    for key in (("a", "a-main", "normal"), ("shop", "shop-main", "critical"), ("shop", "web-main", "low")):
+        assert settings.for_cluster(*key) == fresh._resolve(*key)

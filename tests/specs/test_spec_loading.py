@@ -289,3 +289,19 @@ def test_parse_duration_accepts_units_and_numbers_and_names_the_field() -> None:
             assert "health.timeout" in str(exc)
         else:
             raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_equal_texts_of_parsed_files_are_one_object_each() -> None:
+    """Every file's provider, account, regions and tags are parsed anew: the loader shares equal texts."""
+    extra = "tags: {team: web, tier: front}\n"
+    files = [loader.SpecFile(f"app{i}.yaml", f"b{i}", lambda i=i: minimal(f"app{i}", extra).encode())  # type: ignore[misc]
+             for i in range(6)]
+    state = loader.load_specs(files, spec_path="")
+    assert not state.problems
+    specs = [c for a in state.applications.values() for c in a.clusters]
+    assert len(specs) == 6
+    for where in (lambda c: c.provider, lambda c: c.account, lambda c: c.regions, lambda c: c.launch.tags,
+                  lambda c: c.launch.instance_type, lambda c: c.source.fields):
+        assert len({id(where(c)) for c in specs}) == 1
+    assert len({id(c.application) for c in specs}) == 6
+    assert dict(specs[0].launch.tags) == {"team": "web", "tier": "front"}
