@@ -114,6 +114,11 @@ class PolicySettings:
     _memo: dict[tuple[str | None, str | None, str], dict[str, Any]] = field(default_factory=dict, compare=False,
                                                                           repr=False)
 
+    def digest_view(self) -> tuple[Any, ...]:
+        """What ``reconciler.core.memo.digest`` names it by: the file's layers and problems, not ``_memo``,
+        which grows as layers are resolved and so would make equal settings differ between runs."""
+        return (self.defaults, self.criticality, self.applications, self.clusters, self.file, self.problems)
+
     def for_cluster(self, application: str, cluster: str, criticality: str) -> dict[str, Any]:
         """Resolved once per layer that applies; callers must not mutate the result.
 

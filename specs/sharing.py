@@ -7,14 +7,28 @@ from typing import Any
 from reconciler.core import model
 
 
+def _exact(values: tuple[Any, ...]) -> bool:
+    """Whether equality of this tuple is equality of its values: its leaves are texts and ints only.
+
+    ``(1,) == (True,) == (1.0,)`` and they hash alike, so a tuple with a bool or a float in it looked up in
+    the table could come back as another type's equal tuple, and print as ``1`` where it said ``true``."""
+    for v in values:
+        t = type(v)
+        if t is tuple:
+            if not _exact(v):
+                return False
+        elif t is not str and t is not int:
+            return False
+    return True
+
+
 def _strs(values: tuple[Any, ...], table: dict[Any, Any]) -> tuple[Any, ...]:
-    """A tuple of texts (or of such tuples, or ``(text, line)`` pairs) as the table's equal tuple, its items shared."""
-    if type(values) is not tuple:
-        return values  # not a value the loader or the decoder builds: left as it is
-    try:
-        hit = table.get(values)
-    except TypeError:  # an unhashable item
-        return values
+    """A tuple of texts (or of such tuples, or ``(text, line)`` pairs) as the table's equal tuple, its items shared.
+
+    Only a tuple whose leaves are texts and ints is looked up (``_exact``); any other is left as it is."""
+    if type(values) is not tuple or not _exact(values):
+        return values  # not a value the loader or the decoder builds, or one equal to other types' values
+    hit = table.get(values)
     if hit is not None:
         return hit  # type: ignore[no-any-return]
     items = tuple(table.setdefault(v, v) if type(v) is str else _strs(v, table) if type(v) is tuple else v

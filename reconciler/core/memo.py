@@ -45,10 +45,14 @@ def digest(inputs: Inputs) -> str | None:
     as built (such maps are built in a fixed order; if one is not, the digest only misses). The
     encoding is the values' typed fields, the one the spec cache decodes models back from, so inputs of
     the same types that differ in any field differ in digest (``tests/core/test_memo_digest.py``; the
-    stateful test checks across its moves that one digest never stands for two answers).
+    stateful test checks across its moves that one digest never stands for two answers). An input with a
+    ``digest_view`` method (the policy settings, which keep a memo of resolved layers) is named by what
+    that returns.
     """
     h = hashlib.blake2b(digest_size=20)
-    for value in (tuple(inputs.same), *inputs.equal):
+    for item in (tuple(inputs.same), *inputs.equal):
+        view = getattr(item, "digest_view", None)  # a value that caches what it derives names its content
+        value = view() if view is not None else item
         try:
             try:
                 part = b"s" + _SORTED.encode(value)

@@ -221,3 +221,14 @@ def test_the_options_and_config_are_part_of_the_key() -> None:
                                      plancache.key("d" * 40, {"prune": False}, {"format": "text"}),
                                      plancache.key("e" * 40, {"prune": False}, {"format": "json"})}) == 4
     assert json.dumps(base)  # a file name
+
+
+def test_policy_settings_are_named_by_their_layers_not_by_what_they_resolved_so_far() -> None:
+    from specs import policy_file
+
+    used, fresh = policy_file.PolicySettings(defaults={"freeze": None}), policy_file.PolicySettings(
+        defaults={"freeze": None})
+    used.for_cluster("app", "app-main", "normal")  # its memo of resolved layers grows
+    assert memo.digest(memo.Inputs((), (used,))) == memo.digest(memo.Inputs((), (fresh,)))
+    other = policy_file.PolicySettings(defaults={"freeze": {"reason": "audit"}})
+    assert memo.digest(memo.Inputs((), (other,))) != memo.digest(memo.Inputs((), (fresh,)))
