@@ -17,12 +17,14 @@ Measured:
 
 * ``reconciler validate`` on a checkout of the tree;
 * ``reconciler plan --format json --out FILE``, first run on a fresh state
-  store and again on the same commit (wall time, peak RSS, files parsed);
+  store, again on the same inputs (answered from ``STATE_DIR/plan-cache``),
+  and a third time with ``--no-cache`` (evaluated and written afresh with
+  nothing parsed) (wall time, peak RSS, files parsed);
 * a real ``reconciler run`` daemon with the fleet frozen (so every pass plans
   and judges every change and runs none): its unchanged passes, then the pass
   after a commit that changes one file (wall time of each pass from the
   daemon's ``reconciler_pass_duration_seconds`` metric, peak RSS);
-* with ``--growth N``: both plans again on a repository of N clusters, and
+* with ``--growth N``: the three plans again on a repository of N clusters, and
   how time and peak RSS grew (linear growth is the ratio of the sizes); a
   tree over the 32 MiB default of ``specs.max_total_size`` gets a larger limit.
 """
@@ -299,7 +301,7 @@ def plans(tmp: Path, cfg: Path) -> tuple[Run, Run, Run]:
     return runs[0], runs[1], runs[2]
 
 
-def growth(clusters: int, per_file: int, base: tuple[float, Run, Run]) -> None:
+def growth(clusters: int, per_file: int, base: tuple[float, Run, Run, Run]) -> None:
     """The plan figures at ``clusters`` against those of the main run (linear growth is the size ratio)."""
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -308,15 +310,17 @@ def growth(clusters: int, per_file: int, base: tuple[float, Run, Run]) -> None:
         _, commit, size = build_repo(repo_path, files, per_file)
         cfg = write_config(tmp, repo_path, free_port(), "4s", size)
         fl = floor(repo_path, commit)
-        first, second, _ = plans(tmp, cfg)
+        first, second, third = plans(tmp, cfg)
         fl2 = floor(repo_path, commit)
-    (fl0, first0, second0), big = base, (fl + fl2) / 2
+    (fl0, first0, second0, third0), big = base, (fl + fl2) / 2
     print(f"\ngrowth to {files * per_file:,} clusters (linear would be "
           f"{files * per_file / (len(json.loads(first0.out)['changes']) / 2):.1f}x):")
     for what, a, b in (("floor", fl0, big), ("plan, first run: time", first0.wall, first.wall),
                        ("plan, first run: peak RSS", first0.rss_mb, first.rss_mb),
                        ("plan, second run: time", second0.wall, second.wall),
-                       ("plan, second run: peak RSS", second0.rss_mb, second.rss_mb)):
+                       ("plan, second run: peak RSS", second0.rss_mb, second.rss_mb),
+                       ("plan --no-cache: time", third0.wall, third.wall),
+                       ("plan --no-cache: peak RSS", third0.rss_mb, third.rss_mb)):
         print(f"  {what:<30}{a:>10.1f} -> {b:>10.1f}  {b / a:>6.2f}x")
     print(f"  first plan / floor: {first0.wall / fl0:.2f}x -> {first.wall / big:.2f}x")
 
@@ -374,7 +378,7 @@ def main() -> None:
             print(f"{what:<50}{wall:>9.3f}{wall / base:>8.2f}x{rss_s:>8}{n:>8}")
         print(f"\nfloor used for the ratios: {base:.3f}s (mean of the two floor figures)")
     if args.growth:
-        growth(args.growth, args.per_file, (base, first, second))
+        growth(args.growth, args.per_file, (base, first, second, third))
 
 
 if __name__ == "__main__":
