@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +318,7 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from reconciler.runtime import pipeline
     from reconciler.source import git as gitsource
 
     if args.server:
@@ -335,8 +336,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         ev = eng.plan_reusing(answers, ref=args.ref, base=args.base, local_repo=local, offline=args.base is not None)
     finally:
         eng.close()
-    if answers is not None and answers.entry is not None:
-        return answers.replay(args)
+    if isinstance(ev, pipeline.Reused):
+        return _replay(args, ev.answer)
     writer = answers.begin() if answers is not None else None
     try:
         code, lines = _write_plan(args, ev, writer)
@@ -351,12 +352,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return code
 
 
+@contextlib.contextmanager
+def _beside(out: str) -> Iterator[str]:
+    """A file beside ``out``, renamed over it when the block ends well: a failure never leaves half a plan."""
+    partial = f"{out}.partial-{os.getpid()}"
+    try:
+        yield partial
+        os.replace(partial, out)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
 def _write_plan(args: argparse.Namespace, ev: Any, writer: Any) -> tuple[int, list[str]]:
     """Print the plan, write ``--out``; the stderr lines after it and the exit code (kept with the answer)."""
     from reconciler import delivery, planfile, render
     from reconciler.core import jsontext
 
-    emit = sys.stdout.write if writer is None else _tee(sys.stdout, writer.write)
+    emit = sys.stdout.write if writer is None else writer.tee(sys.stdout)
     plan = ev.plan
     # stdout shows the redacted JSON contract only
     doc = render.render_json(plan, held=ev.held, skipped=ev.outcome.skipped, resource_held=ev.resources_held,
@@ -365,18 +378,12 @@ def _write_plan(args: argparse.Namespace, ev: Any, writer: Any) -> tuple[int, li
         # the saved plan whatever is printed (Terraform's -out): full specs, user data included; written as
         # it is encoded (lazy), never held whole; with --format json the plan JSON is written in the same
         # pass, each change's contract view built and encoded once for both
-        # beside the target, then renamed over it: a failure midway never leaves a partial plan file
-        partial = f"{args.out}.partial-{os.getpid()}"
-        try:
+        with _beside(args.out) as partial:
             with open(partial, "wb") as saved:
                 planfile.write_plan(saved, plan, held=ev.held, skipped=ev.outcome.skipped,
                                     show=(doc, emit) if doc is not None else None)
             if writer is not None:
                 writer.keep_plan(partial)
-            os.replace(partial, args.out)
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
     elif doc is not None:
         jsontext.write_pretty(doc, emit, allow_nan=True)
     if doc is not None:
@@ -413,16 +420,21 @@ def _saved_line(plan_id: str, changes: int, out: str) -> str:
     return f"plan {plan_id}: {changes} change(s) saved to {out} (apply it with `reconciler apply --plan {out}`)"
 
 
-def _tee(stdout: Any, keep: Callable[[bytes], None]) -> Callable[[str], int]:
-    """``stdout.write`` that also keeps the bytes it writes (as ``stdout`` encodes them)."""
-    encoding, errors_ = getattr(stdout, "encoding", None) or "utf-8", getattr(stdout, "errors", None) or "strict"
-    write = stdout.write
-
-    def emit(text: str) -> int:
-        keep(text.encode(encoding, errors_))
-        return int(write(text))
-
-    return emit
+def _replay(args: argparse.Namespace, entry: Any) -> int:
+    """Print what the earlier run printed, write its saved plan to ``--out``, exit as it did."""
+    try:
+        entry.write_stdout(sys.stdout)
+        if args.out:
+            with _beside(args.out) as partial:
+                entry.save_plan(partial)
+    finally:
+        entry.close()
+    meta = entry.meta
+    if args.out:
+        print(_saved_line(meta["plan_id"], meta["changes"], args.out), file=sys.stderr)
+    for line in meta["stderr"]:
+        print(line, file=sys.stderr)
+    return int(meta["exit"])
 
 
 class _PlanAnswers:
@@ -433,19 +445,15 @@ class _PlanAnswers:
 
         self.cache = plancache.PlanCache.beside(config.state_dir)
         self.config = config
-        stdout = sys.stdout
-        self.options = {"format": args.format, "out": bool(args.out), "color": stdout.isatty(),
-                        "max_comment_chars": args.max_comment_chars if args.format == "markdown" else None,
-                        "encoding": _codec(getattr(stdout, "encoding", None)),
-                        "errors": getattr(stdout, "errors", None)}
+        self.options = {**plancache.stdout_options(sys.stdout), "format": args.format, "out": bool(args.out),
+                        "max_comment_chars": args.max_comment_chars if args.format == "markdown" else None}
         self.key: str | None = None
-        self.entry: plancache.Entry | None = None
 
     def __call__(self, digest: str) -> object | None:
         from reconciler.state import plancache
 
         key = self.key = plancache.key(digest, self.config, self.options)
-        entry = self.entry = self.cache.open(key) if key is not None else None
+        entry = self.cache.open(key) if key is not None else None
         if key is not None and entry is not None:
             logging.getLogger("reconciler.plancache").info(
                 "inputs unchanged since an earlier plan (%s): its answer is printed again, nothing re-planned",
@@ -454,83 +462,6 @@ class _PlanAnswers:
 
     def begin(self) -> Any:
         return self.cache.begin(self.key) if self.key is not None else None
-
-    def replay(self, args: argparse.Namespace) -> int:
-        """Print what the earlier run printed, write its saved plan to ``--out``, exit as it did."""
-        entry = self.entry
-        assert entry is not None
-        try:
-            sys.stdout.flush()
-            raw = getattr(sys.stdout, "buffer", None)
-            if raw is not None:
-                _copy(entry.stdout, raw)
-                raw.flush()
-            else:  # a text-only stdout (captured): the same text
-                for chunk in iter(lambda: entry.stdout.read(1 << 20), b""):
-                    sys.stdout.write(chunk.decode(self.options["encoding"] or "utf-8"))
-            if args.out:
-                partial = f"{args.out}.partial-{os.getpid()}"
-                try:
-                    if entry.plan is None:
-                        raise errors.ReconcilerError("the kept answer has no saved plan")
-                    if not _link_same(entry.plan, entry.plan_path, partial):
-                        with open(partial, "wb") as saved:
-                            _copy(entry.plan, saved)
-                    os.replace(partial, args.out)
-                finally:
-                    if os.path.exists(partial):
-                        os.unlink(partial)
-        finally:
-            entry.close()
-        meta = entry.meta
-        if args.out:
-            print(_saved_line(meta["plan_id"], meta["changes"], args.out), file=sys.stderr)
-        for line in meta["stderr"]:
-            print(line, file=sys.stderr)
-        return int(meta["exit"])
-
-
-def _link_same(opened: Any, path: Any, new: str) -> bool:
-    """One more name for the file ``opened`` (no copy), if ``path`` is still that very file."""
-    try:
-        os.link(path, new)
-    except OSError:
-        return False
-    if os.path.samestat(os.stat(new), os.fstat(opened.fileno())):
-        return True
-    os.unlink(new)  # the kept file was replaced since it was checked: copy what was checked
-    return False
-
-
-def _codec(name: str | None) -> str | None:
-    import codecs
-
-    try:
-        return codecs.lookup(name).name if name else None
-    except LookupError:
-        return name
-
-
-def _copy(src: Any, dst: Any) -> None:
-    """File to file in the kernel where it can (``sendfile``), else through a buffer."""
-    import shutil
-
-    size, offset = os.fstat(src.fileno()).st_size, 0
-    dst.flush()
-    try:
-        while offset < size:
-            sent = os.sendfile(dst.fileno(), src.fileno(), offset, size - offset)
-            if sent == 0:
-                raise OSError("the file shrank while it was copied")
-            offset += sent
-    except OSError:
-        if offset:  # part of it is out: nothing to resume safely
-            raise
-        src.seek(0)
-        shutil.copyfileobj(src, dst, 1 << 20)
-    except (AttributeError, ValueError):  # no file descriptor (a captured stream)
-        src.seek(0)
-        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 _MATCH_CLAIMS = ("No changes: live state matches the desired state.",

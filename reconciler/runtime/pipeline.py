@@ -318,10 +318,9 @@ class Pipeline:
         if reused is not None:
             return reused
         digest = memo.digest(inputs) if reuse is not None else None
-        if reuse is not None and digest is not None:
-            answer = reuse(digest)
-            if answer is not None:
-                raise _Answered(Reused(digest, answer))
+        answer = reuse(digest) if reuse is not None and digest is not None else None
+        if digest is not None and answer is not None:
+            raise _Answered(Reused(digest, answer))
         desired = resource_plan.hold_unknown_references(desired, live.resource_inputs())
         outcome = planner.plan(desired, live, planner.Options(
             prune=self._config().prune, stalled=stalled, paused=frozenset(pauses), base_commit=base_commit,

@@ -18,6 +18,7 @@ time) is not used. The newest ``KEEP`` entries are kept.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import functools
 import hashlib
@@ -28,14 +29,15 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import msgspec
 
 import reconciler
+from reconciler.core import errors
 
 log = logging.getLogger("reconciler.plancache")
 
@@ -59,6 +61,14 @@ def code_version() -> str:
                 h.update(f"{package}/{path.relative_to(root)}\0".encode())
                 h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def stdout_options(stdout: TextIO) -> dict[str, object]:
+    """What of ``stdout`` the printed bytes depend on: a terminal gets colours, and its encoding the text."""
+    encoding = getattr(stdout, "encoding", None)
+    with contextlib.suppress(LookupError):  # an encoding Python does not know: named as it is
+        encoding = codecs.lookup(encoding).name if encoding else None
+    return {"color": stdout.isatty(), "encoding": encoding, "errors": getattr(stdout, "errors", None)}
 
 
 def _config_text(value: object) -> str:
@@ -87,6 +97,26 @@ class Entry:
     plan: IO[bytes] | None = None
     plan_path: Path | None = None
 
+    def write_stdout(self, stdout: TextIO) -> None:
+        """The bytes the earlier run printed, to ``stdout`` (its buffer; a text-only stream gets the text)."""
+        stdout.flush()
+        raw = getattr(stdout, "buffer", None)
+        if raw is not None:
+            _copy(self.stdout, raw)
+            raw.flush()
+        else:  # a captured stream
+            encoding = getattr(stdout, "encoding", None) or "utf-8"
+            for chunk in iter(lambda: self.stdout.read(1 << 20), b""):
+                stdout.write(chunk.decode(encoding))
+
+    def save_plan(self, path: str) -> None:
+        """The kept saved plan at ``path``: another name of the very file checked when it was opened, or a copy."""
+        if self.plan is None or self.plan_path is None:
+            raise errors.ReconcilerError("the kept answer has no saved plan")
+        if not _link_same(self.plan, self.plan_path, path):
+            with open(path, "wb") as out:
+                _copy(self.plan, out)
+
     def close(self) -> None:
         self.stdout.close()
         if self.plan is not None:
@@ -112,6 +142,17 @@ class Writer:
                 self.stdout.write(data)
             except OSError as exc:
                 self.failed = str(exc)
+
+    def tee(self, stdout: TextIO) -> Callable[[str], int]:
+        """``stdout.write`` that also keeps the bytes it writes (as ``stdout`` encodes them)."""
+        encoding, errors_ = getattr(stdout, "encoding", None) or "utf-8", getattr(stdout, "errors", None) or "strict"
+        write = stdout.write
+
+        def emit(text: str) -> int:
+            self.write(text.encode(encoding, errors_))
+            return write(text)
+
+        return emit
 
     def keep_plan(self, path: str | os.PathLike[str]) -> None:
         """Keep the saved plan just written at ``path`` (before it is renamed to what ``--out`` named)."""
@@ -221,3 +262,35 @@ class PlanCache:
                 shutil.rmtree(path, ignore_errors=True)  # no meta: not an entry any run can use
         for _, path in sorted(entries, reverse=True)[self.keep:]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _link_same(opened: IO[bytes], path: Path, new: str) -> bool:
+    """One more name for the file ``opened`` (no copy), if ``path`` is still that very file."""
+    try:
+        os.link(path, new)
+    except OSError:
+        return False
+    if os.path.samestat(os.stat(new), os.fstat(opened.fileno())):
+        return True
+    os.unlink(new)  # the kept file was replaced since it was checked: copy what was checked
+    return False
+
+
+def _copy(src: IO[bytes], dst: IO[bytes]) -> None:
+    """File to file in the kernel where it can (``sendfile``), else through a buffer."""
+    size, offset = os.fstat(src.fileno()).st_size, 0
+    dst.flush()
+    try:
+        while offset < size:
+            sent = os.sendfile(dst.fileno(), src.fileno(), offset, size - offset)
+            if sent == 0:
+                raise OSError("the file shrank while it was copied")
+            offset += sent
+    except OSError:
+        if offset:  # part of it is out: nothing to resume safely
+            raise
+        src.seek(0)
+        shutil.copyfileobj(src, dst, 1 << 20)
+    except (AttributeError, ValueError):  # no file descriptor (a captured stream)
+        src.seek(0)
+        shutil.copyfileobj(src, dst, 1 << 20)
