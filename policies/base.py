@@ -124,7 +124,16 @@ def deny(policy: str, change: AnyChange | None, message: str) -> Judgement:
     return _j(policy, change, model.Verdict.DENY, message)
 
 
+_SHARED: dict[tuple[str, model.Verdict, str], model.PolicyVerdict] = {}
+"""Verdicts given lately, each once: a rule that says the same to 20,000 changes (a freeze, the blast radius)
+holds one verdict and one message for all of them, not 20,000 copies of each."""
+_SHARED_MAX = 4096
+
+
 def _j(policy: str, change: AnyChange | None, v: model.Verdict, message: str) -> Judgement:
-    return Judgement(
-        change.change_id if change is not None else None, model.PolicyVerdict(policy, v, message)
-    )
+    verdict = _SHARED.get((policy, v, message))
+    if verdict is None:
+        if len(_SHARED) >= _SHARED_MAX:  # messages that name their change: no use keeping them
+            _SHARED.clear()
+        verdict = _SHARED[(policy, v, message)] = model.PolicyVerdict(policy, v, message)
+    return Judgement(change.change_id if change is not None else None, verdict)

@@ -29,7 +29,7 @@ Verdicts = tuple[tuple[tuple[int, model.PolicyVerdict], ...], ...]
 Memo = memo.PerKey[Verdicts]
 
 _SHAPE = operator.attrgetter(*(f.name for f in dataclasses.fields(model.Change)
-                               if f.name not in ("commit", "verdicts", "_id")))
+                               if f.name not in ("commit", "verdicts", "_id", "_content_id")))
 """What a change is but for its commit (each new commit is in every change) and verdicts (none yet)."""
 
 

@@ -143,19 +143,20 @@ def _encode_top(plan: model.Plan) -> dict[str, Any]:
 def _change_builtins(change: model.Change) -> Any:
     """``_encode(change)`` in C (msgspec; tuples stay tuples, which JSON writes as lists), less the id cache."""
     out = msgspec.to_builtins(change)
-    del out["_id"]
+    del out["_id"], out["_content_id"]
     return out
 
 
 def _resource_builtins(change: ResourceChange) -> Any:
     out = msgspec.to_builtins(change)
-    del out["_id"]
+    del out["_id"], out["_content_id"]
     if out["desired"] is not None:
         del out["desired"]["_hash"], out["desired"]["_lines"]
     return out
 
 
-PRIVATE_FIELDS = {model.Change: ("_id",), ResourceChange: ("_id",), ResourceSpec: ("_hash", "_lines")}
+PRIVATE_FIELDS = {model.Change: ("_id", "_content_id"), ResourceChange: ("_id", "_content_id"),
+                  ResourceSpec: ("_hash", "_lines")}
 """The only fields no constructor takes among the values a change holds: what the C encoder's output
 drops (a test walks the types and fails when another appears)."""
 _FAST: dict[str, Any] = {"changes": _change_builtins, "resource_changes": _resource_builtins}

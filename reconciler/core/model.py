@@ -604,6 +604,7 @@ class Change:
     """Rolling: the capacity each older serving group had before the deployment began; a failure returns
     them to it before the new group is removed. Derived from live state and the store, like ``after``."""
     _id: str = field(default="", init=False, repr=False, compare=False)
+    _content_id: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -613,9 +614,18 @@ class Change:
     def change_id(self) -> ChangeId:
         """Hash of the change's content (not its verdicts): stable across re-plans. Computed once."""
         if not self._id:
-            payload = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
-            object.__setattr__(self, "_id", hashlib.sha256(payload.encode()).hexdigest()[:12])
+            ids = content_ids(self.content())
+            object.__setattr__(self, "_id", ids[0])
+            object.__setattr__(self, "_content_id", ids[1])
         return ChangeId(self._id)
+
+    @property
+    def content_id(self) -> str:
+        """The change id but for the commit: the same on every commit while the change stays what it is
+        (another file changed). Held changes are announced once per content id (``notifications.history``)."""
+        if not self._content_id:
+            self.change_id  # noqa: B018 - computes both
+        return self._content_id
 
     @property
     def verdict(self) -> Verdict:
@@ -656,7 +666,40 @@ def with_verdicts(change: Any, verdicts: tuple[PolicyVerdict, ...]) -> Any:
     part of what the id hashes, and hashing every change of a fleet's plan again costs a second."""
     judged = replaced(change, "verdicts", verdicts)
     object.__setattr__(judged, "_id", change._id)
+    object.__setattr__(judged, "_content_id", change._content_id)
     return judged
+
+
+_MARK = json.dumps("\x00commit\x00")
+"""Where the commit goes in a change's encoded content (NUL is in no name, and a value holding it is detected)."""
+_KEY = '"commit":'
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+"""``json.dumps(value, sort_keys=True, separators=(",", ":"))`` without building an encoder per call."""
+
+
+def content_ids(content: dict[str, Any]) -> tuple[str, str]:
+    """(change id, content id) of a change's ``content()``: the id hashes its canonical JSON, the content id
+    the same JSON without the top-level ``commit``. One encoding serves both: the content is encoded with a
+    mark for its commit, which is then put in, or taken out with its comma. ``content`` is written to."""
+    commit = content["commit"]
+    content["commit"] = "\x00commit\x00"
+    text = _CANONICAL(content)
+    at = text.find(_MARK)
+    if text.find(_MARK, at + 1) != -1:  # some value holds the mark too: encode the two forms apart
+        content["commit"] = commit
+        rest = {k: v for k, v in content.items() if k != "commit"}
+        return (hashlib.sha256(_CANONICAL(content).encode()).hexdigest()[:12],
+                hashlib.sha256(_CANONICAL(rest).encode()).hexdigest()[:12])
+    start, end = at - len(_KEY), at + len(_MARK)  # the top-level "commit":MARK, the only place the mark is
+    put = f'"{commit}"' if commit.isascii() and commit.isalnum() else json.dumps(commit)  # a hex commit, or any
+    full = text[:at] + put + text[end:]
+    if text[start - 1] == ",":
+        without = text[:start - 1] + text[end:]
+    elif text[end] == ",":
+        without = text[:start] + text[end + 1:]
+    else:
+        without = "{}"
+    return hashlib.sha256(full.encode()).hexdigest()[:12], hashlib.sha256(without.encode()).hexdigest()[:12]
 
 
 _POSITIONS: dict[tuple[type, str], tuple[Any, int]] = {}

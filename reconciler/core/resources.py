@@ -193,6 +193,7 @@ class ResourceChange:
     """A destroy that waits for these cluster changes (keys) of the same plan: they destroy the last groups
     using the resource. It runs once they succeeded, in the same pass (``reconciler apply``, ``run --once``)."""
     _id: str = field(default="", init=False, repr=False, compare=False)
+    _content_id: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -216,9 +217,17 @@ class ResourceChange:
     @property
     def change_id(self) -> model.ChangeId:
         if not self._id:
-            payload = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
-            object.__setattr__(self, "_id", hashlib.sha256(payload.encode()).hexdigest()[:12])
+            ids = model.content_ids(self.content())
+            object.__setattr__(self, "_id", ids[0])
+            object.__setattr__(self, "_content_id", ids[1])
         return model.ChangeId(self._id)
+
+    @property
+    def content_id(self) -> str:
+        """The change id but for the commit (``model.Change.content_id``)."""
+        if not self._content_id:
+            self.change_id  # noqa: B018 - computes both
+        return self._content_id
 
     def content(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "name": self.name, "application": self.application,

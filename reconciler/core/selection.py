@@ -31,11 +31,12 @@ def select(
     """
     runnable: list[model.Change] = []
     held: list[tuple[model.Change, model.Held]] = []
+    denials: dict[str, model.Held] = {}  # one hold per message: a freeze denies 20,000 changes with one
     for change in plan.changes:
         verdict = change.verdict
         if verdict is model.Verdict.DENY:
-            held.append((change, model.Held(model.Hold.DENIED, "denied: " + "; ".join(
-                v.message for v in change.verdicts if v.verdict is model.Verdict.DENY))))
+            why = "denied: " + "; ".join(v.message for v in change.verdicts if v.verdict is model.Verdict.DENY)
+            held.append((change, denials.get(why) or denials.setdefault(why, model.Held(model.Hold.DENIED, why))))
         elif verdict is model.Verdict.APPROVE and not approved(change):
             held.append((change, model.Held(
                 model.Hold.APPROVAL, f"waiting for approval (reconciler approve {change.change_id})")))

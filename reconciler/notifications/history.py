@@ -216,11 +216,18 @@ def _problems_by_file(status: Mapping[str, Any]) -> dict[str, list[str]]:
     return {f: sorted(ps) for f, ps in out.items()}
 
 
+def _held_as(held: Mapping[str, Any], by_content: bool) -> str:
+    """What names a held change across statuses: its content id (the same on a commit that changed another
+    file), or its change id in a snapshot saved before statuses had content ids."""
+    return str(held.get("content_id") or held["change_id"]) if by_content else str(held["change_id"])
+
+
 def snapshot(status: Mapping[str, Any]) -> dict[str, Any]:
     """The little of a status that ``transitions`` compares: kept under a key of its own, so a status saved
     by someone else (``reconciler status`` run with other Git credentials) never fakes a transition."""
     return {
-        "held": sorted([h["change_id"], kind] for h in _all_held(status) if (kind := _held_kind(h)) is not None),
+        "held_by": "content_id",
+        "held": sorted([_held_as(h, True), kind] for h in _all_held(status) if (kind := _held_kind(h)) is not None),
         "stalled": sorted(s["key"] for s in status.get("skipped") or [] if _stall_reason(s)),
         "problems": _problems_by_file(status),
         "source_error": status.get("source_error"),
@@ -236,15 +243,18 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
     actions = {c["change_id"]: c.get("action", "") for c in current.get("changes") or []}
     out: list[Record] = []
 
-    before = {(change_id, kind) for change_id, kind in prev.get("held") or []}
+    # a held change is told once, not again on each commit that leaves it as it was: its change id moves
+    # with every commit, its content id does not (compared by change id against a snapshot saved before)
+    by_content = previous is None or prev.get("held_by") == "content_id"
+    before = {(ident, kind) for ident, kind in prev.get("held") or []}
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}  # one event per application: a freeze holds them all
     for h in _all_held(current):
         kind = _held_kind(h)
-        if kind is None or (h["change_id"], kind) in before:
+        if kind is None or (_held_as(h, by_content), kind) in before:
             continue
         region, cluster = _split_key(h["key"])
         grouped.setdefault((app_of.get(cluster, "") or str(h.get("application") or ""), kind), []).append({
-            "cluster": cluster, "region": region, "change_id": h["change_id"],
+            "cluster": cluster, "region": region, "change_id": h["change_id"], "content_id": h.get("content_id", ""),
             "action": actions.get(h["change_id"]) or str(h.get("action") or "change"), "why": redact(h["why"]),
             "command": h.get("command") or f"reconciler approve {h['change_id']}"})
     for (app, kind), held in grouped.items():

@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+import msgspec
+
 from reconciler.core import escaping, model, planner
 from reconciler.runtime import resources as resources_rt
 
@@ -56,7 +58,8 @@ def build(ev: Evaluation, *, commit: str, source_error: str | None, reason: str,
         "applications": apps,
         "changes": [{"change_id": c.change_id, "key": c.key, "action": c.action.value,
                      "verdict": c.verdict.value, "reason": c.reason} for c in ev.plan.changes],
-        "held": [{"key": c.key, "change_id": c.change_id, "why": str(why), "kind": why.kind.value,
+        "held": [{"key": c.key, "change_id": c.change_id, "content_id": c.content_id, "why": str(why),
+                  "kind": why.kind.value,
                   "waiting": list(c.waiting), "waits_for": why.waits_for, "until": why.until,
                   "command": why.command} for c, why in ev.held],
         "pipelines": dict(ev.promo.pipelines),
@@ -71,10 +74,18 @@ def build(ev: Evaluation, *, commit: str, source_error: str | None, reason: str,
                               "action": c.action.value, "verdict": c.verdict.value, "reason": c.reason}
                              for c in ev.plan.resource_changes],
         "resource_skipped": [dataclasses.asdict(s) for s in ev.outcome.resource_skipped],
-        "resource_held": [{"key": c.key, "change_id": c.change_id, "application": c.application,
+        "resource_held": [{"key": c.key, "change_id": c.change_id, "content_id": c.content_id,
+                           "application": c.application,
                            "action": c.action.value, "why": str(why), "kind": why.kind.value, "command": why.command}
                           for c, why in ev.resources_held],
     }
+
+
+def encode(doc: Document) -> str:
+    """The document as the store keeps it. msgspec, not ``json``: a fleet's document is 17 MB, which ``json``
+    encodes in 0.3 s through a list of a million small strings; msgspec in 0.03 s into one buffer. Read back,
+    it is the same values (but a non-finite float, which would read back as null)."""
+    return msgspec.json.encode(doc, order="sorted").decode()
 
 
 def _applications(ev: Evaluation, commit: str, source_error: str | None, now: float,

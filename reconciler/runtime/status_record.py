@@ -44,7 +44,7 @@ class StatusRecorder:
             return
         doc = status.build(ev, commit=ev.desired.commit, source_error=ev.source_error, reason=reason, now=now,
                            file_apps=file_apps)
-        self.store.put(keys.STATUS, doc, now)
+        self.store.put_text(keys.STATUS, status.encode(doc), now)
         self._token = uuid.uuid4().hex
         self._built_at = now
         self.store.put(keys.STATUS_STAMP, self._stamp(now, reason, built_at=now), now)

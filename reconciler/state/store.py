@@ -275,7 +275,10 @@ class Store:
         return json.loads(row[0]) if row else default
 
     def put(self, key: str, value: Any, now: float) -> None:
-        data = json.dumps(value, sort_keys=True)
+        self.put_text(key, json.dumps(value, sort_keys=True), now)
+
+    def put_text(self, key: str, data: str, now: float) -> None:
+        """``put`` of a value its caller encoded as JSON (the status document, by a faster encoder)."""
         with self.tx() as c:
             updated = c.execute(
                 kv.update().where(kv.c.key == key).values(value=data, updated_at=now)

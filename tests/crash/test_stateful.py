@@ -64,6 +64,7 @@ from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, memo, model, planner
 from reconciler.core.resources import Kind, ResourceAction, ResourceChange
+from reconciler.notifications import history as notify_history
 from reconciler.runtime import canary as canary_runtime
 from reconciler.runtime import engine as engine_mod
 from reconciler.runtime import executor as executor_mod
@@ -413,10 +414,10 @@ class Fleet(RuleBasedStateMachine):
                     continue  # the plan moved on since the status was saved
                 stateful_stats.KINDS["approve a manual judgment"] += 1
         events = [e for e in self.engine.store.history(limit=500) if e["kind"] == "waiting_for_approval"]
-        announced = {c["change_id"] for e in events for c in e["detail"].get("changes", [])}
+        announced = {c["content_id"] for e in events for c in e["detail"].get("changes", [])}
         for h in status.get("resource_held", []):
-            if h["kind"] == model.Hold.APPROVAL.value:
-                assert h["change_id"] in announced, f"{h['key']} waits for approval unannounced"
+            if h["kind"] == model.Hold.APPROVAL.value:  # told once, by its content id (not again per commit)
+                assert h["content_id"] in announced, f"{h['key']} waits for approval unannounced"
         for rc in status.get("resource_changes", []):
             if rc["verdict"] == "approve":
                 try:
@@ -424,6 +425,23 @@ class Fleet(RuleBasedStateMachine):
                 except errors.ReconcilerError:
                     continue  # the plan moved on since the status was saved
                 stateful_stats.KINDS["approve a narrowed ingress"] += 1
+
+    @rule()
+    def commit_elsewhere(self) -> None:
+        """A commit that changes no spec (another team's file): every change id moves with it, and no change
+        held before is told again (each is told once, when it begins: docs/notifications.md)."""
+        told = self.engine.store.get(notify_history.KEY_SNAPSHOT) or {}
+        before = {(ident, kind) for ident, kind in told.get("held") or []} if told.get("held_by") else set()
+        last = max((e["id"] for e in self.engine.store.history(limit=1)), default=0)
+        (self.repo.path / "NOTES.md").write_text(f"note {len(self.history)}\n", encoding="utf-8")
+        self.history.append((self.repo.commit("a note outside the specs"), self.want))
+        stateful_stats.KINDS["a commit outside the specs"] += 1
+        self._pass("a reconcile pass")
+        again = [(c.get("content_id"), e["kind"]) for e in self.engine.store.history(limit=500) if e["id"] > last
+                 for c in e["detail"].get("changes", []) if (c.get("content_id"), e["kind"]) in before]
+        assert not again, f"held changes told again after a commit outside the specs: {again}"
+        if before:
+            stateful_stats.KINDS["a commit outside the specs with changes held"] += 1
 
     def _forget_app(self) -> None:
         """Its file is removed: losing its capacity is allowed from now until it is back and serves."""

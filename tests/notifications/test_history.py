@@ -127,6 +127,65 @@ def test_a_denial_a_broken_spec_and_a_source_error_are_each_recorded_when_they_b
     assert len(errors_) == 1 and "does not exist" in errors_[0]["message"] and len(recovered) == 1
 
 
+def test_a_commit_to_another_file_tells_no_held_change_again(env: Env) -> None:
+    """Every change id moves with every commit; a held change that stays what it is is not news."""
+    write_config(env.config, env.repo.path, env.state_dir,
+                 providers={"local": {"accounts": {"default": {}, "prod": {}}}})
+    checkout = app_spec(regions=ONE, account="prod", criticality="critical")
+    env.repo.write("apps/checkout.yaml", checkout)
+    env.repo.write("apps/cart.yaml", app_spec("cart", regions=ONE)).commit("v1")
+    assert env.cli("run", "--once").code == 0
+    (waiting,) = _events(env, kinds.WAITING_FOR_APPROVAL)
+    old_id = waiting["detail"]["change_id"]
+    env.repo.write("apps/cart.yaml", app_spec("cart", regions=ONE) + "# a comment\n").commit("a comment in cart")
+    env.cli("run", "--once")
+    env.cli("run", "--once")
+    assert len(_events(env, kinds.WAITING_FOR_APPROVAL)) == 1  # checkout's change has a new id, is the same
+    status = json.loads(env.cli("status", "--format", "json").out)
+    (held,) = status["held"]
+    assert held["change_id"] != old_id
+    assert _snapshot(env) == {**_snapshot(env), "held_by": "content_id",
+                              "held": [[held["content_id"], kinds.WAITING_FOR_APPROVAL]]}
+    refused = env.cli("approve", old_id)  # the announced id is stale: the refusal names the current one
+    assert refused.code != 0 and held["change_id"] in refused.err
+
+    env.cli("freeze", "--reason", "black friday")
+    env.repo.write("apps/cart.yaml", app_spec("cart", image="cart-2.0", regions=ONE)).commit("cart 2.0")
+    env.cli("run", "--once")
+    # the freeze turns checkout's wait for approval into a denial: a new kind of hold, told
+    assert sorted(e["application"] for e in _events(env, kinds.GUARDRAIL_DENIED)) == ["cart", "checkout"]
+    env.repo.write("apps/cart.yaml", app_spec("cart", image="cart-2.0", regions=ONE) + "# again\n").commit("again")
+    env.cli("run", "--once")
+    env.cli("run", "--once")
+    assert len(_events(env, kinds.GUARDRAIL_DENIED)) == 2
+    env.repo.write("apps/checkout.yaml", checkout.replace("checkout-1.0", "checkout-2.0")).commit("checkout 2.0")
+    env.cli("run", "--once")  # a new image is a new change: told
+    assert [e["application"] for e in _events(env, kinds.GUARDRAIL_DENIED)][2:] == ["checkout"]
+
+
+def _snapshot(env: Env) -> dict[str, Any]:
+    s = store_mod.Store(f"sqlite:///{env.state_dir / 'state.db'}")
+    try:
+        return dict(s.get(history.KEY_SNAPSHOT))
+    finally:
+        s.close()
+
+
+def test_a_snapshot_saved_before_content_ids_is_compared_by_change_id() -> None:
+    """After an upgrade the first pass sees a snapshot of change ids: nothing held is told again for it."""
+    held = [{"key": "local/default/us-east-1/checkout-main", "change_id": "id-1", "content_id": "cid-1",
+             "why": "denied: freeze: frozen", "kind": "denied"}]
+    status = {"commit": "c" * 40, "applications": {"checkout": {"clusters": ["checkout-main"]}},
+              "changes": [{"change_id": "id-1", "action": "replace"}], "held": held}
+    old_snapshot: dict[str, Any] = {"held": [["id-1", kinds.GUARDRAIL_DENIED]], "stalled": [], "problems": {},
+                                    "source_error": None}
+    assert history.transitions(old_snapshot, status) == []
+    assert history.snapshot(status)["held"] == [["cid-1", kinds.GUARDRAIL_DENIED]]
+    moved = {**status, "held": [{**held[0], "change_id": "id-2"}]}  # another commit, the same change
+    assert history.transitions(history.snapshot(status), moved) == []
+    assert [r.kind for r in history.transitions(old_snapshot, moved)] == [kinds.GUARDRAIL_DENIED]
+
+
 def test_transitions_compare_two_statuses() -> None:
     held = [{"key": f"local/default/{r}/checkout-main", "change_id": f"id-{r}", "why": "denied: freeze: frozen",
              "kind": "denied"} for r in ("us-east-1", "eu-west-1")]
