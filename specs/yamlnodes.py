@@ -13,6 +13,7 @@ this walk, of the validator or of anything downstream.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -109,11 +110,17 @@ class _Walk:
         if node.tag == _STR_TAG and type(node) is yaml.ScalarNode:
             return node.value  # what SafeConstructor.construct_yaml_str answers, without its bookkeeping
         try:
-            return self.constructor.construct_object(node, deep=True)
+            value = self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:  # e.g. !!python/object: not constructible by a safe loader
             problem = getattr(exc, "problem", None) or str(exc)
             self.problem(node, path, f"not allowed in a spec: {problem}")
             return None
+        if type(value) is float and not math.isfinite(value):
+            # .nan passes every bound (each comparison with it is false) and .inf every lower one: a canary
+            # score of .nan would pass validation, then judge nothing and break the saved plan
+            self.problem(node, path, f"{node.value} is not a finite number (quote it if it is text)")
+            return None
+        return value
 
     def build(self, node: yaml.Node, path: str, depth: int) -> Any:
         self.budget -= 1

@@ -186,3 +186,22 @@ def test_status_and_history_text_show_control_characters_as_escapes(env: Env) ->
     for out in (status, history):
         assert not any(line.startswith("Plan:") for line in out.splitlines()), out
     assert "release\\nPlan: 0 to create" in status and "look\\nPlan: 0 to create" in history
+
+
+def test_a_number_that_is_not_finite_is_a_spec_problem_and_the_others_plan(env: Env) -> None:
+    """``.nan`` passes every bound (a canary score of .nan judged nothing and broke the saved plan)."""
+    env.repo.write("apps/good.yaml", app_spec("good", regions=("us-east-1",)))
+    canary = app_spec("odd", regions=("us-east-1",)).replace(
+        "    health:", "    strategy: {type: canary, canary: {steps: [{weight: 10, pause: 1m}],\n"
+        "               score: {pass: .nan, marginal: -.inf}}}\n    health:")
+    env.repo.write("apps/odd.yaml", canary)
+    env.repo.write("apps/huge.yaml", app_spec("huge", regions=("us-east-1",)) + "    max_surge: 1.0e+999\n")
+    env.repo.commit("odd numbers")
+    res = run_cli("validate", str(env.repo.path), "--config", str(env.config))
+    assert res.code == 1 and "Traceback" not in res.err
+    assert "apps/odd.yaml:13: clusters[0].strategy.canary.score.pass: .nan is not a finite number" in res.out
+    assert "clusters[0].strategy.canary.score.marginal: -.inf is not a finite number" in res.out
+    assert "apps/huge.yaml:13: clusters[0].max_surge: 1.0e+999 is not a finite number" in res.out
+    plan = env.cli("plan", "--format", "json", "--out", str(env.state_dir.parent / "plan.json"))
+    assert plan.code == 1 and "Traceback" not in plan.err  # a spec problem: the good file is planned
+    assert [c["application"] for c in json.loads(plan.out)["changes"]] == ["good"]
