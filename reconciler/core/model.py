@@ -24,6 +24,7 @@ from typing import Any, NewType
 from reconciler.core import automation as automation_mod
 from reconciler.core import canary as canary_mod
 from reconciler.core import images as image_mod
+from reconciler.core import jsontext
 
 MANAGED_BY = "reconciler"
 """Value of the ``managed-by`` tag/label on every group the reconciler creates."""
@@ -673,8 +674,8 @@ def with_verdicts(change: Any, verdicts: tuple[PolicyVerdict, ...]) -> Any:
 _MARK = json.dumps("\x00commit\x00")
 """Where the commit goes in a change's encoded content (NUL is in no name, and a value holding it is detected)."""
 _KEY = '"commit":'
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-"""``json.dumps(value, sort_keys=True, separators=(",", ":"))`` without building an encoder per call."""
+_CANONICAL = functools.partial(jsontext.compact, allow_nan=True)
+"""``json.dumps(value, sort_keys=True, separators=(",", ":"))``, the text ids hash, by msgspec where it can."""
 
 
 def content_ids(content: dict[str, Any]) -> tuple[str, str]:
