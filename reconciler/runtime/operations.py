@@ -8,12 +8,13 @@ new decision). A manual rollback pauses its cluster first, so no pass undoes it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from reconciler.config import settings as config_mod
 from reconciler.core import clock as clock_mod
 from reconciler.core import errors, model, planner
+from reconciler.notifications import kinds as notify_kinds
 from reconciler.runtime import desired as desired_mod
 from reconciler.runtime import executor as executor_mod
 from reconciler.runtime import live as live_mod
@@ -67,7 +68,8 @@ class Operations:
             pending = [c.change_id for c in ids.values() if c.verdict is model.Verdict.APPROVE]
             raise errors.ReconcilerError(
                 f"{ident} is neither the current plan ({ev.plan.plan_id}) nor one of its changes "
-                f"(waiting for approval: {', '.join(pending) or 'none'}); re-run `reconciler plan`"
+                f"(waiting for approval: {', '.join(pending) or 'none'}); "
+                + (self._moved(ident, ids.values()) or "re-run `reconciler plan`")
             )
         row = self.store.add_approval(
             plan_id=ev.plan.plan_id if ident == ev.plan.plan_id else "",
@@ -80,6 +82,21 @@ class Operations:
                           cluster=target.cluster if target else "", region=target.region if target else "",
                           commit=ev.desired.commit)
         return {**row, "id": ident}
+
+    def _moved(self, ident: str, changes: Iterable[Any]) -> str:
+        """Where an announced change id went: a later commit gave the same change another id (ids name the
+        commit; ``waiting_for_approval`` told its content id too). Empty when no announcement names it."""
+        for event in self.store.history(limit=500, kinds=(notify_kinds.WAITING_FOR_APPROVAL,)):
+            told = next((c for c in event["detail"].get("changes") or () if c.get("change_id") == ident), None)
+            if told is None or not told.get("content_id"):
+                continue
+            now = next((c for c in changes if c.content_id == told["content_id"]), None)
+            if now is None:
+                return f"{ident} was announced at {str(event['commit'])[:8]}, and that change is not planned now"
+            return (f"{ident} was announced at {str(event['commit'])[:8]}; a later commit gave the same change "
+                    f"({now.action.value} {now.cluster} in {now.region}) the id {now.change_id}: "
+                    f"run `reconciler approve {now.change_id}`")
+        return ""
 
     # ------------------------------------------------------------------ pause, freeze
 

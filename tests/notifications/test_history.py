@@ -147,7 +147,8 @@ def test_a_commit_to_another_file_tells_no_held_change_again(env: Env) -> None:
     assert _snapshot(env) == {**_snapshot(env), "held_by": "content_id",
                               "held": [[held["content_id"], kinds.WAITING_FOR_APPROVAL]]}
     refused = env.cli("approve", old_id)  # the announced id is stale: the refusal names the current one
-    assert refused.code != 0 and held["change_id"] in refused.err
+    assert refused.code != 0 and (f"a later commit gave the same change (create checkout-main in us-east-1) the id "
+                                  f"{held['change_id']}: run `reconciler approve {held['change_id']}`") in refused.err
 
     env.cli("freeze", "--reason", "black friday")
     env.repo.write("apps/cart.yaml", app_spec("cart", image="cart-2.0", regions=ONE)).commit("cart 2.0")
