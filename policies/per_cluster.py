@@ -98,7 +98,7 @@ def _judge_cluster(changes: list[model.Change], live: list[model.ServerGroup], c
     """The per-cluster rules over one cluster's changes alone: a plan of them (no commit: these rules do not
     read it), with the live groups of their regions."""
     sub = model.Plan(commit="", changes=tuple(changes))
-    sub_ctx = dataclasses.replace(ctx, live=live)
+    sub_ctx = model.replaced(ctx, "live", live)  # once a cluster: positional, not keyword by keyword
     at: dict[str, int] = {c.change_id: n for n, c in enumerate(changes)}
     out: list[list[tuple[int, model.PolicyVerdict]]] = [[] for _ in changes]
     for i, policy in local:

@@ -234,7 +234,8 @@ def _gate_on_earlier_waves(change: model.Change, spec: model.ClusterSpec, wave_n
                       healthy_percent=spec.health.healthy_percent,
                       spec_hash=spec.for_region(r).launch.spec_hash() if spec.images else change.spec_hash)
     )
-    return dataclasses.replace(change, after=after, waiting=waiting)
+    gated: model.Change = model.replaced(model.replaced(change, "after", after), "waiting", waiting)
+    return gated  # two positional copies: cheaper than one keyword replace, 10,000 times a fleet
 
 
 def _prune(desired: model.DesiredState, live: LiveState, opts: Options, by_key: Mapping[Key, list[ServerGroup]],
