@@ -245,7 +245,7 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
 
     # a held change is told once, not again on each commit that leaves it as it was: its change id moves
     # with every commit, its content id does not (compared by change id against a snapshot saved before)
-    by_content = previous is None or prev.get("held_by") == "content_id"
+    by_content = prev.get("held_by") == "content_id"
     before = {(ident, kind) for ident, kind in prev.get("held") or []}
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}  # one event per application: a freeze holds them all
     for h in _all_held(current):
