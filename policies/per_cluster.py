@@ -39,7 +39,8 @@ def judge(plan: model.Plan, ctx: PolicyContext, *, clusters: Memo, clock: tuple[
     ``policies`` defaults to ``registry.default_policies()``.
 
     ``clock`` is what the clock decides now for these rules (``windows.clock_view``): the only input of theirs
-    that moves with time alone.
+    that moves with time alone. With ``clusters`` that keeps nothing (a process of one pass), the inputs are not
+    even built.
     """
     policies = registry.default_policies() if policies is None else policies
     local = [(i, p) for i, p in enumerate(policies) if p.per_cluster]
@@ -64,13 +65,16 @@ def judge(plan: model.Plan, ctx: PolicyContext, *, clusters: Memo, clock: tuple[
     shared = (ctx.policy_file, ctx.freeze_switch, clock)
     for key, changes in groups.items():
         own = [tuple(live.get((c.provider, c.account, c.region, c.cluster), ())) for c in changes]
-        inputs = (shared, tuple(_SHAPE(c) for c in changes), tuple(own),
-                  tuple(_criticality(ctx, c.application) for c in changes),
-                  tuple(c.change_id if any(q(c) for q in quoting) else "" for c in changes))
-        verdicts = clusters.get(key, inputs)
-        if verdicts is memo.MISSING:
+        if not clusters.keeps:
             verdicts = _judge_cluster(changes, [g for gs in own for g in gs], ctx, local)
-            clusters.put(key, inputs, verdicts)
+        else:
+            inputs = (shared, tuple(_SHAPE(c) for c in changes), tuple(own),
+                      tuple(_criticality(ctx, c.application) for c in changes),
+                      tuple(c.change_id if any(q(c) for q in quoting) else "" for c in changes))
+            verdicts = clusters.get(key, inputs)
+            if verdicts is memo.MISSING:
+                verdicts = _judge_cluster(changes, [g for gs in own for g in gs], ctx, local)
+                clusters.put(key, inputs, verdicts)
         for c, mine in zip(changes, verdicts, strict=True):
             found[c.change_id].extend(mine)
     clusters.sweep()

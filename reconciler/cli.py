@@ -242,12 +242,14 @@ def _config(args: argparse.Namespace, *, repo: str | None = None) -> config_mod.
     )
 
 
-def _engine(args: argparse.Namespace, *, repo: str | None = None, progress: bool = False) -> Any:
+def _engine(args: argparse.Namespace, *, repo: str | None = None, progress: bool = False,
+            one_pass: bool = False) -> Any:
+    """``one_pass``: the command evaluates once, so nothing is kept for a next evaluation."""
     from reconciler.runtime import engine as engine_mod
 
     cfg = _config(args, repo=repo)
     return engine_mod.Engine(cfg, progress=_progress if progress else None,
-                             after_step=getattr(args, "after_step", None))
+                             after_step=getattr(args, "after_step", None), remember=not one_pass)
 
 
 def _remote(args: argparse.Namespace) -> Any:
@@ -326,7 +328,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         return remote.plan(args)
     cfg_repo = args.repo
-    eng = _engine(args, repo=cfg_repo)
+    eng = _engine(args, repo=cfg_repo, one_pass=True)
     answers = None if args.no_cache else _PlanAnswers(eng.config, args)
     try:
         local = None
@@ -589,7 +591,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.server:
         status = _remote(args).get("/api/v1/status")
     else:
-        eng = _engine(args)
+        eng = _engine(args, one_pass=True)
         try:
             eng.refresh_status(record_events=False)
             status = eng.status()

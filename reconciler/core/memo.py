@@ -99,16 +99,24 @@ class PerKey(Generic[T]):
     identity first, so parsed specs the cache hands out again cost nothing); ``sweep`` forgets the keys
     no call asked for since the last sweep, so what is kept follows the fleet, not its history.
     ``hits`` and ``misses`` count reuses and computations (tests assert them).
+
+    ``keep=False`` remembers nothing (every ``get`` misses): for a process of one pass, which has no next pass
+    to answer and should not hold the inputs of every cluster of a fleet until it exits. A caller may ask
+    ``keeps`` and skip building the inputs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: bool = True) -> None:
         self._entries: dict[Any, tuple[tuple[Any, ...], T]] = {}
         self._asked: set[Any] = set()
+        self.keeps = keep
         self.hits = 0
         self.misses = 0
 
     def get(self, key: Any, inputs: tuple[Any, ...]) -> T:
         """The result made of these very inputs, or ``MISSING``."""
+        if not self.keeps:
+            self.misses += 1
+            return cast(T, _MISSING)
         self._asked.add(key)
         entry = self._entries.get(key)
         if entry is not None and entry[0] == inputs:
@@ -118,7 +126,8 @@ class PerKey(Generic[T]):
         return cast(T, _MISSING)
 
     def put(self, key: Any, inputs: tuple[Any, ...], value: T) -> None:
-        self._entries[key] = (inputs, value)
+        if self.keeps:
+            self._entries[key] = (inputs, value)
 
     def sweep(self) -> None:
         self._entries = {k: v for k, v in self._entries.items() if k in self._asked}

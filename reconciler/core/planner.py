@@ -187,7 +187,7 @@ def _planned(opts: Options, key: Key, spec: model.ClusterSpec, wave: int, groups
              commit: str) -> model.Change | None:
     """``plan_cluster``, or its last result for the same inputs. The commit enters a change as its field
     and through which live groups were made by it, so a new commit reuses a change with its commit set."""
-    if opts.clusters is None:
+    if opts.clusters is None or not opts.clusters.keeps:
         return plan_cluster(spec, key[2], wave, groups, commit, origins=opts.rolling_origins, canaries=opts.canaries,
                             judgments=opts.rolling_judgments)
     inputs = (spec, wave, tuple(groups), tuple(g.commit == commit for g in groups), opts.rolling_origins,

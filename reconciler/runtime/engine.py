@@ -51,7 +51,10 @@ class Engine:
         background: bool = False,
         progress: Callable[[str], None] | None = None,
         after_step: Callable[[], None] | None = None,
+        remember: bool = True,
     ) -> None:
+        """``remember=False``: a process of one pass (``plan``, ``status``) keeps no per-cluster results for
+        a next one (``Pipeline``)."""
         self.config = config
         self.clock = clock or clock_mod.SystemClock()
         self.background = background
@@ -73,6 +76,7 @@ class Engine:
         self.pipeline = pipeline_mod.Pipeline(
             config=lambda: self.config, store=self.store, clock=self.clock, desired=self.desired, live=self.live,
             executor=self.executor, dispatcher=self.dispatcher, background=background, ha=self.ha,
+            remember=remember,
         )
         self.ops = operations_mod.Operations(
             config=lambda: self.config, store=self.store, clock=self.clock, pipeline=self.pipeline,

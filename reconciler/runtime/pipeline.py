@@ -156,7 +156,7 @@ class Pipeline:
     def __init__(self, *, config: Callable[[], config_mod.Config], store: store_mod.Store, clock: clock_mod.Clock,
                  desired: desired_mod.DesiredSource, live: live_mod.LiveReader, executor: executor_mod.Executor,
                  dispatcher: dispatch_mod.Dispatcher, background: bool,
-                 ha: ha_mod.Coordinator | None = None) -> None:
+                 ha: ha_mod.Coordinator | None = None, remember: bool = True) -> None:
         self._config = config  # the config in force (a reload replaces it between passes)
         self.store = store
         self.clock = clock
@@ -172,8 +172,10 @@ class Pipeline:
         self._last: Evaluation | None = None  # the evaluation status shows
         self.evaluations: memo.LastResult[Evaluation] = memo.LastResult()  # an unchanged pass decides nothing anew
         self.status = status_record.StatusRecorder(store)  # a reused evaluation's document is not rewritten
-        self.clusters: memo.PerKey[model.Change | None] = memo.PerKey()  # a one-file commit plans its clusters
-        self.verdicts: policy_per_cluster.Memo = memo.PerKey()  # ... and judges them (the rest is reused)
+        # a one-file commit plans its clusters and judges them, the rest is reused; a process of one pass
+        # (``plan``, ``status``) has no next pass to reuse them in, and keeps no inputs of 10,000 clusters for it
+        self.clusters: memo.PerKey[model.Change | None] = memo.PerKey(keep=remember)
+        self.verdicts: policy_per_cluster.Memo = memo.PerKey(keep=remember)
 
     # ------------------------------------------------------------------ the pass
 

@@ -86,3 +86,27 @@ def test_the_verdicts_memo_keeps_the_policy_settings_the_evaluation_holds(env: E
         assert len(entries) == 2 and all(inputs[0][0] is held for inputs, _ in entries)
     finally:
         eng.close()
+
+
+def test_a_process_of_one_pass_keeps_nothing_and_plans_the_same(env: Env) -> None:
+    """``plan`` and ``status`` evaluate once (``Engine(remember=False)``): the per-cluster memos keep no inputs
+    of the fleet until the process exits, and the plan is the remembering engine's, byte for byte."""
+    for i in range(3):
+        env.repo.write(f"apps/app{i}.yaml", app_spec(f"app{i}", image=f"app{i}-1.0"))
+    env.repo.write("apps/policies.yaml", CLOSED).commit("three apps; a window that is closed now")
+    clock = clock_mod.FakeClock(datetime(2026, 11, 28, 10, 0, tzinfo=UTC).timestamp())
+    cfg = config_mod.load_config(str(env.config))
+    plans = []
+    for remember in (True, False):
+        eng = engine_mod.Engine(cfg, clock=clock, remember=remember)
+        try:
+            ev = eng.plan()
+            plans.append(planfile.dump_plan(ev.plan, held=ev.held, skipped=ev.outcome.skipped))
+            kept = len(eng.pipeline.clusters._entries), len(eng.pipeline.verdicts._entries)
+            assert kept == ((6, 3) if remember else (0, 0)), (remember, kept)
+            asked = eng.pipeline.clusters.misses, eng.pipeline.verdicts.misses
+            assert asked == ((6, 3) if remember else (0, 0)), "a memo that keeps nothing is not even asked"
+        finally:
+            eng.close()
+    assert plans[0] == plans[1]
+    assert '"verdict": "deny"' in plans[0] or '"verdict":"deny"' in plans[0], "the closed window judged both"
