@@ -173,7 +173,9 @@ def load_policy_file(text: str, *, file: str) -> tuple[PolicySettings, list[erro
     if too_big is not None:
         return _broken(file, [too_big])
     problems: list[errors.SpecProblem] = []
-    validator = schema_mod.Validator(SCHEMA)  # one per call: a validator keeps per-document state
+    from specs import validator as validator_mod  # noqa: PLC0415 - cerberus loads with a policy file only
+
+    validator = validator_mod.Validator(SCHEMA)  # one per call: a validator keeps per-document state
     if not validator.validate(value):
         for path, raw in validator.flat_errors():
             message = f"unknown field; allowed here: {', '.join(sorted(_allowed(path)))}" if raw == "unknown field" \

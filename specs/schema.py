@@ -9,12 +9,11 @@ them is the validator, the cross-field rules and the export.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import re
-import threading
-from typing import Any
-
-import cerberus
+from collections.abc import Container, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from reconciler.core import errors
 from specs import automation as automation_spec
@@ -23,8 +22,8 @@ from specs import fastcheck, resource_checks, yamlnodes
 from specs import images as image_spec
 from specs import strategy as strategy_spec
 
-__all__ = ["APPLICATION", "CLUSTER", "MAX_DURATION_S", "MAX_ITEMS", "MAX_VALUES", "NAME_LIMIT", "Validator",
-           "json_schema", "oversized", "parse_seconds", "printable", "validate"]
+__all__ = ["APPLICATION", "CLUSTER", "MAX_DURATION_S", "MAX_ITEMS", "MAX_VALUES", "NAME_LIMIT", "STRICT_TYPES",
+           "TYPES", "json_schema", "oversized", "parse_seconds", "printable", "validate"]
 
 NAME_LIMIT = 58
 """Longest cluster name: ``cluster-vNNN`` must fit GCE's 63-character resource names.
@@ -212,84 +211,10 @@ _MESSAGES = {
     **image_spec.MESSAGES,
 }
 
-def _path_order(part: Any) -> tuple[int, Any]:
-    """Cerberus's order (list indexes, then keys), total even over hostile keys (``~: 1`` beside ``name``)."""
-    if isinstance(part, int) and not isinstance(part, bool):
-        return 0, part
-    return (1, part) if isinstance(part, str) else (2, repr(part))
-
-
 def printable(text: str) -> bool:
     """No control, format (bidi, zero-width), separator or unassigned characters besides the plain space:
     what prints as one plain line."""
     return text.isprintable()
-
-
-class Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no type hints
-    """Cerberus made safe for hostile documents: linear error bookkeeping, whole-string patterns, and the
-    ``printable`` and ``max_duration`` rules.
-
-    Cerberus re-sorts its whole error list (and a tree of them) on every
-    error it adds, so a document with thousands of errors took minutes
-    (quadratic); here errors are sorted once, by ``sorted_errors``. Its ``regex`` rule matched with
-    ``re.match`` and a ``$`` that also matches before a final newline, so
-    ``"shop\\n"`` passed ``^[a-z]+$``; here a pattern must match the whole value.
-    """
-
-    def _error(self, *args: Any) -> None:
-        if len(args) == 1:  # a batch of ValidationErrors: as cerberus, minus the sorts
-            # The error trees are left out: each insertion re-sorts a node's list, and only rules these
-            # schemas do not use (dependencies, readonly, chains of coercers) read them.
-            self._errors.extend(args[0])
-            for error in args[0]:
-                self.error_handler.emit(error)
-        else:
-            super()._error(*args)
-
-    def flat_errors(self) -> list[tuple[str, str]]:
-        """(``clusters[0].capacity.min``, message) per error, in cerberus's order.
-
-        Read straight from the errors: cerberus's ``errors`` property builds a
-        nested dict by copying it at every insertion, quadratic in the number
-        of errors.
-        """
-        self._errors.sort(key=lambda e: [_path_order(p) for p in e.document_path])  # keys may be None, 1.5, ...
-        messages = cerberus.errors.BasicErrorHandler.messages
-        out: list[tuple[str, str]] = []
-        stack = list(reversed(self._errors))
-        while stack:
-            error = stack.pop()
-            if error.is_group_error:
-                stack.extend(reversed(error.child_errors))
-                continue
-            template = messages.get(error.code, "{0}")
-            try:
-                message = template.format(*error.info, constraint=error.constraint, field=error.field,
-                                          value=error.value)
-            except (IndexError, KeyError, ValueError):
-                message = str(error.info[0]) if error.info else f"invalid ({error.rule})"
-            out.append((_path(error.document_path), message))
-        return out
-
-    def _validate_regex(self, pattern: str, field: str, value: Any) -> None:
-        """{'type': 'string'}"""
-        if isinstance(value, str) and not re.fullmatch(pattern, value):
-            self._error(field, cerberus.errors.REGEX_MISMATCH)
-
-    def _validate_printable(self, constraint: bool, field: str, value: Any) -> None:
-        """{'type': 'boolean'}"""
-        if constraint and isinstance(value, str) and not printable(value):
-            bad = next(c for c in value if not c.isprintable())
-            self._error(field, f"must not contain control characters (found {bad!r})")
-
-    def _validate_max_duration(self, constraint: float, field: str, value: Any) -> None:
-        """{'type': 'number'}"""
-        try:
-            seconds = parse_seconds(value)
-        except (ValueError, OverflowError):
-            return  # the regex rule reports the form
-        if seconds > constraint:
-            self._error(field, f"must be at most {constraint / 86400:g}d")
 
 
 def parse_seconds(value: Any) -> float:
@@ -304,39 +229,32 @@ def parse_seconds(value: Any) -> float:
     return float(m.group(1)) * {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[m.group(2)]
 
 
-def _path(parts: tuple[Any, ...]) -> str:
-    out = ""
-    for key in parts:
-        out = f"{out}[{key}]" if isinstance(key, int) else (f"{out}.{key}" if out else str(key))
-    return out
+class TypeDef(NamedTuple):
+    """What a cerberus type name accepts, as its ``TypeDefinition`` says (``specs.fastcheck`` reads these)."""
+
+    included_types: tuple[Any, ...]
+    excluded_types: tuple[type, ...] = ()
 
 
-class _Validator(Validator):
-    """Also keeps YAML's booleans out of numbers (``min: true`` is a mistake, not 1)."""
+TYPES: dict[str, TypeDef] = {
+    "binary": TypeDef((bytes, bytearray)), "boolean": TypeDef((bool,)), "container": TypeDef((Container,), (str,)),
+    "date": TypeDef((datetime.date,)), "datetime": TypeDef((datetime.datetime,)), "dict": TypeDef((Mapping,)),
+    "float": TypeDef((float, int)), "integer": TypeDef((int,)), "list": TypeDef((Sequence,), (str,)),
+    "number": TypeDef((int, float), (bool,)), "set": TypeDef((set,)), "string": TypeDef((str,)),
+}
+"""Cerberus's ``Validator.types_mapping``, known here without importing cerberus (``specs.validator`` does,
+for a document the fast check refuses; ``tests/specs/test_fastcheck.py`` compares the two)."""
 
-    types_mapping = {
-        **cerberus.Validator.types_mapping,
-        "integer": cerberus.TypeDefinition("integer", (int,), (bool,)),
-        "float": cerberus.TypeDefinition("float", (float, int), (bool,)),
-    }
-
-
-_local = threading.local()
-
-
-def _validator() -> cerberus.Validator:
-    """One validator per thread, built once (building it is costly)."""
-    v = getattr(_local, "validator", None)
-    if v is None:
-        v = _Validator(APPLICATION)
-        _local.validator = v
-    return v
+STRICT_TYPES: dict[str, TypeDef] = {**TYPES, "integer": TypeDef((int,), (bool,)),
+                                    "float": TypeDef((float, int), (bool,))}
+"""The spec's types: YAML's booleans are no numbers (``min: true`` is a mistake, not 1)."""
 
 
 @functools.cache
 def _accepts() -> fastcheck.Check:
-    """``APPLICATION`` compiled (``specs.fastcheck``): cerberus runs only for a document it does not accept."""
-    return fastcheck.compile_schema(APPLICATION, _Validator.types_mapping, printable, parse_seconds)
+    """``APPLICATION`` compiled (``specs.fastcheck``): cerberus runs only for a document it does not accept, and
+    is imported only then (a process that validates only good specs never loads it)."""
+    return fastcheck.compile_schema(APPLICATION, STRICT_TYPES, printable, parse_seconds)
 
 
 def oversized(doc: Any, lines: dict[str, int], *, file: str, max_items: int, max_values: int
@@ -368,7 +286,11 @@ def validate(doc: dict[str, Any], lines: dict[str, int], *, file: str) -> list[e
     if too_big is not None:
         return [too_big]
     problems: list[errors.SpecProblem] = []
-    if not _accepts()(doc) and not (v := _validator()).validate(doc, normalize=False):
+    if not _accepts()(doc):
+        from specs import validator as validator_mod  # noqa: PLC0415 - cerberus, for a refused document only
+
+        v = validator_mod.for_specs()
+    if not _accepts()(doc) and not v.validate(doc, normalize=False):
         for path, message in v.flat_errors():
             problems.append(
                 errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, _explain(path, message, doc))

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from specs import fastcheck, schema
+from specs import fastcheck, schema, validator
 from tests.specs import hostile, spec_helpers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ MISTAKES: list[Any] = [None, "", "x", "\x1b[31m", "a\nb", -1, 0, 1.5, 10**12, Tr
 
 
 def cerberus_accepts(doc: Any) -> bool:
-    return bool(schema._validator().validate(doc, normalize=False))
+    return bool(validator.for_specs().validate(doc, normalize=False))
 
 
 def _types(rules: dict[str, Any]) -> list[str]:
@@ -117,19 +117,19 @@ def test_hostile_documents_get_cerberus_verdict(text: str) -> None:
 
 def test_a_rule_the_check_does_not_mirror_is_refused_when_it_is_built() -> None:
     with pytest.raises(fastcheck.UnknownRule, match="dependencies"):
-        fastcheck.compile_schema({"a": {"type": "string", "dependencies": "b"}}, schema._Validator.types_mapping,
+        fastcheck.compile_schema({"a": {"type": "string", "dependencies": "b"}}, schema.STRICT_TYPES,
                                  schema.printable, schema.parse_seconds)
 
 
 def test_a_valid_tree_is_validated_without_cerberus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[int] = []
-    real = schema._Validator.validate
+    real = validator.StrictValidator.validate
 
     def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(schema._Validator, "validate", counting)
+    monkeypatch.setattr(validator.StrictValidator, "validate", counting)
     good = yaml.safe_load(hostile.KEEP)
     assert schema.validate(good, {}, file="keep.yaml") == []
     assert calls == []
@@ -137,3 +137,17 @@ def test_a_valid_tree_is_validated_without_cerberus(monkeypatch: pytest.MonkeyPa
     problems = schema.validate(bad, {}, file="keep.yaml")
     assert [p.field for p in problems] == ["clusters[0].instance_type"]  # cerberus wrote the message
     assert calls == [1]
+
+
+@pytest.mark.parametrize(("ours", "cerberus_types"), [(schema.TYPES, validator.Validator.types_mapping),
+                                                      (schema.STRICT_TYPES, validator.StrictValidator.types_mapping)])
+def test_the_fast_checks_types_are_cerberus_types(ours: dict[str, Any], cerberus_types: dict[str, Any]) -> None:
+    """The fast check knows cerberus's types without importing it: the two tables say the same per name."""
+    def flat(types: tuple[Any, ...]) -> set[type]:  # cerberus nests a tuple of int types in its own tuples
+        return {t for item in types for t in (item if isinstance(item, tuple) else (item,))}
+
+    assert set(ours) == set(cerberus_types)
+    for name, d in cerberus_types.items():
+        assert (flat(ours[name].included_types), flat(ours[name].excluded_types)) == \
+               (flat(d.included_types), flat(d.excluded_types)), name
+
