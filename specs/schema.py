@@ -290,11 +290,11 @@ def validate(doc: dict[str, Any], lines: dict[str, int], *, file: str) -> list[e
         from specs import validator as validator_mod  # noqa: PLC0415 - cerberus, for a refused document only
 
         v = validator_mod.for_specs()
-    if not _accepts()(doc) and not v.validate(doc, normalize=False):
-        for path, message in v.flat_errors():
-            problems.append(
-                errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, _explain(path, message, doc))
-            )
+        if not v.validate(doc, normalize=False):
+            for path, message in v.flat_errors():
+                problems.append(
+                    errors.SpecProblem(file, yamlnodes.line_of(lines, path), path, _explain(path, message, doc))
+                )
     # A cross-field rule over a value the schema already rejected only adds noise.
     rejected = tuple(p.field for p in problems)
     problems += [p for p in _cross_field(doc, lines, file)

@@ -129,14 +129,22 @@ def test_a_valid_tree_is_validated_without_cerberus(monkeypatch: pytest.MonkeyPa
         calls.append(1)
         return real(self, *args, **kwargs)
 
+    checks: list[int] = []
+    fast = schema._accepts()
+
+    def counted_check(doc: Any) -> bool:
+        checks.append(1)
+        return fast(doc)
+
     monkeypatch.setattr(validator.StrictValidator, "validate", counting)
+    monkeypatch.setattr(schema, "_accepts", lambda: counted_check)
     good = yaml.safe_load(hostile.KEEP)
     assert schema.validate(good, {}, file="keep.yaml") == []
-    assert calls == []
+    assert (calls, checks) == ([], [1]), "a good document is checked once, by the fast check alone"
     bad = yaml.safe_load(textwrap.dedent(hostile.KEEP).replace("instance_type: small", "instance_type: 7"))
     problems = schema.validate(bad, {}, file="keep.yaml")
     assert [p.field for p in problems] == ["clusters[0].instance_type"]  # cerberus wrote the message
-    assert calls == [1]
+    assert (calls, checks) == ([1], [1, 1])
 
 
 @pytest.mark.parametrize(("ours", "cerberus_types"), [(schema.TYPES, validator.Validator.types_mapping),
