@@ -43,11 +43,11 @@ def _loaded(tmp_path: Path, *args: str) -> list[str]:
     return [m for m in loaded if any(m == u or m.startswith(u + ".") for u in UNUSED)]
 
 
-@pytest.mark.parametrize("command", ["validate", "plan"])
+@pytest.mark.parametrize("command", ["validate", "plan", "status"])
 def test_a_local_only_command_imports_no_cloud_sdk_nor_web_stack(env: Env, tmp_path: Path, command: str) -> None:
     env.repo.write("apps/checkout.yaml", app_spec(image="{{ values.image }}-1.0"))
     env.repo.write("apps/values.yaml", "image: checkout\n")
     env.repo.commit("one app")
     args = (["validate", str(env.repo.path / "apps")] if command == "validate"
-            else ["plan", "--config", str(env.config), "--format", "json"])
+            else [command, "--config", str(env.config), "--format", "json"])
     assert _loaded(tmp_path, *args) == []
