@@ -6,6 +6,7 @@ import contextlib
 import re
 import select
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.daemon.conftest import Daemon, DaemonFactory
@@ -21,16 +22,30 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def _status_line(sock: socket.socket) -> str:
+def _read_until(sock: socket.socket, done: Callable[[bytes], bool]) -> bytes:
+    """What the server sent until ``done`` says it is enough, it closes, or the socket fails or times out."""
     sock.settimeout(10)
     data = b""
     with contextlib.suppress(ConnectionError, TimeoutError):
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
+        while not done(data):
+            chunk = sock.recv(65536)
             if not chunk:
                 break
             data += chunk
-    return data.split(b"\r\n", 1)[0].decode("latin-1")
+    return data
+
+
+def _status_line(sock: socket.socket) -> str:
+    return _read_until(sock, lambda data: b"\r\n" in data).split(b"\r\n", 1)[0].decode("latin-1")
+
+
+def _whole(data: bytes) -> bool:
+    """The head has ended and the body is as long as its Content-Length says (or it has none)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return length is None or len(body) >= int(length.group(1))
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -85,21 +100,7 @@ def _raw(d: Daemon, request: bytes) -> str:
     server still writes makes waitress log an error of its own (it cannot name a request it did not parse)."""
     with socket.create_connection(("127.0.0.1", d.port), timeout=10) as sock:
         sock.sendall(request)
-        data = b""
-        with contextlib.suppress(ConnectionError, TimeoutError):
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            while length is not None and len(body) < int(length.group(1)):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                body += chunk
-        return data.split(b"\r\n", 1)[0].decode("latin-1")
+        return _read_until(sock, _whole).split(b"\r\n", 1)[0].decode("latin-1")
 
 
 def test_malformed_requests_get_a_4xx_and_no_traceback(daemon_factory: DaemonFactory, tmp_path: Path) -> None:
